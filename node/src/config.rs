@@ -1,0 +1,43 @@
+//! Node configuration.
+
+use protocol::{NodeId, Secret};
+use std::path::PathBuf;
+
+/// Everything a node needs to run; built by the binary from flags.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Operator-given identity; the coordinator tracks chunks by it, so a node
+    /// that restarts on another port keeps its chunks.
+    pub id: NodeId,
+    /// Chunk files live under `<data_dir>/chunks`, uploads in progress under
+    /// `<data_dir>/tmp` (wiped at start), corrupt files under
+    /// `<data_dir>/quarantine`.
+    pub data_dir: PathBuf,
+    /// The address clients and other nodes use to reach this node; usually
+    /// the listen address.
+    pub advertise: String,
+    /// Coordinator to register with. Without it the node waits for the
+    /// coordinator to attach (it was listed in `coord --nodes`).
+    pub coord: Option<String>,
+    /// Shared secret required of every peer, if the cluster has one.
+    pub secret: Option<Secret>,
+    /// Concurrent connections served; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Free space kept in reserve: a put that would leave less is refused
+    /// with a disk-full error before any byte is written.
+    pub reserve_bytes: u64,
+}
+
+impl NodeConfig {
+    pub fn new(id: NodeId, data_dir: PathBuf, advertise: String) -> Self {
+        NodeConfig {
+            id,
+            data_dir,
+            advertise,
+            coord: None,
+            secret: None,
+            max_connections: 512,
+            reserve_bytes: 64 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The dfs-sim chunkserver. A node stores chunks as one file each under its
+//! data directory, serves them as streams of framed data, checks a CRC on
+//! every receive and every read, and keeps a session with the coordinator
+//! for heartbeats and commands.
+//!
+//! The node never interprets file names: it only knows [`protocol::ChunkId`]s.
+
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod session;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+pub use server::run;

@@ -1,0 +1,211 @@
+//! The node's accept loop and the handling of one data connection.
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::session;
+use crate::store::ChunkStore;
+use protocol::handshake;
+use protocol::{ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// How long in-flight requests get to finish after shutdown is requested;
+/// what is still running then is cut off (its temp files are removed).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of a running node.
+pub(crate) struct Ctx {
+    pub config: NodeConfig,
+    pub store: Arc<ChunkStore>,
+}
+
+/// Runs a node on `listener` until `shutdown` completes. Returns once every
+/// connection has finished or been cut off; nothing half-written stays
+/// visible either way, because chunks appear only by rename.
+pub async fn run(
+    listener: TcpListener,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let store = Arc::new(ChunkStore::open(&config.data_dir, config.reserve_bytes)?);
+    let sem = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let ctx = Arc::new(Ctx { config, store });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    if let Some(coord) = ctx.config.coord.clone() {
+        tasks.spawn(session::dial_loop(ctx.clone(), coord, stop_rx.clone()));
+    }
+    tracing::info!(
+        id = %ctx.config.id,
+        listen = %listener.local_addr()?,
+        "node serving"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            permit = sem.clone().acquire_owned() => {
+                let Ok(permit) = permit else { break };
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((stream, peer)) => {
+                        let ctx = ctx.clone();
+                        let stop = stop_rx.clone();
+                        let span = tracing::info_span!("conn", %peer);
+                        tasks.spawn(async move {
+                            handle(Connection::new(stream), ctx, stop).await;
+                            drop(permit);
+                        }.instrument(span));
+                    }
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("node shutting down");
+    let _ = stop_tx.send(true);
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("cutting off requests still running after {DRAIN_TIMEOUT:?}");
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Serves one connection: handshake, then requests one after another.
+/// Any malformed input closes this connection only.
+async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    match handshake::accept(&mut conn, ctx.config.secret.as_ref()).await {
+        Ok(role) => tracing::debug!(?role, "peer connected"),
+        Err(e) => {
+            tracing::warn!(error = %e, "handshake failed, closing connection");
+            return;
+        }
+    }
+    loop {
+        let req = tokio::select! {
+            r = conn.recv_opt::<NodeRequest>() => r,
+            _ = stop.changed() => return,
+        };
+        let req = match req {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad request, closing connection");
+                return;
+            }
+        };
+        let keep_going = match req {
+            NodeRequest::Put(header) => put(&mut conn, &ctx, header).await,
+            NodeRequest::Get(id) => get(&mut conn, &ctx, id).await,
+            NodeRequest::Delete(ids) => {
+                let count = ctx.store.delete(&ids).await;
+                tracing::info!(count, "deleted chunks");
+                conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
+            }
+            NodeRequest::Ping => conn
+                .reply(&NodeResponse::Pong(ctx.store.stats()))
+                .await
+                .is_ok(),
+            NodeRequest::Attach => {
+                session::attached(conn, ctx, stop).await;
+                return;
+            }
+        };
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+/// Receives a chunk. Returns whether the connection can serve another
+/// request: after an error the peer may still be sending data frames, so
+/// the connection is closed rather than resynchronised.
+async fn put(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> bool {
+    let id = header.id;
+    match receive(conn, ctx, header).await {
+        Ok(()) => {
+            tracing::debug!(chunk = %id, "stored chunk");
+            conn.reply(&NodeResponse::Stored { id }).await.is_ok()
+        }
+        Err(e) => {
+            tracing::warn!(chunk = %id, error = %e, "put failed");
+            if !matches!(e, Error::Protocol(_)) {
+                let _ = conn.reply_err(e.to_wire()).await;
+            }
+            false
+        }
+    }
+}
+
+async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Result<()> {
+    let mut w = ctx.store.create(&header).await?;
+    while w.remaining() > 0 {
+        let data = conn.recv_data().await?;
+        w.write(&data).await?;
+    }
+    ctx.store.commit(w).await
+}
+
+/// Streams a chunk out, verifying its CRC on the way; a mismatch is reported
+/// in the trailer and the file is quarantined.
+async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
+    let mut r = match ctx.store.open_chunk(&id).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Error::Corrupt { reason, .. } = &e {
+                ctx.store.quarantine(&id, reason).await;
+            }
+            tracing::warn!(chunk = %id, error = %e, "get failed");
+            return conn.reply_err(e.to_wire()).await.is_ok();
+        }
+    };
+    if conn
+        .reply(&NodeResponse::Chunk(r.header.clone()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    loop {
+        match r.next_piece().await {
+            Ok(Some(piece)) => {
+                if conn.feed_data(&piece).await.is_err() {
+                    return false;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // Cannot signal inside a data stream: closing tells the
+                // reader the chunk is incomplete.
+                tracing::error!(chunk = %id, error = %e, "read failed mid-stream");
+                return false;
+            }
+        }
+    }
+    let ok = r.crc_ok();
+    if !ok {
+        ctx.store
+            .quarantine(&id, "CRC mismatch while serving a read")
+            .await;
+    }
+    conn.reply(&NodeResponse::End { ok }).await.is_ok()
+}

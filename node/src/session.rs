@@ -1,0 +1,114 @@
+//! The node's long-lived session with the coordinator: registration with the
+//! full inventory, heartbeats, and commands coming back.
+//!
+//! Either side may open it: a node started with `--coord` dials (and keeps
+//! redialling), and a coordinator started with `--nodes` attaches to the
+//! nodes it was given. After the first exchange both cases run the same loop.
+
+use crate::error::Result;
+use crate::server::Ctx;
+use protocol::handshake::{self, Role};
+use protocol::{Connection, CoordRequest, CoordResponse, Register, RegisterAck, SessionMsg};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+fn register(ctx: &Ctx) -> Register {
+    Register {
+        node_id: ctx.config.id.clone(),
+        addr: ctx.config.advertise.clone(),
+        stats: ctx.store.stats(),
+        inventory: ctx.store.inventory(),
+    }
+}
+
+/// Keeps a session with the coordinator at `coord` open until `stop`.
+pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coord: String, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut last_err = String::new();
+    loop {
+        match open(&ctx, &coord).await {
+            Ok((conn, ack)) => {
+                tracing::info!(%coord, "registered with coordinator");
+                backoff = Duration::from_millis(100);
+                last_err.clear();
+                match run(conn, &ctx, ack.heartbeat_ms, &mut stop).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(%coord, error = %e, "coordinator session lost"),
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if msg != last_err {
+                    tracing::warn!(%coord, error = %msg, "cannot reach coordinator, retrying");
+                    last_err = msg;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn open(ctx: &Ctx, coord: &str) -> Result<(Connection, RegisterAck)> {
+    let mut conn = Connection::connect(coord).await?;
+    handshake::initiate(&mut conn, Role::Node, ctx.config.secret.as_ref()).await?;
+    conn.send(&CoordRequest::Register(register(ctx))).await?;
+    match conn.recv_reply::<CoordResponse>().await? {
+        CoordResponse::Registered(ack) => Ok((conn, ack)),
+        _ => Err(protocol::Error::Unexpected {
+            expected: "Registered",
+            got: "another response",
+        }
+        .into()),
+    }
+}
+
+/// The coordinator attached over `conn` (it sent `NodeRequest::Attach`).
+pub(crate) async fn attached(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let res: Result<()> = async {
+        conn.reply(&register(&ctx)).await?;
+        let ack: RegisterAck = conn.recv_reply().await?;
+        tracing::info!("coordinator attached");
+        run(conn, &ctx, ack.heartbeat_ms, &mut stop).await
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "coordinator session ended");
+    }
+}
+
+/// Heartbeats every `heartbeat_ms` and executes commands until the
+/// coordinator goes away (error) or the node stops (`Ok`).
+async fn run(
+    mut conn: Connection,
+    ctx: &Arc<Ctx>,
+    heartbeat_ms: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(10, 60_000)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                conn.send(&SessionMsg::Heartbeat(ctx.store.stats())).await?;
+            }
+            msg = conn.recv::<SessionMsg>() => match msg? {
+                SessionMsg::Delete(ids) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        let n = ctx.store.delete(&ids).await;
+                        tracing::info!(count = n, "deleted chunks on coordinator's request");
+                    });
+                }
+                SessionMsg::Heartbeat(_) => {}
+            },
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Chunk files on local disk.
+//!
+//! Layout under the data directory:
+//!
+//! ```text
+//! chunks/ab/ab12…ef.chunk   one file per chunk, named by its ChunkId only
+//! tmp/                      chunks being received (wiped at start)
+//! quarantine/               chunks found corrupt, kept for inspection
+//! ```
+//!
+//! Format of a chunk file:
+//!
+//! ```text
+//! +-------------------+---------------------+---------------------+----------------+
+//! | magic "DFSCHNK1"  | header_len: u32 LE  | ChunkHeader postcard | stored bytes   |
+//! +-------------------+---------------------+---------------------+----------------+
+//! ```
+//!
+//! A chunk becomes visible only by rename, after its bytes and CRC were
+//! checked and the temp file was fsynced; the directory is fsynced after the
+//! rename, so a visible chunk survives a power loss.
+
+use crate::error::{is_disk_full, Error, Result};
+use bytes::{Bytes, BytesMut};
+use protocol::chunk::{self, check_bounds};
+use protocol::{ChunkHeader, ChunkId, NodeStats};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FILE_MAGIC: &[u8; 8] = b"DFSCHNK1";
+/// The encoded header is a few dozen bytes; anything longer is corruption.
+const MAX_HEADER_LEN: u32 = 1024;
+/// Read granularity when streaming a chunk out.
+const READ_PIECE: usize = protocol::DATA_FRAME_MAX;
+
+/// The chunks of one node, with an in-memory index of ids and sizes.
+pub struct ChunkStore {
+    chunks_dir: PathBuf,
+    tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    reserve_bytes: u64,
+    index: Mutex<HashMap<ChunkId, u64>>,
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the store, removes leftovers of uploads cut
+    /// short by a crash, and indexes the chunk files present.
+    pub fn open(data_dir: &Path, reserve_bytes: u64) -> Result<Self> {
+        let chunks_dir = data_dir.join("chunks");
+        let tmp_dir = data_dir.join("tmp");
+        let quarantine_dir = data_dir.join("quarantine");
+        for d in [&chunks_dir, &tmp_dir, &quarantine_dir] {
+            std::fs::create_dir_all(d)?;
+        }
+        for e in std::fs::read_dir(&tmp_dir)? {
+            let _ = std::fs::remove_file(e?.path());
+        }
+        let mut index = HashMap::new();
+        for sub in std::fs::read_dir(&chunks_dir)? {
+            let sub = sub?;
+            if !sub.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(sub.path())? {
+                let f = f?;
+                let name = f.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".chunk"))
+                    .and_then(ChunkId::from_hex)
+                else {
+                    tracing::warn!(path = %f.path().display(), "ignoring unknown file in chunk store");
+                    continue;
+                };
+                index.insert(id, f.metadata()?.len());
+            }
+        }
+        tracing::info!(chunks = index.len(), dir = %data_dir.display(), "chunk store opened");
+        Ok(ChunkStore {
+            chunks_dir,
+            tmp_dir,
+            quarantine_dir,
+            reserve_bytes,
+            index: Mutex::new(index),
+        })
+    }
+
+    fn path_of(&self, id: &ChunkId) -> PathBuf {
+        let hex = id.to_hex();
+        self.chunks_dir.join(&hex[..2]).join(format!("{hex}.chunk"))
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<ChunkId, u64>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every update is a single insert or remove), so poison is ignored.
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.index().contains_key(id)
+    }
+
+    pub fn inventory(&self) -> Vec<ChunkId> {
+        self.index().keys().copied().collect()
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        let idx = self.index();
+        NodeStats {
+            chunks: idx.len() as u64,
+            bytes: idx.values().sum(),
+            free_bytes: free_bytes(&self.chunks_dir),
+        }
+    }
+
+    /// Starts receiving a chunk. Refuses up front when the disk cannot hold it.
+    pub async fn create(&self, header: &ChunkHeader) -> Result<ChunkWriter> {
+        check_bounds(header).map_err(|e| Error::BadRequest(e.to_string()))?;
+        if let Some(free) = free_bytes(&self.chunks_dir) {
+            let need = header.stored_len + self.reserve_bytes;
+            if free < need {
+                return Err(Error::DiskFull(format!(
+                    "{free} bytes free, chunk needs {} plus a reserve of {}",
+                    header.stored_len, self.reserve_bytes
+                )));
+            }
+        }
+        let tmp_path =
+            self.tmp_dir
+                .join(format!("{}.{:016x}.tmp", header.id, rand::random::<u64>()));
+        let mut file = tokio::fs::File::create(&tmp_path).await?;
+        let guard = TempGuard(Some(tmp_path));
+        let enc = postcard::to_allocvec(header).map_err(protocol::Error::from)?;
+        let mut prefix = Vec::with_capacity(12 + enc.len());
+        prefix.extend_from_slice(FILE_MAGIC);
+        prefix.extend_from_slice(&(enc.len() as u32).to_le_bytes());
+        prefix.extend_from_slice(&enc);
+        file.write_all(&prefix).await.map_err(disk_err)?;
+        Ok(ChunkWriter {
+            file,
+            guard,
+            header: header.clone(),
+            crc: crc32fast::Hasher::new(),
+            written: 0,
+        })
+    }
+
+    /// Makes a fully received chunk durable and visible.
+    pub async fn commit(&self, w: ChunkWriter) -> Result<()> {
+        let ChunkWriter {
+            mut file,
+            mut guard,
+            header,
+            crc,
+            written,
+        } = w;
+        if written != header.stored_len {
+            return Err(Error::BadRequest(format!(
+                "received {written} of {} bytes",
+                header.stored_len
+            )));
+        }
+        if crc.finalize() != header.stored_crc {
+            return Err(Error::Corrupt {
+                chunk: header.id,
+                reason: "CRC mismatch on received bytes".into(),
+            });
+        }
+        file.flush().await.map_err(disk_err)?;
+        file.sync_all().await.map_err(disk_err)?;
+        drop(file);
+        let final_path = self.path_of(&header.id);
+        let dir = final_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp = guard.0.take().unwrap_or_default();
+        if let Err(e) = tokio::fs::rename(&tmp, &final_path).await {
+            guard.0 = Some(tmp);
+            return Err(e.into());
+        }
+        fsync_dir(dir).await?;
+        let size = 12 + header.stored_len + postcard_len(&header);
+        self.index().insert(header.id, size);
+        Ok(())
+    }
+
+    /// Opens a chunk for streaming: checks the header against the file's
+    /// size and the expected id before a byte is sent.
+    pub async fn open_chunk(&self, id: &ChunkId) -> Result<ChunkReader> {
+        let path = self.path_of(id);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.index().remove(id);
+                return Err(Error::NoSuchChunk(*id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let file_len = file.metadata().await?.len();
+        let header = read_header(&mut file, id, file_len).await?;
+        Ok(ChunkReader {
+            remaining: header.stored_len,
+            header,
+            file,
+            crc: crc32fast::Hasher::new(),
+        })
+    }
+
+    /// Reads and fully verifies a chunk: CRC, decompression and SHA-256.
+    /// Used by the scrubber and by repair before trusting a local copy.
+    pub async fn verify(&self, id: &ChunkId) -> Result<ChunkHeader> {
+        let mut r = self.open_chunk(id).await?;
+        let mut stored = BytesMut::with_capacity(r.header.stored_len as usize);
+        while let Some(piece) = r.next_piece().await? {
+            stored.extend_from_slice(&piece);
+        }
+        let header = r.header.clone();
+        let h2 = header.clone();
+        tokio::task::spawn_blocking(move || chunk::decode(&h2, stored.freeze()))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            .map_err(|e| Error::Corrupt {
+                chunk: *id,
+                reason: e.to_string(),
+            })?;
+        Ok(header)
+    }
+
+    /// Moves a corrupt chunk out of the way so it is never served again.
+    pub async fn quarantine(&self, id: &ChunkId, reason: &str) {
+        let from = self.path_of(id);
+        let to = self.quarantine_dir.join(format!("{}.chunk", id));
+        match tokio::fs::rename(&from, &to).await {
+            Ok(()) => tracing::error!(chunk = %id, reason, "chunk quarantined"),
+            Err(e) => {
+                tracing::error!(chunk = %id, reason, error = %e, "could not quarantine chunk")
+            }
+        }
+        self.index().remove(id);
+    }
+
+    /// Deletes chunks; ids not present are skipped. Returns how many went.
+    pub async fn delete(&self, ids: &[ChunkId]) -> u64 {
+        let mut n = 0;
+        let mut dirs = std::collections::BTreeSet::new();
+        for id in ids {
+            let p = self.path_of(id);
+            if tokio::fs::remove_file(&p).await.is_ok() {
+                n += 1;
+                if let Some(d) = p.parent() {
+                    dirs.insert(d.to_path_buf());
+                }
+            }
+            self.index().remove(id);
+        }
+        for d in dirs {
+            let _ = fsync_dir(d).await;
+        }
+        n
+    }
+}
+
+fn postcard_len(h: &ChunkHeader) -> u64 {
+    postcard::to_allocvec(h)
+        .map(|v| v.len() as u64)
+        .unwrap_or(0)
+}
+
+fn disk_err(e: std::io::Error) -> Error {
+    if is_disk_full(&e) {
+        Error::DiskFull(e.to_string())
+    } else {
+        Error::Io(e)
+    }
+}
+
+async fn read_header(
+    file: &mut tokio::fs::File,
+    id: &ChunkId,
+    file_len: u64,
+) -> Result<ChunkHeader> {
+    let corrupt = |reason: String| Error::Corrupt { chunk: *id, reason };
+    let mut fixed = [0u8; 12];
+    file.read_exact(&mut fixed)
+        .await
+        .map_err(|_| corrupt("file shorter than its header".into()))?;
+    if &fixed[..8] != FILE_MAGIC {
+        return Err(corrupt("bad magic".into()));
+    }
+    let hl = u32::from_le_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
+    if hl > MAX_HEADER_LEN {
+        return Err(corrupt(format!("header length {hl} too large")));
+    }
+    let mut hbuf = vec![0u8; hl as usize];
+    file.read_exact(&mut hbuf)
+        .await
+        .map_err(|_| corrupt("truncated header".into()))?;
+    let header: ChunkHeader =
+        protocol::connection::decode(&hbuf).map_err(|e| corrupt(format!("header: {e}")))?;
+    if header.id != *id {
+        return Err(corrupt("header names another chunk".into()));
+    }
+    check_bounds(&header).map_err(|e| corrupt(e.to_string()))?;
+    if 12 + hl as u64 + header.stored_len != file_len {
+        return Err(corrupt(format!(
+            "file is {file_len} bytes, header promises {}",
+            12 + hl as u64 + header.stored_len
+        )));
+    }
+    Ok(header)
+}
+
+/// A chunk being received into a temp file; dropping it without
+/// [`ChunkStore::commit`] deletes the temp file.
+pub struct ChunkWriter {
+    file: tokio::fs::File,
+    guard: TempGuard,
+    header: ChunkHeader,
+    crc: crc32fast::Hasher,
+    written: u64,
+}
+
+impl ChunkWriter {
+    /// Appends received bytes; more than the header announced is an error.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        if self.written + data.len() as u64 > self.header.stored_len {
+            return Err(Error::BadRequest(format!(
+                "more data than the announced {} bytes",
+                self.header.stored_len
+            )));
+        }
+        self.crc.update(data);
+        self.file.write_all(data).await.map_err(disk_err)?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.header.stored_len - self.written
+    }
+}
+
+/// Removes a temp file on every path that does not rename it.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A chunk being streamed out, checking the CRC as it goes.
+pub struct ChunkReader {
+    pub header: ChunkHeader,
+    file: tokio::fs::File,
+    remaining: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl ChunkReader {
+    /// The next piece of stored bytes, `None` at the end.
+    pub async fn next_piece(&mut self) -> Result<Option<Bytes>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let n = (self.remaining as usize).min(READ_PIECE);
+        let mut buf = vec![0u8; n];
+        self.file.read_exact(&mut buf).await?;
+        self.crc.update(&buf);
+        self.remaining -= n as u64;
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// After the last piece: whether the bytes matched their CRC.
+    pub fn crc_ok(&self) -> bool {
+        self.remaining == 0 && self.crc.clone().finalize() == self.header.stored_crc
+    }
+}
+
+/// fsyncs a directory so a rename or unlink in it survives a crash.
+pub async fn fsync_dir(dir: PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    Ok(())
+}
+
+/// Free bytes for unprivileged users on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is a properly sized,
+    // zero-initialised out-parameter that statvfs fills on success.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) == 0 {
+            Some(st.f_bavail as u64 * st.f_frsize as u64)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(store: &ChunkStore, data: &[u8]) -> ChunkHeader {
+        let (h, stored) = chunk::encode(ChunkId::random(), Bytes::copy_from_slice(data));
+        let mut w = store.create(&h).await.unwrap();
+        w.write(&stored).await.unwrap();
+        store.commit(w).await.unwrap();
+        h
+    }
+
+    #[tokio::test]
+    async fn write_read_verify_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 0).unwrap();
+        let h = put(&store, &b"x".repeat(3_000_000)).await;
+        assert!(store.contains(&h.id));
+        store.verify(&h.id).await.unwrap();
+        let mut r = store.open_chunk(&h.id).await.unwrap();
+        let mut n = 0;
+        while let Some(p) = r.next_piece().await.unwrap() {
+            n += p.len();
+        }
+        assert_eq!(n as u64, h.stored_len);
+        assert!(r.crc_ok());
+        // Reopening finds it again.
+        drop(store);
+        let store = ChunkStore::open(dir.path(), 0).unwrap();
+        assert_eq!(store.stats().chunks, 1);
+        assert_eq!(store.delete(&[h.id]).await, 1);
+        assert!(matches!(
+            store.open_chunk(&h.id).await,
+            Err(Error::NoSuchChunk(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_crc_or_short_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 0).unwrap();
+        let (mut h, stored) = chunk::encode(ChunkId::random(), Bytes::from(vec![7u8; 5000]));
+        h.stored_crc ^= 1;
+        let mut w = store.create(&h).await.unwrap();
+        w.write(&stored).await.unwrap();
+        assert!(matches!(store.commit(w).await, Err(Error::Corrupt { .. })));
+        let w = store.create(&h).await.unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(!store.contains(&h.id));
+    }
+
+    #[tokio::test]
+    async fn flipped_byte_on_disk_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 0).unwrap();
+        let h = put(&store, &b"hello".repeat(10_000)).await;
+        let p = store.path_of(&h.id);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 10;
+        bytes[last] ^= 0x55;
+        std::fs::write(&p, bytes).unwrap();
+        assert!(matches!(
+            store.verify(&h.id).await,
+            Err(Error::Corrupt { .. })
+        ));
+        store.quarantine(&h.id, "test").await;
+        assert!(!store.contains(&h.id));
+        // Truncated file: caught by the header/length check.
+        let h2 = put(&store, b"abc").await;
+        let p2 = store.path_of(&h2.id);
+        let len = std::fs::metadata(&p2).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p2)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        assert!(matches!(
+            store.open_chunk(&h2.id).await,
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,22 @@
+//! The dfs-sim wire protocol: every type that crosses a socket, the framing that
+//! carries it and the handshake that opens every connection.
+//!
+//! Nothing outside this crate encodes or decodes bytes on the wire, so a change
+//! of format is a change to this crate alone (and to [`PROTOCOL_VERSION`]).
+
+pub mod chunk;
+pub mod connection;
+pub mod error;
+pub mod handshake;
+pub mod ids;
+pub mod message;
+
+pub use connection::{Connection, Frame, DATA_FRAME_MAX, MAX_FRAME_LEN};
+pub use error::{Error, ErrorKind, Result, WireError};
+pub use handshake::{Role, Secret};
+pub use ids::{ChunkId, FileName, NodeId};
+pub use message::*;
+
+/// Bumped on every incompatible change of any message; peers with different
+/// versions refuse each other in the handshake instead of misreading frames.
+pub const PROTOCOL_VERSION: u16 = 1;

@@ -1,0 +1,286 @@
+//! Every message of the cluster. Requests are enums with one variant per
+//! operation; servers answer each with `Result<Response, WireError>`.
+//!
+//! Two connections exist: *data* connections (client or node to node, which
+//! carry chunk bytes) and *control* connections (anyone to the coordinator,
+//! which never carry chunk bytes). A node and the coordinator also keep one
+//! long-lived *session*, opened by either side, over which heartbeats and
+//! commands flow.
+
+use crate::ids::{ChunkId, FileName, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// How the stored bytes of a chunk encode its raw bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// Stored as is: chosen when LZ4 would not make the chunk smaller, so
+    /// incompressible data costs no decompression on read.
+    Raw,
+    /// LZ4 block format (lz4_flex), raw length known from the header.
+    Lz4,
+}
+
+/// Everything needed to store and verify one chunk (data or parity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkHeader {
+    pub id: ChunkId,
+    /// Length of the chunk before compression.
+    pub raw_len: u64,
+    /// SHA-256 of the raw bytes: the end-to-end check a reader makes.
+    pub raw_sha256: [u8; 32],
+    pub codec: Codec,
+    /// Length of the bytes on the wire and on disk.
+    pub stored_len: u64,
+    /// CRC-32 of the stored bytes: cheap enough for a node to check on every
+    /// receive and every read without decompressing.
+    pub stored_crc: u32,
+}
+
+// ---------------------------------------------------------------- node side
+
+/// Requests a node serves on its data port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum NodeRequest {
+    /// Store a chunk: followed by data frames totalling `stored_len` bytes.
+    /// Answered with `NodeResponse::Stored` once the chunk is durable.
+    Put(ChunkHeader),
+    /// Read a chunk: answered with `NodeResponse::Chunk(header)`, then data
+    /// frames, then `NodeResponse::End` carrying the node's own verdict.
+    Get(ChunkId),
+    /// Delete chunks (garbage collection, `rm`); missing ids are not errors.
+    Delete(Vec<ChunkId>),
+    /// Liveness and usage probe.
+    Ping,
+    /// The coordinator attaches: this connection becomes the session.
+    Attach,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum NodeResponse {
+    Stored {
+        id: ChunkId,
+    },
+    Chunk(ChunkHeader),
+    /// End of a chunk stream; `ok == false` means the node found the stored
+    /// bytes corrupt while sending them and the reader must discard them.
+    End {
+        ok: bool,
+    },
+    Deleted {
+        count: u64,
+    },
+    Pong(NodeStats),
+}
+
+/// What a node reports about itself with every heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub chunks: u64,
+    /// Stored bytes of all chunks.
+    pub bytes: u64,
+    /// Free bytes on the node's file system, when known.
+    pub free_bytes: Option<u64>,
+}
+
+/// First message of a session from the node's side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Register {
+    pub node_id: NodeId,
+    /// Where clients and other nodes reach this node's data port.
+    pub addr: String,
+    pub stats: NodeStats,
+    /// Every chunk the node holds, so the coordinator can reconcile.
+    pub inventory: Vec<ChunkId>,
+}
+
+/// The coordinator's answer to [`Register`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterAck {
+    /// The node heartbeats this often; set by the coordinator so the whole
+    /// cluster shares one value.
+    pub heartbeat_ms: u64,
+}
+
+/// Messages on an established session, in either direction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SessionMsg {
+    /// Node -> coordinator, every `heartbeat_ms`.
+    Heartbeat(NodeStats),
+    /// Coordinator -> node: delete these chunks (orphans, removed files).
+    Delete(Vec<ChunkId>),
+}
+
+// ---------------------------------------------------------- coordinator side
+
+/// Requests the coordinator serves on its control port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CoordRequest {
+    /// A node opens its session (the node was started with `--coord`).
+    Register(Register),
+    /// Reserve chunk ids and placement for a file of `size` bytes.
+    PlanPut {
+        name: FileName,
+        size: u64,
+        force: bool,
+    },
+    /// Make a planned upload visible under its name; acknowledged only once
+    /// durable.
+    CommitPut(CommitPut),
+    /// Give up a planned upload; its chunks become garbage.
+    AbortPut {
+        upload_id: u64,
+    },
+    Lookup {
+        name: FileName,
+    },
+    List {
+        prefix: String,
+    },
+    Remove {
+        name: FileName,
+    },
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CoordResponse {
+    Registered(RegisterAck),
+    Plan(PutPlan),
+    Committed(FileSummary),
+    Aborted,
+    File(FileInfo),
+    Files(Vec<FileSummary>),
+    Removed,
+    Status(ClusterStatus),
+}
+
+/// A node as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddr {
+    pub id: NodeId,
+    pub addr: String,
+}
+
+/// Where the chunks of a planned upload go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutPlan {
+    pub upload_id: u64,
+    pub chunk_size: u64,
+    pub replication: u32,
+    pub stripes: Vec<StripePlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StripePlan {
+    /// Data chunks in file order; each entry lists its replica nodes.
+    pub data: Vec<ChunkPlan>,
+    pub parity: Option<ChunkPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    pub id: ChunkId,
+    pub nodes: Vec<NodeAddr>,
+}
+
+/// What the client stored, stripe by stripe, in the plan's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitPut {
+    pub upload_id: u64,
+    pub stripes: Vec<StripeCommit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StripeCommit {
+    pub data: Vec<ChunkHeader>,
+    pub parity: Option<ChunkHeader>,
+}
+
+/// One line of `ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub name: FileName,
+    pub size: u64,
+    pub chunks: u64,
+    pub created_ms: u64,
+}
+
+/// A file's full catalog entry with live locations: what `get` and `stat` need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub name: FileName,
+    pub size: u64,
+    pub created_ms: u64,
+    pub chunk_size: u64,
+    pub replication: u32,
+    pub stripes: Vec<StripeInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StripeInfo {
+    pub data: Vec<ChunkInfo>,
+    pub parity: Option<ChunkInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkInfo {
+    pub header: ChunkHeader,
+    /// Nodes believed to hold a copy, live ones first.
+    pub locations: Vec<Location>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Location {
+    pub node: NodeAddr,
+    pub alive: bool,
+}
+
+/// Liveness of a node as the coordinator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Heartbeats arrive on time.
+    Alive,
+    /// Missed at least one heartbeat, not yet declared dead.
+    Suspect,
+    /// Missed `dead_after` heartbeats in a row, or never registered.
+    Dead,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub addr: String,
+    pub state: NodeState,
+    /// Milliseconds since the last heartbeat, if any was ever received.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Chunks the catalog places on this node.
+    pub catalog_chunks: u64,
+    /// What the node itself reported.
+    pub stats: NodeStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub nodes: Vec<NodeStatus>,
+    pub files: u64,
+    pub bytes: u64,
+    pub chunks: u64,
+    pub replication: u32,
+    pub parity: bool,
+    pub stripe: u32,
+    pub chunk_size: u64,
+    /// Chunks with fewer live copies than their target (parity blocks
+    /// included).
+    pub under_replicated: Vec<UnderProtected>,
+    /// Uploads planned but not yet committed.
+    pub pending_uploads: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnderProtected {
+    pub file: FileName,
+    pub chunk: ChunkId,
+    pub parity: bool,
+    pub live_copies: u32,
+    pub target: u32,
+}
