@@ -1,1 +1,21 @@
+//! The dfs-sim coordinator: owns the namespace and the catalog (file ->
+//! stripes -> chunks -> nodes), makes every change durable in a journal
+//! before acknowledging it, tracks node liveness through heartbeats, and
+//! plans where chunks go.
+//!
+//! It never sees chunk bytes: clients and nodes move those directly.
 
+pub mod catalog;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod journal;
+pub mod membership;
+pub mod placement;
+pub mod server;
+pub mod session;
+pub mod state;
+
+pub use config::CoordConfig;
+pub use error::{Error, Result};
+pub use server::run;

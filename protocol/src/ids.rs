@@ -47,7 +47,21 @@ impl fmt::Debug for ChunkId {
 /// A node's operator-given name (`n1`). Validated so it is safe in logs and in
 /// a default data directory name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct NodeId(String);
+
+impl TryFrom<String> for NodeId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        NodeId::new(&s)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(n: NodeId) -> String {
+        n.0
+    }
+}
 
 impl NodeId {
     pub fn new(s: &str) -> Result<Self, String> {

@@ -1,0 +1,268 @@
+//! The catalog: namespace, file -> stripes -> chunks -> nodes, and the node
+//! address book. Changed only by applying journal [`Record`]s, so replaying
+//! the journal after a crash rebuilds exactly what was acknowledged.
+
+use protocol::{ChunkHeader, ChunkId, FileName, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub files: BTreeMap<FileName, FileEntry>,
+    /// Last known data address of every node ever registered, so that after
+    /// a restart clients can be pointed at nodes before they re-register.
+    pub node_addrs: BTreeMap<NodeId, String>,
+    /// Derived: where each chunk sits in the namespace. Rebuilt on load.
+    #[serde(skip)]
+    index: HashMap<ChunkId, ChunkRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub size: u64,
+    pub created_ms: u64,
+    pub chunk_size: u64,
+    pub replication: u32,
+    pub stripes: Vec<StripeEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeEntry {
+    pub data: Vec<ChunkEntry>,
+    pub parity: Option<ChunkEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub header: ChunkHeader,
+    /// Nodes holding a verified copy.
+    pub nodes: Vec<NodeId>,
+}
+
+/// Position of a chunk in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub file: FileName,
+    pub stripe: usize,
+    /// `None` for the stripe's parity block.
+    pub slot: Option<usize>,
+}
+
+/// One durable change to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A committed put; replaces an existing file of that name.
+    PutFile {
+        name: FileName,
+        entry: FileEntry,
+    },
+    RemoveFile {
+        name: FileName,
+    },
+    /// The set of nodes holding a chunk changed (repair, reconciliation).
+    SetNodes {
+        chunk: ChunkId,
+        nodes: Vec<NodeId>,
+    },
+    NodeAddr {
+        id: NodeId,
+        addr: String,
+    },
+}
+
+/// Copies of a chunk that are no longer referenced and may be deleted.
+pub type Garbage = Vec<(ChunkId, Vec<NodeId>)>;
+
+impl FileEntry {
+    pub fn chunks(&self) -> impl Iterator<Item = (&ChunkEntry, bool)> {
+        self.stripes.iter().flat_map(|s| {
+            s.data
+                .iter()
+                .map(|c| (c, false))
+                .chain(s.parity.iter().map(|c| (c, true)))
+        })
+    }
+
+    /// Copies each chunk should have: `replication` for data, one for parity.
+    pub fn target(&self, parity: bool) -> u32 {
+        if parity {
+            1
+        } else {
+            self.replication
+        }
+    }
+}
+
+impl Catalog {
+    /// Rebuilds derived indexes after deserialisation.
+    pub fn reindex(&mut self) {
+        self.index.clear();
+        let names: Vec<FileName> = self.files.keys().cloned().collect();
+        for name in names {
+            self.index_file(&name);
+        }
+    }
+
+    fn index_file(&mut self, name: &FileName) {
+        let Some(entry) = self.files.get(name) else {
+            return;
+        };
+        for (si, s) in entry.stripes.iter().enumerate() {
+            for (ci, c) in s.data.iter().enumerate() {
+                self.index.insert(
+                    c.header.id,
+                    ChunkRef {
+                        file: name.clone(),
+                        stripe: si,
+                        slot: Some(ci),
+                    },
+                );
+            }
+            if let Some(p) = &s.parity {
+                self.index.insert(
+                    p.header.id,
+                    ChunkRef {
+                        file: name.clone(),
+                        stripe: si,
+                        slot: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn unindex(&mut self, entry: &FileEntry) -> Garbage {
+        let mut garbage = Vec::new();
+        for (c, _) in entry.chunks() {
+            self.index.remove(&c.header.id);
+            garbage.push((c.header.id, c.nodes.clone()));
+        }
+        garbage
+    }
+
+    pub fn locate(&self, id: &ChunkId) -> Option<&ChunkRef> {
+        self.index.get(id)
+    }
+
+    pub fn chunk(&self, id: &ChunkId) -> Option<(&FileEntry, &ChunkEntry, bool)> {
+        let r = self.index.get(id)?;
+        let f = self.files.get(&r.file)?;
+        let s = f.stripes.get(r.stripe)?;
+        match r.slot {
+            Some(i) => s.data.get(i).map(|c| (f, c, false)),
+            None => s.parity.as_ref().map(|c| (f, c, true)),
+        }
+    }
+
+    fn chunk_mut(&mut self, id: &ChunkId) -> Option<&mut ChunkEntry> {
+        let r = self.index.get(id)?;
+        let s = self.files.get_mut(&r.file)?.stripes.get_mut(r.stripe)?;
+        match r.slot {
+            Some(i) => s.data.get_mut(i),
+            None => s.parity.as_mut(),
+        }
+    }
+
+    /// Applies a record; returns the copies it made unreferenced. Records are
+    /// validated before they are journaled, so applying never fails; a record
+    /// that no longer fits (replayed after a later state) is skipped.
+    pub fn apply(&mut self, r: &Record) -> Garbage {
+        match r {
+            Record::PutFile { name, entry } => {
+                let garbage = match self.files.insert(name.clone(), entry.clone()) {
+                    Some(old) => self.unindex(&old),
+                    None => Vec::new(),
+                };
+                self.index_file(name);
+                garbage
+            }
+            Record::RemoveFile { name } => match self.files.remove(name) {
+                Some(old) => self.unindex(&old),
+                None => Vec::new(),
+            },
+            Record::SetNodes { chunk, nodes } => {
+                if let Some(c) = self.chunk_mut(chunk) {
+                    c.nodes = nodes.clone();
+                }
+                Vec::new()
+            }
+            Record::NodeAddr { id, addr } => {
+                self.node_addrs.insert(id.clone(), addr.clone());
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Codec;
+
+    pub(crate) fn chunk(nodes: &[&str]) -> ChunkEntry {
+        ChunkEntry {
+            header: ChunkHeader {
+                id: ChunkId::random(),
+                raw_len: 10,
+                raw_sha256: [0; 32],
+                codec: Codec::Raw,
+                stored_len: 10,
+                stored_crc: 0,
+            },
+            nodes: nodes.iter().map(|n| NodeId::new(n).unwrap()).collect(),
+        }
+    }
+
+    fn file() -> FileEntry {
+        FileEntry {
+            size: 20,
+            created_ms: 0,
+            chunk_size: 10,
+            replication: 1,
+            stripes: vec![StripeEntry {
+                data: vec![chunk(&["a"]), chunk(&["b"])],
+                parity: Some(chunk(&["c"])),
+            }],
+        }
+    }
+
+    #[test]
+    fn put_replace_remove_and_index() {
+        let mut cat = Catalog::default();
+        let name = FileName::new("x/y").unwrap();
+        let f1 = file();
+        let id = f1.stripes[0].data[1].header.id;
+        assert!(cat
+            .apply(&Record::PutFile {
+                name: name.clone(),
+                entry: f1.clone()
+            })
+            .is_empty());
+        assert_eq!(cat.locate(&id).unwrap().slot, Some(1));
+        let g = cat.apply(&Record::PutFile {
+            name: name.clone(),
+            entry: file(),
+        });
+        assert_eq!(g.len(), 3);
+        assert!(cat.locate(&id).is_none());
+        let b = NodeId::new("b").unwrap();
+        let id2 = cat.files[&name].stripes[0]
+            .parity
+            .as_ref()
+            .unwrap()
+            .header
+            .id;
+        cat.apply(&Record::SetNodes {
+            chunk: id2,
+            nodes: vec![b.clone()],
+        });
+        assert_eq!(cat.chunk(&id2).unwrap().1.nodes, vec![b]);
+        // Serialise, reload, reindex.
+        let bytes = postcard::to_allocvec(&cat).unwrap();
+        let mut back: Catalog = postcard::from_bytes(&bytes).unwrap();
+        back.reindex();
+        assert!(back.chunk(&id2).unwrap().2);
+        assert_eq!(back.apply(&Record::RemoveFile { name }).len(), 3);
+        assert!(back.files.is_empty());
+    }
+}

@@ -1,0 +1,229 @@
+//! `PlanPut`, `CommitPut`, `AbortPut`: the two-phase, atomic put.
+//!
+//! Plan reserves chunk ids and placement and remembers the upload; the
+//! client then streams chunks straight to the nodes; commit checks what the
+//! client stored against the plan and journals the file entry. Until that
+//! record is fsynced the name does not exist, so a failed put leaves nothing
+//! visible, and its chunks are deleted on abort, on expiry, or when their
+//! nodes next register.
+
+use super::now_ms;
+use crate::catalog::{ChunkEntry, FileEntry, Record, StripeEntry};
+use crate::error::{Error, Result};
+use crate::placement::{self, Layout};
+use crate::state::{Coord, Upload};
+use protocol::{ChunkHeader, ChunkPlan, CommitPut, FileName, FileSummary, PutPlan};
+use std::time::{Duration, Instant};
+
+/// An upload not committed within this time (or longer for big files, see
+/// [`upload_ttl`]) is abandoned and its chunks collected.
+const MIN_UPLOAD_TTL: Duration = Duration::from_secs(600);
+/// Slowest upload rate a client is assumed to sustain.
+const MIN_UPLOAD_RATE: u64 = 1024 * 1024;
+
+fn upload_ttl(size: u64) -> Duration {
+    MIN_UPLOAD_TTL.max(Duration::from_secs(size / MIN_UPLOAD_RATE))
+}
+
+pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<PutPlan> {
+    let cfg = &coord.config;
+    let mut st = coord.lock();
+    if !force && st.catalog.files.contains_key(&name) {
+        return Err(Error::FileExists(name));
+    }
+    let chunks = size.div_ceil(cfg.chunk_size);
+    let mut nodes = st.members.writable(Instant::now(), cfg);
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let layout = Layout {
+        replication: cfg.replication,
+        parity: cfg.parity,
+        stripe: cfg.stripe,
+    };
+    let stripes = if chunks == 0 {
+        Vec::new()
+    } else {
+        placement::plan(&nodes, chunks, &layout, &mut st.rotation)?
+    };
+    st.next_upload += 1;
+    let plan = PutPlan {
+        upload_id: st.next_upload,
+        chunk_size: cfg.chunk_size,
+        replication: cfg.replication,
+        stripes,
+    };
+    tracing::info!(%name, size, chunks, upload = plan.upload_id, "put planned");
+    st.uploads.insert(
+        plan.upload_id,
+        Upload {
+            name,
+            size,
+            force,
+            plan: plan.clone(),
+            expires: Instant::now() + upload_ttl(size),
+        },
+    );
+    Ok(plan)
+}
+
+/// Checks a committed stripe list against the plan and builds the entry.
+fn build_entry(up: &Upload, commit: &CommitPut) -> Result<FileEntry> {
+    let bad = |m: String| Err(Error::BadCommit(m));
+    if commit.stripes.len() != up.plan.stripes.len() {
+        return bad(format!(
+            "{} stripes committed, {} planned",
+            commit.stripes.len(),
+            up.plan.stripes.len()
+        ));
+    }
+    let cs = up.plan.chunk_size;
+    let total = up.size.div_ceil(cs);
+    let mut index = 0u64;
+    let mut size = 0u64;
+    let mut stripes = Vec::new();
+    let check = |h: &ChunkHeader, p: &ChunkPlan| -> Result<ChunkEntry> {
+        if h.id != p.id {
+            return Err(Error::BadCommit(format!(
+                "chunk {} was not planned here",
+                h.id
+            )));
+        }
+        protocol::chunk::check_bounds(h).map_err(|e| Error::BadCommit(e.to_string()))?;
+        Ok(ChunkEntry {
+            header: h.clone(),
+            nodes: p.nodes.iter().map(|n| n.id.clone()).collect(),
+        })
+    };
+    for (sc, sp) in commit.stripes.iter().zip(&up.plan.stripes) {
+        if sc.data.len() != sp.data.len() || sc.parity.is_some() != sp.parity.is_some() {
+            return bad("stripe shape differs from the plan".into());
+        }
+        let mut data = Vec::new();
+        let mut longest = 0;
+        for (h, p) in sc.data.iter().zip(&sp.data) {
+            index += 1;
+            let want = if index == total {
+                up.size - (total - 1) * cs
+            } else {
+                cs
+            };
+            if h.raw_len != want {
+                return bad(format!(
+                    "chunk {index} has {} bytes, expected {want}",
+                    h.raw_len
+                ));
+            }
+            longest = longest.max(h.raw_len);
+            size += h.raw_len;
+            data.push(check(h, p)?);
+        }
+        let parity = match (&sc.parity, &sp.parity) {
+            (Some(h), Some(p)) => {
+                if h.raw_len != longest {
+                    return bad("parity length differs from its stripe's longest chunk".into());
+                }
+                Some(check(h, p)?)
+            }
+            _ => None,
+        };
+        stripes.push(StripeEntry { data, parity });
+    }
+    if size != up.size {
+        return bad(format!("{size} bytes committed, {} planned", up.size));
+    }
+    Ok(FileEntry {
+        size,
+        created_ms: now_ms(),
+        chunk_size: cs,
+        replication: up.plan.replication,
+        stripes,
+    })
+}
+
+pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
+    let (name, entry) = {
+        let mut st = coord.lock();
+        let up = st
+            .uploads
+            .get(&commit.upload_id)
+            .ok_or(Error::NoSuchUpload(commit.upload_id))?;
+        let entry = build_entry(up, &commit)?;
+        let name = up.name.clone();
+        if !up.force && st.catalog.files.contains_key(&name) {
+            return Err(Error::FileExists(name));
+        }
+        if !st.busy.insert(name.clone()) {
+            return Err(Error::Busy(name));
+        }
+        (name, entry)
+    };
+    let summary = FileSummary {
+        name: name.clone(),
+        size: entry.size,
+        chunks: entry.stripes.iter().map(|s| s.data.len() as u64).sum(),
+        created_ms: entry.created_ms,
+    };
+    let res = coord
+        .commit(vec![Record::PutFile {
+            name: name.clone(),
+            entry,
+        }])
+        .await;
+    let upload = {
+        let mut st = coord.lock();
+        st.busy.remove(&name);
+        st.uploads.remove(&commit.upload_id)
+    };
+    match res {
+        Ok(garbage) => {
+            tracing::info!(%name, size = summary.size, "put committed");
+            coord.collect(garbage);
+            Ok(summary)
+        }
+        Err(e) => {
+            if let Some(up) = upload {
+                discard(coord, &up);
+            }
+            Err(e)
+        }
+    }
+}
+
+pub fn abort(coord: &Coord, upload_id: u64) -> Result<()> {
+    let up = coord
+        .lock()
+        .uploads
+        .remove(&upload_id)
+        .ok_or(Error::NoSuchUpload(upload_id))?;
+    tracing::info!(name = %up.name, upload = upload_id, "put aborted");
+    discard(coord, &up);
+    Ok(())
+}
+
+/// Drops uploads past their deadline.
+pub fn expire(coord: &Coord, now: Instant) {
+    let expired: Vec<Upload> = {
+        let mut st = coord.lock();
+        let ids: Vec<u64> = st
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| st.uploads.remove(id)).collect()
+    };
+    for up in expired {
+        tracing::warn!(name = %up.name, upload = up.plan.upload_id, "upload expired uncommitted");
+        discard(coord, &up);
+    }
+}
+
+fn discard(coord: &Coord, up: &Upload) {
+    let garbage = up
+        .plan
+        .stripes
+        .iter()
+        .flat_map(|s| s.data.iter().chain(s.parity.iter()))
+        .map(|c| (c.id, c.nodes.iter().map(|n| n.id.clone()).collect()))
+        .collect();
+    coord.collect(garbage);
+}

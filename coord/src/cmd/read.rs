@@ -1,0 +1,71 @@
+//! `Lookup` and `List`: read-only views of the catalog.
+
+use crate::catalog::ChunkEntry;
+use crate::error::{Error, Result};
+use crate::state::{Coord, State};
+use protocol::{ChunkInfo, FileInfo, FileName, FileSummary, Location, NodeAddr, StripeInfo};
+use std::time::Instant;
+
+fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkInfo {
+    let mut locations: Vec<Location> = c
+        .nodes
+        .iter()
+        .map(|n| Location {
+            node: NodeAddr {
+                id: n.clone(),
+                addr: st.members.addr_of(n),
+            },
+            alive: st.members.is_alive(n, now, &coord.config),
+        })
+        .collect();
+    // Live copies first; the client tries them in this order.
+    locations.sort_by_key(|l| !l.alive);
+    ChunkInfo {
+        header: c.header.clone(),
+        locations,
+    }
+}
+
+pub fn lookup(coord: &Coord, name: &FileName) -> Result<FileInfo> {
+    let st = coord.lock();
+    let f = st
+        .catalog
+        .files
+        .get(name)
+        .ok_or_else(|| Error::NoSuchFile(name.clone()))?;
+    let now = Instant::now();
+    Ok(FileInfo {
+        name: name.clone(),
+        size: f.size,
+        created_ms: f.created_ms,
+        chunk_size: f.chunk_size,
+        replication: f.replication,
+        stripes: f
+            .stripes
+            .iter()
+            .map(|s| StripeInfo {
+                data: s
+                    .data
+                    .iter()
+                    .map(|c| chunk_info(&st, coord, c, now))
+                    .collect(),
+                parity: s.parity.as_ref().map(|c| chunk_info(&st, coord, c, now)),
+            })
+            .collect(),
+    })
+}
+
+pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
+    let st = coord.lock();
+    st.catalog
+        .files
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with(prefix))
+        .map(|(n, f)| FileSummary {
+            name: n.clone(),
+            size: f.size,
+            chunks: f.stripes.iter().map(|s| s.data.len() as u64).sum(),
+            created_ms: f.created_ms,
+        })
+        .collect()
+}

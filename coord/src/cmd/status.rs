@@ -1,0 +1,78 @@
+//! `Status`: nodes, liveness, usage and under-protected chunks.
+
+use crate::membership::Membership;
+use crate::placement;
+use crate::state::Coord;
+use protocol::{ClusterStatus, NodeStatus, UnderProtected};
+use std::collections::HashMap;
+use std::time::Instant;
+
+pub fn status(coord: &Coord) -> ClusterStatus {
+    let cfg = &coord.config;
+    let st = coord.lock();
+    let now = Instant::now();
+    let mut per_node: HashMap<&protocol::NodeId, u64> = HashMap::new();
+    let mut under = Vec::new();
+    let (mut bytes, mut chunks) = (0, 0);
+    for (name, f) in &st.catalog.files {
+        bytes += f.size;
+        for (c, parity) in f.chunks() {
+            chunks += 1;
+            let mut live = 0;
+            for n in &c.nodes {
+                *per_node.entry(n).or_default() += 1;
+                if st.members.is_alive(n, now, cfg) {
+                    live += 1;
+                }
+            }
+            let target = f.target(parity);
+            if live < target {
+                under.push(UnderProtected {
+                    file: name.clone(),
+                    chunk: c.header.id,
+                    parity,
+                    live_copies: live,
+                    target,
+                });
+            }
+        }
+    }
+    let nodes: Vec<NodeStatus> = st
+        .members
+        .members
+        .values()
+        .map(|m| NodeStatus {
+            id: m.id.clone(),
+            addr: m.addr.clone(),
+            state: Membership::state(m, now, cfg),
+            last_heartbeat_ms_ago: m
+                .last_heartbeat
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            catalog_chunks: per_node.get(&m.id).copied().unwrap_or(0),
+            stats: m.stats.clone(),
+        })
+        .collect();
+    let live = nodes
+        .iter()
+        .filter(|n| n.state == protocol::NodeState::Alive)
+        .count();
+    ClusterStatus {
+        files: st.catalog.files.len() as u64,
+        bytes,
+        chunks,
+        replication: cfg.replication,
+        parity: cfg.parity,
+        stripe: placement::stripe_width(
+            &placement::Layout {
+                replication: cfg.replication,
+                parity: cfg.parity,
+                stripe: cfg.stripe,
+            },
+            live,
+        ) as u32,
+        chunk_size: cfg.chunk_size,
+        nodes,
+        under_replicated: under,
+        pending_uploads: st.uploads.len() as u64,
+    }
+}

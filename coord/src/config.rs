@@ -1,0 +1,52 @@
+//! Coordinator configuration.
+
+use protocol::Secret;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the coordinator needs; built by the binary from flags.
+#[derive(Debug, Clone)]
+pub struct CoordConfig {
+    /// Holds `catalog.snap` and `journal.log`.
+    pub data_dir: PathBuf,
+    /// Nodes to attach to at start (they need no `--coord` of their own).
+    pub nodes: Vec<String>,
+    /// Copies of every data chunk, on distinct nodes.
+    pub replication: u32,
+    /// Whether each stripe gets an XOR parity block.
+    pub parity: bool,
+    /// Data chunks per stripe; `None` picks one from the live node count.
+    pub stripe: Option<u32>,
+    /// Raw bytes per chunk (the last chunk of a file may be shorter).
+    pub chunk_size: u64,
+    /// How often nodes heartbeat.
+    pub heartbeat: Duration,
+    /// Heartbeats missed in a row before a node is declared dead.
+    pub dead_after: u32,
+    /// Shared secret every peer must prove, if any.
+    pub secret: Option<Secret>,
+    /// Journal records between snapshots: bounds replay time after a crash.
+    pub snapshot_every: u64,
+}
+
+impl CoordConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        CoordConfig {
+            data_dir,
+            nodes: Vec::new(),
+            replication: 2,
+            parity: true,
+            stripe: None,
+            chunk_size: 64 * 1024 * 1024,
+            heartbeat: Duration::from_secs(3),
+            dead_after: 3,
+            secret: None,
+            snapshot_every: 1024,
+        }
+    }
+
+    /// How long without a heartbeat before a node is dead.
+    pub fn dead_timeout(&self) -> Duration {
+        self.heartbeat * self.dead_after.max(1)
+    }
+}

@@ -1,0 +1,48 @@
+//! The coordinator's error type.
+
+use protocol::{ErrorKind, FileName, WireError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such file: {0}")]
+    NoSuchFile(FileName),
+    #[error("{0} already exists (use --force to overwrite)")]
+    FileExists(FileName),
+    #[error("{0} is being written by another put right now")]
+    Busy(FileName),
+    #[error("only {live} live nodes for replication {replication}{} (needs {needed})", if *.parity { " with xor parity" } else { "" })]
+    NotEnoughNodes {
+        live: usize,
+        needed: usize,
+        replication: u32,
+        parity: bool,
+    },
+    #[error("no such upload {0} (expired, aborted, or the coordinator restarted)")]
+    NoSuchUpload(u64),
+    #[error("commit does not match the plan: {0}")]
+    BadCommit(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("journal: {0}")]
+    Journal(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Protocol(#[from] protocol::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn to_wire(&self) -> WireError {
+        let kind = match self {
+            Error::NoSuchFile(_) => ErrorKind::NoSuchFile,
+            Error::FileExists(_) | Error::Busy(_) => ErrorKind::FileExists,
+            Error::NotEnoughNodes { .. } => ErrorKind::NotEnoughNodes,
+            Error::NoSuchUpload(_) => ErrorKind::NoSuchUpload,
+            Error::BadCommit(_) | Error::BadRequest(_) => ErrorKind::BadRequest,
+            _ => ErrorKind::Internal,
+        };
+        WireError::new(kind, self.to_string())
+    }
+}

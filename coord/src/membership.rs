@@ -1,0 +1,170 @@
+//! Which nodes exist, where they are, and whether they are alive.
+//!
+//! A node is *alive* while its heartbeats arrive, *suspect* once one is late
+//! or its session dropped, and *dead* after `dead_after` heartbeat intervals
+//! of silence. Only nodes with an open session and a recent heartbeat take
+//! new chunks.
+
+use crate::config::CoordConfig;
+use protocol::{NodeAddr, NodeId, NodeState, NodeStats, SessionMsg};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub last_heartbeat: Option<Instant>,
+    pub stats: NodeStats,
+    /// The open session: its generation (a newer registration supersedes an
+    /// older one) and the channel to send commands down.
+    pub session: Option<(u64, mpsc::Sender<SessionMsg>)>,
+    /// Last state logged, to log transitions once.
+    pub reported: NodeState,
+}
+
+#[derive(Default)]
+pub struct Membership {
+    pub members: BTreeMap<NodeId, Member>,
+    next_gen: u64,
+}
+
+impl Membership {
+    /// Seeds the table with nodes known from the catalog, all dead until
+    /// they register.
+    pub fn seed(&mut self, known: &BTreeMap<NodeId, String>) {
+        for (id, addr) in known {
+            self.members.insert(
+                id.clone(),
+                Member {
+                    id: id.clone(),
+                    addr: addr.clone(),
+                    last_heartbeat: None,
+                    stats: NodeStats::default(),
+                    session: None,
+                    reported: NodeState::Dead,
+                },
+            );
+        }
+    }
+
+    /// Records a new session; returns its generation.
+    pub fn register(
+        &mut self,
+        id: &NodeId,
+        addr: &str,
+        stats: NodeStats,
+        tx: mpsc::Sender<SessionMsg>,
+    ) -> u64 {
+        self.next_gen += 1;
+        let gen = self.next_gen;
+        let m = self.members.entry(id.clone()).or_insert_with(|| Member {
+            id: id.clone(),
+            addr: addr.to_string(),
+            last_heartbeat: None,
+            stats: NodeStats::default(),
+            session: None,
+            reported: NodeState::Dead,
+        });
+        m.addr = addr.to_string();
+        m.last_heartbeat = Some(Instant::now());
+        m.stats = stats;
+        m.session = Some((gen, tx));
+        if m.reported != NodeState::Alive {
+            tracing::info!(node = %id, %addr, "node is alive");
+            m.reported = NodeState::Alive;
+        }
+        gen
+    }
+
+    pub fn heartbeat(&mut self, id: &NodeId, stats: NodeStats) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.last_heartbeat = Some(Instant::now());
+            m.stats = stats;
+        }
+    }
+
+    /// Forgets a session, unless a newer one replaced it already.
+    pub fn session_closed(&mut self, id: &NodeId, gen: u64) {
+        if let Some(m) = self.members.get_mut(id) {
+            if matches!(m.session, Some((g, _)) if g == gen) {
+                m.session = None;
+                tracing::warn!(node = %id, "node session closed");
+            }
+        }
+    }
+
+    pub fn state(m: &Member, now: Instant, cfg: &CoordConfig) -> NodeState {
+        let Some(last) = m.last_heartbeat else {
+            return NodeState::Dead;
+        };
+        let silent = now.saturating_duration_since(last);
+        if silent >= cfg.dead_timeout() {
+            NodeState::Dead
+        } else if m.session.is_none() || silent > cfg.heartbeat + cfg.heartbeat / 2 {
+            NodeState::Suspect
+        } else {
+            NodeState::Alive
+        }
+    }
+
+    pub fn is_alive(&self, id: &NodeId, now: Instant, cfg: &CoordConfig) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| Self::state(m, now, cfg) != NodeState::Dead)
+    }
+
+    /// Nodes fit to receive new chunks: session open, heartbeat on time.
+    pub fn writable(&self, now: Instant, cfg: &CoordConfig) -> Vec<NodeAddr> {
+        self.members
+            .values()
+            .filter(|m| Self::state(m, now, cfg) == NodeState::Alive)
+            .map(|m| NodeAddr {
+                id: m.id.clone(),
+                addr: m.addr.clone(),
+            })
+            .collect()
+    }
+
+    pub fn addr_of(&self, id: &NodeId) -> String {
+        self.members
+            .get(id)
+            .map(|m| m.addr.clone())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Queues a command on a node's session; false if it has none.
+    pub fn send(&self, id: &NodeId, msg: SessionMsg) -> bool {
+        match self.members.get(id).and_then(|m| m.session.as_ref()) {
+            Some((_, tx)) => tx.try_send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Logs state transitions; returns the nodes newly declared dead.
+    pub fn check(&mut self, now: Instant, cfg: &CoordConfig) -> Vec<NodeId> {
+        let mut dead = Vec::new();
+        for m in self.members.values_mut() {
+            let s = Self::state(m, now, cfg);
+            if s == m.reported {
+                continue;
+            }
+            let silent = m
+                .last_heartbeat
+                .map(|t| now.saturating_duration_since(t))
+                .unwrap_or(Duration::ZERO);
+            match s {
+                NodeState::Dead => {
+                    tracing::warn!(node = %m.id, silent_s = silent.as_secs_f64(), "node declared dead: missed {} heartbeats", cfg.dead_after);
+                    dead.push(m.id.clone());
+                }
+                NodeState::Suspect => {
+                    tracing::warn!(node = %m.id, silent_s = silent.as_secs_f64(), "node suspect")
+                }
+                NodeState::Alive => tracing::info!(node = %m.id, "node is alive again"),
+            }
+            m.reported = s;
+        }
+        dead
+    }
+}

@@ -1,0 +1,158 @@
+//! The coordinator's accept loop, request dispatch and background monitor.
+
+use crate::cmd;
+use crate::config::CoordConfig;
+use crate::error::Result;
+use crate::session::{self, Origin};
+use crate::state::Coord;
+use protocol::handshake;
+use protocol::{Connection, CoordRequest, CoordResponse, FileName};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+const MAX_CONNECTIONS: usize = 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the coordinator on `listener` until `shutdown` completes. Every
+/// acknowledged change is already in the journal, so stopping loses nothing.
+pub async fn run(
+    listener: TcpListener,
+    config: CoordConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let coord = Coord::open(config)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(monitor(coord.clone(), stop_rx.clone()));
+    for addr in coord.config.nodes.clone() {
+        tasks.spawn(session::dial_loop(coord.clone(), addr, stop_rx.clone()));
+    }
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        replication = coord.config.replication,
+        parity = coord.config.parity,
+        chunk_size = coord.config.chunk_size,
+        "coordinator serving"
+    );
+    let sem = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next() => {}
+            permit = sem.clone().acquire_owned() => {
+                let Ok(permit) = permit else { break };
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((stream, peer)) => {
+                        let coord = coord.clone();
+                        let stop = stop_rx.clone();
+                        tasks.spawn(async move {
+                            handle(Connection::new(stream), coord, stop).await;
+                            drop(permit);
+                        }.instrument(tracing::info_span!("conn", %peer)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("coordinator shutting down");
+    let _ = stop_tx.send(true);
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Declares nodes dead and expires abandoned uploads.
+async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
+    let period =
+        (coord.config.heartbeat / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = Instant::now();
+        let _dead = coord.lock().members.check(now, &coord.config);
+        cmd::put::expire(&coord, now);
+    }
+}
+
+async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
+    if let Err(e) = handshake::accept(&mut conn, coord.config.secret.as_ref()).await {
+        tracing::warn!(error = %e, "handshake failed, closing connection");
+        return;
+    }
+    loop {
+        let req = tokio::select! {
+            r = conn.recv_opt::<CoordRequest>() => r,
+            _ = stop.changed() => return,
+        };
+        let req = match req {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad request, closing connection");
+                return;
+            }
+        };
+        let res = match req {
+            CoordRequest::Register(reg) => {
+                session::serve(coord, conn, reg, Origin::Node, stop).await;
+                return;
+            }
+            CoordRequest::PlanPut { name, size, force } => {
+                cmd::put::plan(&coord, name, size, force).map(CoordResponse::Plan)
+            }
+            CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
+                .await
+                .map(CoordResponse::Committed),
+            CoordRequest::AbortPut { upload_id } => {
+                cmd::put::abort(&coord, upload_id).map(|_| CoordResponse::Aborted)
+            }
+            CoordRequest::Lookup { name } => {
+                cmd::read::lookup(&coord, &name).map(CoordResponse::File)
+            }
+            CoordRequest::List { prefix } => {
+                Ok(CoordResponse::Files(cmd::read::list(&coord, &prefix)))
+            }
+            CoordRequest::Remove { name } => remove(&coord, name).await,
+            CoordRequest::Status => Ok(CoordResponse::Status(cmd::status::status(&coord))),
+        };
+        let sent = match res {
+            Ok(r) => conn.reply(&r).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "request failed");
+                conn.reply_err(e.to_wire()).await
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+async fn remove(coord: &Coord, name: FileName) -> Result<CoordResponse> {
+    cmd::remove::remove(coord, name).await?;
+    Ok(CoordResponse::Removed)
+}
