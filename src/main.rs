@@ -1,1 +1,89 @@
-fn main() {}
+//! `dfs-sim`: one binary for every role. It parses arguments, sets up
+//! logging and hands over to the `node`, `coord` and `client` crates.
+
+mod cmd;
+mod format;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dfs-sim",
+    version,
+    about = "A GFS-style distributed file store: chunked, replicated, XOR-parity protected"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a chunkserver.
+    Node(cmd::node::Args),
+    /// Run the coordinator.
+    Coord(cmd::coord::Args),
+    /// Store a local file under a name.
+    Put(cmd::put::Args),
+    /// Fetch a file (rebuilding lost chunks from parity if needed).
+    Get(cmd::get::Args),
+    /// List files, optionally under a prefix.
+    Ls(cmd::ls::Args),
+    /// Show a file's chunks, where each copy lives, and its health.
+    Stat(cmd::stat::Args),
+    /// Remove a file.
+    Rm(cmd::rm::Args),
+    /// Show nodes, liveness, usage and under-protected chunks.
+    Status(cmd::status::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let server = matches!(cli.command, Command::Node(_) | Command::Coord(_));
+    init_tracing(if server { "info" } else { "warn" });
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.command {
+            Command::Node(a) => cmd::node::run(a).await,
+            Command::Coord(a) => cmd::coord::run(a).await,
+            Command::Put(a) => cmd::put::run(a).await,
+            Command::Get(a) => cmd::get::run(a).await,
+            Command::Ls(a) => cmd::ls::run(a).await,
+            Command::Stat(a) => cmd::stat::run(a).await,
+            Command::Rm(a) => cmd::rm::run(a).await,
+            Command::Status(a) => cmd::status::run(a).await,
+        }
+    });
+    // Do not wait for blocking tasks (e.g. a reader thread of a failed put).
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the per-role default.
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,108 @@
+//! The control-path connection to the coordinator.
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use protocol::handshake::{self, Role};
+use protocol::{
+    ClusterStatus, CommitPut, Connection, CoordRequest, CoordResponse, FileInfo, FileName,
+    FileSummary, PutPlan,
+};
+
+pub struct CoordClient {
+    conn: Connection,
+    addr: String,
+}
+
+impl CoordClient {
+    pub async fn connect(cfg: &ClientConfig) -> Result<Self> {
+        let addr = cfg.coord.clone();
+        let mut conn = match Connection::connect(addr.as_str()).await {
+            Ok(c) => c,
+            Err(source) => return Err(Error::NoCoordinator { addr, source }),
+        };
+        handshake::initiate(&mut conn, Role::Client, cfg.secret.as_ref())
+            .await
+            .map_err(|source| Error::Protocol {
+                peer: format!("coordinator {addr}"),
+                source,
+            })?;
+        Ok(CoordClient { conn, addr })
+    }
+
+    async fn call(&mut self, req: CoordRequest) -> Result<CoordResponse> {
+        let res = async {
+            self.conn.send(&req).await?;
+            self.conn.recv_reply::<CoordResponse>().await
+        }
+        .await;
+        match res {
+            Ok(r) => Ok(r),
+            Err(protocol::Error::Remote(w)) => Err(Error::Coord(w)),
+            Err(source) => Err(Error::Protocol {
+                peer: format!("coordinator {}", self.addr),
+                source,
+            }),
+        }
+    }
+
+    fn unexpected(&self) -> Error {
+        Error::Protocol {
+            peer: format!("coordinator {}", self.addr),
+            source: protocol::Error::Unexpected {
+                expected: "a matching response",
+                got: "another response",
+            },
+        }
+    }
+
+    pub async fn plan_put(&mut self, name: FileName, size: u64, force: bool) -> Result<PutPlan> {
+        match self
+            .call(CoordRequest::PlanPut { name, size, force })
+            .await?
+        {
+            CoordResponse::Plan(p) => Ok(p),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn commit(&mut self, c: CommitPut) -> Result<FileSummary> {
+        match self.call(CoordRequest::CommitPut(c)).await? {
+            CoordResponse::Committed(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn abort(&mut self, upload_id: u64) -> Result<()> {
+        self.call(CoordRequest::AbortPut { upload_id })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn lookup(&mut self, name: FileName) -> Result<FileInfo> {
+        match self.call(CoordRequest::Lookup { name }).await? {
+            CoordResponse::File(f) => Ok(f),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn list(&mut self, prefix: String) -> Result<Vec<FileSummary>> {
+        match self.call(CoordRequest::List { prefix }).await? {
+            CoordResponse::Files(f) => Ok(f),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn remove(&mut self, name: FileName) -> Result<()> {
+        match self.call(CoordRequest::Remove { name }).await? {
+            CoordResponse::Removed => Ok(()),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn status(&mut self) -> Result<ClusterStatus> {
+        match self.call(CoordRequest::Status).await? {
+            CoordResponse::Status(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+}

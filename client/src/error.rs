@@ -1,0 +1,44 @@
+//! The client's error type: each variant prints as the one line a user sees.
+
+use protocol::{ErrorKind, WireError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no coordinator at {addr} ({source}); start one with `dfs-sim coord` or set DFS_COORD"
+    )]
+    NoCoordinator {
+        addr: String,
+        source: protocol::Error,
+    },
+    /// The coordinator refused the request; its message names the cause.
+    #[error("{0}")]
+    Coord(WireError),
+    #[error("talking to {peer}: {source}")]
+    Protocol {
+        peer: String,
+        source: protocol::Error,
+    },
+    #[error("{path}: {source}")]
+    Local {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("put of {name} failed: {cause}; nothing was committed")]
+    PutFailed { name: String, cause: String },
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn coord_kind(&self) -> Option<ErrorKind> {
+        match self {
+            Error::Coord(w) => Some(w.kind),
+            _ => None,
+        }
+    }
+}

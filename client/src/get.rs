@@ -1,0 +1,302 @@
+//! `get`: fetch every data chunk from the first copy that verifies, rebuild
+//! it from its stripe's parity when none does, and write the file under a
+//! temp name that is renamed only once every byte is in place.
+
+use crate::config::ClientConfig;
+use crate::coord_client::CoordClient;
+use crate::error::{Error, Result};
+use crate::node_client::NodePool;
+use crate::put::Progress;
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use protocol::chunk;
+use protocol::{ChunkInfo, FileInfo, FileName, StripeInfo};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the bytes go.
+pub enum Output {
+    File(PathBuf),
+    Stdout,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetSummary {
+    pub name: FileName,
+    pub size: u64,
+    pub chunks: u64,
+    /// Copies that failed (unreachable, missing, corrupt) before another
+    /// copy served the chunk.
+    pub failed_copies: u64,
+    /// Chunks rebuilt from parity.
+    pub rebuilt: u64,
+    pub elapsed: Duration,
+}
+
+struct Stats {
+    failed: AtomicU64,
+    rebuilt: AtomicU64,
+}
+
+pub async fn get(
+    cfg: &ClientConfig,
+    name: FileName,
+    out: Output,
+    progress: Progress,
+) -> Result<GetSummary> {
+    let start = Instant::now();
+    let info = CoordClient::connect(cfg)
+        .await?
+        .lookup(name.clone())
+        .await?;
+    let info = Arc::new(info);
+    let pool = Arc::new(NodePool::new(cfg.secret.clone()));
+    let stats = Arc::new(Stats {
+        failed: AtomicU64::new(0),
+        rebuilt: AtomicU64::new(0),
+    });
+    let mut sink = Sink::open(&out)?;
+    let positions: Vec<(usize, usize)> = info
+        .stripes
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| (0..s.data.len()).map(move |ci| (si, ci)))
+        .collect();
+    let chunks = positions.len() as u64;
+    let mut fetched = stream::iter(positions)
+        .map(|(si, ci)| {
+            let (pool, info, stats) = (pool.clone(), info.clone(), stats.clone());
+            async move { read_chunk(&pool, &info, si, ci, &stats).await }
+        })
+        .buffered(cfg.inflight.max(1));
+    let mut written = 0u64;
+    while let Some(raw) = fetched.next().await {
+        let raw = raw?;
+        tokio::task::block_in_place(|| sink.write(&raw))?;
+        written += raw.len() as u64;
+        progress(raw.len() as u64);
+    }
+    if written != info.size {
+        return Err(Error::Unreadable(format!(
+            "{name}: assembled {written} bytes, catalog says {}",
+            info.size
+        )));
+    }
+    tokio::task::block_in_place(|| sink.finish())?;
+    Ok(GetSummary {
+        name,
+        size: info.size,
+        chunks,
+        failed_copies: stats.failed.load(Ordering::Relaxed),
+        rebuilt: stats.rebuilt.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Reads data chunk `ci` of stripe `si`: any verified copy, else parity.
+async fn read_chunk(
+    pool: &NodePool,
+    info: &FileInfo,
+    si: usize,
+    ci: usize,
+    stats: &Stats,
+) -> Result<Bytes> {
+    let stripe = &info.stripes[si];
+    let c = &stripe.data[ci];
+    let index = position(info, si, ci);
+    match read_any(pool, c, &info.name, stats).await {
+        Ok(raw) => Ok(raw),
+        Err(why) => {
+            tracing::warn!(
+                file = %info.name,
+                chunk = index,
+                "no copy of chunk {index} is readable ({why}); rebuilding it from parity"
+            );
+            let raw = rebuild(pool, info, stripe, ci, stats).await.map_err(|e| {
+                Error::Unreadable(format!(
+                    "chunk {index} of {} is lost: {why}; parity rebuild failed: {e}",
+                    info.name
+                ))
+            })?;
+            stats.rebuilt.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %info.name, chunk = index, "chunk {index} rebuilt from parity, SHA-256 verified");
+            Ok(raw)
+        }
+    }
+}
+
+fn position(info: &FileInfo, si: usize, ci: usize) -> usize {
+    info.stripes[..si]
+        .iter()
+        .map(|s| s.data.len())
+        .sum::<usize>()
+        + ci
+}
+
+/// Tries each copy in order (live nodes first) until one decodes and
+/// verifies; returns every failure otherwise.
+async fn read_any(
+    pool: &NodePool,
+    c: &ChunkInfo,
+    file: &FileName,
+    stats: &Stats,
+) -> Result<Bytes, String> {
+    let mut errors = Vec::new();
+    for loc in &c.locations {
+        let res = match pool.fetch(&loc.node.addr, &c.header).await {
+            Ok(stored) => {
+                let h = c.header.clone();
+                tokio::task::spawn_blocking(move || chunk::decode(&h, stored))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| format!("copy failed verification: {e}")))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match res {
+            Ok(raw) => return Ok(raw),
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%file, chunk = %c.header.id, node = %loc.node.id, addr = %loc.node.addr, error = %e, "copy unreadable, trying the next");
+                errors.push(format!("{}: {e}", loc.node.id));
+            }
+        }
+    }
+    if errors.is_empty() {
+        errors.push("no copies recorded".into());
+    }
+    Err(errors.join("; "))
+}
+
+/// XOR of the parity block and every other data chunk of the stripe.
+async fn rebuild(
+    pool: &NodePool,
+    info: &FileInfo,
+    stripe: &StripeInfo,
+    lost: usize,
+    stats: &Stats,
+) -> Result<Bytes, String> {
+    let parity = stripe.parity.as_ref().ok_or("the file has no parity")?;
+    let others = stripe
+        .data
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != lost)
+        .map(|(_, c)| c)
+        .chain(std::iter::once(parity));
+    let parts = futures_util::future::try_join_all(
+        others.map(|c| async move { read_any(pool, c, &info.name, stats).await }),
+    )
+    .await?;
+    let want = stripe.data[lost].header.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut acc = Vec::with_capacity(parts.iter().map(Bytes::len).max().unwrap_or(0));
+        for p in &parts {
+            chunk::xor_into(&mut acc, p);
+        }
+        acc.resize(want.raw_len as usize, 0);
+        if chunk::sha256(&acc) != want.raw_sha256 {
+            return Err("rebuilt bytes fail SHA-256 verification".to_string());
+        }
+        Ok(Bytes::from(acc))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// The output: stdout, or a temp file renamed into place by `finish`.
+enum Sink {
+    Stdout(std::io::Stdout),
+    File {
+        file: std::fs::File,
+        tmp: PathBuf,
+        dest: PathBuf,
+        done: bool,
+    },
+}
+
+impl Sink {
+    fn open(out: &Output) -> Result<Sink> {
+        match out {
+            Output::Stdout => Ok(Sink::Stdout(std::io::stdout())),
+            Output::File(dest) => {
+                let dir = match dest.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let base = dest
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| {
+                        Error::Usage(format!("{} is not a file path", dest.display()))
+                    })?;
+                let tmp = dir.join(format!(".{base}.dfs-part-{:08x}", rand::random::<u32>()));
+                let file = std::fs::File::create(&tmp).map_err(|source| Error::Local {
+                    path: tmp.display().to_string(),
+                    source,
+                })?;
+                Ok(Sink::File {
+                    file,
+                    tmp,
+                    dest: dest.clone(),
+                    done: false,
+                })
+            }
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Sink::Stdout(s) => s.write_all(data).map_err(|source| Error::Local {
+                path: "stdout".into(),
+                source,
+            }),
+            Sink::File { file, tmp, .. } => file.write_all(data).map_err(|source| Error::Local {
+                path: tmp.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// fsync, then rename over the destination, then fsync the directory.
+    fn finish(&mut self) -> Result<()> {
+        match self {
+            Sink::Stdout(s) => s.flush().map_err(|source| Error::Local {
+                path: "stdout".into(),
+                source,
+            }),
+            Sink::File {
+                file,
+                tmp,
+                dest,
+                done,
+            } => {
+                let local = |p: &Path, source| Error::Local {
+                    path: p.display().to_string(),
+                    source,
+                };
+                file.sync_all().map_err(|e| local(tmp, e))?;
+                std::fs::rename(&tmp, &dest).map_err(|e| local(dest, e))?;
+                *done = true;
+                if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Sink::File {
+            tmp, done: false, ..
+        } = self
+        {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The data path: storing and fetching chunk streams on nodes, over a small
+//! pool of handshaken connections reused across chunks.
+
+use bytes::{Bytes, BytesMut};
+use protocol::chunk::check_bounds;
+use protocol::handshake::{self, Role};
+use protocol::{ChunkHeader, Connection, NodeRequest, NodeResponse, Secret};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a node may stay silent in the middle of a transfer before it is
+/// treated as failed: a hung node must not hang a put or a get forever.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle connections per node address.
+pub struct NodePool {
+    secret: Option<Secret>,
+    idle: Mutex<HashMap<String, Vec<Connection>>>,
+}
+
+impl NodePool {
+    pub fn new(secret: Option<Secret>) -> Self {
+        NodePool {
+            secret,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take_idle(&self, addr: &str) -> Option<Connection> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(addr)
+            .and_then(Vec::pop)
+    }
+
+    async fn conn(&self, addr: &str) -> protocol::Result<Connection> {
+        if let Some(c) = self.take_idle(addr) {
+            return Ok(c);
+        }
+        let mut c = Connection::connect(addr).await?;
+        handshake::initiate(&mut c, Role::Client, self.secret.as_ref()).await?;
+        Ok(c)
+    }
+
+    fn put_back(&self, addr: &str, c: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(addr.to_string())
+            .or_default()
+            .push(c);
+    }
+
+    /// Stores one copy; returns once the node has it durably.
+    pub async fn store(
+        &self,
+        addr: &str,
+        header: &ChunkHeader,
+        stored: &Bytes,
+    ) -> protocol::Result<()> {
+        let mut c = self.conn(addr).await?;
+        let sent = tokio::time::timeout(IO_TIMEOUT * 4, async {
+            c.send(&NodeRequest::Put(header.clone())).await?;
+            c.send_data(stored).await
+        })
+        .await
+        .unwrap_or(Err(protocol::Error::Timeout("sending a chunk")));
+        if let Err(e) = sent {
+            // The node may have refused early (disk full) and closed: its
+            // answer names the real cause better than a broken pipe does.
+            return match tokio::time::timeout(
+                Duration::from_secs(1),
+                c.recv_reply::<NodeResponse>(),
+            )
+            .await
+            {
+                Ok(Err(remote @ protocol::Error::Remote(_))) => Err(remote),
+                _ => Err(e),
+            };
+        }
+        match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>()).await {
+            Ok(Ok(NodeResponse::Stored { id })) if id == header.id => {
+                self.put_back(addr, c);
+                Ok(())
+            }
+            Ok(Ok(_)) => Err(protocol::Error::Unexpected {
+                expected: "Stored",
+                got: "another response",
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(protocol::Error::Timeout(
+                "waiting for the node to store a chunk",
+            )),
+        }
+    }
+
+    /// Fetches the stored bytes of a chunk whose header the catalog gave us.
+    /// The node's header must match it; lengths are bounded by it; the
+    /// node's own CRC verdict is honoured. The caller still decodes and
+    /// checks SHA-256.
+    pub async fn fetch(&self, addr: &str, want: &ChunkHeader) -> protocol::Result<Bytes> {
+        check_bounds(want).map_err(|e| bad(e.to_string()))?;
+        let mut c = self.conn(addr).await?;
+        let io = |what| protocol::Error::Timeout(what);
+        tokio::time::timeout(IO_TIMEOUT, c.send(&NodeRequest::Get(want.id)))
+            .await
+            .map_err(|_| io("sending a read request"))??;
+        let got = match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>())
+            .await
+            .map_err(|_| io("waiting for a chunk"))??
+        {
+            NodeResponse::Chunk(h) => h,
+            _ => return Err(bad("expected a chunk header".into())),
+        };
+        if got != *want {
+            return Err(bad(format!(
+                "node holds another version of chunk {}",
+                want.id
+            )));
+        }
+        let mut buf = BytesMut::with_capacity(want.stored_len as usize);
+        while (buf.len() as u64) < want.stored_len {
+            let d = tokio::time::timeout(IO_TIMEOUT, c.recv_data())
+                .await
+                .map_err(|_| io("receiving chunk data"))??;
+            if buf.len() as u64 + d.len() as u64 > want.stored_len {
+                return Err(bad("node sent more bytes than the chunk holds".into()));
+            }
+            buf.extend_from_slice(&d);
+        }
+        match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>())
+            .await
+            .map_err(|_| io("waiting for the end of a chunk"))??
+        {
+            NodeResponse::End { ok: true } => {
+                self.put_back(addr, c);
+                Ok(buf.freeze())
+            }
+            NodeResponse::End { ok: false } => {
+                Err(protocol::Error::Remote(protocol::WireError::new(
+                    protocol::ErrorKind::Corrupt,
+                    "node found its copy corrupt (CRC mismatch) and quarantined it",
+                )))
+            }
+            _ => Err(bad("expected the end of a chunk".into())),
+        }
+    }
+}
+
+fn bad(msg: String) -> protocol::Error {
+    protocol::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+}

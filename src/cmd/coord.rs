@@ -1,0 +1,86 @@
+//! `dfs-sim coord`: run the coordinator.
+
+use super::{announce, bind, load_secret, shutdown_signal};
+use crate::format::parse_size;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Parity {
+    /// One XOR parity block per stripe.
+    Xor,
+    /// Replicas only.
+    None,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address for clients and nodes.
+    #[arg(long, default_value = client::config::DEFAULT_COORD)]
+    pub listen: String,
+    /// Where the catalog is kept.
+    #[arg(long, value_name = "DIR", default_value = "dfs-data/coord")]
+    pub data: PathBuf,
+    /// Nodes to attach to, comma-separated (nodes may also register
+    /// themselves with `node --coord`).
+    #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]
+    pub nodes: Vec<String>,
+    /// Copies of each data chunk, on distinct nodes.
+    #[arg(long, default_value_t = 2)]
+    pub replication: u32,
+    /// Parity scheme.
+    #[arg(long, value_enum, default_value = "xor")]
+    pub parity: Parity,
+    /// Data chunks per parity stripe [default: live nodes - 1, at most 4].
+    #[arg(long)]
+    pub stripe: Option<u32>,
+    /// Chunk size (e.g. 64MiB, 1MiB, 4096).
+    #[arg(long, default_value = "64MiB")]
+    pub chunk_size: String,
+    /// Heartbeat interval of nodes, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub heartbeat_ms: u64,
+    /// Missed heartbeats before a node is declared dead.
+    #[arg(long, default_value_t = 3)]
+    pub dead_after: u32,
+    /// File holding the cluster's shared secret (else DFS_SECRET, if set).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let chunk_size = parse_size(&a.chunk_size).map_err(anyhow::Error::msg)?;
+    if chunk_size == 0 || chunk_size > protocol::chunk::MAX_CHUNK_LEN {
+        bail!(
+            "--chunk-size must be between 1 byte and {}",
+            crate::format::bytes(protocol::chunk::MAX_CHUNK_LEN)
+        );
+    }
+    if a.replication == 0 {
+        bail!("--replication must be at least 1");
+    }
+    if a.stripe == Some(0) {
+        bail!("--stripe must be at least 1");
+    }
+    if a.heartbeat_ms == 0 || a.dead_after == 0 {
+        bail!("--heartbeat-ms and --dead-after must be at least 1");
+    }
+    let mut cfg = coord::CoordConfig::new(a.data.clone());
+    cfg.nodes = a.nodes.into_iter().filter(|n| !n.is_empty()).collect();
+    cfg.replication = a.replication;
+    cfg.parity = matches!(a.parity, Parity::Xor);
+    cfg.stripe = a.stripe;
+    cfg.chunk_size = chunk_size;
+    cfg.heartbeat = Duration::from_millis(a.heartbeat_ms);
+    cfg.dead_after = a.dead_after;
+    cfg.secret = load_secret(a.secret_file.as_ref())?;
+    let listener = bind(&a.listen).await?;
+    let local = listener.local_addr()?;
+    announce(&format!(
+        "coordinator listening on {local}, data in {}",
+        a.data.display()
+    ));
+    coord::run(listener, cfg, shutdown_signal()).await?;
+    Ok(())
+}

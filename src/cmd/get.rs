@@ -1,0 +1,51 @@
+//! `dfs-sim get NAME [--out PATH]`: fetch a file.
+
+use super::{file_name, ClientArgs};
+use crate::format::{bytes, rate};
+use anyhow::Result;
+use client::get::Output;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name in the store.
+    pub name: String,
+    /// Where to write it ('-' for stdout) [default: the name's last segment].
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let name = file_name(&a.name)?;
+    let out = match &a.out {
+        Some(p) if p.as_os_str() == "-" => Output::Stdout,
+        Some(p) => Output::File(p.clone()),
+        None => Output::File(PathBuf::from(name.base_name())),
+    };
+    let to_stdout = matches!(out, Output::Stdout);
+    let cfg = a.client.config()?;
+    let s = client::get::get(&cfg, name, out, Arc::new(|_| {})).await?;
+    let secs = s.elapsed.as_secs_f64();
+    let mut line = format!(
+        "get {}: {} in {:.1} s, {}",
+        s.name,
+        bytes(s.size),
+        secs,
+        rate(s.size, secs)
+    );
+    if s.rebuilt > 0 {
+        line += &format!(", {} chunk(s) rebuilt from parity", s.rebuilt);
+    }
+    if s.failed_copies > 0 {
+        line += &format!(", {} unreadable copies skipped", s.failed_copies);
+    }
+    if to_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `dfs-sim ls [PREFIX]`: list files.
+
+use super::{print_json, ClientArgs};
+use crate::format::bytes;
+use anyhow::Result;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only names starting with this.
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let files = a.client.connect().await?.list(a.prefix.clone()).await?;
+    if a.json {
+        print_json(&serde_json::Value::Array(
+            files
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "name": f.name.as_str(), "size": f.size,
+                        "chunks": f.chunks, "created_ms": f.created_ms,
+                    })
+                })
+                .collect(),
+        ));
+        return Ok(());
+    }
+    for f in &files {
+        println!("{:>10}  {:>6}  {}", bytes(f.size), f.chunks, f.name);
+    }
+    Ok(())
+}

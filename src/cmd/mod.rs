@@ -1,0 +1,82 @@
+//! One module per subcommand: its arguments and what it does.
+
+pub mod coord;
+pub mod get;
+pub mod ls;
+pub mod node;
+pub mod put;
+pub mod rm;
+pub mod stat;
+pub mod status;
+
+use anyhow::{Context, Result};
+use client::{ClientConfig, CoordClient};
+use protocol::{FileName, Secret};
+use std::path::PathBuf;
+
+/// Options every client command shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Coordinator address.
+    #[arg(long, env = "DFS_COORD", default_value = client::config::DEFAULT_COORD)]
+    pub coord: String,
+    /// File holding the cluster's shared secret (else DFS_SECRET, if set).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub fn config(&self) -> Result<ClientConfig> {
+        let mut cfg = ClientConfig::new(self.coord.clone());
+        cfg.secret = load_secret(self.secret_file.as_ref())?;
+        Ok(cfg)
+    }
+
+    pub async fn connect(&self) -> Result<CoordClient> {
+        Ok(CoordClient::connect(&self.config()?).await?)
+    }
+}
+
+pub fn load_secret(file: Option<&PathBuf>) -> Result<Option<Secret>> {
+    Secret::load(file.map(|p| p.as_path())).map_err(anyhow::Error::msg)
+}
+
+pub fn file_name(s: &str) -> Result<FileName> {
+    FileName::new(s).map_err(|e| anyhow::anyhow!("invalid name: {e}"))
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Binds a listener with an error that names the address.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Prints a line and flushes, so a parent process reading our stdout (a
+/// test, `dfs-sim up`) sees it at once.
+pub fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}

@@ -1,0 +1,51 @@
+//! `dfs-sim node`: run a chunkserver.
+
+use super::{announce, bind, load_secret, shutdown_signal};
+use anyhow::Result;
+use protocol::NodeId;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// This node's name, stable across restarts (e.g. n1).
+    #[arg(long)]
+    pub id: String,
+    /// Address for data connections.
+    #[arg(long, default_value = "127.0.0.1:4001")]
+    pub listen: String,
+    /// Where chunks are kept [default: dfs-data/node-<id>].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Register with this coordinator (otherwise wait to be attached by a
+    /// coordinator started with --nodes).
+    #[arg(long, value_name = "ADDR")]
+    pub coord: Option<String>,
+    /// Address others use to reach this node [default: the listen address].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
+    /// File holding the cluster's shared secret (else DFS_SECRET, if set).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let id = NodeId::new(&a.id).map_err(anyhow::Error::msg)?;
+    let data = a
+        .data
+        .unwrap_or_else(|| PathBuf::from(format!("dfs-data/node-{id}")));
+    let listener = bind(&a.listen).await?;
+    let local = listener.local_addr()?.to_string();
+    let mut cfg = node::NodeConfig::new(
+        id.clone(),
+        data.clone(),
+        a.advertise.unwrap_or(local.clone()),
+    );
+    cfg.coord = a.coord;
+    cfg.secret = load_secret(a.secret_file.as_ref())?;
+    announce(&format!(
+        "node {id} listening on {local}, data in {}",
+        data.display()
+    ));
+    node::run(listener, cfg, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `dfs-sim put FILE [--name NAME]`: store a local file.
+
+use super::{file_name, ClientArgs};
+use crate::format::{bytes, rate};
+use anyhow::{anyhow, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Local file to store.
+    pub file: PathBuf,
+    /// Name in the store [default: the file's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace an existing file of that name.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let name = match &a.name {
+        Some(n) => file_name(n)?,
+        None => {
+            let base = a.file.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                anyhow!(
+                    "cannot derive a name from {}; pass --name",
+                    a.file.display()
+                )
+            })?;
+            file_name(base)?
+        }
+    };
+    let cfg = a.client.config()?;
+    let s = client::put::put(&cfg, &a.file, name, a.force, Arc::new(|_| {})).await?;
+    let secs = s.elapsed.as_secs_f64();
+    println!(
+        "put {}: {} in {:.1} s, {}, {} chunk{}, {} replica{}{}",
+        s.name,
+        bytes(s.size),
+        secs,
+        rate(s.size, secs),
+        s.chunks,
+        if s.chunks == 1 { "" } else { "s" },
+        s.replication,
+        if s.replication == 1 { "" } else { "s" },
+        if s.parity { " + xor" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `dfs-sim stat NAME`: a file's chunks, their copies and its health.
+
+use super::{file_name, print_json, ClientArgs};
+use crate::format::bytes;
+use anyhow::Result;
+use client::health::{file_health, live_copies};
+use protocol::{ChunkInfo, Codec};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub name: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn chunk_json(c: &ChunkInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.header.id.to_hex(),
+        "raw_len": c.header.raw_len,
+        "stored_len": c.header.stored_len,
+        "codec": match c.header.codec { Codec::Raw => "raw", Codec::Lz4 => "lz4" },
+        "sha256": c.header.raw_sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "live_copies": live_copies(c),
+        "locations": c.locations.iter().map(|l| serde_json::json!({
+            "node": l.node.id.as_str(), "addr": l.node.addr, "alive": l.alive,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn where_(c: &ChunkInfo) -> String {
+    if c.locations.is_empty() {
+        return "(no copies)".into();
+    }
+    c.locations
+        .iter()
+        .map(|l| format!("{}{}", l.node.id, if l.alive { "" } else { " (dead)" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let name = file_name(&a.name)?;
+    let f = a.client.connect().await?.lookup(name).await?;
+    let health = file_health(&f);
+    let parity = f.stripes.iter().any(|s| s.parity.is_some());
+    if a.json {
+        print_json(&serde_json::json!({
+            "name": f.name.as_str(),
+            "size": f.size,
+            "created_ms": f.created_ms,
+            "chunk_size": f.chunk_size,
+            "replication": f.replication,
+            "parity": if parity { "xor" } else { "none" },
+            "health": health.as_str(),
+            "stripes": f.stripes.iter().map(|s| serde_json::json!({
+                "data": s.data.iter().map(chunk_json).collect::<Vec<_>>(),
+                "parity": s.parity.as_ref().map(chunk_json),
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    let chunks: usize = f.stripes.iter().map(|s| s.data.len()).sum();
+    println!("name:        {}", f.name);
+    println!("size:        {} ({} bytes)", bytes(f.size), f.size);
+    println!(
+        "chunks:      {chunks} in {} stripe(s), chunk size {}",
+        f.stripes.len(),
+        bytes(f.chunk_size)
+    );
+    println!(
+        "protection:  {} replica(s){}",
+        f.replication,
+        if parity { " + xor parity" } else { "" }
+    );
+    println!("health:      {}", health.as_str());
+    let mut index = 0;
+    for (si, s) in f.stripes.iter().enumerate() {
+        println!("stripe {si}:");
+        for c in &s.data {
+            println!(
+                "  chunk {index:<4} {}  {:>10} -> {:>10}  {}",
+                &c.header.id.to_hex()[..12],
+                bytes(c.header.raw_len),
+                bytes(c.header.stored_len),
+                where_(c)
+            );
+            index += 1;
+        }
+        if let Some(p) = &s.parity {
+            println!(
+                "  parity     {}  {:>10} -> {:>10}  {}",
+                &p.header.id.to_hex()[..12],
+                bytes(p.header.raw_len),
+                bytes(p.header.stored_len),
+                where_(p)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! `dfs-sim status`: the cluster at a glance.
+
+use super::{print_json, ClientArgs};
+use crate::format::bytes;
+use anyhow::Result;
+use protocol::NodeState;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn state(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Alive => "alive",
+        NodeState::Suspect => "suspect",
+        NodeState::Dead => "dead",
+    }
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let s = a.client.connect().await?.status().await?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "nodes": s.nodes.iter().map(|n| serde_json::json!({
+                "id": n.id.as_str(), "addr": n.addr, "state": state(n.state),
+                "last_heartbeat_ms_ago": n.last_heartbeat_ms_ago,
+                "chunks": n.catalog_chunks, "stored_chunks": n.stats.chunks,
+                "bytes": n.stats.bytes, "free_bytes": n.stats.free_bytes,
+            })).collect::<Vec<_>>(),
+            "files": s.files, "bytes": s.bytes, "chunks": s.chunks,
+            "replication": s.replication, "parity": if s.parity { "xor" } else { "none" },
+            "stripe": s.stripe, "chunk_size": s.chunk_size,
+            "pending_uploads": s.pending_uploads,
+            "under_protected": s.under_replicated.iter().map(|u| serde_json::json!({
+                "file": u.file.as_str(), "chunk": u.chunk.to_hex(), "parity": u.parity,
+                "live_copies": u.live_copies, "target": u.target,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    println!(
+        "cluster: {} replica(s){}, stripe {}, chunk size {}",
+        s.replication,
+        if s.parity { " + xor" } else { "" },
+        s.stripe,
+        bytes(s.chunk_size)
+    );
+    println!(
+        "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
+        "NODE", "ADDR", "STATE", "LAST-HB", "CHUNKS", "STORED", "FREE"
+    );
+    for n in &s.nodes {
+        println!(
+            "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
+            n.id.as_str(),
+            n.addr,
+            state(n.state),
+            n.last_heartbeat_ms_ago
+                .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
+                .unwrap_or_else(|| "never".into()),
+            n.catalog_chunks,
+            bytes(n.stats.bytes),
+            n.stats.free_bytes.map(bytes).unwrap_or_else(|| "?".into()),
+        );
+    }
+    println!(
+        "files: {}, {} in {} chunks (parity included); uploads in progress: {}",
+        s.files,
+        bytes(s.bytes),
+        s.chunks,
+        s.pending_uploads
+    );
+    if s.under_replicated.is_empty() {
+        println!("under-protected chunks: none");
+    } else {
+        println!("under-protected chunks: {}", s.under_replicated.len());
+        for u in s.under_replicated.iter().take(20) {
+            println!(
+                "  {} {} of {}: {}/{} live",
+                if u.parity { "parity" } else { "chunk " },
+                &u.chunk.to_hex()[..12],
+                u.file,
+                u.live_copies,
+                u.target
+            );
+        }
+        if s.under_replicated.len() > 20 {
+            println!("  ... and {} more", s.under_replicated.len() - 20);
+        }
+    }
+    Ok(())
+}
