@@ -41,6 +41,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(cli.command, Command::Node(_) | Command::Coord(_));
+    if !server {
+        // A client piped into `head` or `grep -q` should end quietly, like
+        // any Unix tool, instead of panicking on a closed stdout. Servers
+        // keep SIGPIPE ignored: a peer closing a socket must not kill them.
+        // SAFETY: called before any thread is spawned; SIG_DFL is a valid
+        // disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_tracing(if server { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
