@@ -36,6 +36,8 @@ enum Command {
     Rm(cmd::rm::Args),
     /// Show nodes, liveness, usage and under-protected chunks.
     Status(cmd::status::Args),
+    /// Measure small-file operations per second.
+    Loadgen(cmd::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Stat(a) => cmd::stat::run(a).await,
             Command::Rm(a) => cmd::rm::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
+            Command::Loadgen(a) => cmd::loadgen::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

@@ -5,11 +5,12 @@
 use crate::config::ClientConfig;
 use crate::coord_client::CoordClient;
 use crate::error::{Error, Result};
-use crate::node_client::NodePool;
 use crate::put::Progress;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use protocol::chunk;
+use protocol::data_client::NodePool;
+use protocol::handshake::Role;
 use protocol::{ChunkInfo, FileInfo, FileName, StripeInfo};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 pub enum Output {
     File(PathBuf),
     Stdout,
+    /// Verify and drop the bytes (benchmarks, deep checks).
+    Discard,
 }
 
 #[derive(Debug, Clone)]
@@ -47,13 +50,22 @@ pub async fn get(
     out: Output,
     progress: Progress,
 ) -> Result<GetSummary> {
+    let mut coord = CoordClient::connect(cfg).await?;
+    let pool = Arc::new(NodePool::new(Role::Client, cfg.secret.clone()));
+    get_with(&mut coord, &pool, cfg.inflight, name, out, progress).await
+}
+
+/// A get over an existing coordinator connection and node pool.
+pub async fn get_with(
+    coord: &mut CoordClient,
+    pool: &Arc<NodePool>,
+    inflight: usize,
+    name: FileName,
+    out: Output,
+    progress: Progress,
+) -> Result<GetSummary> {
     let start = Instant::now();
-    let info = CoordClient::connect(cfg)
-        .await?
-        .lookup(name.clone())
-        .await?;
-    let info = Arc::new(info);
-    let pool = Arc::new(NodePool::new(cfg.secret.clone()));
+    let info = Arc::new(coord.lookup(name.clone()).await?);
     let stats = Arc::new(Stats {
         failed: AtomicU64::new(0),
         rebuilt: AtomicU64::new(0),
@@ -71,7 +83,7 @@ pub async fn get(
             let (pool, info, stats) = (pool.clone(), info.clone(), stats.clone());
             async move { read_chunk(&pool, &info, si, ci, &stats).await }
         })
-        .buffered(cfg.inflight.max(1));
+        .buffered(inflight.max(1));
     let mut written = 0u64;
     while let Some(raw) = fetched.next().await {
         let raw = raw?;
@@ -209,6 +221,7 @@ async fn rebuild(
 
 /// The output: stdout, or a temp file renamed into place by `finish`.
 enum Sink {
+    Discard,
     Stdout(std::io::Stdout),
     File {
         file: std::fs::File,
@@ -222,6 +235,7 @@ impl Sink {
     fn open(out: &Output) -> Result<Sink> {
         match out {
             Output::Stdout => Ok(Sink::Stdout(std::io::stdout())),
+            Output::Discard => Ok(Sink::Discard),
             Output::File(dest) => {
                 let dir = match dest.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -250,6 +264,7 @@ impl Sink {
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
         match self {
+            Sink::Discard => Ok(()),
             Sink::Stdout(s) => s.write_all(data).map_err(|source| Error::Local {
                 path: "stdout".into(),
                 source,
@@ -264,6 +279,7 @@ impl Sink {
     /// fsync, then rename over the destination, then fsync the directory.
     fn finish(&mut self) -> Result<()> {
         match self {
+            Sink::Discard => Ok(()),
             Sink::Stdout(s) => s.flush().map_err(|source| Error::Local {
                 path: "stdout".into(),
                 source,

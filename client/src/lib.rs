@@ -12,7 +12,6 @@ pub mod coord_client;
 pub mod error;
 pub mod get;
 pub mod health;
-pub mod node_client;
 pub mod put;
 
 pub use config::ClientConfig;

@@ -9,10 +9,11 @@
 use crate::config::ClientConfig;
 use crate::coord_client::CoordClient;
 use crate::error::{Error, Result};
-use crate::node_client::NodePool;
 use bytes::Bytes;
 use futures_util::future::try_join_all;
 use protocol::chunk;
+use protocol::data_client::NodePool;
+use protocol::handshake::Role;
 use protocol::{ChunkHeader, ChunkPlan, CommitPut, FileName, StripeCommit};
 use std::io::Read;
 use std::path::Path;
@@ -42,7 +43,6 @@ pub async fn put(
     force: bool,
     progress: Progress,
 ) -> Result<PutSummary> {
-    let start = Instant::now();
     let local = |source| Error::Local {
         path: path.display().to_string(),
         source,
@@ -55,13 +55,39 @@ pub async fn put(
             path.display()
         )));
     }
-    let size = meta.len();
     let mut coord = CoordClient::connect(cfg).await?;
+    let pool = Arc::new(NodePool::new(Role::Client, cfg.secret.clone()));
+    let src = Source {
+        reader: Box::new(file),
+        size: meta.len(),
+    };
+    put_with(&mut coord, &pool, cfg.inflight, src, name, force, progress).await
+}
+
+/// What a put reads from: any reader of a known length.
+pub struct Source {
+    pub reader: Box<dyn Read + Send>,
+    pub size: u64,
+}
+
+/// A put over an existing coordinator connection and node pool, so that a
+/// program storing many files (`loadgen`) pays for connections once.
+pub async fn put_with(
+    coord: &mut CoordClient,
+    pool: &Arc<NodePool>,
+    inflight: usize,
+    src: Source,
+    name: FileName,
+    force: bool,
+    progress: Progress,
+) -> Result<PutSummary> {
+    let start = Instant::now();
+    let size = src.size;
     let plan = coord.plan_put(name.clone(), size, force).await?;
     let upload_id = plan.upload_id;
     let parity = plan.stripes.iter().any(|s| s.parity.is_some());
     let replication = plan.replication;
-    match stream(cfg, file, size, &plan, progress).await {
+    match stream(pool, inflight, src, &plan, progress).await {
         Ok((stripes, stored_bytes)) => {
             let chunks = stripes.iter().map(|s| s.data.len() as u64).sum();
             let s = coord
@@ -105,14 +131,14 @@ struct Slot {
 }
 
 async fn stream(
-    cfg: &ClientConfig,
-    file: std::fs::File,
-    size: u64,
+    pool: &Arc<NodePool>,
+    inflight: usize,
+    src: Source,
     plan: &protocol::PutPlan,
     progress: Progress,
 ) -> Result<(Vec<StripeCommit>, u64)> {
-    let pool = Arc::new(NodePool::new(cfg.secret.clone()));
-    let permits = Arc::new(Semaphore::new(cfg.inflight.max(1)));
+    let Source { reader, size } = src;
+    let permits = Arc::new(Semaphore::new(inflight.max(1)));
     // Parity blocks have their own single permit: waiting on the data
     // permits could deadlock against the reader holding them.
     let parity_permit = Arc::new(Semaphore::new(1));
@@ -122,7 +148,9 @@ async fn stream(
     let reader = {
         let permits = permits.clone();
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || read_chunks(file, size, cs, total, permits, handle, tx))
+        tokio::task::spawn_blocking(move || {
+            read_chunks(reader, size, cs, total, permits, handle, tx)
+        })
     };
     let mut headers: Vec<(Vec<Option<ChunkHeader>>, Option<ChunkHeader>)> = plan
         .stripes
@@ -228,7 +256,7 @@ async fn stream(
 
 /// Reads the file chunk by chunk, each only once a pipeline slot is free.
 fn read_chunks(
-    mut file: std::fs::File,
+    mut file: Box<dyn Read + Send>,
     size: u64,
     cs: u64,
     total: u64,

@@ -6,6 +6,7 @@
 
 pub mod chunk;
 pub mod connection;
+pub mod data_client;
 pub mod error;
 pub mod handshake;
 pub mod ids;

@@ -2,6 +2,7 @@
 
 pub mod coord;
 pub mod get;
+pub mod loadgen;
 pub mod ls;
 pub mod node;
 pub mod put;

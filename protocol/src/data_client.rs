@@ -1,10 +1,11 @@
-//! The data path: storing and fetching chunk streams on nodes, over a small
-//! pool of handshaken connections reused across chunks.
+//! The data path seen from the side that opens it (a client, or a node
+//! copying a chunk for repair): storing and fetching chunk streams, over a
+//! small pool of handshaken connections reused across chunks.
 
+use crate::chunk::check_bounds;
+use crate::handshake::{self, Role};
+use crate::{ChunkHeader, Connection, NodeRequest, NodeResponse, Secret};
 use bytes::{Bytes, BytesMut};
-use protocol::chunk::check_bounds;
-use protocol::handshake::{self, Role};
-use protocol::{ChunkHeader, Connection, NodeRequest, NodeResponse, Secret};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,13 +16,15 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Idle connections per node address.
 pub struct NodePool {
+    role: Role,
     secret: Option<Secret>,
     idle: Mutex<HashMap<String, Vec<Connection>>>,
 }
 
 impl NodePool {
-    pub fn new(secret: Option<Secret>) -> Self {
+    pub fn new(role: Role, secret: Option<Secret>) -> Self {
         NodePool {
+            role,
             secret,
             idle: Mutex::new(HashMap::new()),
         }
@@ -35,12 +38,12 @@ impl NodePool {
             .and_then(Vec::pop)
     }
 
-    async fn conn(&self, addr: &str) -> protocol::Result<Connection> {
+    async fn conn(&self, addr: &str) -> crate::Result<Connection> {
         if let Some(c) = self.take_idle(addr) {
             return Ok(c);
         }
         let mut c = Connection::connect(addr).await?;
-        handshake::initiate(&mut c, Role::Client, self.secret.as_ref()).await?;
+        handshake::initiate(&mut c, self.role, self.secret.as_ref()).await?;
         Ok(c)
     }
 
@@ -59,14 +62,14 @@ impl NodePool {
         addr: &str,
         header: &ChunkHeader,
         stored: &Bytes,
-    ) -> protocol::Result<()> {
+    ) -> crate::Result<()> {
         let mut c = self.conn(addr).await?;
         let sent = tokio::time::timeout(IO_TIMEOUT * 4, async {
             c.send(&NodeRequest::Put(header.clone())).await?;
             c.send_data(stored).await
         })
         .await
-        .unwrap_or(Err(protocol::Error::Timeout("sending a chunk")));
+        .unwrap_or(Err(crate::Error::Timeout("sending a chunk")));
         if let Err(e) = sent {
             // The node may have refused early (disk full) and closed: its
             // answer names the real cause better than a broken pipe does.
@@ -76,7 +79,7 @@ impl NodePool {
             )
             .await
             {
-                Ok(Err(remote @ protocol::Error::Remote(_))) => Err(remote),
+                Ok(Err(remote @ crate::Error::Remote(_))) => Err(remote),
                 _ => Err(e),
             };
         }
@@ -85,12 +88,12 @@ impl NodePool {
                 self.put_back(addr, c);
                 Ok(())
             }
-            Ok(Ok(_)) => Err(protocol::Error::Unexpected {
+            Ok(Ok(_)) => Err(crate::Error::Unexpected {
                 expected: "Stored",
                 got: "another response",
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(protocol::Error::Timeout(
+            Err(_) => Err(crate::Error::Timeout(
                 "waiting for the node to store a chunk",
             )),
         }
@@ -100,10 +103,10 @@ impl NodePool {
     /// The node's header must match it; lengths are bounded by it; the
     /// node's own CRC verdict is honoured. The caller still decodes and
     /// checks SHA-256.
-    pub async fn fetch(&self, addr: &str, want: &ChunkHeader) -> protocol::Result<Bytes> {
+    pub async fn fetch(&self, addr: &str, want: &ChunkHeader) -> crate::Result<Bytes> {
         check_bounds(want).map_err(|e| bad(e.to_string()))?;
         let mut c = self.conn(addr).await?;
-        let io = |what| protocol::Error::Timeout(what);
+        let io = |what| crate::Error::Timeout(what);
         tokio::time::timeout(IO_TIMEOUT, c.send(&NodeRequest::Get(want.id)))
             .await
             .map_err(|_| io("sending a read request"))??;
@@ -138,17 +141,15 @@ impl NodePool {
                 self.put_back(addr, c);
                 Ok(buf.freeze())
             }
-            NodeResponse::End { ok: false } => {
-                Err(protocol::Error::Remote(protocol::WireError::new(
-                    protocol::ErrorKind::Corrupt,
-                    "node found its copy corrupt (CRC mismatch) and quarantined it",
-                )))
-            }
+            NodeResponse::End { ok: false } => Err(crate::Error::Remote(crate::WireError::new(
+                crate::ErrorKind::Corrupt,
+                "node found its copy corrupt (CRC mismatch) and quarantined it",
+            ))),
             _ => Err(bad("expected the end of a chunk".into())),
         }
     }
 }
 
-fn bad(msg: String) -> protocol::Error {
-    protocol::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+fn bad(msg: String) -> crate::Error {
+    crate::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
 }
