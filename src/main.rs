@@ -36,6 +36,13 @@ enum Command {
     Rm(cmd::rm::Args),
     /// Show nodes, liveness, usage and under-protected chunks.
     Status(cmd::status::Args),
+    /// Check every file's health; `--deep` verifies every copy,
+    /// `--what-if n1,n2` tells what a failure of those nodes would lose.
+    Fsck(cmd::fsck::Args),
+    /// Move every chunk off a node so it can be removed.
+    Drain(cmd::drain::Args),
+    /// Verify every stored copy now (corrupt ones are repaired).
+    Scrub(cmd::scrub::Args),
     /// Measure small-file operations per second.
     Loadgen(cmd::loadgen::Args),
 }
@@ -75,6 +82,9 @@ fn main() -> ExitCode {
             Command::Rm(a) => cmd::rm::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
             Command::Loadgen(a) => cmd::loadgen::run(a).await,
+            Command::Fsck(a) => cmd::fsck::run(a).await,
+            Command::Drain(a) => cmd::drain::run(a).await,
+            Command::Scrub(a) => cmd::scrub::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

@@ -4,8 +4,8 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use protocol::handshake::{self, Role};
 use protocol::{
-    ClusterStatus, CommitPut, Connection, CoordRequest, CoordResponse, FileInfo, FileName,
-    FileSummary, PutPlan,
+    ChunkId, ClusterStatus, CommitPut, Connection, CoordRequest, CoordResponse, FileInfo, FileName,
+    FileSummary, FsckReport, NodeId, PutPlan,
 };
 
 pub struct CoordClient {
@@ -97,6 +97,33 @@ impl CoordClient {
             CoordResponse::Removed => Ok(()),
             _ => Err(self.unexpected()),
         }
+    }
+
+    pub async fn fsck(&mut self, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result<FsckReport> {
+        match self.call(CoordRequest::Fsck { names, what_if }).await? {
+            CoordResponse::Fsck(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn drain(&mut self, node: NodeId, cancel: bool) -> Result<()> {
+        self.call(CoordRequest::Drain { node, cancel })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn scrub(&mut self, node: Option<NodeId>) -> Result<()> {
+        self.call(CoordRequest::Scrub { node }).await.map(|_| ())
+    }
+
+    pub async fn report_bad(&mut self, chunk: ChunkId, node: NodeId, reason: String) -> Result<()> {
+        self.call(CoordRequest::ReportBad {
+            chunk,
+            node,
+            reason,
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn status(&mut self) -> Result<ClusterStatus> {

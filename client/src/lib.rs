@@ -11,7 +11,6 @@ pub mod config;
 pub mod coord_client;
 pub mod error;
 pub mod get;
-pub mod health;
 pub mod put;
 
 pub use config::ClientConfig;

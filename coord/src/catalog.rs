@@ -4,7 +4,7 @@
 
 use protocol::{ChunkHeader, ChunkId, FileName, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
@@ -12,6 +12,9 @@ pub struct Catalog {
     /// Last known data address of every node ever registered, so that after
     /// a restart clients can be pointed at nodes before they re-register.
     pub node_addrs: BTreeMap<NodeId, String>,
+    /// Nodes being drained: they take no new chunks and their copies are
+    /// moved away. Durable, so a restart does not forget a drain.
+    pub draining: BTreeSet<NodeId>,
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
@@ -59,14 +62,26 @@ pub enum Record {
     RemoveFile {
         name: FileName,
     },
-    /// The set of nodes holding a chunk changed (repair, reconciliation).
-    SetNodes {
+    /// A node holds a verified copy (repair, reconciliation). Changes of
+    /// holders are deltas, not whole lists, so that records computed
+    /// concurrently (a repair finishing while a trim runs) commute.
+    AddCopy {
+        chunk: ChunkId,
+        node: NodeId,
+    },
+    /// These nodes no longer count as holders (lost, corrupt, trimmed).
+    DropCopies {
         chunk: ChunkId,
         nodes: Vec<NodeId>,
     },
     NodeAddr {
         id: NodeId,
         addr: String,
+    },
+    /// Start (`on`) or stop draining a node.
+    Drain {
+        node: NodeId,
+        on: bool,
     },
 }
 
@@ -180,14 +195,30 @@ impl Catalog {
                 Some(old) => self.unindex(&old),
                 None => Vec::new(),
             },
-            Record::SetNodes { chunk, nodes } => {
+            Record::AddCopy { chunk, node } => {
                 if let Some(c) = self.chunk_mut(chunk) {
-                    c.nodes = nodes.clone();
+                    if !c.nodes.contains(node) {
+                        c.nodes.push(node.clone());
+                    }
+                }
+                Vec::new()
+            }
+            Record::DropCopies { chunk, nodes } => {
+                if let Some(c) = self.chunk_mut(chunk) {
+                    c.nodes.retain(|n| !nodes.contains(n));
                 }
                 Vec::new()
             }
             Record::NodeAddr { id, addr } => {
                 self.node_addrs.insert(id.clone(), addr.clone());
+                Vec::new()
+            }
+            Record::Drain { node, on } => {
+                if *on {
+                    self.draining.insert(node.clone());
+                } else {
+                    self.draining.remove(node);
+                }
                 Vec::new()
             }
         }
@@ -252,9 +283,13 @@ mod tests {
             .unwrap()
             .header
             .id;
-        cat.apply(&Record::SetNodes {
+        cat.apply(&Record::AddCopy {
             chunk: id2,
-            nodes: vec![b.clone()],
+            node: b.clone(),
+        });
+        cat.apply(&Record::DropCopies {
+            chunk: id2,
+            nodes: vec![NodeId::new("c").unwrap()],
         });
         assert_eq!(cat.chunk(&id2).unwrap().1.nodes, vec![b]);
         // Serialise, reload, reindex.

@@ -27,6 +27,12 @@ pub struct CoordConfig {
     pub secret: Option<Secret>,
     /// Journal records between snapshots: bounds replay time after a crash.
     pub snapshot_every: u64,
+    /// Repairs (chunk copies or rebuilds) running at once across the
+    /// cluster: high enough to heal fast, bounded so foreground reads and
+    /// writes keep their share of disks and network.
+    pub repair_parallel: usize,
+    /// A repair not reported done by then is re-planned elsewhere.
+    pub repair_timeout: Duration,
 }
 
 impl CoordConfig {
@@ -42,6 +48,8 @@ impl CoordConfig {
             dead_after: 3,
             secret: None,
             snapshot_every: 1024,
+            repair_parallel: 8,
+            repair_timeout: Duration::from_secs(120),
         }
     }
 

@@ -114,11 +114,17 @@ impl Membership {
             .is_some_and(|m| Self::state(m, now, cfg) != NodeState::Dead)
     }
 
-    /// Nodes fit to receive new chunks: session open, heartbeat on time.
-    pub fn writable(&self, now: Instant, cfg: &CoordConfig) -> Vec<NodeAddr> {
+    /// Nodes fit to receive new chunks: session open, heartbeat on time,
+    /// not being drained.
+    pub fn writable(
+        &self,
+        now: Instant,
+        cfg: &CoordConfig,
+        draining: &std::collections::BTreeSet<NodeId>,
+    ) -> Vec<NodeAddr> {
         self.members
             .values()
-            .filter(|m| Self::state(m, now, cfg) == NodeState::Alive)
+            .filter(|m| Self::state(m, now, cfg) == NodeState::Alive && !draining.contains(&m.id))
             .map(|m| NodeAddr {
                 id: m.id.clone(),
                 addr: m.addr.clone(),
@@ -141,8 +147,16 @@ impl Membership {
         }
     }
 
-    /// Logs state transitions; returns the nodes newly declared dead.
-    pub fn check(&mut self, now: Instant, cfg: &CoordConfig) -> Vec<NodeId> {
+    pub fn node_addr(&self, id: &NodeId) -> NodeAddr {
+        NodeAddr {
+            id: id.clone(),
+            addr: self.addr_of(id),
+        }
+    }
+
+    /// Logs state transitions; returns the nodes newly declared dead with
+    /// the time of their last heartbeat (when they actually died).
+    pub fn check(&mut self, now: Instant, cfg: &CoordConfig) -> Vec<(NodeId, Instant)> {
         let mut dead = Vec::new();
         for m in self.members.values_mut() {
             let s = Self::state(m, now, cfg);
@@ -156,7 +170,7 @@ impl Membership {
             match s {
                 NodeState::Dead => {
                     tracing::warn!(node = %m.id, silent_s = silent.as_secs_f64(), "node declared dead: missed {} heartbeats", cfg.dead_after);
-                    dead.push(m.id.clone());
+                    dead.push((m.id.clone(), m.last_heartbeat.unwrap_or(now)));
                 }
                 NodeState::Suspect => {
                     tracing::warn!(node = %m.id, silent_s = silent.as_secs_f64(), "node suspect")

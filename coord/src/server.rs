@@ -29,6 +29,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(monitor(coord.clone(), stop_rx.clone()));
+    tasks.spawn(crate::repair::run(coord.clone(), stop_rx.clone()));
     for addr in coord.config.nodes.clone() {
         tasks.spawn(session::dial_loop(coord.clone(), addr, stop_rx.clone()));
     }
@@ -93,7 +94,12 @@ async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = Instant::now();
-        let _dead = coord.lock().members.check(now, &coord.config);
+        {
+            let mut st = coord.lock();
+            for (node, died) in st.members.check(now, &coord.config) {
+                st.repairs.node_died(&node, died);
+            }
+        }
         cmd::put::expire(&coord, now);
     }
 }
@@ -138,6 +144,22 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             }
             CoordRequest::Remove { name } => remove(&coord, name).await,
             CoordRequest::Status => Ok(CoordResponse::Status(cmd::status::status(&coord))),
+            CoordRequest::Fsck { names, what_if } => {
+                cmd::fsck::fsck(&coord, names, what_if).map(CoordResponse::Fsck)
+            }
+            CoordRequest::Drain { node, cancel } => cmd::maintain::drain(&coord, node, cancel)
+                .await
+                .map(|_| CoordResponse::Done),
+            CoordRequest::Scrub { node } => {
+                cmd::maintain::scrub(&coord, node).map(|_| CoordResponse::Done)
+            }
+            CoordRequest::ReportBad {
+                chunk,
+                node,
+                reason,
+            } => {
+                cmd::maintain::report_bad(&coord, chunk, node, &reason).map(|_| CoordResponse::Done)
+            }
         };
         let sent = match res {
             Ok(r) => conn.reply(&r).await,

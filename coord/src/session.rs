@@ -104,6 +104,10 @@ pub async fn serve(
         tokio::select! {
             m = conn.recv::<SessionMsg>() => match m {
                 Ok(SessionMsg::Heartbeat(stats)) => coord.lock().members.heartbeat(&id, stats),
+                Ok(SessionMsg::RepairDone { task, chunk, error }) => {
+                    crate::repair::done(&coord, &id, task, chunk, error).await
+                }
+                Ok(SessionMsg::Corrupt(chunk)) => crate::repair::corrupt(&coord, &id, chunk).await,
                 Ok(other) => tracing::debug!(node = %id, ?other, "ignoring session message"),
                 Err(e) => {
                     tracing::debug!(node = %id, error = %e, "session read ended");
@@ -149,9 +153,10 @@ fn reconcile(
                     .filter(|n| st.members.is_alive(n, now, &coord.config))
                     .count() as u32;
                 if live < f.target(parity) {
-                    let mut nodes = c.nodes.clone();
-                    nodes.push(node.clone());
-                    records.push(Record::SetNodes { chunk: *id, nodes });
+                    records.push(Record::AddCopy {
+                        chunk: *id,
+                        node: node.clone(),
+                    });
                 } else {
                     deletes.push(*id);
                 }
@@ -164,9 +169,9 @@ fn reconcile(
         for (c, _) in f.chunks() {
             if c.nodes.contains(node) && !inv.contains(&c.header.id) {
                 tracing::warn!(%node, chunk = %c.header.id, "node lost a chunk copy");
-                records.push(Record::SetNodes {
+                records.push(Record::DropCopies {
                     chunk: c.header.id,
-                    nodes: c.nodes.iter().filter(|n| *n != node).cloned().collect(),
+                    nodes: vec![node.clone()],
                 });
             }
         }

@@ -41,6 +41,7 @@ pub struct State {
     pub members: Membership,
     pub rotation: u64,
     pub next_upload: u64,
+    pub repairs: crate::repair::Repairs,
 }
 
 type JournalReq = (Vec<Record>, oneshot::Sender<Result<Garbage>>);
@@ -67,6 +68,7 @@ impl Coord {
                 members,
                 rotation: rand::random::<u8>() as u64,
                 next_upload: rand::random::<u32>() as u64,
+                repairs: Default::default(),
             }),
             journal: tx,
         });

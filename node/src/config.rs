@@ -26,6 +26,14 @@ pub struct NodeConfig {
     /// Free space kept in reserve: a put that would leave less is refused
     /// with a disk-full error before any byte is written.
     pub reserve_bytes: u64,
+    /// Background scrub reads at most this many bytes per second, so
+    /// verification never starves foreground traffic. 0 disables the
+    /// background scrub (a pass asked for by `dfs-sim scrub` still runs).
+    pub scrub_rate: u64,
+    /// Time between the starts of two background scrub passes.
+    pub scrub_interval: std::time::Duration,
+    /// Repairs this node runs at once.
+    pub repair_parallel: usize,
 }
 
 impl NodeConfig {
@@ -38,6 +46,9 @@ impl NodeConfig {
             secret: None,
             max_connections: 512,
             reserve_bytes: 64 * 1024 * 1024,
+            scrub_rate: 32 * 1024 * 1024,
+            scrub_interval: std::time::Duration::from_secs(24 * 3600),
+            repair_parallel: 4,
         }
     }
 }

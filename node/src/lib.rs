@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod error;
+pub mod repair;
+pub mod scrub;
 pub mod server;
 pub mod session;
 pub mod store;

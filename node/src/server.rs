@@ -4,13 +4,16 @@ use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::session;
 use crate::store::ChunkStore;
-use protocol::handshake;
-use protocol::{ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse};
+use protocol::data_client::NodePool;
+use protocol::handshake::{self, Role};
+use protocol::{
+    ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse, NodeStats, SessionMsg,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -22,6 +25,34 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Ctx {
     pub config: NodeConfig,
     pub store: Arc<ChunkStore>,
+    /// Reports for the coordinator (corrupt copies, repair outcomes),
+    /// forwarded by whichever session is open.
+    pub events: mpsc::Sender<SessionMsg>,
+    pub events_rx: tokio::sync::Mutex<mpsc::Receiver<SessionMsg>>,
+    /// Connections to other nodes, for repair.
+    pub pool: NodePool,
+    pub scrub: crate::scrub::ScrubState,
+    pub repairs: Arc<Semaphore>,
+}
+
+impl Ctx {
+    pub fn stats(&self) -> NodeStats {
+        let mut s = self.store.stats();
+        self.scrub.fill(&mut s);
+        s
+    }
+
+    /// Quarantines a copy found corrupt and tells the coordinator, which
+    /// counts it lost and schedules a repair.
+    pub async fn corrupt(&self, id: &ChunkId, reason: &str) {
+        self.store.quarantine(id, reason).await;
+        self.scrub
+            .corrupt_found
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.events.try_send(SessionMsg::Corrupt(*id)).is_err() {
+            tracing::warn!(chunk = %id, "cannot report corrupt chunk now; the next registration will");
+        }
+    }
 }
 
 /// Runs a node on `listener` until `shutdown` completes. Returns once every
@@ -34,9 +65,19 @@ pub async fn run(
 ) -> Result<()> {
     let store = Arc::new(ChunkStore::open(&config.data_dir, config.reserve_bytes)?);
     let sem = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let ctx = Arc::new(Ctx { config, store });
+    let (events, events_rx) = mpsc::channel(4096);
+    let ctx = Arc::new(Ctx {
+        pool: NodePool::new(Role::Node, config.secret.clone()),
+        repairs: Arc::new(Semaphore::new(config.repair_parallel.max(1))),
+        config,
+        store,
+        events,
+        events_rx: tokio::sync::Mutex::new(events_rx),
+        scrub: crate::scrub::ScrubState::default(),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    tasks.spawn(crate::scrub::run(ctx.clone(), stop_rx.clone()));
     if let Some(coord) = ctx.config.coord.clone() {
         tasks.spawn(session::dial_loop(ctx.clone(), coord, stop_rx.clone()));
     }
@@ -121,10 +162,7 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                 tracing::info!(count, "deleted chunks");
                 conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
             }
-            NodeRequest::Ping => conn
-                .reply(&NodeResponse::Pong(ctx.store.stats()))
-                .await
-                .is_ok(),
+            NodeRequest::Ping => conn.reply(&NodeResponse::Pong(ctx.stats())).await.is_ok(),
             NodeRequest::Attach => {
                 session::attached(conn, ctx, stop).await;
                 return;
@@ -172,7 +210,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
         Ok(r) => r,
         Err(e) => {
             if let Error::Corrupt { reason, .. } = &e {
-                ctx.store.quarantine(&id, reason).await;
+                ctx.corrupt(&id, reason).await;
             }
             tracing::warn!(chunk = %id, error = %e, "get failed");
             return conn.reply_err(e.to_wire()).await.is_ok();
@@ -203,9 +241,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
     }
     let ok = r.crc_ok();
     if !ok {
-        ctx.store
-            .quarantine(&id, "CRC mismatch while serving a read")
-            .await;
+        ctx.corrupt(&id, "CRC mismatch while serving a read").await;
     }
     conn.reply(&NodeResponse::End { ok }).await.is_ok()
 }

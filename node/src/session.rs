@@ -19,7 +19,7 @@ fn register(ctx: &Ctx) -> Register {
     Register {
         node_id: ctx.config.id.clone(),
         addr: ctx.config.advertise.clone(),
-        stats: ctx.store.stats(),
+        stats: ctx.stats(),
         inventory: ctx.store.inventory(),
     }
 }
@@ -93,10 +93,16 @@ async fn run(
 ) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(10, 60_000)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Only one session forwards the node's reports; a second concurrent
+    // session (dialled and attached at once) just heartbeats.
+    let mut events = ctx.events_rx.try_lock().ok();
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                conn.send(&SessionMsg::Heartbeat(ctx.store.stats())).await?;
+                conn.send(&SessionMsg::Heartbeat(ctx.stats())).await?;
+            }
+            Some(ev) = async { match events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                conn.send(&ev).await?;
             }
             msg = conn.recv::<SessionMsg>() => match msg? {
                 SessionMsg::Delete(ids) => {
@@ -106,7 +112,19 @@ async fn run(
                         tracing::info!(count = n, "deleted chunks on coordinator's request");
                     });
                 }
-                SessionMsg::Heartbeat(_) => {}
+                SessionMsg::Repair(order) => {
+                    tokio::spawn(crate::repair::execute(ctx.clone(), order));
+                }
+                SessionMsg::Verify(id) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        if let Err(crate::Error::Corrupt { reason, .. }) = ctx.store.verify(&id).await {
+                            ctx.corrupt(&id, &reason).await;
+                        }
+                    });
+                }
+                SessionMsg::Scrub => ctx.scrub.request(),
+                other => tracing::debug!(?other, "ignoring session message"),
             },
             _ = stop.changed() => return Ok(()),
         }

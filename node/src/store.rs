@@ -112,6 +112,7 @@ impl ChunkStore {
             chunks: idx.len() as u64,
             bytes: idx.values().sum(),
             free_bytes: free_bytes(&self.chunks_dir),
+            ..NodeStats::default()
         }
     }
 

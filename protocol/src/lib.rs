@@ -9,6 +9,7 @@ pub mod connection;
 pub mod data_client;
 pub mod error;
 pub mod handshake;
+pub mod health;
 pub mod ids;
 pub mod message;
 

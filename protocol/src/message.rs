@@ -80,6 +80,12 @@ pub struct NodeStats {
     pub bytes: u64,
     /// Free bytes on the node's file system, when known.
     pub free_bytes: Option<u64>,
+    /// Completed full scrub passes since the node started.
+    pub scrub_passes: u64,
+    /// Whether a scrub pass is running now.
+    pub scrub_running: bool,
+    /// Copies found corrupt (by scrub or on read) since the node started.
+    pub corrupt_found: u64,
 }
 
 /// First message of a session from the node's side.
@@ -108,6 +114,47 @@ pub enum SessionMsg {
     Heartbeat(NodeStats),
     /// Coordinator -> node: delete these chunks (orphans, removed files).
     Delete(Vec<ChunkId>),
+    /// Coordinator -> node: make a verified copy of a chunk here, by
+    /// fetching it from other nodes (data never passes the coordinator).
+    Repair(RepairOrder),
+    /// Node -> coordinator: outcome of a [`RepairOrder`].
+    RepairDone {
+        task: u64,
+        chunk: ChunkId,
+        /// `None` on success: the copy is stored durably and verified.
+        error: Option<String>,
+    },
+    /// Node -> coordinator: this copy failed verification and was
+    /// quarantined; count it as lost.
+    Corrupt(ChunkId),
+    /// Coordinator -> node: fully verify this copy now (a reader found it bad).
+    Verify(ChunkId),
+    /// Coordinator -> node: start a full scrub pass now.
+    Scrub,
+}
+
+/// Instructions for producing one chunk copy on the receiving node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepairOrder {
+    pub task: u64,
+    /// The chunk to produce, exactly as the catalog knows it.
+    pub header: ChunkHeader,
+    pub source: RepairSource,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RepairSource {
+    /// Copy the stored bytes from the first of these nodes that serves them.
+    Copy(Vec<NodeAddr>),
+    /// XOR the raw bytes of every part (the rest of the stripe), trim to the
+    /// chunk's length, and check its SHA-256.
+    Rebuild(Vec<RebuildPart>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RebuildPart {
+    pub header: ChunkHeader,
+    pub nodes: Vec<NodeAddr>,
 }
 
 // ---------------------------------------------------------- coordinator side
@@ -140,6 +187,27 @@ pub enum CoordRequest {
         name: FileName,
     },
     Status,
+    /// Health of the named files (all when empty), optionally as if the
+    /// `what_if` nodes had failed.
+    Fsck {
+        names: Vec<FileName>,
+        what_if: Vec<NodeId>,
+    },
+    /// Move every chunk off a node (or stop doing so with `cancel`).
+    Drain {
+        node: NodeId,
+        cancel: bool,
+    },
+    /// Ask one node, or all, to scrub now.
+    Scrub {
+        node: Option<NodeId>,
+    },
+    /// A reader found this copy bad; the coordinator has the node verify it.
+    ReportBad {
+        chunk: ChunkId,
+        node: NodeId,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +220,8 @@ pub enum CoordResponse {
     Files(Vec<FileSummary>),
     Removed,
     Status(ClusterStatus),
+    Fsck(FsckReport),
+    Done,
 }
 
 /// A node as clients see it.
@@ -257,6 +327,8 @@ pub struct NodeStatus {
     pub catalog_chunks: u64,
     /// What the node itself reported.
     pub stats: NodeStats,
+    /// Being drained: takes no new chunks, its copies are moved away.
+    pub draining: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +346,65 @@ pub struct ClusterStatus {
     pub under_replicated: Vec<UnderProtected>,
     /// Uploads planned but not yet committed.
     pub pending_uploads: u64,
+    pub repair: RepairStatus,
+}
+
+/// Where repair stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RepairStatus {
+    /// Chunks below target with no repair running, and their bytes.
+    pub waiting_chunks: u64,
+    pub waiting_bytes: u64,
+    pub in_flight_chunks: u64,
+    pub in_flight_bytes: u64,
+    /// Repairs completed since the coordinator started.
+    pub done_chunks: u64,
+    pub done_bytes: u64,
+    pub failed: u64,
+    /// Bytes per second repaired during the current or last incident.
+    pub rate_bytes_per_s: u64,
+    /// Seconds from a node's death to full protection, for the last
+    /// completed incident.
+    pub last_mttr_ms: Option<u64>,
+    /// How long ago the node death behind the current incident was.
+    pub incident_open_ms: Option<u64>,
+    /// Maximum repairs run at once.
+    pub parallel: u32,
+}
+
+/// Answer to `Fsck`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FsckReport {
+    pub what_if: Vec<NodeId>,
+    pub files: Vec<FileHealth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileHealth {
+    pub name: FileName,
+    pub size: u64,
+    pub health: crate::health::Health,
+    /// Only the chunks below target.
+    pub chunks: Vec<ChunkHealth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkHealth {
+    pub id: ChunkId,
+    pub stripe: u32,
+    /// Position among the file's data chunks; `None` for a parity block.
+    pub index: Option<u64>,
+    pub live: u32,
+    pub target: u32,
+    pub repair: RepairState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RepairState {
+    /// Nothing scheduled (e.g. a what-if report, or no node to repair onto).
+    Idle,
+    Queued,
+    Running,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

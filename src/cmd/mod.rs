@@ -1,12 +1,15 @@
 //! One module per subcommand: its arguments and what it does.
 
 pub mod coord;
+pub mod drain;
+pub mod fsck;
 pub mod get;
 pub mod loadgen;
 pub mod ls;
 pub mod node;
 pub mod put;
 pub mod rm;
+pub mod scrub;
 pub mod stat;
 pub mod status;
 

@@ -3,8 +3,24 @@
 use super::{file_name, print_json, ClientArgs};
 use crate::format::bytes;
 use anyhow::Result;
-use client::health::{file_health, live_copies};
-use protocol::{ChunkInfo, Codec};
+use protocol::health::{file_health, StripeCopies};
+use protocol::{ChunkInfo, Codec, FileInfo};
+
+fn live_copies(c: &ChunkInfo) -> usize {
+    c.locations.iter().filter(|l| l.alive).count()
+}
+
+fn health(f: &FileInfo) -> protocol::health::Health {
+    let stripes: Vec<StripeCopies> = f
+        .stripes
+        .iter()
+        .map(|s| StripeCopies {
+            data: s.data.iter().map(|c| live_copies(c) as u32).collect(),
+            parity: s.parity.as_ref().map(|p| live_copies(p) as u32),
+        })
+        .collect();
+    file_health(&stripes, f.replication)
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -44,7 +60,7 @@ fn where_(c: &ChunkInfo) -> String {
 pub async fn run(a: Args) -> Result<()> {
     let name = file_name(&a.name)?;
     let f = a.client.connect().await?.lookup(name).await?;
-    let health = file_health(&f);
+    let health = health(&f);
     let parity = f.stripes.iter().any(|s| s.parity.is_some());
     if a.json {
         print_json(&serde_json::json!({

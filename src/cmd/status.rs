@@ -31,11 +31,22 @@ pub async fn run(a: Args) -> Result<()> {
                 "last_heartbeat_ms_ago": n.last_heartbeat_ms_ago,
                 "chunks": n.catalog_chunks, "stored_chunks": n.stats.chunks,
                 "bytes": n.stats.bytes, "free_bytes": n.stats.free_bytes,
+                "draining": n.draining,
+                "scrub_passes": n.stats.scrub_passes, "scrub_running": n.stats.scrub_running,
+                "corrupt_found": n.stats.corrupt_found,
             })).collect::<Vec<_>>(),
             "files": s.files, "bytes": s.bytes, "chunks": s.chunks,
             "replication": s.replication, "parity": if s.parity { "xor" } else { "none" },
             "stripe": s.stripe, "chunk_size": s.chunk_size,
             "pending_uploads": s.pending_uploads,
+            "repair": {
+                "waiting_chunks": s.repair.waiting_chunks, "waiting_bytes": s.repair.waiting_bytes,
+                "in_flight_chunks": s.repair.in_flight_chunks, "in_flight_bytes": s.repair.in_flight_bytes,
+                "done_chunks": s.repair.done_chunks, "done_bytes": s.repair.done_bytes,
+                "failed": s.repair.failed, "rate_bytes_per_s": s.repair.rate_bytes_per_s,
+                "last_mttr_ms": s.repair.last_mttr_ms, "incident_open_ms": s.repair.incident_open_ms,
+                "parallel": s.repair.parallel,
+            },
             "under_protected": s.under_replicated.iter().map(|u| serde_json::json!({
                 "file": u.file.as_str(), "chunk": u.chunk.to_hex(), "parity": u.parity,
                 "live_copies": u.live_copies, "target": u.target,
@@ -55,11 +66,17 @@ pub async fn run(a: Args) -> Result<()> {
         "NODE", "ADDR", "STATE", "LAST-HB", "CHUNKS", "STORED", "FREE"
     );
     for n in &s.nodes {
+        let st = match (n.state, n.draining, n.catalog_chunks) {
+            (NodeState::Dead, _, _) => "dead",
+            (_, true, 0) => "drained",
+            (_, true, _) => "draining",
+            (s, false, _) => state(s),
+        };
         println!(
             "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
             n.id.as_str(),
             n.addr,
-            state(n.state),
+            st,
             n.last_heartbeat_ms_ago
                 .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
                 .unwrap_or_else(|| "never".into()),
@@ -75,6 +92,30 @@ pub async fn run(a: Args) -> Result<()> {
         s.chunks,
         s.pending_uploads
     );
+    let r = &s.repair;
+    println!(
+        "repair: {} chunk(s) ({}) waiting, {} ({}) in flight, {} done ({}), {} failed; rate {:.0} MB/s; parallel {}",
+        r.waiting_chunks,
+        bytes(r.waiting_bytes),
+        r.in_flight_chunks,
+        bytes(r.in_flight_bytes),
+        r.done_chunks,
+        bytes(r.done_bytes),
+        r.failed,
+        r.rate_bytes_per_s as f64 / 1e6,
+        r.parallel
+    );
+    match (r.incident_open_ms, r.last_mttr_ms) {
+        (Some(ms), _) => println!(
+            "repair: node lost {:.1} s ago, re-protection in progress",
+            ms as f64 / 1000.0
+        ),
+        (None, Some(ms)) => println!(
+            "repair: last MTTR {:.1} s (node death to full protection)",
+            ms as f64 / 1000.0
+        ),
+        (None, None) => {}
+    }
     if s.under_replicated.is_empty() {
         println!("under-protected chunks: none");
     } else {

@@ -1,6 +1,8 @@
 //! One module per control-path operation: each validates its request,
 //! changes state only through the journal, and builds its response.
 
+pub mod fsck;
+pub mod maintain;
 pub mod put;
 pub mod read;
 pub mod remove;

@@ -32,7 +32,9 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<Put
         return Err(Error::FileExists(name));
     }
     let chunks = size.div_ceil(cfg.chunk_size);
-    let mut nodes = st.members.writable(Instant::now(), cfg);
+    let mut nodes = st
+        .members
+        .writable(Instant::now(), cfg, &st.catalog.draining);
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let layout = Layout {
         replication: cfg.replication,

@@ -50,6 +50,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
                 .map(|t| now.saturating_duration_since(t).as_millis() as u64),
             catalog_chunks: per_node.get(&m.id).copied().unwrap_or(0),
             stats: m.stats.clone(),
+            draining: st.catalog.draining.contains(&m.id),
         })
         .collect();
     let live = nodes
@@ -74,5 +75,6 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         nodes,
         under_replicated: under,
         pending_uploads: st.uploads.len() as u64,
+        repair: st.repairs.status(cfg.repair_parallel, now),
     }
 }

@@ -1,0 +1,114 @@
+//! Executing a repair order: produce one verified copy of a chunk on this
+//! node, by copying it from another node or rebuilding it from the rest of
+//! its stripe. Node to node; the coordinator only gives the order and hears
+//! the outcome.
+
+use crate::error::{Error, Result};
+use crate::server::Ctx;
+use bytes::Bytes;
+use protocol::chunk;
+use protocol::{ChunkHeader, NodeAddr, RepairOrder, RepairSource, SessionMsg};
+use std::sync::Arc;
+
+pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
+    let Ok(_permit) = ctx.repairs.clone().acquire_owned().await else {
+        return;
+    };
+    let id = order.header.id;
+    let start = std::time::Instant::now();
+    let res = if ctx.store.contains(&id) {
+        // Already here (e.g. a retried order): verify instead of copying.
+        ctx.store.verify(&id).await.map(|_| ())
+    } else {
+        produce(&ctx, &order).await
+    };
+    let error = match res {
+        Ok(()) => {
+            tracing::info!(chunk = %id, task = order.task, bytes = order.header.stored_len, ms = start.elapsed().as_millis() as u64, "repair copy stored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(chunk = %id, task = order.task, error = %e, "repair failed");
+            Some(e.to_string())
+        }
+    };
+    let _ = ctx
+        .events
+        .send(SessionMsg::RepairDone {
+            task: order.task,
+            chunk: id,
+            error,
+        })
+        .await;
+}
+
+async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
+    let stored = match &order.source {
+        RepairSource::Copy(nodes) => fetch_any(ctx, &order.header, nodes).await?,
+        RepairSource::Rebuild(parts) => {
+            let mut raws = Vec::with_capacity(parts.len());
+            for p in parts {
+                let stored = fetch_any(ctx, &p.header, &p.nodes).await?;
+                let h = p.header.clone();
+                let raw = blocking(move || {
+                    chunk::decode(&h, stored).map_err(|e| Error::Corrupt {
+                        chunk: h.id,
+                        reason: e.to_string(),
+                    })
+                })
+                .await?;
+                raws.push(raw);
+            }
+            let want = order.header.clone();
+            blocking(move || rebuild(&want, raws)).await?
+        }
+    };
+    let mut w = ctx.store.create(&order.header).await?;
+    w.write(&stored).await?;
+    ctx.store.commit(w).await
+}
+
+/// XOR of the parts, trimmed, hash-checked and re-encoded; the result must
+/// be exactly the chunk the catalog knows (LZ4 is deterministic).
+fn rebuild(want: &ChunkHeader, raws: Vec<Bytes>) -> Result<Bytes> {
+    let mut acc = Vec::with_capacity(want.raw_len as usize);
+    for r in &raws {
+        chunk::xor_into(&mut acc, r);
+    }
+    acc.resize(want.raw_len as usize, 0);
+    let (h, stored) = chunk::encode(want.id, Bytes::from(acc));
+    if h.raw_sha256 != want.raw_sha256 {
+        return Err(Error::Corrupt {
+            chunk: want.id,
+            reason: "rebuilt bytes fail SHA-256 verification".into(),
+        });
+    }
+    if h != *want {
+        return Err(Error::BadRequest(format!(
+            "rebuilt chunk {} encodes differently from the catalog's header",
+            want.id
+        )));
+    }
+    Ok(stored)
+}
+
+async fn fetch_any(ctx: &Ctx, header: &ChunkHeader, nodes: &[NodeAddr]) -> Result<Bytes> {
+    let mut errors = Vec::new();
+    for n in nodes {
+        match ctx.pool.fetch(&n.addr, header).await {
+            Ok(b) => return Ok(b),
+            Err(e) => errors.push(format!("{}: {e}", n.id)),
+        }
+    }
+    Err(Error::BadRequest(format!(
+        "no source served chunk {} ({})",
+        header.id,
+        errors.join("; ")
+    )))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}

@@ -1,0 +1,49 @@
+//! `dfs-sim drain NODE`: move every copy off a node so it can be removed.
+
+use super::ClientArgs;
+use anyhow::{bail, Result};
+use protocol::NodeId;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub node: String,
+    /// Stop draining; the node takes new chunks again.
+    #[arg(long)]
+    pub cancel: bool,
+    /// Wait until the node holds nothing, showing progress.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let node = NodeId::new(&a.node).map_err(anyhow::Error::msg)?;
+    let mut coord = a.client.connect().await?;
+    coord.drain(node.clone(), a.cancel).await?;
+    if a.cancel {
+        println!("drain of {node} cancelled");
+        return Ok(());
+    }
+    if !a.wait {
+        println!("draining {node}; `dfs-sim status` shows progress");
+        return Ok(());
+    }
+    let mut last = u64::MAX;
+    loop {
+        let s = coord.status().await?;
+        let Some(n) = s.nodes.iter().find(|n| n.id == node) else {
+            bail!("node {node} disappeared from the cluster");
+        };
+        if n.catalog_chunks == 0 {
+            println!("{node} is drained: it holds no chunk and can be removed");
+            return Ok(());
+        }
+        if n.catalog_chunks != last {
+            println!("{node}: {} chunk(s) left to move", n.catalog_chunks);
+            last = n.catalog_chunks;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,212 @@
+//! `dfs-sim fsck [NAME...] [--deep] [--what-if NODES]`: which files are
+//! healthy, degraded, at risk or lost, and why.
+
+use super::{file_name, print_json, ClientArgs};
+use crate::format::bytes;
+use anyhow::{bail, Result};
+use protocol::data_client::NodePool;
+use protocol::handshake::Role;
+use protocol::health::Health;
+use protocol::{chunk, FileName, FsckReport, NodeId, RepairState};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files to check [default: all].
+    pub names: Vec<String>,
+    /// Also read and verify every copy of every chunk (slow: reads it all).
+    #[arg(long)]
+    pub deep: bool,
+    /// Answer for the case these nodes failed now (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
+    pub what_if: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A copy that failed a deep check.
+struct BadCopy {
+    file: FileName,
+    chunk: String,
+    node: String,
+    reason: String,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let names = a
+        .names
+        .iter()
+        .map(|n| file_name(n))
+        .collect::<Result<Vec<_>>>()?;
+    let what_if = a
+        .what_if
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| NodeId::new(s).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = a.client.config()?;
+    let mut coord = a.client.connect().await?;
+    let report = coord.fsck(names, what_if).await?;
+    let (mut verified, mut bad) = (0u64, Vec::new());
+    if a.deep {
+        let pool = NodePool::new(Role::Client, cfg.secret.clone());
+        for f in &report.files {
+            let info = coord.lookup(f.name.clone()).await?;
+            for s in &info.stripes {
+                for c in s.data.iter().chain(s.parity.iter()) {
+                    for loc in c.locations.iter().filter(|l| l.alive) {
+                        let res = match pool.fetch(&loc.node.addr, &c.header).await {
+                            Ok(stored) => chunk::decode(&c.header, stored)
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match res {
+                            Ok(()) => verified += 1,
+                            Err(reason) => {
+                                let _ = coord
+                                    .report_bad(c.header.id, loc.node.id.clone(), reason.clone())
+                                    .await;
+                                bad.push(BadCopy {
+                                    file: f.name.clone(),
+                                    chunk: c.header.id.to_hex(),
+                                    node: loc.node.id.to_string(),
+                                    reason,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let lost = report
+        .files
+        .iter()
+        .filter(|f| f.health == Health::Lost)
+        .count();
+    if a.json {
+        print_json(&json(&report, a.deep.then_some((verified, &bad[..]))));
+    } else {
+        print_text(&report, a.deep.then_some((verified, &bad[..])));
+    }
+    if lost > 0 {
+        if report.what_if.is_empty() {
+            bail!("{lost} file(s) lost");
+        }
+        bail!(
+            "{lost} file(s) would be lost if {} failed",
+            joined(&report.what_if)
+        );
+    }
+    Ok(())
+}
+
+fn joined(nodes: &[NodeId]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn repair_str(r: RepairState) -> &'static str {
+    match r {
+        RepairState::Idle => "idle",
+        RepairState::Queued => "queued",
+        RepairState::Running => "running",
+    }
+}
+
+fn json(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "what_if": r.what_if.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+        "files": r.files.iter().map(|f| serde_json::json!({
+            "name": f.name.as_str(),
+            "size": f.size,
+            "health": f.health.as_str(),
+            "chunks": f.chunks.iter().map(|c| serde_json::json!({
+                "id": c.id.to_hex(), "stripe": c.stripe, "index": c.index,
+                "parity": c.index.is_none(), "live": c.live, "target": c.target,
+                "repair": repair_str(c.repair),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    if let Some((verified, bad)) = deep {
+        v["deep"] = serde_json::json!({
+            "verified_copies": verified,
+            "bad_copies": bad.iter().map(|b| serde_json::json!({
+                "file": b.file.as_str(), "chunk": b.chunk, "node": b.node, "reason": b.reason,
+            })).collect::<Vec<_>>(),
+        });
+    }
+    v
+}
+
+fn print_text(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) {
+    if !r.what_if.is_empty() {
+        println!("if {} failed now:", joined(&r.what_if));
+    }
+    let width = r
+        .files
+        .iter()
+        .map(|f| f.name.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .min(60);
+    for f in &r.files {
+        let mut line = format!(
+            "{:<width$}  {:<9} {:>10}",
+            f.name.as_str(),
+            f.health.as_str(),
+            bytes(f.size)
+        );
+        if !f.chunks.is_empty() {
+            let what: Vec<String> = f
+                .chunks
+                .iter()
+                .take(6)
+                .map(|c| {
+                    let which = match c.index {
+                        Some(i) => format!("chunk {i}"),
+                        None => format!("parity of stripe {}", c.stripe),
+                    };
+                    format!(
+                        "{which} {}/{} live, repair {}",
+                        c.live,
+                        c.target,
+                        repair_str(c.repair)
+                    )
+                })
+                .collect();
+            line += &format!("  {}", what.join("; "));
+            if f.chunks.len() > 6 {
+                line += &format!("; and {} more", f.chunks.len() - 6);
+            }
+        }
+        println!("{line}");
+    }
+    let count = |h: Health| r.files.iter().filter(|f| f.health == h).count();
+    println!(
+        "{} file(s): {} healthy, {} degraded, {} at-risk, {} lost",
+        r.files.len(),
+        count(Health::Healthy),
+        count(Health::Degraded),
+        count(Health::AtRisk),
+        count(Health::Lost)
+    );
+    if let Some((verified, bad)) = deep {
+        println!("deep check: {verified} copies verified, {} bad", bad.len());
+        for b in bad {
+            println!(
+                "  bad copy of {} chunk {} on {}: {} (reported for repair)",
+                b.file,
+                &b.chunk[..12],
+                b.node,
+                b.reason
+            );
+        }
+    }
+}
