@@ -36,6 +36,12 @@ enum Command {
     Rm(cmd::rm::Args),
     /// Show nodes, liveness, usage and under-protected chunks.
     Status(cmd::status::Args),
+    /// Run a local cluster (a coordinator and N nodes) until Ctrl-C.
+    Up(cmd::up::Args),
+    /// Stop a node of a cluster started with `up`.
+    Kill(cmd::kill::Args),
+    /// Restart a node stopped with `kill`.
+    Start(cmd::start::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,9 @@ fn main() -> ExitCode {
             Command::Stat(a) => cmd::stat::run(a).await,
             Command::Rm(a) => cmd::rm::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
+            Command::Up(a) => cmd::up::run(a).await,
+            Command::Kill(a) => cmd::kill::run(a).await,
+            Command::Start(a) => cmd::start::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).
