@@ -167,8 +167,10 @@ pub fn pid_alive(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether `pid` is alive and (where `/proc` tells) still runs `argv`, so a
-/// recycled pid is not mistaken for ours.
+/// Whether `pid` is alive and (where `/proc` tells) still runs the command
+/// of `argv`, so a recycled pid is not mistaken for ours. The subcommand and
+/// the `--data` directory identify a cluster process (`--listen` may have
+/// been port 0 when it started, and `argv` records the real port).
 pub fn pid_runs(pid: u32, argv: &[String]) -> bool {
     if !pid_alive(pid) {
         return false;
@@ -180,11 +182,18 @@ pub fn pid_runs(pid: u32, argv: &[String]) -> bool {
                 .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            // The program path may be spelled differently; the arguments not.
-            args.get(1..) == argv.get(1..)
+            args.get(1) == argv.get(1) && flag(&args, "--data") == flag(argv, "--data")
         }
         Err(_) => true,
     }
+}
+
+/// The value after `name` in a command line.
+pub fn flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .map(|s| s.as_str())
 }
 
 /// Sends `signal` (e.g. "TERM", "KILL") to `pid`.
@@ -345,7 +354,21 @@ mod tests {
         assert!(pid_alive(me));
         let argv: Vec<String> = std::env::args().collect();
         assert!(pid_runs(me, &argv));
-        assert!(!pid_runs(me, &["x".into(), "something else".into()]));
+        assert!(!pid_runs(me, &["x".into(), "node".into()]));
+        let mut sleeper = Command::new("sleep")
+            .args(["30", "--data", "/d/n1"])
+            .spawn()
+            .unwrap();
+        let id = sleeper.id();
+        let mut argv: Vec<String> = ["sleep", "30", "--listen", "x:1", "--data", "/d/n1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(pid_runs(id, &argv));
+        argv[5] = "/d/n2".into();
+        assert!(!pid_runs(id, &argv));
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
         // A reaped child is gone.
         let mut c = Command::new("true").spawn().unwrap();
         let pid = c.id();

@@ -2,7 +2,8 @@
 //! processes, in the foreground, until Ctrl-C.
 
 use super::cluster_state::{
-    all_alive, last_log_line, pid_runs, stop_pids, ClusterState, Proc, ProcState, DEFAULT_DIR, POLL,
+    all_alive, flag, last_log_line, pid_runs, stop_pids, ClusterState, Proc, ProcState,
+    DEFAULT_DIR, POLL,
 };
 use super::coord::Parity;
 use super::shutdown_signal;
@@ -368,14 +369,11 @@ fn spawn(id: &str, argv: Vec<String>, log: &Path, pids: &mut Vec<u32>) -> Result
 
 /// The `--listen` and `--data` values of a command line.
 fn ready_fields(argv: &[String]) -> (String, PathBuf) {
-    let value = |flag: &str| {
-        argv.iter()
-            .position(|a| a == flag)
-            .and_then(|i| argv.get(i + 1))
-            .cloned()
-            .unwrap_or_default()
-    };
-    (value("--listen"), PathBuf::from(value("--data")))
+    let value = |name| flag(argv, name).unwrap_or_default();
+    (
+        value("--listen").to_string(),
+        PathBuf::from(value("--data")),
+    )
 }
 
 impl Pending {
@@ -483,7 +481,7 @@ fn child_exited(dir: &Path, id: &str, pid: u32, status: String) {
         Ok(Some(p.log.clone()))
     });
     match res {
-        Ok(None) => super::announce(&format!("{id} (pid {pid}) stopped")),
+        Ok(None) => super::announce(&format!("{id} (pid {pid}) stopped (dfs-sim kill)")),
         Ok(Some(log)) => {
             let last = last_log_line(&log)
                 .map(|l| format!("; last log line: {l}"))
