@@ -355,16 +355,22 @@ mod tests {
         let argv: Vec<String> = std::env::args().collect();
         assert!(pid_runs(me, &argv));
         assert!(!pid_runs(me, &["x".into(), "node".into()]));
-        let mut sleeper = Command::new("sleep")
-            .args(["30", "--data", "/d/n1"])
+        // sh -c SCRIPT NAME ARGS: "--data /d/n1" stays in its command line.
+        let mut sleeper = Command::new("sh")
+            .args(["-c", "sleep 30; true", "--data", "/d/n1"])
             .spawn()
             .unwrap();
         let id = sleeper.id();
-        let mut argv: Vec<String> = ["sleep", "30", "--listen", "x:1", "--data", "/d/n1"]
+        let mut argv: Vec<String> = ["sh", "-c", "--listen", "x:1", "--data", "/d/n1"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert!(pid_runs(id, &argv));
+        assert!(
+            pid_runs(id, &argv),
+            "{:?} {:?}",
+            std::fs::read_to_string(format!("/proc/{id}/cmdline")),
+            std::fs::read_to_string(format!("/proc/{id}/stat"))
+        );
         argv[5] = "/d/n2".into();
         assert!(!pid_runs(id, &argv));
         sleeper.kill().unwrap();
