@@ -36,7 +36,12 @@ pub async fn run(a: Args) -> Result<()> {
                     n.pid.unwrap_or_default(),
                     n.id
                 ),
-                _ => bail!("{} is already stopped", n.id),
+                ProcState::Exited => bail!(
+                    "{} is not running (it exited on its own); `dfs-sim start {}` starts it",
+                    n.id,
+                    n.id
+                ),
+                ProcState::Stopped => bail!("{} is already stopped", n.id),
             }
         }
         n.state = ProcState::Stopped;

@@ -99,7 +99,12 @@ pub async fn run(a: Args) -> Result<()> {
         }
     };
     let elapsed = t0.elapsed();
-    print_summary(&a, &dir, &state, elapsed);
+    let data_flag = if a.data == Path::new(DEFAULT_DIR) {
+        String::new()
+    } else {
+        format!(" --data {}", a.data.display())
+    };
+    print_summary(&a, &dir, &state, elapsed, &data_flag);
 
     // Foreground: report children that exit, until Ctrl-C or SIGTERM.
     let signal = shutdown_signal();
@@ -107,7 +112,7 @@ pub async fn run(a: Args) -> Result<()> {
     loop {
         tokio::select! {
             _ = &mut signal => break,
-            Some((id, pid, status)) = exit_rx.recv() => child_exited(&dir, &id, pid, status),
+            Some((id, pid, status)) = exit_rx.recv() => child_exited(&dir, &id, pid, status, &data_flag),
         }
     }
     shutdown(&dir, &pids).await
@@ -423,12 +428,7 @@ fn parse_ready(line: &str) -> Option<String> {
     (!addr.is_empty()).then(|| addr.to_string())
 }
 
-fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration) {
-    let data_flag = if a.data == Path::new(DEFAULT_DIR) {
-        String::new()
-    } else {
-        format!(" --data {}", a.data.display())
-    };
+fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_flag: &str) {
     let mut out = String::new();
     out += &format!(
         "cluster up in {:.2} s: {} node{}, {} replica{}{}\n",
@@ -467,7 +467,7 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration) {
 
 /// A child ended. `kill` marks what it stops; anything else exited on its
 /// own: say so once, record it, restart nothing.
-fn child_exited(dir: &Path, id: &str, pid: u32, status: String) {
+fn child_exited(dir: &Path, id: &str, pid: u32, status: String, data_flag: &str) {
     let res = ClusterState::update(dir, |s| {
         let p = if id == "coord" {
             &mut s.coord
@@ -489,7 +489,7 @@ fn child_exited(dir: &Path, id: &str, pid: u32, status: String) {
             let hint = if id == "coord" {
                 "the cluster has no coordinator now; Ctrl-C and `dfs-sim up` again".to_string()
             } else {
-                format!("`dfs-sim start {id}` restarts it")
+                format!("`dfs-sim start {id}{data_flag}` restarts it")
             };
             super::announce(&format!(
                 "warning: {id} (pid {pid}) exited on its own ({status}); log {}{last}; {hint}",
