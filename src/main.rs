@@ -45,11 +45,20 @@ enum Command {
     Scrub(cmd::scrub::Args),
     /// Measure small-file operations per second.
     Loadgen(cmd::loadgen::Args),
+    /// Run a local cluster (a coordinator and N nodes) until Ctrl-C.
+    Up(cmd::up::Args),
+    /// Stop a node of a cluster started with `up`.
+    Kill(cmd::kill::Args),
+    /// Restart a node stopped with `kill`.
+    Start(cmd::start::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = matches!(cli.command, Command::Node(_) | Command::Coord(_));
+    let server = matches!(
+        cli.command,
+        Command::Node(_) | Command::Coord(_) | Command::Up(_)
+    );
     if !server {
         // A client piped into `head` or `grep -q` should end quietly, like
         // any Unix tool, instead of panicking on a closed stdout. Servers
@@ -85,6 +94,9 @@ fn main() -> ExitCode {
             Command::Fsck(a) => cmd::fsck::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
             Command::Scrub(a) => cmd::scrub::run(a).await,
+            Command::Up(a) => cmd::up::run(a).await,
+            Command::Kill(a) => cmd::kill::run(a).await,
+            Command::Start(a) => cmd::start::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

@@ -1,17 +1,21 @@
 //! One module per subcommand: its arguments and what it does.
 
+pub mod cluster_state;
 pub mod coord;
 pub mod drain;
 pub mod fsck;
 pub mod get;
+pub mod kill;
 pub mod loadgen;
 pub mod ls;
 pub mod node;
 pub mod put;
 pub mod rm;
 pub mod scrub;
+pub mod start;
 pub mod stat;
 pub mod status;
+pub mod up;
 
 use anyhow::{Context, Result};
 use client::{ClientConfig, CoordClient};

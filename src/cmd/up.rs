@@ -1,0 +1,585 @@
+//! `dfs-sim up`: a whole local cluster (a coordinator and N nodes) as child
+//! processes, in the foreground, until Ctrl-C.
+
+use super::cluster_state::{
+    all_alive, flag, last_log_line, pid_runs, stop_pids, ClusterState, Proc, ProcState,
+    DEFAULT_DIR, POLL,
+};
+use super::coord::Parity;
+use super::shutdown_signal;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a process may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the nodes may take to be seen alive by the coordinator.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process may take to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of nodes (ids n1..nN).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u32,
+    /// Copies of each data chunk, on distinct nodes.
+    #[arg(long, default_value_t = 2)]
+    pub replication: u32,
+    /// Parity scheme.
+    #[arg(long, value_enum, default_value = "xor")]
+    pub parity: Parity,
+    /// Where the cluster keeps its data, logs and cluster.json.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
+    pub data: PathBuf,
+    /// Chunk size (e.g. 64MiB, 1MiB, 4096) [default: the coordinator's].
+    #[arg(long)]
+    pub chunk_size: Option<String>,
+    /// Heartbeat interval of nodes, in milliseconds [default: the
+    /// coordinator's].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Coordinator on port P, nodes on P+1..P+N; 0 lets the OS pick every
+    /// port [default: coordinator on 4000 if free, else any; nodes on any].
+    #[arg(long, value_name = "P")]
+    pub base_port: Option<u16>,
+}
+
+/// A child announced it was listening.
+struct Started {
+    child: Child,
+    proc: Proc,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let t0 = Instant::now();
+    if a.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if a.replication == 0 {
+        bail!("--replication must be at least 1");
+    }
+    if a.replication > a.nodes {
+        bail!(
+            "--replication {} needs at least {} nodes (--nodes is {})",
+            a.replication,
+            a.replication,
+            a.nodes
+        );
+    }
+    if let Some(p) = a.base_port {
+        if p != 0 && u32::from(p) + a.nodes > u32::from(u16::MAX) {
+            bail!("--base-port {p} leaves no room for {} nodes", a.nodes);
+        }
+    }
+    let dir = prepare_dir(&a.data)?;
+    // Held for as long as we run: a second `up` on DIR finds it taken.
+    let _lock = lock_dir(&dir)?;
+    refuse_leftovers(&dir)?;
+    let log_dir = dir.join("logs");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the dfs-sim executable")?;
+    let exe = exe.to_string_lossy().into_owned();
+
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let mut pids = Vec::new();
+    let res = start_all(&a, &dir, &log_dir, &exe, &exit_tx, &mut pids).await;
+    let state = match res {
+        Ok(s) => s,
+        Err(e) => {
+            stop_pids(&pids, STOP_GRACE).await;
+            return Err(e);
+        }
+    };
+    let elapsed = t0.elapsed();
+    let data_flag = if a.data == Path::new(DEFAULT_DIR) {
+        String::new()
+    } else {
+        format!(" --data {}", a.data.display())
+    };
+    print_summary(&a, &dir, &state, elapsed, &data_flag);
+
+    // Foreground: report children that exit, until Ctrl-C or SIGTERM.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            Some((id, pid, status)) = exit_rx.recv() => child_exited(&dir, &id, pid, status, &data_flag),
+        }
+    }
+    shutdown(&dir, &pids).await
+}
+
+/// Creates DIR and returns it absolute, so recorded command lines work from
+/// any directory.
+fn prepare_dir(data: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    data.canonicalize()
+        .with_context(|| format!("cannot resolve {}", data.display()))
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("up.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let who = ClusterState::load(dir)
+                .map(|s| {
+                    format!(
+                        " (dfs-sim up pid {}, coordinator at {})",
+                        s.up_pid, s.coord.addr
+                    )
+                })
+                .unwrap_or_default();
+            bail!(
+                "a cluster is already running in {}{who}; stop it first (Ctrl-C in its terminal)",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Processes of an earlier `up` that was killed may still hold the ports
+/// and data directories.
+fn refuse_leftovers(dir: &Path) -> Result<()> {
+    let Ok(old) = ClusterState::load(dir) else {
+        return Ok(());
+    };
+    let left: Vec<String> = old
+        .procs()
+        .filter(|p| p.is_running())
+        .map(|p| format!("{} (pid {})", p.id, p.pid.unwrap_or_default()))
+        .collect();
+    if !left.is_empty() {
+        bail!(
+            "processes of an earlier cluster in {} are still running: {}; stop them first",
+            dir.display(),
+            left.join(", ")
+        );
+    }
+    Ok(())
+}
+
+type ExitTx = mpsc::UnboundedSender<(String, u32, String)>;
+
+async fn start_all(
+    a: &Args,
+    dir: &Path,
+    log_dir: &Path,
+    exe: &str,
+    exit_tx: &ExitTx,
+    pids: &mut Vec<u32>,
+) -> Result<ClusterState> {
+    // The coordinator.
+    let (coord_listen, fallback) = match a.base_port {
+        Some(p) => (format!("127.0.0.1:{p}"), false),
+        None => match std::net::TcpListener::bind(client::config::DEFAULT_COORD) {
+            Ok(l) => {
+                drop(l);
+                (client::config::DEFAULT_COORD.to_string(), true)
+            }
+            Err(_) => ("127.0.0.1:0".to_string(), false),
+        },
+    };
+    let coord_args = |listen: &str| {
+        let mut v: Vec<String> = vec![
+            exe.into(),
+            "coord".into(),
+            "--listen".into(),
+            listen.into(),
+            "--data".into(),
+            dir.join("coord").to_string_lossy().into_owned(),
+            "--replication".into(),
+            a.replication.to_string(),
+            "--parity".into(),
+            match a.parity {
+                Parity::Xor => "xor",
+                Parity::None => "none",
+            }
+            .into(),
+        ];
+        if let Some(s) = &a.chunk_size {
+            v.extend(["--chunk-size".into(), s.clone()]);
+        }
+        if let Some(ms) = a.heartbeat_ms {
+            v.extend(["--heartbeat-ms".into(), ms.to_string()]);
+        }
+        v
+    };
+    let log = log_dir.join("coord.log");
+    let coord = match spawn_ready("coord", coord_args(&coord_listen), &log, pids).await {
+        Ok(s) => s,
+        // Port 4000 was taken between our check and the coordinator's bind.
+        Err(_) if fallback => spawn_ready("coord", coord_args("127.0.0.1:0"), &log, pids).await?,
+        Err(e) => return Err(e),
+    };
+    let coord_addr = coord.proc.addr.clone();
+
+    // The nodes, all at once.
+    let mut pending = Vec::new();
+    for i in 1..=a.nodes {
+        let id = format!("n{i}");
+        let listen = match a.base_port {
+            Some(p) if p != 0 => format!("127.0.0.1:{}", u32::from(p) + i),
+            _ => "127.0.0.1:0".to_string(),
+        };
+        let argv = vec![
+            exe.into(),
+            "node".into(),
+            "--id".into(),
+            id.clone(),
+            "--listen".into(),
+            listen,
+            "--data".into(),
+            dir.join(&id).to_string_lossy().into_owned(),
+            "--coord".into(),
+            coord_addr.clone(),
+        ];
+        let log = log_dir.join(format!("{id}.log"));
+        pending.push(spawn(&id, argv, &log, pids)?);
+    }
+    let mut nodes = Vec::new();
+    for p in pending {
+        nodes.push(p.ready().await?);
+    }
+
+    let state = ClusterState {
+        up_pid: std::process::id(),
+        coord: coord.proc.clone(),
+        nodes: nodes.iter().map(|n| n.proc.clone()).collect(),
+        log_dir: log_dir.to_path_buf(),
+    };
+    state.save(dir)?;
+
+    // Wait until the coordinator has every node alive.
+    let ids: Vec<&str> = state.nodes.iter().map(|n| n.id.as_str()).collect();
+    let deadline = Instant::now() + ALIVE_TIMEOUT;
+    let mut children: Vec<Started> = std::iter::once(coord).chain(nodes).collect();
+    while !all_alive(&coord_addr, &ids).await {
+        for c in &mut children {
+            if let Some(status) = c.child.try_wait()? {
+                return Err(died(&c.proc, &status.to_string()));
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the coordinator did not see all {} nodes alive within {} s; see the logs in {}",
+                ids.len(),
+                ALIVE_TIMEOUT.as_secs(),
+                log_dir.display()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+
+    // From now on, only report exits.
+    for Started { mut child, proc } in children {
+        let tx = exit_tx.clone();
+        let pid = proc.pid.unwrap_or_default();
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("cannot wait: {e}"),
+            };
+            let _ = tx.send((proc.id, pid, status));
+        });
+    }
+    Ok(state)
+}
+
+fn died(p: &Proc, status: &str) -> anyhow::Error {
+    let last = last_log_line(&p.log)
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    anyhow!(
+        "{} exited during startup ({status}); see {}{last}",
+        p.id,
+        p.log.display()
+    )
+}
+
+/// A spawned child whose ready line is still to come.
+struct Pending {
+    child: Child,
+    proc: Proc,
+    ready: oneshot::Receiver<String>,
+}
+
+fn spawn(id: &str, argv: Vec<String>, log: &Path, pids: &mut Vec<u32>) -> Result<Pending> {
+    let mut out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let _ = writeln!(out, "--- dfs-sim up: {}", argv.join(" "));
+    let err = out.try_clone()?;
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(err));
+    // Our own process group: Ctrl-C reaches only `up`, which then stops
+    // the children in order.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .with_context(|| format!("cannot start {id} ({})", argv[0]))?;
+    let pid = child.id().ok_or_else(|| anyhow!("{id} exited at once"))?;
+    pids.push(pid);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = oneshot::channel();
+    // Hand the first line over, and copy every line to the log.
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = writeln!(out, "{line}");
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let (addr, data) = ready_fields(&argv);
+    Ok(Pending {
+        child,
+        proc: Proc {
+            id: id.to_string(),
+            addr,
+            data,
+            log: log.to_path_buf(),
+            state: ProcState::Running,
+            pid: Some(pid),
+            argv,
+        },
+        ready: rx,
+    })
+}
+
+/// The `--listen` and `--data` values of a command line.
+fn ready_fields(argv: &[String]) -> (String, PathBuf) {
+    let value = |name| flag(argv, name).unwrap_or_default();
+    (
+        value("--listen").to_string(),
+        PathBuf::from(value("--data")),
+    )
+}
+
+impl Pending {
+    /// Waits for "... listening on ADDR, data in DIR" and records the real
+    /// address (it may have been port 0) in the command line too.
+    async fn ready(mut self) -> Result<Started> {
+        let line = tokio::select! {
+            l = &mut self.ready => l.ok(),
+            _ = tokio::time::sleep(READY_TIMEOUT) => {
+                let _ = self.child.start_kill();
+                bail!("{} did not start within {} s; see {}", self.proc.id,
+                    READY_TIMEOUT.as_secs(), self.proc.log.display());
+            }
+        };
+        let Some(line) = line else {
+            // Stdout closed before a line: it exited.
+            let status = self.child.wait().await?;
+            return Err(died(&self.proc, &status.to_string()));
+        };
+        let addr = parse_ready(&line)
+            .ok_or_else(|| anyhow!("{} printed an unexpected line: {line}", self.proc.id))?;
+        if let Some(i) = self.proc.argv.iter().position(|a| a == "--listen") {
+            self.proc.argv[i + 1] = addr.clone();
+        }
+        self.proc.addr = addr;
+        Ok(Started {
+            child: self.child,
+            proc: self.proc,
+        })
+    }
+}
+
+async fn spawn_ready(
+    id: &str,
+    argv: Vec<String>,
+    log: &Path,
+    pids: &mut Vec<u32>,
+) -> Result<Started> {
+    spawn(id, argv, log, pids)?.ready().await
+}
+
+/// The address in "coordinator listening on ADDR, data in DIR" or
+/// "node n1 listening on ADDR, data in DIR".
+fn parse_ready(line: &str) -> Option<String> {
+    let rest = line.split_once(" listening on ")?.1;
+    let addr = rest.split_once(", data in ")?.0;
+    (!addr.is_empty()).then(|| addr.to_string())
+}
+
+fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_flag: &str) {
+    let mut out = String::new();
+    out += &format!(
+        "cluster up in {:.2} s: {} node{}, {} replica{}{}\n",
+        took.as_secs_f64(),
+        st.nodes.len(),
+        if st.nodes.len() == 1 { "" } else { "s" },
+        a.replication,
+        if a.replication == 1 { "" } else { "s" },
+        if matches!(a.parity, Parity::Xor) {
+            " + xor parity"
+        } else {
+            ""
+        }
+    );
+    for p in st.procs() {
+        let name = if p.id == "coord" {
+            "coordinator"
+        } else {
+            &p.id
+        };
+        out += &format!(
+            "  {name:<12} {:<22} pid {}\n",
+            p.addr,
+            p.pid.unwrap_or_default()
+        );
+    }
+    out += &format!("logs:  {}\n", st.log_dir.display());
+    out += &format!("state: {}\n", ClusterState::path(dir).display());
+    out += &format!("\nexport DFS_COORD={}\n\n", st.coord.addr);
+    out += &format!(
+        "try `dfs-sim kill n1{data_flag}` (--hard to crash it) and `dfs-sim start n1{data_flag}`\n"
+    );
+    out += "Ctrl-C stops the cluster (its data is kept).";
+    super::announce(&out);
+}
+
+/// A child ended. `kill` marks what it stops; anything else exited on its
+/// own: say so once, record it, restart nothing.
+fn child_exited(dir: &Path, id: &str, pid: u32, status: String, data_flag: &str) {
+    let res = ClusterState::update(dir, |s| {
+        let p = if id == "coord" {
+            &mut s.coord
+        } else {
+            s.node_mut(id)?
+        };
+        if p.pid != Some(pid) || p.state != ProcState::Running {
+            return Ok(None);
+        }
+        p.state = ProcState::Exited;
+        Ok(Some(p.log.clone()))
+    });
+    match res {
+        Ok(None) => super::announce(&format!("{id} (pid {pid}) stopped (dfs-sim kill)")),
+        Ok(Some(log)) => {
+            let last = last_log_line(&log)
+                .map(|l| format!("; last log line: {l}"))
+                .unwrap_or_default();
+            let hint = if id == "coord" {
+                "the cluster has no coordinator now; Ctrl-C and `dfs-sim up` again".to_string()
+            } else {
+                format!("`dfs-sim start {id}{data_flag}` restarts it")
+            };
+            super::announce(&format!(
+                "warning: {id} (pid {pid}) exited on its own ({status}); log {}{last}; {hint}",
+                log.display()
+            ));
+        }
+        Err(e) => tracing::warn!("{id} (pid {pid}) exited ({status}): {e:#}"),
+    }
+}
+
+/// Stops the nodes (ours and those `start` launched), then the
+/// coordinator, and records them stopped. Removes nothing.
+async fn shutdown(dir: &Path, our_pids: &[u32]) -> Result<()> {
+    super::announce("stopping the cluster...");
+    let state = ClusterState::load(dir).ok();
+    let mut nodes: Vec<u32> = Vec::new();
+    let mut coord: Vec<u32> = Vec::new();
+    match &state {
+        Some(s) => {
+            nodes.extend(
+                s.nodes
+                    .iter()
+                    .filter(|p| p.is_running())
+                    .filter_map(|p| p.pid),
+            );
+            coord.extend(
+                std::iter::once(&s.coord)
+                    .filter(|p| p.is_running())
+                    .filter_map(|p| p.pid),
+            );
+        }
+        None => nodes.extend(our_pids.iter().copied()),
+    }
+    let mut forced = stop_pids(&nodes, STOP_GRACE).await;
+    forced.extend(stop_pids(&coord, STOP_GRACE).await);
+    // Anything of ours the state file did not list (it should not happen).
+    let rest: Vec<u32> = our_pids
+        .iter()
+        .copied()
+        .filter(|p| !nodes.contains(p) && !coord.contains(p))
+        .filter(|p| super::cluster_state::pid_alive(*p))
+        .collect();
+    forced.extend(stop_pids(&rest, STOP_GRACE).await);
+    if state.is_some() {
+        ClusterState::update(dir, |s| {
+            for p in std::iter::once(&mut s.coord).chain(s.nodes.iter_mut()) {
+                if p.state == ProcState::Running && !p.pid.is_some_and(|pid| pid_runs(pid, &p.argv))
+                {
+                    p.state = ProcState::Stopped;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    if forced.is_empty() {
+        super::announce(&format!("cluster stopped; data kept in {}", dir.display()));
+    } else {
+        super::announce(&format!(
+            "cluster stopped (pids {forced:?} needed SIGKILL); data kept in {}",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_lines() {
+        assert_eq!(
+            parse_ready("coordinator listening on 127.0.0.1:4000, data in /x/coord").as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        assert_eq!(
+            parse_ready("node n1 listening on 127.0.0.1:39001, data in d, with comma").as_deref(),
+            Some("127.0.0.1:39001")
+        );
+        assert_eq!(parse_ready("something else"), None);
+    }
+
+    #[test]
+    fn flags_of_a_command_line() {
+        let argv: Vec<String> = ["x", "node", "--listen", "127.0.0.1:0", "--data", "/d/n1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (addr, data) = ready_fields(&argv);
+        assert_eq!(addr, "127.0.0.1:0");
+        assert_eq!(data, PathBuf::from("/d/n1"));
+    }
+}
