@@ -5,7 +5,6 @@ use crate::format::{bytes, rate};
 use anyhow::Result;
 use client::get::Output;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,7 +26,17 @@ pub async fn run(a: Args) -> Result<()> {
     };
     let to_stdout = matches!(out, Output::Stdout);
     let cfg = a.client.config()?;
-    let s = client::get::get(&cfg, name, out, Arc::new(|_| {})).await?;
+    // Only a terminal gets a bar, and only then is the size looked up
+    // first (one extra round trip, for a bar with a length and an ETA).
+    let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !to_stdout {
+        a.client.connect().await?.lookup(name.clone()).await?.size
+    } else {
+        0
+    };
+    let bar = crate::progress::Progress::new("get", name.as_str(), total);
+    let res = client::get::get(&cfg, name, out, bar.callback()).await;
+    bar.finish();
+    let s = res?;
     let secs = s.elapsed.as_secs_f64();
     let mut line = format!(
         "get {}: {} in {:.1} s, {}",

@@ -4,7 +4,6 @@ use super::{file_name, ClientArgs};
 use crate::format::{bytes, rate};
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -34,7 +33,11 @@ pub async fn run(a: Args) -> Result<()> {
         }
     };
     let cfg = a.client.config()?;
-    let s = client::put::put(&cfg, &a.file, name, a.force, Arc::new(|_| {})).await?;
+    let total = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    let bar = crate::progress::Progress::new("put", name.as_str(), total);
+    let res = client::put::put(&cfg, &a.file, name, a.force, bar.callback()).await;
+    bar.finish();
+    let s = res?;
     let secs = s.elapsed.as_secs_f64();
     println!(
         "put {}: {} in {:.1} s, {}, {} chunk{}, {} replica{}{}",
