@@ -100,7 +100,10 @@ fn replication_beyond_live_nodes_is_refused() {
         .start();
     let o = c.put_bytes("too-many", &random_bytes(1, C + 1));
     let err = fails_with(o, "only 2 live nodes", "put with R=3+xor on 2 nodes");
-    assert!(err.contains("needs 4"), "error should say what is needed: {err}");
+    assert!(
+        err.contains("needs 4"),
+        "error should say what is needed: {err}"
+    );
     assert!(c.ls().is_empty(), "refused put must leave nothing");
 }
 

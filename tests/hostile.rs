@@ -197,7 +197,10 @@ fn corrupt_replica_is_read_around() {
         .iter()
         .filter(|s| s["data"][0]["locations"][0]["node"] == "n0")
         .count();
-    assert!(first_on_n0 > 0, "n0 should be the first copy of some chunk: {st}");
+    assert!(
+        first_on_n0 > 0,
+        "n0 should be the first copy of some chunk: {st}"
+    );
     assert!(corrupt_all_chunks(&c, 0) > 0, "n0 holds chunks");
 
     let out = c.get_exact("victim", &data);

@@ -32,7 +32,11 @@ fn sizes_around_chunk_boundaries_round_trip_exactly() {
 
         let st = c.stat(&name);
         assert_eq!(st["name"], name.as_str());
-        assert_eq!(st["size"].as_u64(), Some(size as u64), "stat size of {name}");
+        assert_eq!(
+            st["size"].as_u64(),
+            Some(size as u64),
+            "stat size of {name}"
+        );
         assert_eq!(st["health"], "healthy", "health of {name}: {st}");
         let chunks: usize = st["stripes"]
             .as_array()
@@ -122,8 +126,15 @@ fn overwrite_requires_force() {
     let v1 = random_bytes(10, 2 * C + 1);
     let v2 = random_bytes(11, C / 2);
     c.put_ok("ow", &v1);
-    let err = fails_with(c.put_bytes("ow", &v2), "already exists", "put without --force");
-    assert!(err.contains("--force"), "error should hint at --force: {err}");
+    let err = fails_with(
+        c.put_bytes("ow", &v2),
+        "already exists",
+        "put without --force",
+    );
+    assert!(
+        err.contains("--force"),
+        "error should hint at --force: {err}"
+    );
     // The refused put changed nothing.
     c.get_exact("ow", &v1);
 
@@ -164,4 +175,36 @@ fn path_like_names_are_rejected() {
         "put ok/nested.name",
     );
     c.get_exact("ok/nested.name", b"hello");
+}
+
+#[test]
+fn removed_and_overwritten_chunks_are_collected() {
+    let c = cluster();
+    let keep = random_bytes(20, 3 * C + 1);
+    c.put_ok("gc/keep", &keep);
+    c.put_ok("gc/rm", &random_bytes(21, 4 * C));
+    c.put_ok("gc/over", &random_bytes(22, 5 * C));
+    wait_disks_match_catalog(&c);
+    let before = disk_placement(&c).len();
+    assert!(before > 0);
+
+    ok(c.run(&["rm", "gc/rm"]), "rm gc/rm");
+    let path = c.scratch("over2");
+    let over2 = random_bytes(23, 10);
+    std::fs::write(&path, &over2).unwrap();
+    ok(
+        c.run(&[
+            "put",
+            path.to_str().unwrap(),
+            "--name",
+            "gc/over",
+            "--force",
+        ]),
+        "put --force",
+    );
+    // The removed file's and the overwritten version's chunks go away.
+    wait_disks_match_catalog(&c);
+    assert!(disk_placement(&c).len() < before);
+    c.get_exact("gc/keep", &keep);
+    c.get_exact("gc/over", &over2);
 }

@@ -195,7 +195,10 @@ fn spawn(args: &[String], log: &Path, prefix: &str) -> Result<Proc, SpawnError> 
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{prefix}: no ready line within {DEADLINE:?}; log {}", log.display());
+            panic!(
+                "{prefix}: no ready line within {DEADLINE:?}; log {}",
+                log.display()
+            );
         }
     };
     if line.is_empty() {
@@ -544,9 +547,9 @@ impl Cluster {
     pub fn wait_nodes_alive(&self, n: usize) {
         wait_until(DEADLINE, &format!("{n} nodes alive in status"), || {
             self.status().is_some_and(|s| {
-                s["nodes"].as_array().is_some_and(|a| {
-                    a.iter().filter(|x| x["state"] == "alive").count() >= n
-                })
+                s["nodes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().filter(|x| x["state"] == "alive").count() >= n)
             })
         });
     }
@@ -727,4 +730,62 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
     let mut v = Vec::new();
     f.read_to_end(&mut v).ok()?;
     Some(v)
+}
+
+/// Every `(node id, chunk id hex)` the catalog places, over all files (data
+/// and parity), from `ls` and `stat --json`.
+pub fn catalog_placement(c: &Cluster) -> std::collections::BTreeSet<(String, String)> {
+    let mut set = std::collections::BTreeSet::new();
+    for name in c.ls() {
+        let st = c.stat(&name);
+        for s in st["stripes"].as_array().expect("stripes") {
+            let chunks = s["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .chain(s["parity"].is_object().then_some(&s["parity"]));
+            for ch in chunks {
+                let id = ch["id"].as_str().expect("id").to_string();
+                for n in holders(ch) {
+                    set.insert((n, id.clone()));
+                }
+            }
+        }
+    }
+    set
+}
+
+/// Every `(node id, chunk id hex)` found on the nodes' disks.
+pub fn disk_placement(c: &Cluster) -> std::collections::BTreeSet<(String, String)> {
+    let mut set = std::collections::BTreeSet::new();
+    for i in 0..c.node_count() {
+        for f in c.chunk_files(i) {
+            let id = f
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("chunk file name")
+                .to_string();
+            set.insert((Cluster::node_id(i), id));
+        }
+    }
+    set
+}
+
+/// Waits until the disks hold exactly what the catalog places: no chunk
+/// missing, no garbage left.
+pub fn wait_disks_match_catalog(c: &Cluster) {
+    let start = Instant::now();
+    loop {
+        let want = catalog_placement(c);
+        let have = disk_placement(c);
+        if want == have {
+            return;
+        }
+        let missing: Vec<_> = want.difference(&have).collect();
+        let garbage: Vec<_> = have.difference(&want).collect();
+        if start.elapsed() > DEADLINE {
+            panic!("disks never matched the catalog: missing on disk: {missing:?}; garbage on disk: {garbage:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
