@@ -341,3 +341,191 @@ fn wrong_shared_secret_is_refused() {
     drop(intruder);
     c.get_exact("s", &data);
 }
+
+// ------------------------------------------------------------------------
+// Hostile peers that get past the handshake. The frames are built by hand
+// (postcard encoding of the protocol's types) so that the server's request
+// loop, not just its handshake, meets bad input. A well-formed Put is sent
+// first as a control, proving the hand encoding is right.
+
+const TAG_MESSAGE: u8 = 0x01;
+const TAG_DATA: u8 = 0x02;
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    f.push(tag);
+    f.extend_from_slice(body);
+    f
+}
+
+/// Reads one frame (tag and body); None if the peer closed.
+fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let len = u32::from_be_bytes(len) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    let tag = body.remove(0);
+    Some((tag, body))
+}
+
+/// Connects and completes the handshake as a client without a secret.
+fn handshaken(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut hello = b"DFS1".to_vec();
+    varint(1, &mut hello); // protocol version
+    varint(0, &mut hello); // Role::Client
+    hello.extend_from_slice(&[7u8; 32]); // nonce
+    s.write_all(&frame(TAG_MESSAGE, &hello)).unwrap();
+    let (tag, _challenge) = read_frame(&mut s).expect("challenge");
+    assert_eq!(tag, TAG_MESSAGE);
+    s.write_all(&frame(TAG_MESSAGE, &[0x00])).unwrap(); // Auth { proof: None }
+    let (tag, verdict) = read_frame(&mut s).expect("handshake verdict");
+    assert_eq!(
+        (tag, verdict.as_slice()),
+        (TAG_MESSAGE, &[0x00][..]),
+        "Ok(())"
+    );
+    s
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `NodeRequest::Put(ChunkHeader)` with a Raw codec.
+fn put_header(id: [u8; 16], len: u64, crc: u32) -> Vec<u8> {
+    let mut m = Vec::new();
+    varint(0, &mut m); // NodeRequest::Put
+    m.extend_from_slice(&id);
+    varint(len, &mut m); // raw_len
+    m.extend_from_slice(&[0u8; 32]); // raw_sha256 (nodes check the CRC)
+    varint(0, &mut m); // Codec::Raw
+    varint(len, &mut m); // stored_len
+    varint(u64::from(crc), &mut m); // stored_crc
+    frame(TAG_MESSAGE, &m)
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn tmp_files(c: &Cluster, i: usize) -> usize {
+    std::fs::read_dir(c.node_data_dir(i).join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn malformed_requests_after_the_handshake_are_contained() {
+    let mut c = Cluster::builder()
+        .nodes(3)
+        .replication(2)
+        .parity("xor")
+        .chunk_size(C as u64)
+        .start();
+    let node = c.node_addr(0);
+
+    // Control: a well-formed Put is stored, so the encoding above is right.
+    let good_id = [0x11u8; 16];
+    let payload = random_bytes(900, 1000);
+    let mut s = handshaken(&node);
+    s.write_all(&put_header(good_id, 1000, crc32(&payload)))
+        .unwrap();
+    s.write_all(&frame(TAG_DATA, &payload)).unwrap();
+    let (_, reply) = read_frame(&mut s).expect("reply to a good put");
+    assert_eq!(reply[0], 0x00, "Ok(Stored) expected, got {reply:?}");
+    assert!(c.chunk_path(0, &hex(&good_id)).exists());
+    drop(s);
+
+    // A put whose bytes do not match its CRC is refused and not stored.
+    let bad_crc = [0x22u8; 16];
+    let mut s = handshaken(&node);
+    s.write_all(&put_header(bad_crc, 1000, crc32(&payload) ^ 1))
+        .unwrap();
+    s.write_all(&frame(TAG_DATA, &payload)).unwrap();
+    // An error reply, or closing the connection, are both refusals.
+    if let Some((_, reply)) = read_frame(&mut s) {
+        assert_eq!(reply[0], 0x01, "Err expected, got {reply:?}");
+    }
+    assert!(!c.chunk_path(0, &hex(&bad_crc)).exists());
+
+    // More bytes than announced: refused, not stored.
+    let too_long = [0x33u8; 16];
+    let mut s = handshaken(&node);
+    s.write_all(&put_header(too_long, 100, 0)).unwrap();
+    send(&mut s, &frame(TAG_DATA, &random_bytes(901, 300)));
+    expect_closed(s, DEADLINE, "node: more data than announced");
+    assert!(!c.chunk_path(0, &hex(&too_long)).exists());
+
+    // A chunk larger than any chunk can be: refused.
+    let huge = [0x44u8; 16];
+    let mut s = handshaken(&node);
+    s.write_all(&put_header(huge, 1 << 40, 0)).unwrap();
+    // An error reply, or closing the connection, are both refusals.
+    if let Some((_, reply)) = read_frame(&mut s) {
+        assert_eq!(reply[0], 0x01, "Err expected, got {reply:?}");
+    }
+    drop(s);
+
+    // A put abandoned halfway: its temp file must not be left behind.
+    let half = [0x55u8; 16];
+    let mut s = handshaken(&node);
+    s.write_all(&put_header(half, 1 << 20, 0)).unwrap();
+    s.write_all(&frame(TAG_DATA, &random_bytes(902, 4096)))
+        .unwrap();
+    wait_until(DEADLINE, "the half put's temp file to appear", || {
+        tmp_files(&c, 0) > 0
+    });
+    drop(s);
+    wait_until(
+        DEADLINE,
+        "node n0 to remove the abandoned temp file",
+        || tmp_files(&c, 0) == 0,
+    );
+    assert!(!c.chunk_path(0, &hex(&half)).exists());
+
+    // Past the handshake, to both servers: a 4 GiB length prefix, a junk
+    // message, an unknown tag. Each closes that connection only.
+    let coord = c.coord_addr().to_string();
+    for (who, addr) in [("node n0", &node), ("coordinator", &coord)] {
+        let mut s = handshaken(addr);
+        let mut b = u32::MAX.to_be_bytes().to_vec();
+        b.extend(random_bytes(903, 1024));
+        send(&mut s, &b);
+        expect_closed(s, DEADLINE, &format!("{who}: huge frame after handshake"));
+
+        let mut s = handshaken(addr);
+        send(&mut s, &frame(TAG_MESSAGE, &[0xFF; 24]));
+        expect_closed(s, DEADLINE, &format!("{who}: junk message after handshake"));
+
+        let mut s = handshaken(addr);
+        send(&mut s, &frame(0x7F, b"what"));
+        expect_closed(s, DEADLINE, &format!("{who}: unknown tag after handshake"));
+    }
+    cluster_still_serves(&mut c, 1, "malformed requests after the handshake");
+}
