@@ -188,3 +188,74 @@ fn killed_node_is_declared_dead_promptly() {
     c.restart_node(2);
     c.wait_node_state(2, "alive");
 }
+
+#[test]
+fn hung_node_is_read_around_and_recovers() {
+    let c = Cluster::builder()
+        .nodes(3)
+        .replication(2)
+        .parity("none")
+        .chunk_size(C as u64)
+        .start();
+    let data = random_bytes(31, 6 * C + 1);
+    c.put_ok("hang", &data);
+    let st = c.stat("hang");
+    let victim = Cluster::node_index(&holders(chunk_of(&st, 0, Some(0)))[0]);
+    // SIGSTOP: the process is alive and its socket accepts connections,
+    // but it never answers (a hung machine, not a crashed one).
+    signal(c.node_pid(victim), "STOP");
+    c.wait_node_state(victim, "dead");
+    let t = Instant::now();
+    c.get_exact("hang", &data);
+    // Dead copies are tried last, so the hung node costs no timeout.
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "get took {:?} with a hung node",
+        t.elapsed()
+    );
+    // New files avoid it.
+    let more = random_bytes(32, 2 * C);
+    c.put_ok("hang2", &more);
+    let st2 = c.stat("hang2");
+    for s in st2["stripes"].as_array().unwrap() {
+        for ch in s["data"].as_array().unwrap() {
+            assert!(
+                !holders(ch).contains(&Cluster::node_id(victim)),
+                "a chunk was placed on the hung node: {st2}"
+            );
+        }
+    }
+    signal(c.node_pid(victim), "CONT");
+    c.wait_node_state(victim, "alive");
+    wait_until(DEADLINE, "file healthy once the node resumes", || {
+        c.stat("hang")["health"] == "healthy"
+    });
+    c.get_exact("hang", &data);
+    c.get_exact("hang2", &more);
+}
+
+#[test]
+fn attach_mode_cluster_recovers_from_restarts() {
+    let mut c = Cluster::builder()
+        .attach()
+        .nodes(3)
+        .replication(2)
+        .parity("xor")
+        .chunk_size(C as u64)
+        .start();
+    let data = random_bytes(33, 5 * C + 3);
+    c.put_ok("att", &data);
+    c.get_exact("att", &data);
+    // A node restarts on its address: the coordinator re-attaches to it.
+    c.kill_node(1);
+    c.get_exact("att", &data);
+    c.wait_node_state(1, "dead");
+    c.restart_node(1);
+    c.wait_node_state(1, "alive");
+    // The coordinator restarts: it re-attaches to every node.
+    c.kill_coord();
+    c.restart_coord();
+    c.wait_nodes_alive(3);
+    c.get_exact("att", &data);
+    assert_eq!(c.stat("att")["health"], "healthy");
+}

@@ -237,6 +237,7 @@ pub struct Builder {
     heartbeat_ms: u64,
     dead_after: u32,
     secret: Option<String>,
+    attach: bool,
 }
 
 impl Default for Builder {
@@ -250,6 +251,7 @@ impl Default for Builder {
             heartbeat_ms: 200,
             dead_after: 3,
             secret: None,
+            attach: false,
         }
     }
 }
@@ -284,6 +286,12 @@ impl Builder {
         self.dead_after = n;
         self
     }
+    /// Attach mode: nodes start without `--coord` and the coordinator is
+    /// given their addresses with `--nodes`; restarted nodes keep their port.
+    pub fn attach(mut self) -> Self {
+        self.attach = true;
+        self
+    }
     pub fn secret(mut self, s: &str) -> Self {
         self.secret = Some(s.to_string());
         self
@@ -305,14 +313,23 @@ impl Builder {
             coord: None,
             coord_addr: String::new(),
             nodes: Vec::new(),
+            node_addrs: vec![None; self.nodes],
             secret_file,
             dir,
             cfg: self.clone(),
         };
-        c.spawn_coord("127.0.0.1:0");
-        for i in 0..self.nodes {
-            c.nodes.push(None);
-            c.spawn_node(i);
+        if self.attach {
+            for i in 0..self.nodes {
+                c.nodes.push(None);
+                c.spawn_node(i);
+            }
+            c.spawn_coord("127.0.0.1:0");
+        } else {
+            c.spawn_coord("127.0.0.1:0");
+            for i in 0..self.nodes {
+                c.nodes.push(None);
+                c.spawn_node(i);
+            }
         }
         c.wait_nodes_alive(self.nodes);
         c
@@ -324,6 +341,8 @@ pub struct Cluster {
     coord: Option<Proc>,
     coord_addr: String,
     nodes: Vec<Option<Proc>>,
+    /// Last address of each node (reused on restart in attach mode).
+    node_addrs: Vec<Option<String>>,
     secret_file: Option<PathBuf>,
     dir: tempfile::TempDir,
     cfg: Builder,
@@ -423,6 +442,10 @@ impl Cluster {
         if let Some(k) = self.cfg.stripe {
             args.extend(["--stripe".into(), k.to_string()]);
         }
+        if self.cfg.attach {
+            let addrs: Vec<String> = self.node_addrs.iter().flatten().cloned().collect();
+            args.extend(["--nodes".into(), addrs.join(",")]);
+        }
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
         }
@@ -445,25 +468,42 @@ impl Cluster {
     }
 
     fn spawn_node(&mut self, i: usize) {
+        // In attach mode the coordinator only knows the addresses it was
+        // started with, so a restarted node comes back on the same one.
+        let listen = match (&self.node_addrs[i], self.cfg.attach) {
+            (Some(a), true) => a.clone(),
+            _ => "127.0.0.1:0".into(),
+        };
         let mut args: Vec<String> = vec![
             "node".into(),
             "--id".into(),
             Self::node_id(i),
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            listen.clone(),
             "--data".into(),
             self.node_data_dir(i).display().to_string(),
-            "--coord".into(),
-            self.coord_addr.clone(),
         ];
+        if !self.cfg.attach {
+            args.extend(["--coord".into(), self.coord_addr.clone()]);
+        }
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
         }
         let log = self.node_log(i);
-        let p = match spawn(&args, &log, "node ") {
-            Ok(p) => p,
-            Err(SpawnError::Exited(why)) => panic!("node {i} failed to start:\n{why}"),
+        let start = Instant::now();
+        let p = loop {
+            match spawn(&args, &log, "node ") {
+                Ok(p) => break p,
+                Err(SpawnError::Exited(why)) => {
+                    // Only a fixed port (attach-mode restart) is worth retrying.
+                    if listen.ends_with(":0") || start.elapsed() > DEADLINE {
+                        panic!("node {i} failed to start on {listen}:\n{why}");
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         };
+        self.node_addrs[i] = Some(p.addr.clone());
         self.nodes[i] = Some(p);
     }
 
