@@ -811,6 +811,23 @@ pub fn disk_placement(c: &Cluster) -> std::collections::BTreeSet<(String, String
     set
 }
 
+/// Waits until every copy the catalog places is on disk (garbage allowed).
+pub fn wait_disks_hold_catalog(c: &Cluster) {
+    let start = Instant::now();
+    loop {
+        let want = catalog_placement(c);
+        let have = disk_placement(c);
+        let missing: Vec<_> = want.difference(&have).collect();
+        if missing.is_empty() {
+            return;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("copies the catalog places are missing on disk: {missing:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until the disks hold exactly what the catalog places: no chunk
 /// missing, no garbage left.
 pub fn wait_disks_match_catalog(c: &Cluster) {
