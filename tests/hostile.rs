@@ -58,6 +58,10 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// A normal put/get round trip still works, and every process still runs.
 fn cluster_still_serves(c: &mut Cluster, round: u64, what: &str) {
+    // Every node must (still, or again) be alive: with R=2 + xor on three
+    // nodes a put needs all of them, and a node whose heartbeat is merely
+    // late is left out of placement (see the report on a one-off flake).
+    c.wait_nodes_alive(c.node_count());
     let data = random_bytes(round, 3 * C + 11);
     let name = format!("after/{round}");
     c.put_ok(&name, &data);
