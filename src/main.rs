@@ -1,6 +1,16 @@
 //! `dfs-sim`: one binary for every role. It parses arguments, sets up
 //! logging and hands over to the `node`, `coord` and `client` crates.
 
+/// `println!` that ignores a closed stdout (`dfs-sim ls | head`): SIGPIPE
+/// stays ignored, as a client writing to a node that just died must get
+/// EPIPE and abort its upload cleanly, not be killed by the signal.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cmd;
 mod format;
 mod progress;
@@ -60,16 +70,6 @@ fn main() -> ExitCode {
         cli.command,
         Command::Node(_) | Command::Coord(_) | Command::Up(_)
     );
-    if !server {
-        // A client piped into `head` or `grep -q` should end quietly, like
-        // any Unix tool, instead of panicking on a closed stdout. Servers
-        // keep SIGPIPE ignored: a peer closing a socket must not kill them.
-        // SAFETY: called before any thread is spawned; SIG_DFL is a valid
-        // disposition for SIGPIPE.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
     init_tracing(if server { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -160,11 +160,10 @@ fn put_while_a_node_dies_succeeds_or_fails_cleanly() {
     c.get_exact("big", &data);
 }
 
-/// Reproduces the known bug above: after an aborted put, no chunk of it may
-/// remain on a live node. Timing-dependent (seen in 3 of 6 runs on a loaded
-/// 2-core machine), hence ignored; run with `--ignored`.
+/// After an aborted put, no chunk of it may remain on a live node, even one
+/// that was still in flight when the abort's delete reached the node (nodes
+/// keep tombstones of deleted ids and discard such late arrivals).
 #[test]
-#[ignore = "known bug: chunks in flight at abort survive the abort's Delete"]
 fn aborted_put_leaves_no_garbage_on_live_nodes() {
     for attempt in 0..5 {
         let mut c = Cluster::builder()

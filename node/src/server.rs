@@ -200,7 +200,19 @@ async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Resul
         let data = conn.recv_data().await?;
         w.write(&data).await?;
     }
-    ctx.store.commit(w).await
+    ctx.store.commit(w).await?;
+    // The delete of an aborted upload may have arrived while these bytes
+    // were on the wire or being fsynced. A delete records its tombstone
+    // before unlinking, so checking after the rename closes the race: either
+    // the delete sees our file, or we see its tombstone and remove the file.
+    if ctx.store.tombstoned(&header.id) {
+        ctx.store.delete(&[header.id]).await;
+        return Err(Error::BadRequest(format!(
+            "chunk {} was deleted while arriving (its upload was aborted)",
+            header.id
+        )));
+    }
+    Ok(())
 }
 
 /// Streams a chunk out, verifying its CRC on the way; a mismatch is reported

@@ -42,7 +42,14 @@ pub struct ChunkStore {
     quarantine_dir: PathBuf,
     reserve_bytes: u64,
     index: Mutex<HashMap<ChunkId, u64>>,
+    /// Ids deleted recently. A client put of an aborted upload can still be
+    /// in flight when the coordinator's delete arrives; it must not land
+    /// afterwards and linger as garbage.
+    tombstones: Mutex<HashMap<ChunkId, std::time::Instant>>,
 }
+
+/// How long a deleted id refuses client puts.
+const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl ChunkStore {
     /// Opens (creating if needed) the store, removes leftovers of uploads cut
@@ -84,6 +91,7 @@ impl ChunkStore {
             quarantine_dir,
             reserve_bytes,
             index: Mutex::new(index),
+            tombstones: Mutex::new(HashMap::new()),
         })
     }
 
@@ -244,8 +252,23 @@ impl ChunkStore {
         self.index().remove(id);
     }
 
+    /// Whether `id` was deleted within the last [`TOMBSTONE_TTL`].
+    pub fn tombstoned(&self, id: &ChunkId) -> bool {
+        let mut t = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        t.retain(|_, at| now.duration_since(*at) < TOMBSTONE_TTL);
+        t.contains_key(id)
+    }
+
     /// Deletes chunks; ids not present are skipped. Returns how many went.
     pub async fn delete(&self, ids: &[ChunkId]) -> u64 {
+        {
+            let mut t = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            for id in ids {
+                t.insert(*id, now);
+            }
+        }
         let mut n = 0;
         let mut dirs = std::collections::BTreeSet::new();
         for id in ids {

@@ -23,11 +23,11 @@ pub async fn run(a: Args) -> Result<()> {
     let mut coord = a.client.connect().await?;
     coord.drain(node.clone(), a.cancel).await?;
     if a.cancel {
-        println!("drain of {node} cancelled");
+        outln!("drain of {node} cancelled");
         return Ok(());
     }
     if !a.wait {
-        println!("draining {node}; `dfs-sim status` shows progress");
+        outln!("draining {node}; `dfs-sim status` shows progress");
         return Ok(());
     }
     let mut last = u64::MAX;
@@ -37,11 +37,11 @@ pub async fn run(a: Args) -> Result<()> {
             bail!("node {node} disappeared from the cluster");
         };
         if n.catalog_chunks == 0 {
-            println!("{node} is drained: it holds no chunk and can be removed");
+            outln!("{node} is drained: it holds no chunk and can be removed");
             return Ok(());
         }
         if n.catalog_chunks != last {
-            println!("{node}: {} chunk(s) left to move", n.catalog_chunks);
+            outln!("{node}: {} chunk(s) left to move", n.catalog_chunks);
             last = n.catalog_chunks;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

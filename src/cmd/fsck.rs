@@ -147,7 +147,7 @@ fn json(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) -> serde_json::Value {
 
 fn print_text(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) {
     if !r.what_if.is_empty() {
-        println!("if {} failed now:", joined(&r.what_if));
+        outln!("if {} failed now:", joined(&r.what_if));
     }
     let width = r
         .files
@@ -186,10 +186,10 @@ fn print_text(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) {
                 line += &format!("; and {} more", f.chunks.len() - 6);
             }
         }
-        println!("{line}");
+        outln!("{line}");
     }
     let count = |h: Health| r.files.iter().filter(|f| f.health == h).count();
-    println!(
+    outln!(
         "{} file(s): {} healthy, {} degraded, {} at-risk, {} lost",
         r.files.len(),
         count(Health::Healthy),
@@ -198,9 +198,9 @@ fn print_text(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) {
         count(Health::Lost)
     );
     if let Some((verified, bad)) = deep {
-        println!("deep check: {verified} copies verified, {} bad", bad.len());
+        outln!("deep check: {verified} copies verified, {} bad", bad.len());
         for b in bad {
-            println!(
+            outln!(
                 "  bad copy of {} chunk {} on {}: {} (reported for repair)",
                 b.file,
                 &b.chunk[..12],

@@ -54,7 +54,7 @@ pub async fn run(a: Args) -> Result<()> {
     if to_stdout {
         eprintln!("{line}");
     } else {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

@@ -80,6 +80,6 @@ pub async fn run(a: Args) -> Result<()> {
         }
         tokio::time::sleep(POLL).await;
     }
-    println!("{} {how}, pid {pid}", a.node);
+    outln!("{} {how}, pid {pid}", a.node);
     Ok(())
 }

@@ -95,7 +95,7 @@ pub async fn run(a: Args) -> Result<()> {
         r??;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "loadgen op={} count={} concurrency={} secs={secs:.3} ops_per_s={:.0}",
         match a.op {
             Op::Put => "put",

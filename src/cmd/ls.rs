@@ -33,7 +33,7 @@ pub async fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     for f in &files {
-        println!("{:>10}  {:>6}  {}", bytes(f.size), f.chunks, f.name);
+        outln!("{:>10}  {:>6}  {}", bytes(f.size), f.chunks, f.name);
     }
     Ok(())
 }

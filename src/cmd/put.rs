@@ -39,7 +39,7 @@ pub async fn run(a: Args) -> Result<()> {
     bar.finish();
     let s = res?;
     let secs = s.elapsed.as_secs_f64();
-    println!(
+    outln!(
         "put {}: {} in {:.1} s, {}, {} chunk{}, {} replica{}{}",
         s.name,
         bytes(s.size),

@@ -13,6 +13,6 @@ pub struct Args {
 pub async fn run(a: Args) -> Result<()> {
     let name = file_name(&a.name)?;
     a.client.connect().await?.remove(name.clone()).await?;
-    println!("removed {name}");
+    outln!("removed {name}");
     Ok(())
 }

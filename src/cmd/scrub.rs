@@ -35,7 +35,7 @@ pub async fn run(a: Args) -> Result<()> {
         .collect();
     coord.scrub(node).await?;
     if !a.wait {
-        println!("scrub started on {} node(s)", before.len());
+        outln!("scrub started on {} node(s)", before.len());
         return Ok(());
     }
     loop {
@@ -57,7 +57,7 @@ pub async fn run(a: Args) -> Result<()> {
                 .filter(|n| before.contains_key(&n.id))
                 .map(|n| n.stats.corrupt_found)
                 .sum();
-            println!(
+            outln!(
                 "scrub finished on {} node(s); corrupt copies found since the nodes started: {found}",
                 before.len()
             );

@@ -93,7 +93,7 @@ pub async fn run(a: Args) -> Result<()> {
         }
         tokio::time::sleep(POLL).await;
     }
-    println!(
+    outln!(
         "{} started on {}, pid {pid}, alive after {:.2} s",
         node.id,
         node.addr,

@@ -79,24 +79,24 @@ pub async fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let chunks: usize = f.stripes.iter().map(|s| s.data.len()).sum();
-    println!("name:        {}", f.name);
-    println!("size:        {} ({} bytes)", bytes(f.size), f.size);
-    println!(
+    outln!("name:        {}", f.name);
+    outln!("size:        {} ({} bytes)", bytes(f.size), f.size);
+    outln!(
         "chunks:      {chunks} in {} stripe(s), chunk size {}",
         f.stripes.len(),
         bytes(f.chunk_size)
     );
-    println!(
+    outln!(
         "protection:  {} replica(s){}",
         f.replication,
         if parity { " + xor parity" } else { "" }
     );
-    println!("health:      {}", health.as_str());
+    outln!("health:      {}", health.as_str());
     let mut index = 0;
     for (si, s) in f.stripes.iter().enumerate() {
-        println!("stripe {si}:");
+        outln!("stripe {si}:");
         for c in &s.data {
-            println!(
+            outln!(
                 "  chunk {index:<4} {}  {:>10} -> {:>10}  {}",
                 &c.header.id.to_hex()[..12],
                 bytes(c.header.raw_len),
@@ -106,7 +106,7 @@ pub async fn run(a: Args) -> Result<()> {
             index += 1;
         }
         if let Some(p) = &s.parity {
-            println!(
+            outln!(
                 "  parity     {}  {:>10} -> {:>10}  {}",
                 &p.header.id.to_hex()[..12],
                 bytes(p.header.raw_len),

@@ -54,16 +54,22 @@ pub async fn run(a: Args) -> Result<()> {
         }));
         return Ok(());
     }
-    println!(
+    outln!(
         "cluster: {} replica(s){}, stripe {}, chunk size {}",
         s.replication,
         if s.parity { " + xor" } else { "" },
         s.stripe,
         bytes(s.chunk_size)
     );
-    println!(
+    outln!(
         "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
-        "NODE", "ADDR", "STATE", "LAST-HB", "CHUNKS", "STORED", "FREE"
+        "NODE",
+        "ADDR",
+        "STATE",
+        "LAST-HB",
+        "CHUNKS",
+        "STORED",
+        "FREE"
     );
     for n in &s.nodes {
         let st = match (n.state, n.draining, n.catalog_chunks) {
@@ -72,7 +78,7 @@ pub async fn run(a: Args) -> Result<()> {
             (_, true, _) => "draining",
             (s, false, _) => state(s),
         };
-        println!(
+        outln!(
             "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
             n.id.as_str(),
             n.addr,
@@ -85,7 +91,7 @@ pub async fn run(a: Args) -> Result<()> {
             n.stats.free_bytes.map(bytes).unwrap_or_else(|| "?".into()),
         );
     }
-    println!(
+    outln!(
         "files: {}, {} in {} chunks (parity included); uploads in progress: {}",
         s.files,
         bytes(s.bytes),
@@ -93,7 +99,7 @@ pub async fn run(a: Args) -> Result<()> {
         s.pending_uploads
     );
     let r = &s.repair;
-    println!(
+    outln!(
         "repair: {} chunk(s) ({}) waiting, {} ({}) in flight, {} done ({}), {} failed; rate {:.0} MB/s; parallel {}",
         r.waiting_chunks,
         bytes(r.waiting_bytes),
@@ -106,22 +112,22 @@ pub async fn run(a: Args) -> Result<()> {
         r.parallel
     );
     match (r.incident_open_ms, r.last_mttr_ms) {
-        (Some(ms), _) => println!(
+        (Some(ms), _) => outln!(
             "repair: node lost {:.1} s ago, re-protection in progress",
             ms as f64 / 1000.0
         ),
-        (None, Some(ms)) => println!(
+        (None, Some(ms)) => outln!(
             "repair: last MTTR {:.1} s (node death to full protection)",
             ms as f64 / 1000.0
         ),
         (None, None) => {}
     }
     if s.under_replicated.is_empty() {
-        println!("under-protected chunks: none");
+        outln!("under-protected chunks: none");
     } else {
-        println!("under-protected chunks: {}", s.under_replicated.len());
+        outln!("under-protected chunks: {}", s.under_replicated.len());
         for u in s.under_replicated.iter().take(20) {
-            println!(
+            outln!(
                 "  {} {} of {}: {}/{} live",
                 if u.parity { "parity" } else { "chunk " },
                 &u.chunk.to_hex()[..12],
@@ -131,7 +137,7 @@ pub async fn run(a: Args) -> Result<()> {
             );
         }
         if s.under_replicated.len() > 20 {
-            println!("  ... and {} more", s.under_replicated.len() - 20);
+            outln!("  ... and {} more", s.under_replicated.len() - 20);
         }
     }
     Ok(())
