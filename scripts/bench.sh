@@ -10,6 +10,7 @@
 #   SMALL_COUNT_PROC  small files per op with the process-per-op fallback [400]
 #   SMALL_SIZE     small file size in bytes [4096]
 #   CONCURRENCY    small-file clients [8]
+#   REPS           large-file puts/gets per system, median reported [3]
 #   SKIP_SEAWEED=1 skip SeaweedFS (its columns print n/a)
 #
 # Figures: MB = 10^6 bytes; wall-clock times from `date +%s.%N` around each
@@ -26,6 +27,7 @@ SMALL_COUNT_PROC=${SMALL_COUNT_PROC:-400}
 SMALL_SIZE=${SMALL_SIZE:-4096}
 CONCURRENCY=${CONCURRENCY:-8}
 SKIP_SEAWEED=${SKIP_SEAWEED:-0}
+REPS=${REPS:-3}
 BIN=$ROOT/target/release/dfs-sim
 CORPUS=$WORK/corpus-${CORPUS_MIB}MiB.tar
 CORPUS_BYTES=$((CORPUS_MIB * 1024 * 1024))
@@ -188,6 +190,103 @@ for sys in dfs sw; do
 done
 NOTES=()
 
+# ---------------------------------------------------------------- large files
+# Each large-file figure is the median of REPS runs (each its own 1 GiB
+# file); the table shows min-max beside it when REPS > 1.
+declare -A S
+add_sample() { S[$1]+="$2 "; }
+summarize() {
+  local key=$1 vals=${S[$1]:-}
+  [[ -n ${vals// /} ]] || return 0
+  R[$key]=$(tr ' ' '\n' <<<"$vals" | grep . | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+  R[$key.range]=$(tr ' ' '\n' <<<"$vals" | grep . | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR > 1 && lo != hi) printf "%s-%s", lo, hi }')
+}
+
+# put_cmd SYS I / get_cmd SYS I OUT: fill the array CMD
+put_cmd() {
+  case $1 in
+    dfs) CMD=("$BIN" put "$CORPUS" --name "bench/corpus-$2") ;;
+    sw) CMD=("$WEED" filer.copy -maxMB=64 -concurrentChunks=8 "$CORPUS" "$SW_FILER/bench/r$2/") ;;
+  esac
+}
+get_cmd() {
+  case $1 in
+    dfs) CMD=("$BIN" get "bench/corpus-$2" --out "$3") ;;
+    sw) CMD=(curl -sSf -o "$3" "$SW_FILER/bench/r$2/$(basename "$CORPUS")") ;;
+  esac
+}
+
+# big_put_get SYS DATADIR... : REPS puts (client peak RSS, bytes on disk),
+# then REPS gets, each checked against the corpus.
+big_put_get() {
+  local sys=$1 i t0 t1 before after rss maxrss=0
+  shift
+  for ((i = 1; i <= REPS; i++)); do
+    put_cmd "$sys" "$i"
+    before=$(disk_bytes "$@")
+    log "$sys: put corpus ($i/$REPS)"
+    t0=$(now)
+    if ! rss=$(timed_rss "$LOGS/${sys}_put$i.out" "${CMD[@]}"); then
+      log "$sys put failed: $(tail -1 "$LOGS/${sys}_put$i.out")"
+      return 1
+    fi
+    t1=$(now)
+    grep -E '^put ' "$LOGS/${sys}_put$i.out" >&2 || true
+    add_sample "$sys.put" "$(mbps "$CORPUS_BYTES" "$t0" "$t1")"
+    [[ $rss =~ ^[0-9]+$ ]] && ((rss > maxrss)) && maxrss=$rss
+    sync
+    after=$(disk_bytes "$@")
+    add_sample "$sys.disk" $(((after - before) / 1048576))
+  done
+  R[$sys.rss]=$maxrss
+  summarize "$sys.put"
+  summarize "$sys.disk"
+  for ((i = 1; i <= REPS; i++)); do
+    get_cmd "$sys" "$i" "$RUN/$sys.out"
+    rm -f "$RUN/$sys.out"
+    log "$sys: get corpus ($i/$REPS)"
+    t0=$(now)
+    "${CMD[@]}" >&2 2>"$LOGS/${sys}_get$i.err" || {
+      log "$sys get failed: $(tail -1 "$LOGS/${sys}_get$i.err")"
+      return 1
+    }
+    t1=$(now)
+    if ! cmp -s "$CORPUS" "$RUN/$sys.out"; then
+      NOTES+=("$sys: get $i returned different bytes than were put")
+      return 1
+    fi
+    add_sample "$sys.get" "$(mbps "$CORPUS_BYTES" "$t0" "$t1")"
+  done
+  rm -f "$RUN/$sys.out"
+  summarize "$sys.get"
+}
+
+# degraded_gets SYS: after a storage node was killed, get each file again.
+degraded_gets() {
+  local sys=$1 i t0 t1
+  for ((i = 1; i <= REPS; i++)); do
+    get_cmd "$sys" "$i" "$RUN/$sys.out"
+    rm -f "$RUN/$sys.out"
+    log "$sys: get corpus with a storage node down ($i/$REPS)"
+    t0=$(now)
+    if "${CMD[@]}" >&2 2>"$LOGS/${sys}_get_degraded$i.err"; then
+      t1=$(now)
+      grep -v ' WARN ' "$LOGS/${sys}_get_degraded$i.err" >&2 || true
+      if cmp -s "$CORPUS" "$RUN/$sys.out"; then
+        add_sample "$sys.get_degraded" "$(mbps "$CORPUS_BYTES" "$t0" "$t1")"
+      else
+        NOTES+=("$sys: get $i with a storage node down returned different bytes than were put")
+      fi
+    else
+      log "$sys get with a node down failed: $(tail -1 "$LOGS/${sys}_get_degraded$i.err")"
+      NOTES+=("$sys: get $i with a storage node down FAILED: $(tail -1 "$LOGS/${sys}_get_degraded$i.err")")
+    fi
+  done
+  rm -f "$RUN/$sys.out"
+  summarize "$sys.get_degraded"
+}
+
 # ---------------------------------------------------------------- dfs-sim
 dfs_bench() {
   local d=$RUN/dfs
@@ -209,35 +308,7 @@ dfs_bench() {
   alive3() { [[ $("$BIN" status --json 2>/dev/null | grep -c '"state": "alive"') -ge 3 ]]; }
   wait_for 30 alive3 || return 1
 
-  # Large put, with the client's peak RSS
-  local before after t0 t1
-  before=$(disk_bytes "$d/n1" "$d/n2" "$d/n3")
-  log "dfs-sim: put corpus"
-  t0=$(now)
-  local rss
-  if ! rss=$(timed_rss "$LOGS/dfs_put.out" "$BIN" put "$CORPUS" --name bench/corpus); then
-    log "dfs-sim put failed: $(tail -1 "$LOGS/dfs_put.out")"
-    return 1
-  fi
-  t1=$(now)
-  R[dfs.rss]=$rss
-  cat "$LOGS/dfs_put.out" >&2
-  R[dfs.put]=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
-  sync
-  after=$(disk_bytes "$d/n1" "$d/n2" "$d/n3")
-  R[dfs.disk]=$(((after - before) / 1048576))
-
-  log "dfs-sim: get corpus"
-  rm -f "$RUN/dfs.out"
-  t0=$(now)
-  "$BIN" get bench/corpus --out "$RUN/dfs.out" >&2 || return 1
-  t1=$(now)
-  R[dfs.get]=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
-  if ! cmp -s "$CORPUS" "$RUN/dfs.out"; then
-    NOTES+=("dfs-sim get returned different bytes than were put")
-    R[dfs.get]="BAD(${R[dfs.get]})"
-  fi
-  rm -f "$RUN/dfs.out"
+  big_put_get dfs "$d/n1" "$d/n2" "$d/n3" || return 1
 
   # Small files
   if "$BIN" loadgen --help >/dev/null 2>&1; then
@@ -281,24 +352,11 @@ dfs_bench() {
     fi
   fi
 
-  # Degraded read: one storage node gone (SIGKILL), read at once.
-  log "dfs-sim: kill node n1, get corpus"
+  # Degraded read: one storage node gone (SIGKILL), read at once (before
+  # the coordinator's failure detector has declared it dead).
+  log "dfs-sim: kill node n1"
   kill_one dfs_n1
-  rm -f "$RUN/dfs.out"
-  t0=$(now)
-  if "$BIN" get bench/corpus --out "$RUN/dfs.out" >&2 2>"$LOGS/dfs_get_degraded.err"; then
-    t1=$(now)
-    R[dfs.get_degraded]=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
-    cat "$LOGS/dfs_get_degraded.err" >&2
-    if ! cmp -s "$CORPUS" "$RUN/dfs.out"; then
-      NOTES+=("dfs-sim degraded get returned different bytes than were put")
-      R[dfs.get_degraded]="BAD(${R[dfs.get_degraded]})"
-    fi
-  else
-    log "dfs-sim degraded get failed: $(tail -1 "$LOGS/dfs_get_degraded.err")"
-    NOTES+=("dfs-sim get with one node killed FAILED: $(tail -1 "$LOGS/dfs_get_degraded.err")")
-  fi
-  rm -f "$RUN/dfs.out"
+  degraded_gets dfs
   unset DFS_COORD
   for n in n2 n3 coord; do kill_one "dfs_$n"; done
 }
@@ -337,34 +395,8 @@ sw_bench() {
   sw_vols3() { [[ $(curl -sf "http://127.0.0.1:$1/dir/status" | grep -o '"Url":"[^"]*"' | sort -u | wc -l) -ge 3 ]]; }
   wait_for 30 sw_vols3 "$pm" || return 1
 
-  local before after t0 t1
-  before=$(disk_bytes "$d/v1" "$d/v2" "$d/v3")
-  log "SeaweedFS: filer.copy corpus"
-  t0=$(now)
-  local rss
-  if rss=$(timed_rss "$LOGS/sw_put.out" "$WEED" filer.copy -maxMB=64 -concurrentChunks=8 \
-    "$CORPUS" "$F/bench/"); then
-    t1=$(now)
-    R[sw.rss]=$rss
-    R[sw.put]=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
-  else
-    log "SeaweedFS put failed: $(tail -1 "$LOGS/sw_put.out")"
-    return 1
-  fi
-  sync
-  after=$(disk_bytes "$d/v1" "$d/v2" "$d/v3")
-  R[sw.disk]=$(((after - before) / 1048576))
-
-  local url=$F/bench/$(basename "$CORPUS")
-  log "SeaweedFS: GET corpus"
-  rm -f "$RUN/sw.out"
-  t0=$(now)
-  if curl -sSf -o "$RUN/sw.out" "$url"; then
-    t1=$(now)
-    R[sw.get]=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
-    cmp -s "$CORPUS" "$RUN/sw.out" || { NOTES+=("SeaweedFS get returned different bytes"); R[sw.get]="BAD(${R[sw.get]})"; }
-  fi
-  rm -f "$RUN/sw.out"
+  SW_FILER=$F
+  big_put_get sw "$d/v1" "$d/v2" "$d/v3" || return 1
 
   local out op
   for op in put get; do
@@ -385,18 +417,9 @@ sw_bench() {
     b=$(disk_bytes "$d/v$i")
     ((b > bigb)) && big=$i bigb=$b
   done
-  log "SeaweedFS: kill volume server v$big, GET corpus"
+  log "SeaweedFS: kill volume server v$big"
   kill_one "sw_v$big"
-  rm -f "$RUN/sw.out"
-  t0=$(now)
-  if curl -sSf -o "$RUN/sw.out" "$url" 2>"$LOGS/sw_get_degraded.err"; then
-    t1=$(now)
-    R[sw.get_degraded]=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
-    cmp -s "$CORPUS" "$RUN/sw.out" || { NOTES+=("SeaweedFS degraded get returned different bytes"); R[sw.get_degraded]="BAD(${R[sw.get_degraded]})"; }
-  else
-    log "SeaweedFS degraded GET failed: $(cat "$LOGS/sw_get_degraded.err")"
-  fi
-  rm -f "$RUN/sw.out"
+  degraded_gets sw
   for n in filer v1 v2 v3 master; do [[ $n == "v$big" ]] || kill_one "sw_$n"; done
 }
 
@@ -414,7 +437,7 @@ else
 fi
 
 # ---------------------------------------------------------------- floors
-log "floors: lz4 -1, sha256sum, dd conv=fsync"
+log "floors: lz4 -1, sha256sum, openssl sha256, dd conv=fsync"
 t0=$(now)
 lz4 -1 -q -c "$CORPUS" >"$RUN/corpus.lz4"
 t1=$(now)
@@ -425,6 +448,15 @@ t0=$(now)
 CORPUS_SHA=$(sha256sum "$CORPUS" | cut -c1-16)
 t1=$(now)
 SHA_MBPS=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
+# coreutils' sha256sum is portable C (no SHA-NI); OpenSSL's shows the
+# hardware-assisted floor, which is what the sha2 crate in dfs-sim reaches.
+OSSL_MBPS="n/a"
+if command -v openssl >/dev/null; then
+  t0=$(now)
+  openssl dgst -sha256 "$CORPUS" >/dev/null
+  t1=$(now)
+  OSSL_MBPS=$(mbps "$CORPUS_BYTES" "$t0" "$t1")
+fi
 DD_MIB=${R[dfs.disk]}
 [[ $DD_MIB =~ ^[0-9]+$ && $DD_MIB -gt 0 ]] || DD_MIB=$CORPUS_MIB
 t0=$(now)
@@ -439,7 +471,12 @@ MEM=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 kib2mib() { [[ $1 =~ ^[0-9]+$ ]] && awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }' || echo "n/a"; }
 R[dfs.rss]=$(kib2mib "${R[dfs.rss]}")
 R[sw.rss]=$(kib2mib "${R[sw.rss]}")
-row() { printf '| %s | %s | %s | %s |\n' "$1" "${R[dfs.$2]}" "${R[sw.$2]}" "$(ratio "${R[dfs.$2]}" "${R[sw.$2]}")"; }
+cell() {
+  local v=${R[$1]} r=${R[$1.range]:-}
+  [[ -n $r ]] && v+=" ($r)"
+  printf '%s' "$v"
+}
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$(cell "dfs.$2")" "$(cell "sw.$2")" "$(ratio "${R[dfs.$2]}" "${R[sw.$2]}")"; }
 
 {
   echo
@@ -464,10 +501,11 @@ row() { printf '| %s | %s | %s | %s |\n' "$1" "${R[dfs.$2]}" "${R[sw.$2]}" "$(ra
   echo "| local floor (same run) | MB/s |"
   echo "|---|---:|"
   echo "| lz4 -1 of the corpus (1 thread) | $LZ4_MBPS |"
-  echo "| sha256sum of the corpus (1 thread) | $SHA_MBPS |"
+  echo "| sha256sum of the corpus (coreutils, 1 thread, no SHA-NI) | $SHA_MBPS |"
+  echo "| openssl dgst -sha256 of the corpus (1 thread) | $OSSL_MBPS |"
   echo "| dd bs=1M count=$DD_MIB conv=fsync | $DD_MBPS |"
   echo
-  echo "MB = 10^6 bytes; wall clock incl. process start. Page cache not dropped (not possible here): reads may be served from memory. 2 shared cores: expect noise of +-20%."
+  echo "Large-file rows: median of $REPS runs (min-max); small-file rows: one run of $SMALL_COUNT ops (process-per-op: $SMALL_COUNT_PROC). MB = 10^6 bytes; wall clock incl. process start. Page cache not dropped (not possible here): reads may be served from memory. 2 shared cores: expect noise of +-20%."
   for n in "${NOTES[@]}"; do echo "- $n"; done
 } | tee "$WORK/results.md"
 log "table saved to $WORK/results.md; logs in $LOGS"
