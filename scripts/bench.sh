@@ -48,12 +48,23 @@ ratio() {
 # ---------------------------------------------------------------- processes
 PIDS=()
 cleanup() {
-  local rc=$?
+  local rc=$? pid i alive
   trap - EXIT INT TERM
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
+  # Give them 5 s to exit on SIGTERM (a SeaweedFS filer whose master is
+  # gone can hang in shutdown), then SIGKILL what is left.
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for pid in "${PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
   for pid in "${PIDS[@]}"; do
+    kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$RUN"
@@ -128,7 +139,8 @@ next_port() {
 }
 
 # disk_bytes DIR... : bytes actually allocated under the dirs
-disk_bytes() { du -sB1 "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+# (%.0f: mawk's %d and print switch to clamped/exponent forms past 2^31)
+disk_bytes() { du -sB1 "$@" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 # timed_rss OUTFILE CMD... : run CMD, its stdout+stderr to OUTFILE, print the
 # peak RSS in KiB on stdout (GNU time if present, else polling VmHWM).
