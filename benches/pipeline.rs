@@ -14,7 +14,9 @@
 //! - `random`: incompressible bytes, which `encode` stores raw.
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use protocol::chunk::{decode, encode, sha256, xor_into};
 use protocol::ChunkId;
 use std::hint::black_box;
@@ -46,12 +48,60 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 const WORDS: &[&str] = &[
-    "the", "chunk", "node", "replica", "parity", "stripe", "coordinator", "heartbeat",
-    "fn", "let", "mut", "impl", "struct", "return", "error", "result", "buffer",
-    "file", "write", "read", "offset", "length", "hash", "digest", "compress",
-    "a", "of", "to", "in", "is", "and", "for", "with", "on", "as", "by", "at",
-    "system", "storage", "distributed", "throughput", "latency", "request", "server",
-    "0", "1", "42", "1024", "65536", "0xdeadbeef", "true", "false", "None", "Some",
+    "the",
+    "chunk",
+    "node",
+    "replica",
+    "parity",
+    "stripe",
+    "coordinator",
+    "heartbeat",
+    "fn",
+    "let",
+    "mut",
+    "impl",
+    "struct",
+    "return",
+    "error",
+    "result",
+    "buffer",
+    "file",
+    "write",
+    "read",
+    "offset",
+    "length",
+    "hash",
+    "digest",
+    "compress",
+    "a",
+    "of",
+    "to",
+    "in",
+    "is",
+    "and",
+    "for",
+    "with",
+    "on",
+    "as",
+    "by",
+    "at",
+    "system",
+    "storage",
+    "distributed",
+    "throughput",
+    "latency",
+    "request",
+    "server",
+    "0",
+    "1",
+    "42",
+    "1024",
+    "65536",
+    "0xdeadbeef",
+    "true",
+    "false",
+    "None",
+    "Some",
 ];
 
 /// Text-like bytes: words drawn with a skew towards the head of the list, so

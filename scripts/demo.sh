@@ -55,6 +55,7 @@ run status
 
 say "bring n1 back: its stale copies are reconciled away"
 run start n1 --data "$WORK/cluster"
+for _ in $(seq 100); do "$BIN" fsck --what-if n2 >/dev/null 2>&1 && break; sleep 0.1; done
 run fsck --what-if n2
 echo
 echo "logs: $WORK/cluster/logs   (the cluster stops when this script exits)"

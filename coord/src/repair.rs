@@ -153,6 +153,8 @@ struct Plan {
 }
 
 struct Need {
+    /// Enough copies, but some sit where they weaken the stripe.
+    relocate: bool,
     priority: u8,
     chunk: ChunkId,
     file: protocol::FileName,
@@ -229,10 +231,19 @@ fn scan(coord: &Coord) -> Plan {
                     .iter()
                     .filter(|n| state_of(st, n) != NodeState::Dead)
                     .collect();
-                let good: Vec<&NodeId> = alive
+                let usable: Vec<&NodeId> = alive
                     .iter()
                     .copied()
                     .filter(|n| !st.catalog.draining.contains(*n))
+                    .collect();
+                // Copies that break the stripe's independence (a repair had
+                // to fall back on them when nodes were short) are moved once
+                // a better node is available.
+                let conflicted = conflicts(f, si, slot);
+                let good: Vec<&NodeId> = usable
+                    .iter()
+                    .copied()
+                    .filter(|n| !conflicted.contains(*n))
                     .collect();
                 if good.len() >= target {
                     // Trim: keep `target` good copies (least loaded first).
@@ -265,13 +276,18 @@ fn scan(coord: &Coord) -> Plan {
                         st.catalog.draining.contains(n),
                     )
                 });
+                // Only misplaced, not short: a low-priority move that never
+                // holds up an incident and waits for a node that fits.
+                let relocate = usable.len() >= target;
                 let priority = match (slot, sources.len()) {
+                    _ if relocate => 4,
                     (None, _) => 3,
                     (Some(_), 0) => 0,
                     (Some(_), 1) => 1,
                     _ => 2,
                 };
                 needs.push(Need {
+                    relocate,
                     priority,
                     chunk: id,
                     file: name.clone(),
@@ -329,6 +345,7 @@ fn scan(coord: &Coord) -> Plan {
                 }
                 plan.orders.push((target, order));
             }
+            None if need.relocate => {}
             None => {
                 waiting_chunks += 1;
                 waiting_bytes += need.bytes;
@@ -346,7 +363,7 @@ fn scan(coord: &Coord) -> Plan {
     st.repairs.stuck = stuck;
     st.repairs.waiting_chunks = waiting_chunks;
     st.repairs.waiting_bytes = waiting_bytes;
-    if needs.is_empty() && st.repairs.in_flight.is_empty() {
+    if needs.iter().all(|n| n.relocate) && st.repairs.in_flight.is_empty() {
         if let Some(i) = st.repairs.incident.take() {
             let mttr = now.saturating_duration_since(i.died);
             let bytes = st.repairs.done_bytes - i.done_bytes_at_start;
@@ -369,6 +386,26 @@ fn scan(coord: &Coord) -> Plan {
         }
     }
     plan
+}
+
+/// Holders of chunk `slot` of stripe `si` whose copy weakens the stripe:
+/// a parity copy on a node holding data of the stripe, and (with a single
+/// copy per chunk) a data copy on a node holding an earlier chunk of the
+/// stripe. The later chunk is the one that moves, so exactly one does.
+fn conflicts(f: &FileEntry, si: usize, slot: Option<usize>) -> HashSet<NodeId> {
+    let s = &f.stripes[si];
+    match slot {
+        None => s
+            .data
+            .iter()
+            .flat_map(|d| d.nodes.iter().cloned())
+            .collect(),
+        Some(i) if f.replication == 1 => s.data[..i]
+            .iter()
+            .flat_map(|d| d.nodes.iter().cloned())
+            .collect(),
+        Some(_) => HashSet::new(),
+    }
 }
 
 fn has_session(st: &State, n: &NodeId) -> bool {
@@ -429,8 +466,13 @@ fn make_order(
             .cloned()
     };
     // Protection first: when no node keeps the stripe independent, any
-    // node is better than staying below target.
-    let target = pick(true).or_else(|| pick(false))?;
+    // node is better than staying below target. A relocation exists only to
+    // restore independence, so it waits for a node that does.
+    let target = match pick(true) {
+        Some(t) => t,
+        None if need.relocate => return None,
+        None => pick(false)?,
+    };
     let source = if !need.sources.is_empty() {
         RepairSource::Copy(
             need.sources
