@@ -34,19 +34,18 @@ fn replica_path_survives_a_killed_node() {
         !out.contains("rebuilt from parity"),
         "no parity here, nothing to rebuild: {out}"
     );
-    let st = c.stat("rep");
-    // One copy left of some chunks and no parity: one more loss loses data.
-    assert_eq!(
-        st["health"], "at-risk",
-        "one copy left of some chunks: {st}"
-    );
-    let status = c.status().unwrap();
-    assert!(
-        !status["under_protected"].as_array().unwrap().is_empty(),
-        "chunks on the dead node are under-protected: {status}"
-    );
+    // Self-healing: what the dead node held is copied again from the
+    // surviving replicas, so the file is fully protected without it.
+    wait_until(DEADLINE, "file re-protected without the dead node", || {
+        c.stat("rep")["health"] == "healthy"
+    });
+    wait_until(DEADLINE, "nothing under-protected", || {
+        c.status().unwrap()["under_protected"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    });
 
-    // The node comes back with its data: health is restored.
+    // The node comes back: its stale copies are reconciled away.
     c.restart_node(victim);
     c.wait_node_state(victim, "alive");
     wait_until(DEADLINE, "file healthy again", || {
@@ -140,14 +139,25 @@ fn xor_without_replicas_reports_at_risk_and_lost() {
     let a = holder_of(&st, Some(0));
     let b = holder_of(&st, Some(1));
 
-    c.kill_node(a);
-    c.wait_node_state(a, "dead");
-    // Recoverable, but one more loss would lose data.
-    assert_eq!(c.stat("one-stripe")["health"], "at-risk");
-    c.get_exact("one-stripe", &data);
+    // One member gone: recoverable, but one more loss would lose data.
+    // (Asked as a what-if: once a real loss is detected, repair rebuilds
+    // the chunk elsewhere and the file is no longer at risk.)
+    let o = c.run(&[
+        "fsck",
+        "one-stripe",
+        "--json",
+        "--what-if",
+        &Cluster::node_id(a),
+    ]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["files"][0]["health"], "at-risk", "{report}");
 
-    // Two members of one stripe gone: beyond XOR. get must fail cleanly.
+    // Two members of one stripe gone at once, before any repair could run:
+    // beyond XOR. get must fail cleanly.
+    c.kill_node(a);
     c.kill_node(b);
+    c.wait_node_state(a, "dead");
     c.wait_node_state(b, "dead");
     assert_eq!(c.stat("one-stripe")["health"], "lost");
     let (o, got) = c.get_bytes("one-stripe");
