@@ -64,7 +64,7 @@ async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
         }
     };
     let mut w = ctx.store.create(&order.header).await?;
-    w.write(&stored).await?;
+    w.write(stored).await?;
     ctx.store.commit(w).await
 }
 

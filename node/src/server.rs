@@ -198,7 +198,7 @@ async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Resul
     let mut w = ctx.store.create(&header).await?;
     while w.remaining() > 0 {
         let data = conn.recv_data().await?;
-        w.write(&data).await?;
+        w.write(data).await?;
     }
     ctx.store.commit(w).await?;
     // The delete of an aborted upload may have arrived while these bytes
@@ -238,7 +238,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
     loop {
         match r.next_piece().await {
             Ok(Some(piece)) => {
-                if conn.feed_data(&piece).await.is_err() {
+                if conn.write_data(&piece).await.is_err() {
                     return false;
                 }
             }

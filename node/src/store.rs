@@ -27,7 +27,7 @@ use protocol::{ChunkHeader, ChunkId, NodeStats};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 const FILE_MAGIC: &[u8; 8] = b"DFSCHNK1";
 /// The encoded header is a few dozen bytes; anything longer is corruption.
@@ -139,16 +139,17 @@ impl ChunkStore {
         let tmp_path =
             self.tmp_dir
                 .join(format!("{}.{:016x}.tmp", header.id, rand::random::<u64>()));
-        let mut file = tokio::fs::File::create(&tmp_path).await?;
+        let file = tokio::fs::File::create(&tmp_path).await?;
         let guard = TempGuard(Some(tmp_path));
+        let mut file = file.into_std().await;
         let enc = postcard::to_allocvec(header).map_err(protocol::Error::from)?;
         let mut prefix = Vec::with_capacity(12 + enc.len());
         prefix.extend_from_slice(FILE_MAGIC);
         prefix.extend_from_slice(&(enc.len() as u32).to_le_bytes());
         prefix.extend_from_slice(&enc);
-        file.write_all(&prefix).await.map_err(disk_err)?;
+        std::io::Write::write_all(&mut file, &prefix).map_err(disk_err)?;
         Ok(ChunkWriter {
-            file,
+            file: Some(file),
             guard,
             header: header.clone(),
             crc: crc32fast::Hasher::new(),
@@ -159,7 +160,7 @@ impl ChunkStore {
     /// Makes a fully received chunk durable and visible.
     pub async fn commit(&self, w: ChunkWriter) -> Result<()> {
         let ChunkWriter {
-            mut file,
+            file,
             mut guard,
             header,
             crc,
@@ -177,9 +178,12 @@ impl ChunkStore {
                 reason: "CRC mismatch on received bytes".into(),
             });
         }
-        file.flush().await.map_err(disk_err)?;
-        file.sync_all().await.map_err(disk_err)?;
-        drop(file);
+        let file = file.ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
+        // fdatasync: the data and the size, not timestamps nobody reads.
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            .map_err(disk_err)?;
         let final_path = self.path_of(&header.id);
         let dir = final_path
             .parent()
@@ -341,7 +345,9 @@ async fn read_header(
 /// A chunk being received into a temp file; dropping it without
 /// [`ChunkStore::commit`] deletes the temp file.
 pub struct ChunkWriter {
-    file: tokio::fs::File,
+    /// `None` only while a write is running on a blocking thread (or after
+    /// one failed, which poisons the writer).
+    file: Option<std::fs::File>,
     guard: TempGuard,
     header: ChunkHeader,
     crc: crc32fast::Hasher,
@@ -350,16 +356,30 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     /// Appends received bytes; more than the header announced is an error.
-    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+    /// Takes the bytes by value (a cheap `Bytes` handle) so the write runs on
+    /// a blocking thread without copying them.
+    pub async fn write(&mut self, data: Bytes) -> Result<()> {
         if self.written + data.len() as u64 > self.header.stored_len {
             return Err(Error::BadRequest(format!(
                 "more data than the announced {} bytes",
                 self.header.stored_len
             )));
         }
-        self.crc.update(data);
-        self.file.write_all(data).await.map_err(disk_err)?;
-        self.written += data.len() as u64;
+        self.crc.update(&data);
+        let n = data.len() as u64;
+        let mut f = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
+        let (f, res) = tokio::task::spawn_blocking(move || {
+            let r = std::io::Write::write_all(&mut f, &data);
+            (f, r)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        res.map_err(disk_err)?;
+        self.file = Some(f);
+        self.written += n;
         Ok(())
     }
 
@@ -438,7 +458,7 @@ mod tests {
     async fn put(store: &ChunkStore, data: &[u8]) -> ChunkHeader {
         let (h, stored) = chunk::encode(ChunkId::random(), Bytes::copy_from_slice(data));
         let mut w = store.create(&h).await.unwrap();
-        w.write(&stored).await.unwrap();
+        w.write(stored.clone()).await.unwrap();
         store.commit(w).await.unwrap();
         h
     }
@@ -475,7 +495,7 @@ mod tests {
         let (mut h, stored) = chunk::encode(ChunkId::random(), Bytes::from(vec![7u8; 5000]));
         h.stored_crc ^= 1;
         let mut w = store.create(&h).await.unwrap();
-        w.write(&stored).await.unwrap();
+        w.write(stored.clone()).await.unwrap();
         assert!(matches!(store.commit(w).await, Err(Error::Corrupt { .. })));
         let w = store.create(&h).await.unwrap();
         drop(w);

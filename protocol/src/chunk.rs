@@ -41,15 +41,43 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// Sample taken from each of a few places in a chunk to guess whether LZ4
+/// is worth running on the whole of it.
+const PROBE_PIECE: usize = 16 * 1024;
+/// Below this saving on the probe, the chunk is stored raw: compressing it
+/// would cost a full pass for a few percent (random data, media, most XOR
+/// parity blocks) and cost decompression on every read.
+const PROBE_MIN_SAVING: f64 = 0.08;
+
+/// Whether LZ4 is likely to shrink `raw` by a worthwhile margin, judged on a
+/// few small samples (about 1/1000 of the work of compressing it all).
+fn worth_compressing(raw: &[u8]) -> bool {
+    if raw.len() <= 8 * PROBE_PIECE {
+        return true;
+    }
+    let mut sample = 0usize;
+    let mut packed = 0usize;
+    for k in 0..4 {
+        let at = (raw.len() - PROBE_PIECE) / 3 * k;
+        let piece = &raw[at..at + PROBE_PIECE];
+        sample += piece.len();
+        packed += lz4_flex::block::compress(piece).len();
+    }
+    (packed as f64) < sample as f64 * (1.0 - PROBE_MIN_SAVING)
+}
+
 /// Compresses and hashes `raw` into the header and bytes a node stores. LZ4 is
 /// kept only when it saves space, so incompressible data is stored raw.
 pub fn encode(id: ChunkId, raw: Bytes) -> (ChunkHeader, Bytes) {
     let raw_sha256 = sha256(&raw);
-    let compressed = lz4_flex::block::compress(&raw);
-    let (codec, stored) = if compressed.len() < raw.len() {
-        (Codec::Lz4, Bytes::from(compressed))
+    let compressed = if worth_compressing(&raw) {
+        Some(lz4_flex::block::compress(&raw))
     } else {
-        (Codec::Raw, raw.clone())
+        None
+    };
+    let (codec, stored) = match compressed {
+        Some(c) if c.len() < raw.len() => (Codec::Lz4, Bytes::from(c)),
+        _ => (Codec::Raw, raw.clone()),
     };
     let header = ChunkHeader {
         id,

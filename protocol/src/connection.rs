@@ -21,6 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{de::DeserializeOwned, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -95,6 +96,7 @@ impl Connection {
     }
 
     /// Queues a message without flushing; pair with [`Connection::flush`].
+    /// (Data frames never wait in this queue: see [`Connection::write_data`].)
     pub async fn feed<T: Serialize>(&mut self, msg: &T) -> Result<()> {
         let mut buf = BytesMut::with_capacity(64);
         buf.put_u8(TAG_MESSAGE);
@@ -120,22 +122,29 @@ impl Connection {
         self.send(&Err::<(), WireError>(err)).await
     }
 
-    /// Queues one data frame (at most [`DATA_FRAME_MAX`] bytes) without flushing.
-    pub async fn feed_data(&mut self, data: &[u8]) -> Result<()> {
+    /// Writes one data frame (at most [`DATA_FRAME_MAX`] bytes) straight to
+    /// the socket: the frame header, then the caller's bytes, without
+    /// copying them through the codec's buffer. Chunk data is most of what
+    /// crosses the wire, so this is the hot path. Queued messages are
+    /// flushed first to keep frames in order.
+    pub async fn write_data(&mut self, data: &[u8]) -> Result<()> {
         debug_assert!(data.len() <= DATA_FRAME_MAX);
-        let mut buf = BytesMut::with_capacity(data.len() + 1);
-        buf.put_u8(TAG_DATA);
-        buf.extend_from_slice(data);
-        self.framed.feed(buf.freeze()).await?;
+        self.flush().await?;
+        let mut header = [0u8; 5];
+        header[..4].copy_from_slice(&((data.len() + 1) as u32).to_be_bytes());
+        header[4] = TAG_DATA;
+        let sock = self.framed.get_mut();
+        sock.write_all(&header).await?;
+        sock.write_all(data).await?;
         Ok(())
     }
 
     /// Sends a whole buffer as a run of data frames.
     pub async fn send_data(&mut self, data: &[u8]) -> Result<()> {
         for piece in data.chunks(DATA_FRAME_MAX) {
-            self.feed_data(piece).await?;
+            self.write_data(piece).await?;
         }
-        self.flush().await
+        Ok(())
     }
 
     pub async fn flush(&mut self) -> Result<()> {
