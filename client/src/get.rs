@@ -42,6 +42,21 @@ pub struct GetSummary {
 struct Stats {
     failed: AtomicU64,
     rebuilt: AtomicU64,
+    /// Nodes that failed during this get: tried last for the other chunks,
+    /// so one hung or dead node costs one timeout, not one per chunk.
+    suspects: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Copies that arrived but failed verification: reported to the
+    /// coordinator, which has their node re-verify and repair them.
+    bad: std::sync::Mutex<Vec<(protocol::ChunkId, protocol::NodeId, String)>>,
+}
+
+impl Stats {
+    fn suspect(&self, addr: &str) -> bool {
+        self.suspects
+            .lock()
+            .map(|s| s.contains(addr))
+            .unwrap_or(false)
+    }
 }
 
 pub async fn get(
@@ -69,6 +84,8 @@ pub async fn get_with(
     let stats = Arc::new(Stats {
         failed: AtomicU64::new(0),
         rebuilt: AtomicU64::new(0),
+        suspects: Default::default(),
+        bad: Default::default(),
     });
     let mut sink = Sink::open(&out)?;
     let positions: Vec<(usize, usize)> = info
@@ -85,19 +102,34 @@ pub async fn get_with(
         })
         .buffered(inflight.max(1));
     let mut written = 0u64;
-    while let Some(raw) = fetched.next().await {
-        let raw = raw?;
-        tokio::task::block_in_place(|| sink.write(&raw))?;
-        written += raw.len() as u64;
-        progress(raw.len() as u64);
+    let res = async {
+        while let Some(raw) = fetched.next().await {
+            let raw = raw?;
+            tokio::task::block_in_place(|| sink.write(&raw))?;
+            written += raw.len() as u64;
+            progress(raw.len() as u64);
+        }
+        if written != info.size {
+            return Err(Error::Unreadable(format!(
+                "{name}: assembled {written} bytes, catalog says {}",
+                info.size
+            )));
+        }
+        tokio::task::block_in_place(|| sink.finish())
     }
-    if written != info.size {
-        return Err(Error::Unreadable(format!(
-            "{name}: assembled {written} bytes, catalog says {}",
-            info.size
-        )));
+    .await;
+    drop(fetched);
+    let bad = stats
+        .bad
+        .lock()
+        .map(|mut b| std::mem::take(&mut *b))
+        .unwrap_or_default();
+    for (chunk, node, reason) in bad {
+        if let Err(e) = coord.report_bad(chunk, node, reason).await {
+            tracing::debug!(error = %e, "could not report a bad copy");
+        }
     }
-    tokio::task::block_in_place(|| sink.finish())?;
+    res?;
     Ok(GetSummary {
         name,
         size: info.size,
@@ -157,14 +189,24 @@ async fn read_any(
     stats: &Stats,
 ) -> Result<Bytes, String> {
     let mut errors = Vec::new();
-    for loc in &c.locations {
+    let mut order: Vec<&protocol::Location> = c.locations.iter().collect();
+    // Stable: live before dead (the coordinator's order), then nodes that
+    // already failed during this get after the rest.
+    order.sort_by_key(|l| stats.suspect(&l.node.addr));
+    for loc in order {
         let res = match pool.fetch(&loc.node.addr, &c.header).await {
             Ok(stored) => {
                 let h = c.header.clone();
-                tokio::task::spawn_blocking(move || chunk::decode(&h, stored))
+                let res = tokio::task::spawn_blocking(move || chunk::decode(&h, stored))
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| format!("copy failed verification: {e}")))
+                    .and_then(|r| r.map_err(|e| format!("copy failed verification: {e}")));
+                if let Err(e) = &res {
+                    if let Ok(mut b) = stats.bad.lock() {
+                        b.push((c.header.id, loc.node.id.clone(), e.clone()));
+                    }
+                }
+                res
             }
             Err(e) => Err(e.to_string()),
         };
@@ -172,6 +214,9 @@ async fn read_any(
             Ok(raw) => return Ok(raw),
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut s) = stats.suspects.lock() {
+                    s.insert(loc.node.addr.clone());
+                }
                 tracing::warn!(%file, chunk = %c.header.id, node = %loc.node.id, addr = %loc.node.addr, error = %e, "copy unreadable, trying the next");
                 errors.push(format!("{}: {e}", loc.node.id));
             }

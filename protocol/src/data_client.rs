@@ -14,6 +14,11 @@ use std::time::Duration;
 /// treated as failed: a hung node must not hang a put or a get forever.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A node that has not accepted and finished the handshake by then is
+/// treated as down: a hung (not crashed) node must not stall every chunk
+/// read for long. Generous for a loaded machine, short against a 64 MiB read.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Idle connections per node address.
 pub struct NodePool {
     role: Role,
@@ -42,9 +47,13 @@ impl NodePool {
         if let Some(c) = self.take_idle(addr) {
             return Ok(c);
         }
-        let mut c = Connection::connect(addr).await?;
-        handshake::initiate(&mut c, self.role, self.secret.as_ref()).await?;
-        Ok(c)
+        tokio::time::timeout(OPEN_TIMEOUT, async {
+            let mut c = Connection::connect(addr).await?;
+            handshake::initiate(&mut c, self.role, self.secret.as_ref()).await?;
+            Ok(c)
+        })
+        .await
+        .map_err(|_| crate::Error::Timeout("opening a connection to the node"))?
     }
 
     fn put_back(&self, addr: &str, c: Connection) {
