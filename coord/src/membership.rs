@@ -101,7 +101,7 @@ impl Membership {
         let silent = now.saturating_duration_since(last);
         if silent >= cfg.dead_timeout() {
             NodeState::Dead
-        } else if m.session.is_none() || silent > cfg.heartbeat + cfg.heartbeat / 2 {
+        } else if m.session.is_none() || silent > cfg.heartbeat * 2 {
             NodeState::Suspect
         } else {
             NodeState::Alive
@@ -114,8 +114,9 @@ impl Membership {
             .is_some_and(|m| Self::state(m, now, cfg) != NodeState::Dead)
     }
 
-    /// Nodes fit to receive new chunks: session open, heartbeat on time,
-    /// not being drained.
+    /// Nodes fit to receive new chunks: session open, not dead, not being
+    /// drained. A heartbeat that is merely late (a loaded machine) does not
+    /// take a node out of placement; a closed session does at once.
     pub fn writable(
         &self,
         now: Instant,
@@ -124,7 +125,11 @@ impl Membership {
     ) -> Vec<NodeAddr> {
         self.members
             .values()
-            .filter(|m| Self::state(m, now, cfg) == NodeState::Alive && !draining.contains(&m.id))
+            .filter(|m| {
+                m.session.is_some()
+                    && Self::state(m, now, cfg) != NodeState::Dead
+                    && !draining.contains(&m.id)
+            })
             .map(|m| NodeAddr {
                 id: m.id.clone(),
                 addr: m.addr.clone(),

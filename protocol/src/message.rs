@@ -310,7 +310,7 @@ pub struct Location {
 pub enum NodeState {
     /// Heartbeats arrive on time.
     Alive,
-    /// Missed at least one heartbeat, not yet declared dead.
+    /// Session lost or two heartbeat intervals silent; not yet declared dead.
     Suspect,
     /// Missed `dead_after` heartbeats in a row, or never registered.
     Dead,
