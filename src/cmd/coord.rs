@@ -44,6 +44,9 @@ pub struct Args {
     /// Missed heartbeats before a node is declared dead.
     #[arg(long, default_value_t = 3)]
     pub dead_after: u32,
+    /// Repairs (copies or rebuilds) running at once across the cluster.
+    #[arg(long, default_value_t = 8)]
+    pub repair_parallel: usize,
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -74,6 +77,10 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.chunk_size = chunk_size;
     cfg.heartbeat = Duration::from_millis(a.heartbeat_ms);
     cfg.dead_after = a.dead_after;
+    if a.repair_parallel == 0 {
+        bail!("--repair-parallel must be at least 1");
+    }
+    cfg.repair_parallel = a.repair_parallel;
     cfg.secret = load_secret(a.secret_file.as_ref())?;
     let listener = bind(&a.listen).await?;
     let local = listener.local_addr()?;

@@ -23,6 +23,13 @@ pub struct Args {
     /// Address others use to reach this node [default: the listen address].
     #[arg(long, value_name = "ADDR")]
     pub advertise: Option<String>,
+    /// Background scrub rate (e.g. 32MiB per second; 0 turns the background
+    /// scrub off; `dfs-sim scrub` still runs a pass on demand).
+    #[arg(long, default_value = "32MiB")]
+    pub scrub_rate: String,
+    /// Seconds between background scrub passes.
+    #[arg(long, default_value_t = 86_400)]
+    pub scrub_interval_s: u64,
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -41,6 +48,8 @@ pub async fn run(a: Args) -> Result<()> {
         a.advertise.unwrap_or(local.clone()),
     );
     cfg.coord = a.coord;
+    cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
+    cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
     cfg.secret = load_secret(a.secret_file.as_ref())?;
     announce(&format!(
         "node {id} listening on {local}, data in {}",
