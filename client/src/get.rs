@@ -95,30 +95,77 @@ pub async fn get_with(
         .flat_map(|(si, s)| (0..s.data.len()).map(move |ci| (si, ci)))
         .collect();
     let chunks = positions.len() as u64;
-    let mut fetched = stream::iter(positions)
-        .map(|(si, ci)| {
-            let (pool, info, stats) = (pool.clone(), info.clone(), stats.clone());
-            async move { read_chunk(&pool, &info, si, ci, &stats).await }
-        })
-        .buffered(inflight.max(1));
-    let mut written = 0u64;
-    let res = async {
-        while let Some(raw) = fetched.next().await {
-            let raw = raw?;
-            tokio::task::block_in_place(|| sink.write(&raw))?;
-            written += raw.len() as u64;
-            progress(raw.len() as u64);
+    let chunk_size = info.chunk_size;
+    let res = match sink.positioned() {
+        // A file is written at each chunk's offset as soon as the chunk is
+        // verified, from blocking threads: writing (a copy into the page
+        // cache) proceeds in parallel with fetching and decoding instead of
+        // behind them.
+        Some(file) => {
+            let mut done = stream::iter(positions.into_iter().enumerate())
+                .map(|(index, (si, ci))| {
+                    let (pool, info, stats, file) =
+                        (pool.clone(), info.clone(), stats.clone(), file.clone());
+                    async move {
+                        let raw = read_chunk(&pool, &info, si, ci, &stats).await?;
+                        let offset = index as u64 * chunk_size;
+                        write_at(file, raw, offset).await
+                    }
+                })
+                .buffer_unordered(inflight.max(1));
+            let mut written = 0u64;
+            let mut res = Ok(());
+            while let Some(n) = done.next().await {
+                match n {
+                    Ok(n) => {
+                        written += n;
+                        progress(n);
+                    }
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
+            }
+            drop(done);
+            match res {
+                Ok(()) if written != info.size => Err(Error::Unreadable(format!(
+                    "{name}: assembled {written} bytes, catalog says {}",
+                    info.size
+                ))),
+                Ok(()) => tokio::task::block_in_place(|| sink.finish()),
+                Err(e) => Err(e),
+            }
         }
-        if written != info.size {
-            return Err(Error::Unreadable(format!(
-                "{name}: assembled {written} bytes, catalog says {}",
-                info.size
-            )));
+        // A stream must be written in order.
+        None => {
+            let mut fetched = stream::iter(positions)
+                .map(|(si, ci)| {
+                    let (pool, info, stats) = (pool.clone(), info.clone(), stats.clone());
+                    async move { read_chunk(&pool, &info, si, ci, &stats).await }
+                })
+                .buffered(inflight.max(1));
+            let mut written = 0u64;
+            let res = async {
+                while let Some(raw) = fetched.next().await {
+                    let raw = raw?;
+                    tokio::task::block_in_place(|| sink.write(&raw))?;
+                    written += raw.len() as u64;
+                    progress(raw.len() as u64);
+                }
+                if written != info.size {
+                    return Err(Error::Unreadable(format!(
+                        "{name}: assembled {written} bytes, catalog says {}",
+                        info.size
+                    )));
+                }
+                tokio::task::block_in_place(|| sink.finish())
+            }
+            .await;
+            drop(fetched);
+            res
         }
-        tokio::task::block_in_place(|| sink.finish())
-    }
-    .await;
-    drop(fetched);
+    };
     let bad = stats
         .bad
         .lock()
@@ -269,7 +316,7 @@ enum Sink {
     Discard,
     Stdout(std::io::Stdout),
     File {
-        file: std::fs::File,
+        file: Arc<std::fs::File>,
         tmp: PathBuf,
         dest: PathBuf,
         done: bool,
@@ -300,13 +347,21 @@ impl Sink {
                     source,
                 })?;
                 Ok(Sink::File {
-                    file,
+                    file: Arc::new(file),
                     tmp,
                     dest: dest.clone(),
                     done: false,
                     written: 0,
                 })
             }
+        }
+    }
+
+    /// The file, when output can be written at any offset.
+    fn positioned(&self) -> Option<Arc<std::fs::File>> {
+        match self {
+            Sink::File { file, .. } => Some(file.clone()),
+            _ => None,
         }
     }
 
@@ -320,7 +375,7 @@ impl Sink {
             Sink::File {
                 file, tmp, written, ..
             } => {
-                file.write_all(data).map_err(|source| Error::Local {
+                (&**file).write_all(data).map_err(|source| Error::Local {
                     path: tmp.display().to_string(),
                     source,
                 })?;
@@ -360,6 +415,23 @@ impl Sink {
             }
         }
     }
+}
+
+/// Writes a verified chunk at its offset on a blocking thread and starts
+/// its writeback; returns its length.
+async fn write_at(file: Arc<std::fs::File>, raw: Bytes, offset: u64) -> Result<u64> {
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&raw, offset)?;
+        start_writeback(&file, offset, raw.len() as u64);
+        Ok(raw.len() as u64)
+    })
+    .await
+    .map_err(|e| Error::Unreadable(format!("writer failed: {e}")))?
+    .map_err(|source: std::io::Error| Error::Local {
+        path: "output file".into(),
+        source,
+    })
 }
 
 /// Asks the kernel to start writing a just-written range to disk now, so
