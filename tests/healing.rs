@@ -104,9 +104,11 @@ fn num(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-/// An incident was repaired completely: MTTR reported, no incident open,
-/// nothing in flight and no chunk under-protected.
-fn fully_protected(s: &Value) -> bool {
+/// The loss of the `dead` nodes was repaired completely: MTTR reported, no
+/// incident open, nothing in flight, no chunk under-protected, and the dead
+/// nodes dropped from the catalog (which the repair loop journals just after
+/// it closes the incident, so this is polled for too).
+fn healed(s: &Value, dead: &[usize]) -> bool {
     let r = &s["repair"];
     r["last_mttr_ms"].is_u64()
         && r["incident_open_ms"].is_null()
@@ -114,6 +116,7 @@ fn fully_protected(s: &Value) -> bool {
         && s["under_protected"]
             .as_array()
             .is_some_and(|a| a.is_empty())
+        && dead.iter().all(|&i| node_of(s, i)["chunks"] == 0)
 }
 
 /// One chunk (data or parity) of a file, as `stat --json` shows it.
@@ -232,9 +235,9 @@ fn killed_node_is_reprotected_without_it() {
     c.wait_node_state(victim, "dead");
     let detected = t.elapsed();
     wait_until(DEADLINE, "every chunk fully protected again", || {
-        c.status().is_some_and(|s| fully_protected(&s))
+        c.status().is_some_and(|s| healed(&s, &[victim]))
     });
-    let healed = t.elapsed();
+    let protected_after = t.elapsed();
     assert_fsck_all_healthy(&c, "after repair");
 
     let s = c.status().unwrap();
@@ -268,7 +271,7 @@ fn killed_node_is_reprotected_without_it() {
     }
     get_all_exact(&c, &files);
     eprintln!(
-        "n{victim} ({held} copies): dead after {detected:?}, fully protected after {healed:?}, coordinator MTTR {mttr} ms, {r}"
+        "n{victim} ({held} copies): dead after {detected:?}, fully protected after {protected_after:?}, coordinator MTTR {mttr} ms, {r}"
     );
 }
 
@@ -289,7 +292,7 @@ fn returning_node_is_reconciled_and_orphans_deleted() {
     c.kill_node(victim);
     c.wait_node_state(victim, "dead");
     wait_until(DEADLINE, "every chunk fully protected again", || {
-        c.status().is_some_and(|s| fully_protected(&s))
+        c.status().is_some_and(|s| healed(&s, &[victim]))
     });
     // While it is down, a file with a chunk on it is removed.
     ok(c.run(&["rm", "r/gone"]), "rm r/gone");
@@ -541,7 +544,7 @@ fn second_death_during_repair(pick: impl FnOnce(&Cluster) -> usize) {
     assert_eq!(o.status.success(), lost.is_empty(), "{}", describe(&o));
     if lost.is_empty() {
         wait_until(DEADLINE, "every chunk fully protected again", || {
-            c.status().is_some_and(|s| fully_protected(&s))
+            c.status().is_some_and(|s| healed(&s, &[1, second]))
         });
         assert_exact_targets(&c, 2, &[1, second]);
     }
