@@ -180,7 +180,8 @@ VICTIM_PID=${!VICTIM_PID_VAR}
 log "killing $VICTIM (pid $VICTIM_PID, $VICTIM_CHUNKS copies) with SIGKILL"
 T_KILL=$(now)
 kill -9 "$VICTIM_PID"
-wait "$VICTIM_PID" 2>/dev/null || true
+# Reap it; the braces keep bash's "Killed" job notice out of the output.
+{ wait "$VICTIM_PID"; } 2>/dev/null || true
 
 # ---------------------------------------------------------------- poll
 T_DEAD="" T_FULL="" S=""
