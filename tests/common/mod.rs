@@ -529,6 +529,41 @@ impl Cluster {
         c.output().expect("run dfs-sim client")
     }
 
+    /// Like [`Cluster::run`], for commands that wait on the cluster (`scrub
+    /// --wait`, `drain --wait`): kills the client and panics if it has not
+    /// exited within `timeout`.
+    pub fn run_timeout<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> Output {
+        let mut c = self.cmd();
+        c.args(args.iter().map(|a| a.as_ref()));
+        if let Some(f) = &self.secret_file {
+            c.arg("--secret-file").arg(f);
+        }
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dfs-sim client");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(o) => o.expect("wait for dfs-sim client"),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                let what: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+                panic!(
+                    "`dfs-sim {}` did not finish within {timeout:?}",
+                    what.join(" ")
+                );
+            }
+        }
+    }
+
     /// Writes `data` to a scratch file and puts it as `name`.
     pub fn put_bytes(&self, name: &str, data: &[u8]) -> Output {
         let path = self.scratch(&format!("in-{}", sanitize(name)));
