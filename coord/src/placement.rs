@@ -75,7 +75,7 @@ pub fn plan(
         let data = (0..count)
             .map(|i| ChunkPlan {
                 id: ChunkId::random(),
-                nodes: (0..r).map(|j| others[(i * r + j) % m].clone()).collect(),
+                nodes: (0..r).map(|j| others[(i + j) % m].clone()).collect(),
             })
             .collect();
         stripes.push(StripePlan {
@@ -136,6 +136,37 @@ mod tests {
                 let s = plan(&nodes(n), 13, &layout, &mut rot).unwrap();
                 assert_eq!(s.iter().map(|s| s.data.len()).sum::<usize>(), 13);
                 check(&s, r);
+            }
+        }
+    }
+
+    /// R=2 + xor: any two failures leave every stripe rebuildable.
+    #[test]
+    fn two_copies_and_parity_survive_any_two_failures() {
+        let layout = Layout {
+            replication: 2,
+            parity: true,
+            stripe: None,
+        };
+        for n in 4..8 {
+            let all = nodes(n);
+            let s = plan(&all, 40, &layout, &mut 0).unwrap();
+            for a in 0..n {
+                for b in a + 1..n {
+                    let dead = [&all[a].id, &all[b].id];
+                    for st in &s {
+                        let lost = st
+                            .data
+                            .iter()
+                            .filter(|c| c.nodes.iter().all(|x| dead.contains(&&x.id)))
+                            .count();
+                        let parity_dead = dead.contains(&&st.parity.as_ref().unwrap().nodes[0].id);
+                        assert!(
+                            lost == 0 || (lost == 1 && !parity_dead),
+                            "n={n}: losing {a},{b} loses {lost} chunks of a stripe"
+                        );
+                    }
+                }
             }
         }
     }

@@ -245,10 +245,14 @@ fn scan(coord: &Coord) -> Plan {
                     .copied()
                     .filter(|n| !conflicted.contains(*n))
                     .collect();
-                if good.len() >= target {
-                    // Trim: keep `target` good copies (least loaded first).
-                    let mut keep: Vec<&NodeId> = good.clone();
-                    keep.sort_by_key(|n| load.get(*n).copied().unwrap_or(0));
+                if usable.len() >= target {
+                    // Trim: keep `target` copies, well-placed ones first (then
+                    // least loaded); dead, draining and excess holders go.
+                    // Misplaced copies stay until a relocation replaces them.
+                    let mut keep: Vec<&NodeId> = usable.clone();
+                    keep.sort_by_key(|n| {
+                        (conflicted.contains(*n), load.get(*n).copied().unwrap_or(0))
+                    });
                     keep.truncate(target);
                     if keep.len() < c.nodes.len() {
                         let drop: Vec<NodeId> = c
@@ -267,7 +271,9 @@ fn scan(coord: &Coord) -> Plan {
                             nodes: drop,
                         });
                     }
-                    continue;
+                    if good.len() >= target {
+                        continue;
+                    }
                 }
                 let mut sources: Vec<NodeId> = alive.iter().map(|n| (*n).clone()).collect();
                 sources.sort_by_key(|n| {

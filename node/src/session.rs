@@ -106,10 +106,15 @@ async fn run(
             }
             msg = conn.recv::<SessionMsg>() => match msg? {
                 SessionMsg::Delete(ids) => {
-                    let ctx = ctx.clone();
+                    // Unlinked before the next message is read: a repair
+                    // order for the same chunk that follows must not find
+                    // (and vouch for) the copy being deleted.
+                    let (n, dirs) = ctx.store.unlink(&ids);
+                    tracing::info!(count = n, "deleted chunks on coordinator's request");
                     tokio::spawn(async move {
-                        let n = ctx.store.delete(&ids).await;
-                        tracing::info!(count = n, "deleted chunks on coordinator's request");
+                        for d in dirs {
+                            let _ = crate::store::fsync_dir(d).await;
+                        }
                     });
                 }
                 SessionMsg::Repair(order) => {

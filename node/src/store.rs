@@ -266,6 +266,19 @@ impl ChunkStore {
 
     /// Deletes chunks; ids not present are skipped. Returns how many went.
     pub async fn delete(&self, ids: &[ChunkId]) -> u64 {
+        let (n, dirs) = self.unlink(ids);
+        for d in dirs {
+            let _ = fsync_dir(d).await;
+        }
+        n
+    }
+
+    /// The synchronous half of [`ChunkStore::delete`]: records tombstones
+    /// and unlinks at once (microseconds per file), so a caller that must
+    /// order a delete before a later command on the same chunk (a repair
+    /// order arriving next on the session) can; the directory fsyncs that
+    /// make the unlinks durable are returned for the caller to run.
+    pub fn unlink(&self, ids: &[ChunkId]) -> (u64, std::collections::BTreeSet<PathBuf>) {
         {
             let mut t = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
             let now = std::time::Instant::now();
@@ -277,7 +290,7 @@ impl ChunkStore {
         let mut dirs = std::collections::BTreeSet::new();
         for id in ids {
             let p = self.path_of(id);
-            if tokio::fs::remove_file(&p).await.is_ok() {
+            if std::fs::remove_file(&p).is_ok() {
                 n += 1;
                 if let Some(d) = p.parent() {
                     dirs.insert(d.to_path_buf());
@@ -285,10 +298,7 @@ impl ChunkStore {
             }
             self.index().remove(id);
         }
-        for d in dirs {
-            let _ = fsync_dir(d).await;
-        }
-        n
+        (n, dirs)
     }
 }
 
