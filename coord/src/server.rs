@@ -109,19 +109,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         tracing::warn!(error = %e, "handshake failed, closing connection");
         return;
     }
-    loop {
-        let req = tokio::select! {
-            r = conn.recv_opt::<CoordRequest>() => r,
-            _ = stop.changed() => return,
-        };
-        let req = match req {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "bad request, closing connection");
-                return;
-            }
-        };
+    while let Some(req) = conn.next_request::<CoordRequest>(&mut stop).await {
         let res = match req {
             CoordRequest::Register(reg) => {
                 session::serve(coord, conn, reg, Origin::Node, stop).await;

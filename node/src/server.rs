@@ -141,19 +141,7 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
             return;
         }
     }
-    loop {
-        let req = tokio::select! {
-            r = conn.recv_opt::<NodeRequest>() => r,
-            _ = stop.changed() => return,
-        };
-        let req = match req {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "bad request, closing connection");
-                return;
-            }
-        };
+    while let Some(req) = conn.next_request::<NodeRequest>(&mut stop).await {
         let keep_going = match req {
             NodeRequest::Put(header) => put(&mut conn, &ctx, header).await,
             NodeRequest::Get(id) => get(&mut conn, &ctx, id).await,

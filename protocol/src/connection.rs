@@ -199,6 +199,26 @@ impl Connection {
         }
     }
 
+    /// The next request of a server's connection loop. `None` when the peer
+    /// closed, the server is stopping, or the request was malformed (logged
+    /// here); in every case the caller closes this connection and only it.
+    pub async fn next_request<T: DeserializeOwned>(
+        &mut self,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<T> {
+        let r = tokio::select! {
+            r = self.recv_opt::<T>() => r,
+            _ = stop.changed() => return None,
+        };
+        match r {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad request, closing connection");
+                None
+            }
+        }
+    }
+
     /// Reads a reply sent with [`Connection::reply`]; the peer's error becomes
     /// [`Error::Remote`].
     pub async fn recv_reply<T: DeserializeOwned>(&mut self) -> Result<T> {
