@@ -46,43 +46,8 @@ ratio() {
 }
 
 # ---------------------------------------------------------------- processes
-PIDS=()
-cleanup() {
-  local rc=$? pid i alive
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  # Give them 5 s to exit on SIGTERM (a SeaweedFS filer whose master is
-  # gone can hang in shutdown), then SIGKILL what is left.
-  for ((i = 0; i < 50; i++)); do
-    alive=0
-    for pid in "${PIDS[@]}"; do
-      kill -0 "$pid" 2>/dev/null && alive=1
-    done
-    ((alive)) || break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$RUN"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD... : run in the background, log to $LOGS/NAME.log, record pid
-start() {
-  local name=$1
-  shift
-  "$@" >"$LOGS/$name.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  eval "PID_$name=$pid"
-}
+# shellcheck source=procs.sh
+source "$ROOT/scripts/procs.sh"
 
 # kill_one NAME : kill a process started with `start`
 kill_one() {
@@ -92,18 +57,6 @@ kill_one() {
   wait "$pid" 2>/dev/null || true
 }
 
-# wait_for SECONDS CMD... : retry until CMD succeeds
-wait_for() {
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    if (($(date +%s) >= deadline)); then
-      log "timed out waiting for: $*"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
 
 # free_port: a TCP port free on 127.0.0.1 whose +10000 is free too (SeaweedFS
 # puts its gRPC port there).

@@ -51,54 +51,9 @@ command -v jq >/dev/null || {
 }
 
 # ---------------------------------------------------------------- processes
-PIDS=()
-cleanup() {
-  local rc=$? pid i alive
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for ((i = 0; i < 50; i++)); do
-    alive=0
-    for pid in "${PIDS[@]}"; do
-      kill -0 "$pid" 2>/dev/null && alive=1
-    done
-    ((alive)) || break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$RUN"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=procs.sh
+source "$ROOT/scripts/procs.sh"
 
-# start NAME CMD... : run in the background, stdout+stderr to $LOGS/NAME.log
-start() {
-  local name=$1
-  shift
-  "$@" >"$LOGS/$name.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  eval "PID_$name=$pid"
-}
-
-# wait_for SECONDS CMD... : retry until CMD succeeds
-wait_for() {
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    if (($(date +%s) >= deadline)); then
-      log "timed out waiting for: $*"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
 
 # listen_addr NAME : the address a started process announced
 listen_addr() {
