@@ -1,8 +1,8 @@
 //! The client's failure modes are clean: a non-zero exit and one
 //! `error: ...` line that names the cause (no coordinator at the address,
 //! no such file, not enough live nodes for the configured protection, a
-//! missing local file), and a failed `get` never leaves an output file or
-//! a temp file behind.
+//! missing local file, full disks), and a failed `get` never leaves an
+//! output file or a temp file behind.
 
 mod common;
 
@@ -151,4 +151,30 @@ fn failed_get_leaves_no_output_or_temp_file() {
     c.restart_node(victim);
     c.wait_nodes_alive(2);
     c.get_exact("fragile", &data);
+}
+
+/// A full disk: every node must keep more free space than it has. The put
+/// is refused with an error that says so, nothing becomes visible, and no
+/// chunk file is left behind.
+#[test]
+fn full_disks_refuse_a_put_cleanly() {
+    let c = Cluster::builder()
+        .nodes(3)
+        .replication(2)
+        .parity("xor")
+        .node_reserve("1PiB")
+        .start();
+    let input = c.scratch("full");
+    std::fs::write(&input, random_bytes(77, 200_000)).unwrap();
+    let o = c.run(&["put", input.to_str().unwrap(), "--name", "full"]);
+    fails_with(o, "disk full", "put onto full disks");
+    assert!(c.ls().is_empty(), "a refused put must leave no name");
+    wait_until(DEADLINE, "no chunk files and no temp files left", || {
+        (0..3).all(|i| c.chunk_files(i).is_empty())
+            && (0..3).all(|i| {
+                std::fs::read_dir(c.node_data_dir(i).join("tmp"))
+                    .map(|d| d.count() == 0)
+                    .unwrap_or(true)
+            })
+    });
 }

@@ -23,6 +23,10 @@ pub struct Args {
     /// Address others use to reach this node [default: the listen address].
     #[arg(long, value_name = "ADDR")]
     pub advertise: Option<String>,
+    /// Free space always left on the node's disk: a put that would leave
+    /// less is refused with a disk-full error before a byte is written.
+    #[arg(long, default_value = "64MiB")]
+    pub reserve: String,
     /// Background scrub rate (e.g. 32MiB per second; 0 turns the background
     /// scrub off; `dfs-sim scrub` still runs a pass on demand).
     #[arg(long, default_value = "32MiB")]
@@ -48,6 +52,7 @@ pub async fn run(a: Args) -> Result<()> {
         a.advertise.unwrap_or(local.clone()),
     );
     cfg.coord = a.coord;
+    cfg.reserve_bytes = crate::format::parse_size(&a.reserve).map_err(anyhow::Error::msg)?;
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
     cfg.secret = load_secret(a.secret_file.as_ref())?;

@@ -238,6 +238,8 @@ pub struct Builder {
     dead_after: u32,
     secret: Option<String>,
     attach: bool,
+    /// `--reserve` for every node (free space they must keep).
+    reserve: Option<String>,
 }
 
 impl Default for Builder {
@@ -252,6 +254,7 @@ impl Default for Builder {
             dead_after: 3,
             secret: None,
             attach: false,
+            reserve: None,
         }
     }
 }
@@ -290,6 +293,12 @@ impl Builder {
     /// given their addresses with `--nodes`; restarted nodes keep their port.
     pub fn attach(mut self) -> Self {
         self.attach = true;
+        self
+    }
+    /// Every node keeps this much free (`--reserve`), e.g. "1PiB" to make
+    /// every disk "full".
+    pub fn node_reserve(mut self, r: &str) -> Self {
+        self.reserve = Some(r.to_string());
         self
     }
     pub fn secret(mut self, s: &str) -> Self {
@@ -488,6 +497,9 @@ impl Cluster {
         }
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
+        }
+        if let Some(r) = &self.cfg.reserve {
+            args.extend(["--reserve".into(), r.clone()]);
         }
         let log = self.node_log(i);
         let start = Instant::now();
