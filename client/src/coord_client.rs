@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use protocol::handshake::{self, Role};
 use protocol::{
     ChunkId, ClusterStatus, CommitPut, Connection, CoordRequest, CoordResponse, FileInfo, FileName,
-    FileSummary, FsckReport, NodeId, PutPlan,
+    FileSummary, FsckReport, NodeAddr, NodeId, PutPlan,
 };
 
 pub struct CoordClient {
@@ -68,6 +68,25 @@ impl CoordClient {
     pub async fn commit(&mut self, c: CommitPut) -> Result<FileSummary> {
         match self.call(CoordRequest::CommitPut(c)).await? {
             CoordResponse::Committed(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn replace_target(
+        &mut self,
+        upload_id: u64,
+        chunk: ChunkId,
+        failed: NodeId,
+    ) -> Result<NodeAddr> {
+        match self
+            .call(CoordRequest::ReplaceTarget {
+                upload_id,
+                chunk,
+                failed,
+            })
+            .await?
+        {
+            CoordResponse::Target(n) => Ok(n),
             _ => Err(self.unexpected()),
         }
     }

@@ -10,11 +10,11 @@ use crate::config::ClientConfig;
 use crate::coord_client::CoordClient;
 use crate::error::{Error, Result};
 use bytes::Bytes;
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use protocol::chunk;
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
-use protocol::{ChunkHeader, ChunkPlan, CommitPut, FileName, StripeCommit};
+use protocol::{ChunkHeader, ChunkPlan, CommitPut, FileName, NodeAddr, StripeCommit};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -87,7 +87,7 @@ pub async fn put_with(
     let upload_id = plan.upload_id;
     let parity = plan.stripes.iter().any(|s| s.parity.is_some());
     let replication = plan.replication;
-    match stream(pool, inflight, src, &plan, progress).await {
+    match stream(coord, pool, inflight, src, &plan, progress).await {
         Ok((stripes, stored_bytes)) => {
             let chunks = stripes.iter().map(|s| s.data.len() as u64).sum();
             let s = coord
@@ -131,6 +131,7 @@ struct Slot {
 }
 
 async fn stream(
+    coord: &mut CoordClient,
     pool: &Arc<NodePool>,
     inflight: usize,
     src: Source,
@@ -157,31 +158,33 @@ async fn stream(
         .iter()
         .map(|s| (vec![None; s.data.len()], None))
         .collect();
-    let mut jobs: JoinSet<Result<(Slot, ChunkHeader), String>> = JoinSet::new();
+    let mut jobs: JoinSet<Result<Outcome, String>> = JoinSet::new();
     let mut stored_bytes = 0u64;
-    let mut absorb =
-        |r: std::result::Result<Result<(Slot, ChunkHeader), String>, tokio::task::JoinError>,
-         headers: &mut Vec<(Vec<Option<ChunkHeader>>, Option<ChunkHeader>)>|
-         -> Result<()> {
-            let (slot, h) = r
-                .map_err(|e| Error::Unreadable(format!("internal error: {e}")))?
-                .map_err(Error::Unreadable)?;
-            let copies = match slot.data {
-                Some(_) => plan.replication as u64,
-                None => 1,
-            };
-            stored_bytes += h.stored_len * copies;
-            match slot.data {
-                Some(i) => headers[slot.stripe].0[i] = Some(h),
-                None => headers[slot.stripe].1 = Some(h),
-            }
-            Ok(())
-        };
+    let upload_id = plan.upload_id;
+    let replication = plan.replication as u64;
     let result: Result<()> = async {
         for (si, stripe) in plan.stripes.iter().enumerate() {
             let mut acc: Vec<u8> = Vec::new();
             for (ci, cp) in stripe.data.iter().enumerate() {
-                let (raw, permit) = match rx.recv().await {
+                // Finished jobs are taken while waiting for the next chunk:
+                // a failed one holds a pipeline permit until its retry is
+                // started, and the reader needs that permit.
+                let item = loop {
+                    let next = tokio::select! {
+                        biased;
+                        Some(r) = jobs.join_next(), if !jobs.is_empty() => Next::Job(r),
+                        item = rx.recv() => Next::Chunk(item),
+                    };
+                    match next {
+                        Next::Job(r) => {
+                            let done = absorb(coord, pool, upload_id, &mut jobs, r).await?;
+                            record(done, replication, &mut headers, &mut stored_bytes);
+                        }
+                        Next::Chunk(item) => break item,
+                        Next::Permit(_) => unreachable!("not awaited here"),
+                    }
+                };
+                let (raw, permit) = match item {
                     Some(Ok(x)) => x,
                     Some(Err(e)) => {
                         return Err(Error::Local {
@@ -206,16 +209,25 @@ async fn stream(
                     permit,
                     Some(progress.clone()),
                 ));
-                while let Some(r) = jobs.try_join_next() {
-                    absorb(r, &mut headers)?;
-                }
             }
             if let Some(pp) = &stripe.parity {
-                let permit = parity_permit
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Unreadable("pipeline closed".into()))?;
+                let permit = loop {
+                    let next = tokio::select! {
+                        biased;
+                        Some(r) = jobs.join_next(), if !jobs.is_empty() => Next::Job(r),
+                        p = parity_permit.clone().acquire_owned() => Next::Permit(p),
+                    };
+                    match next {
+                        Next::Job(r) => {
+                            let done = absorb(coord, pool, upload_id, &mut jobs, r).await?;
+                            record(done, replication, &mut headers, &mut stored_bytes);
+                        }
+                        Next::Permit(p) => {
+                            break p.map_err(|_| Error::Unreadable("pipeline closed".into()))?
+                        }
+                        Next::Chunk(_) => unreachable!("not awaited here"),
+                    }
+                };
                 let slot = Slot {
                     stripe: si,
                     data: None,
@@ -232,7 +244,8 @@ async fn stream(
             }
         }
         while let Some(r) = jobs.join_next().await {
-            absorb(r, &mut headers)?;
+            let done = absorb(coord, pool, upload_id, &mut jobs, r).await?;
+            record(done, replication, &mut headers, &mut stored_bytes);
         }
         Ok(())
     }
@@ -280,31 +293,152 @@ fn read_chunks(
     }
 }
 
+/// Copies of one chunk are retried on replacement nodes this many times
+/// before the put gives up.
+const MAX_ATTEMPTS: u32 = 3;
+
+type Headers = Vec<(Vec<Option<ChunkHeader>>, Option<ChunkHeader>)>;
+
+type Joined = std::result::Result<Result<Outcome, String>, tokio::task::JoinError>;
+
+/// What the pipeline's main loop woke up for.
+enum Next {
+    Job(Joined),
+    Chunk(Option<std::io::Result<(Bytes, OwnedSemaphorePermit)>>),
+    Permit(std::result::Result<OwnedSemaphorePermit, tokio::sync::AcquireError>),
+}
+
+/// What a store job reports.
+enum Outcome {
+    /// Every copy is stored.
+    Stored(Slot, ChunkHeader),
+    /// Some copies failed; the rest are stored. Carries what a retry needs.
+    Failed(Retry),
+}
+
+struct Retry {
+    slot: Slot,
+    header: ChunkHeader,
+    stored: Bytes,
+    permit: OwnedSemaphorePermit,
+    progress: Option<Progress>,
+    failed: Vec<(NodeAddr, String)>,
+    attempt: u32,
+}
+
+fn record(
+    done: Option<(Slot, ChunkHeader)>,
+    replication: u64,
+    headers: &mut Headers,
+    stored_bytes: &mut u64,
+) {
+    let Some((slot, h)) = done else { return };
+    let copies = match slot.data {
+        Some(_) => replication,
+        None => 1,
+    };
+    *stored_bytes += h.stored_len * copies;
+    match slot.data {
+        Some(i) => headers[slot.stripe].0[i] = Some(h),
+        None => headers[slot.stripe].1 = Some(h),
+    }
+}
+
+/// Takes a finished job. A chunk whose copies all landed is returned; for
+/// failed copies the coordinator picks replacement nodes (HDFS-style
+/// pipeline recovery) and a retry job is started, so a node dying under a
+/// put costs a retry, not the put.
+async fn absorb(
+    coord: &mut CoordClient,
+    pool: &Arc<NodePool>,
+    upload_id: u64,
+    jobs: &mut JoinSet<Result<Outcome, String>>,
+    r: Joined,
+) -> Result<Option<(Slot, ChunkHeader)>> {
+    let outcome = r
+        .map_err(|e| Error::Unreadable(format!("internal error: {e}")))?
+        .map_err(Error::Unreadable)?;
+    let retry = match outcome {
+        Outcome::Stored(slot, h) => return Ok(Some((slot, h))),
+        Outcome::Failed(retry) => retry,
+    };
+    let why = retry
+        .failed
+        .iter()
+        .map(|(n, e)| format!("node {} ({}): {e}", n.id, n.addr))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if retry.attempt + 1 >= MAX_ATTEMPTS {
+        return Err(Error::Unreadable(why));
+    }
+    let mut targets = Vec::new();
+    for (n, e) in &retry.failed {
+        let new = coord
+            .replace_target(upload_id, retry.header.id, n.id.clone())
+            .await
+            .map_err(|c| Error::Unreadable(format!("{why}; no node to take its place: {c}")))?;
+        tracing::warn!(chunk = %retry.header.id, failed = %n.id, error = %e, new = %new.id, "copy failed, retrying on another node");
+        targets.push(new);
+    }
+    jobs.spawn(store_copies(
+        pool.clone(),
+        targets,
+        Retry {
+            attempt: retry.attempt + 1,
+            failed: Vec::new(),
+            ..retry
+        },
+    ));
+    Ok(None)
+}
+
 /// Encodes one chunk and writes every copy in parallel.
 async fn store_chunk(
     pool: Arc<NodePool>,
     plan: ChunkPlan,
     slot: Slot,
     raw: Bytes,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     progress: Option<Progress>,
-) -> Result<(Slot, ChunkHeader), String> {
+) -> Result<Outcome, String> {
     let id = plan.id;
-    let raw_len = raw.len() as u64;
     let (header, stored) = tokio::task::spawn_blocking(move || chunk::encode(id, raw))
         .await
         .map_err(|e| format!("encoder failed: {e}"))?;
-    try_join_all(plan.nodes.iter().map(|n| {
-        let (pool, header, stored) = (&pool, &header, &stored);
-        async move {
-            pool.store(&n.addr, header, stored)
-                .await
-                .map_err(|e| format!("node {} ({}): {e}", n.id, n.addr))
-        }
+    let job = Retry {
+        slot,
+        header,
+        stored,
+        permit,
+        progress,
+        failed: Vec::new(),
+        attempt: 0,
+    };
+    store_copies(pool, plan.nodes, job).await
+}
+
+/// Writes the encoded chunk to `nodes` in parallel.
+async fn store_copies(
+    pool: Arc<NodePool>,
+    nodes: Vec<NodeAddr>,
+    mut job: Retry,
+) -> Result<Outcome, String> {
+    let results = join_all(nodes.iter().map(|n| {
+        let (pool, header, stored) = (&pool, &job.header, &job.stored);
+        async move { pool.store(&n.addr, header, stored).await }
     }))
-    .await?;
-    if let Some(p) = progress {
-        p(raw_len);
+    .await;
+    for (n, r) in nodes.into_iter().zip(results) {
+        if let Err(e) = r {
+            job.failed.push((n, e.to_string()));
+        }
     }
-    Ok((slot, header))
+    if !job.failed.is_empty() {
+        return Ok(Outcome::Failed(job));
+    }
+    if let Some(p) = &job.progress {
+        p(job.header.raw_len);
+    }
+    drop(job.permit);
+    Ok(Outcome::Stored(job.slot, job.header))
 }

@@ -121,6 +121,11 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
                 .await
                 .map(CoordResponse::Committed),
+            CoordRequest::ReplaceTarget {
+                upload_id,
+                chunk,
+                failed,
+            } => cmd::put::replace(&coord, upload_id, chunk, failed).map(CoordResponse::Target),
             CoordRequest::AbortPut { upload_id } => {
                 cmd::put::abort(&coord, upload_id).map(|_| CoordResponse::Aborted)
             }

@@ -20,6 +20,9 @@ pub struct Upload {
     pub force: bool,
     pub plan: PutPlan,
     pub expires: Instant,
+    /// Nodes the client failed to write to during this upload: never
+    /// offered again as replacements.
+    pub failed: HashSet<NodeId>,
 }
 
 impl Upload {

@@ -177,6 +177,14 @@ pub enum CoordRequest {
     AbortPut {
         upload_id: u64,
     },
+    /// A copy of a planned chunk could not be stored on `failed`: choose
+    /// another node for it (answered with `Target`), so a put survives a
+    /// node dying under it.
+    ReplaceTarget {
+        upload_id: u64,
+        chunk: ChunkId,
+        failed: NodeId,
+    },
     Lookup {
         name: FileName,
     },
@@ -216,6 +224,7 @@ pub enum CoordResponse {
     Plan(PutPlan),
     Committed(FileSummary),
     Aborted,
+    Target(NodeAddr),
     File(FileInfo),
     Files(Vec<FileSummary>),
     Removed,

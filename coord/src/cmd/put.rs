@@ -12,7 +12,10 @@ use crate::catalog::{ChunkEntry, FileEntry, Record, StripeEntry};
 use crate::error::{Error, Result};
 use crate::placement::{self, Layout};
 use crate::state::{Coord, Upload};
-use protocol::{ChunkHeader, ChunkPlan, CommitPut, FileName, FileSummary, PutPlan};
+use protocol::{
+    ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId, PutPlan,
+};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// An upload not committed within this time (or longer for big files, see
@@ -62,6 +65,7 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<Put
             force,
             plan: plan.clone(),
             expires: Instant::now() + upload_ttl(size),
+            failed: Default::default(),
         },
     );
     Ok(plan)
@@ -188,6 +192,102 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
             Err(e)
         }
     }
+}
+
+/// Picks a new node for one copy of a planned chunk after the client failed
+/// to store it on `failed`. Prefers nodes that keep the stripe independent
+/// (not its parity holder; for parity, no holder of its data; with single
+/// copies, no holder of a sibling chunk), then the least used in the plan.
+pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) -> Result<NodeAddr> {
+    let cfg = &coord.config;
+    let mut guard = coord.lock();
+    let st = &mut *guard;
+    let mut writable = st
+        .members
+        .writable(Instant::now(), cfg, &st.catalog.draining);
+    writable.sort_by(|a, b| a.id.cmp(&b.id));
+    let up = st
+        .uploads
+        .get_mut(&upload_id)
+        .ok_or(Error::NoSuchUpload(upload_id))?;
+    up.failed.insert(failed.clone());
+    let mut uses: HashMap<NodeId, usize> = HashMap::new();
+    for s in &up.plan.stripes {
+        for c in s.data.iter().chain(s.parity.iter()) {
+            for n in &c.nodes {
+                *uses.entry(n.id.clone()).or_default() += 1;
+            }
+        }
+    }
+    let replication = up.plan.replication;
+    let failed_set = up.failed.clone();
+    let name = up.name.clone();
+    for s in up.plan.stripes.iter_mut() {
+        let position = s
+            .data
+            .iter()
+            .position(|c| c.id == chunk)
+            .map(Some)
+            .or_else(|| s.parity.as_ref().filter(|p| p.id == chunk).map(|_| None));
+        let Some(slot) = position else { continue };
+        let mut avoid: HashSet<NodeId> = HashSet::new();
+        match slot {
+            Some(i) => {
+                avoid.extend(
+                    s.parity
+                        .iter()
+                        .flat_map(|p| p.nodes.iter().map(|n| n.id.clone())),
+                );
+                if replication == 1 {
+                    for (j, d) in s.data.iter().enumerate() {
+                        if j != i {
+                            avoid.extend(d.nodes.iter().map(|n| n.id.clone()));
+                        }
+                    }
+                }
+            }
+            None => avoid.extend(
+                s.data
+                    .iter()
+                    .flat_map(|d| d.nodes.iter().map(|n| n.id.clone())),
+            ),
+        }
+        let target = match slot {
+            Some(i) => &mut s.data[i],
+            None => s.parity.as_mut().expect("found above"),
+        };
+        let Some(at) = target.nodes.iter().position(|n| n.id == failed) else {
+            return Err(Error::BadRequest(format!(
+                "{failed} holds no copy of chunk {chunk}"
+            )));
+        };
+        let pick = |strict: bool| {
+            writable
+                .iter()
+                .filter(|n| !failed_set.contains(&n.id))
+                .filter(|n| !target.nodes.iter().any(|t| t.id == n.id))
+                .filter(|n| !strict || !avoid.contains(&n.id))
+                .min_by_key(|n| uses.get(&n.id).copied().unwrap_or(0))
+                .cloned()
+        };
+        let Some(new) = pick(true).or_else(|| pick(false)) else {
+            return Err(Error::NotEnoughNodes {
+                live: writable
+                    .iter()
+                    .filter(|n| !failed_set.contains(&n.id))
+                    .count(),
+                needed: target.nodes.len(),
+                replication,
+                parity: false,
+            });
+        };
+        tracing::warn!(%name, %chunk, %failed, new = %new.id, "put: replacing a failed target");
+        target.nodes[at] = new.clone();
+        return Ok(new);
+    }
+    Err(Error::BadRequest(format!(
+        "chunk {chunk} is not part of upload {upload_id}"
+    )))
 }
 
 pub fn abort(coord: &Coord, upload_id: u64) -> Result<()> {
