@@ -52,6 +52,8 @@ enum Command {
     Fsck(cmd::fsck::Args),
     /// Move every chunk off a node so it can be removed.
     Drain(cmd::drain::Args),
+    /// Remove a stopped node that holds nothing from the cluster's records.
+    Forget(cmd::drain::ForgetArgs),
     /// Verify every stored copy now (corrupt ones are repaired).
     Scrub(cmd::scrub::Args),
     /// Measure small-file operations per second.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
             Command::Loadgen(a) => cmd::loadgen::run(a).await,
             Command::Fsck(a) => cmd::fsck::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
+            Command::Forget(a) => cmd::drain::forget(a).await,
             Command::Scrub(a) => cmd::scrub::run(a).await,
             Command::Up(a) => cmd::up::run(a).await,
             Command::Kill(a) => cmd::kill::run(a).await,

@@ -612,6 +612,12 @@ fn drained_node_can_be_stopped_without_loss() {
         "drain n3 --wait",
     );
     assert!(out.contains("n3 is drained"), "{out}");
+    // Still running: it cannot be forgotten yet.
+    fails_with(
+        c.run(&["forget", "n3"]),
+        "is running",
+        "forget a running node",
+    );
     let s = c.status().unwrap();
     let n3 = node_of(&s, 3);
     assert_eq!(n3["draining"], true, "{s:#}");
@@ -638,6 +644,19 @@ fn drained_node_can_be_stopped_without_loss() {
         "the drained node's death leaves nothing under-protected: {s:#}"
     );
     assert_fsck_all_healthy(&c, "with the drained node dead");
+    get_all_exact(&c, &files);
+
+    // Stopped and empty: it can be removed from the cluster's records.
+    ok(c.run(&["forget", "n3"]), "forget n3");
+    let s = c.status().unwrap();
+    assert!(
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["id"] != "n3"),
+        "n3 is gone from status: {s:#}"
+    );
     get_all_exact(&c, &files);
 }
 

@@ -131,6 +131,10 @@ impl CoordClient {
             .map(|_| ())
     }
 
+    pub async fn forget(&mut self, node: NodeId) -> Result<()> {
+        self.call(CoordRequest::Forget { node }).await.map(|_| ())
+    }
+
     pub async fn scrub(&mut self, node: Option<NodeId>) -> Result<()> {
         self.call(CoordRequest::Scrub { node }).await.map(|_| ())
     }

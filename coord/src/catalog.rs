@@ -83,6 +83,10 @@ pub enum Record {
         node: NodeId,
         on: bool,
     },
+    /// A removed node: forget its address and drain state.
+    Forget {
+        node: NodeId,
+    },
 }
 
 /// Copies of a chunk that are no longer referenced and may be deleted.
@@ -211,6 +215,11 @@ impl Catalog {
             }
             Record::NodeAddr { id, addr } => {
                 self.node_addrs.insert(id.clone(), addr.clone());
+                Vec::new()
+            }
+            Record::Forget { node } => {
+                self.node_addrs.remove(node);
+                self.draining.remove(node);
                 Vec::new()
             }
             Record::Drain { node, on } => {

@@ -143,6 +143,9 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::Drain { node, cancel } => cmd::maintain::drain(&coord, node, cancel)
                 .await
                 .map(|_| CoordResponse::Done),
+            CoordRequest::Forget { node } => cmd::maintain::forget(&coord, node)
+                .await
+                .map(|_| CoordResponse::Done),
             CoordRequest::Scrub { node } => {
                 cmd::maintain::scrub(&coord, node).map(|_| CoordResponse::Done)
             }

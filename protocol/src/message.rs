@@ -206,6 +206,11 @@ pub enum CoordRequest {
         node: NodeId,
         cancel: bool,
     },
+    /// Remove a stopped node that holds nothing (drained, or every copy
+    /// re-protected elsewhere) from the cluster's records.
+    Forget {
+        node: NodeId,
+    },
     /// Ask one node, or all, to scrub now.
     Scrub {
         node: Option<NodeId>,

@@ -6,6 +6,21 @@ use protocol::NodeId;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
+pub struct ForgetArgs {
+    pub node: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `dfs-sim forget NODE`: drop a stopped, empty node from the cluster.
+pub async fn forget(a: ForgetArgs) -> Result<()> {
+    let node = NodeId::new(&a.node).map_err(anyhow::Error::msg)?;
+    a.client.connect().await?.forget(node.clone()).await?;
+    outln!("{node} removed from the cluster");
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
 pub struct Args {
     pub node: String,
     /// Stop draining; the node takes new chunks again.
@@ -37,7 +52,7 @@ pub async fn run(a: Args) -> Result<()> {
             bail!("node {node} disappeared from the cluster");
         };
         if n.catalog_chunks == 0 {
-            outln!("{node} is drained: it holds no chunk and can be removed");
+            outln!("{node} is drained: it holds no chunk; stop it, then `dfs-sim forget {node}`");
             return Ok(());
         }
         if n.catalog_chunks != last {

@@ -29,6 +29,40 @@ pub async fn drain(coord: &Coord, node: NodeId, cancel: bool) -> Result<()> {
     Ok(())
 }
 
+/// Removes a node from the cluster's records once it is stopped and no
+/// catalog entry counts on it; refuses otherwise, naming what to do first.
+pub async fn forget(coord: &Coord, node: NodeId) -> Result<()> {
+    {
+        let st = coord.lock();
+        let Some(m) = st.members.members.get(&node) else {
+            return Err(Error::BadRequest(format!("no node {node} in this cluster")));
+        };
+        if m.session.is_some() {
+            return Err(Error::BadRequest(format!(
+                "{node} is running; drain it (dfs-sim drain {node} --wait), stop it, then forget it"
+            )));
+        }
+        let held = st
+            .catalog
+            .files
+            .values()
+            .flat_map(|f| f.chunks())
+            .filter(|(c, _)| c.nodes.contains(&node))
+            .count();
+        if held > 0 {
+            return Err(Error::BadRequest(format!(
+                "the catalog still counts {held} chunk copies on {node}; wait for repair (dfs-sim fsck) or drain it first"
+            )));
+        }
+    }
+    coord
+        .commit(vec![Record::Forget { node: node.clone() }])
+        .await?;
+    coord.lock().members.members.remove(&node);
+    tracing::info!(%node, "node forgotten");
+    Ok(())
+}
+
 pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
     let st = coord.lock();
     let targets: Vec<NodeId> = match node {
