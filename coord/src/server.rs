@@ -11,9 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
-use tracing::Instrument;
+use tokio::sync::watch;
 
 const MAX_CONNECTIONS: usize = 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,12 +24,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let coord = Coord::open(config)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    tasks.spawn(monitor(coord.clone(), stop_rx.clone()));
-    tasks.spawn(crate::repair::run(coord.clone(), stop_rx.clone()));
+    let mut tasks = protocol::server::Tasks::default();
+    tasks.spawn(monitor(coord.clone(), tasks.stop_signal()));
+    tasks.spawn(crate::repair::run(coord.clone(), tasks.stop_signal()));
     for addr in coord.config.nodes.clone() {
-        tasks.spawn(session::dial_loop(coord.clone(), addr, stop_rx.clone()));
+        let stop = tasks.stop_signal();
+        tasks.spawn(session::dial_loop(coord.clone(), addr, stop));
     }
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -40,46 +38,17 @@ pub async fn run(
         chunk_size = coord.config.chunk_size,
         "coordinator serving"
     );
-    let sem = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = tasks.join_next() => {}
-            permit = sem.clone().acquire_owned() => {
-                let Ok(permit) = permit else { break };
-                let accepted = tokio::select! {
-                    _ = &mut shutdown => break,
-                    a = listener.accept() => a,
-                };
-                match accepted {
-                    Ok((stream, peer)) => {
-                        let coord = coord.clone();
-                        let stop = stop_rx.clone();
-                        tasks.spawn(async move {
-                            handle(Connection::new(stream), coord, stop).await;
-                            drop(permit);
-                        }.instrument(tracing::info_span!("conn", %peer)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }
-    }
-    tracing::info!("coordinator shutting down");
-    let _ = stop_tx.send(true);
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tasks.shutdown().await;
-    }
+    let c = coord.clone();
+    protocol::server::serve(
+        listener,
+        MAX_CONNECTIONS,
+        DRAIN_TIMEOUT,
+        tasks,
+        shutdown,
+        move |conn, stop| handle(conn, c.clone(), stop),
+    )
+    .await;
+    tracing::info!("coordinator stopped");
     Ok(())
 }
 

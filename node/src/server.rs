@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinSet;
-use tracing::Instrument;
 
 /// How long in-flight requests get to finish after shutdown is requested;
 /// what is still running then is cut off (its temp files are removed).
@@ -64,8 +62,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let store = Arc::new(ChunkStore::open(&config.data_dir, config.reserve_bytes)?);
-    let sem = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let (events, events_rx) = mpsc::channel(4096);
+    let max_connections = config.max_connections;
     let ctx = Arc::new(Ctx {
         pool: NodePool::new(Role::Node, config.secret.clone()),
         repairs: Arc::new(Semaphore::new(config.repair_parallel.max(1))),
@@ -75,59 +73,28 @@ pub async fn run(
         events_rx: tokio::sync::Mutex::new(events_rx),
         scrub: crate::scrub::ScrubState::default(),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    tasks.spawn(crate::scrub::run(ctx.clone(), stop_rx.clone()));
+    let mut tasks = protocol::server::Tasks::default();
+    tasks.spawn(crate::scrub::run(ctx.clone(), tasks.stop_signal()));
     if let Some(coord) = ctx.config.coord.clone() {
-        tasks.spawn(session::dial_loop(ctx.clone(), coord, stop_rx.clone()));
+        let stop = tasks.stop_signal();
+        tasks.spawn(session::dial_loop(ctx.clone(), coord, stop));
     }
     tracing::info!(
         id = %ctx.config.id,
         listen = %listener.local_addr()?,
         "node serving"
     );
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            permit = sem.clone().acquire_owned() => {
-                let Ok(permit) = permit else { break };
-                let accepted = tokio::select! {
-                    _ = &mut shutdown => break,
-                    a = listener.accept() => a,
-                };
-                match accepted {
-                    Ok((stream, peer)) => {
-                        let ctx = ctx.clone();
-                        let stop = stop_rx.clone();
-                        let span = tracing::info_span!("conn", %peer);
-                        tasks.spawn(async move {
-                            handle(Connection::new(stream), ctx, stop).await;
-                            drop(permit);
-                        }.instrument(span));
-                    }
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }
-    }
-    tracing::info!("node shutting down");
-    let _ = stop_tx.send(true);
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("cutting off requests still running after {DRAIN_TIMEOUT:?}");
-        tasks.shutdown().await;
-    }
+    let c = ctx.clone();
+    protocol::server::serve(
+        listener,
+        max_connections,
+        DRAIN_TIMEOUT,
+        tasks,
+        shutdown,
+        move |conn, stop| handle(conn, c.clone(), stop),
+    )
+    .await;
+    tracing::info!("node stopped");
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod health;
 pub mod ids;
 pub mod message;
+pub mod server;
 
 pub use connection::{Connection, Frame, DATA_FRAME_MAX, MAX_FRAME_LEN};
 pub use error::{Error, ErrorKind, Result, WireError};
