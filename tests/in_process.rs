@@ -78,6 +78,14 @@ async fn cluster_in_one_process() {
         .unwrap();
     assert!(std::fs::read(&out).unwrap() == data, "bytes differ");
 
+    // A plan for an absurd size is refused, not allocated.
+    let mut cc = client::CoordClient::connect(&ccfg).await.unwrap();
+    let err = cc
+        .plan_put(FileName::new("huge").unwrap(), u64::MAX, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+
     stop.send(true).unwrap();
     for s in servers {
         let res = tokio::time::timeout(Duration::from_secs(30), s)

@@ -102,7 +102,13 @@ impl Connection {
         buf.put_u8(TAG_MESSAGE);
         let mut w = buf.writer();
         postcard::to_io(msg, &mut w)?;
-        self.framed.feed(w.into_inner().freeze()).await?;
+        let frame = w.into_inner().freeze();
+        if frame.len() > MAX_FRAME_LEN {
+            // The peer would refuse it anyway; nothing has been written, so
+            // the caller can still send something smaller (an error).
+            return Err(Error::TooLarge(frame.len()));
+        }
+        self.framed.feed(frame).await?;
         Ok(())
     }
 
@@ -112,9 +118,21 @@ impl Connection {
         self.flush().await
     }
 
-    /// Sends `Ok(msg)`: servers answer every request with a `Result`.
+    /// Sends `Ok(msg)`: servers answer every request with a `Result`. A
+    /// response too large for one frame is replaced by an error that says so.
     pub async fn reply<T: Serialize>(&mut self, msg: &T) -> Result<()> {
-        self.send(&Ok::<&T, WireError>(msg)).await
+        match self.send(&Ok::<&T, WireError>(msg)).await {
+            Err(Error::TooLarge(n)) => {
+                self.reply_err(WireError::new(
+                    crate::ErrorKind::BadRequest,
+                    format!(
+                        "the response would be {n} bytes, more than the {MAX_FRAME_LEN}-byte frame limit; ask for less (e.g. a narrower prefix)"
+                    ),
+                ))
+                .await
+            }
+            other => other,
+        }
     }
 
     /// Sends `Err(err)` in place of a response.
@@ -300,6 +318,23 @@ mod tests {
         assert_eq!(e.remote_kind(), Some(crate::ErrorKind::Corrupt));
         client.await.unwrap();
         assert!(s.recv_opt::<u8>().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn oversized_reply_becomes_an_error_reply() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut s = Connection::new(l.accept().await.unwrap().0);
+            s.reply(&vec![7u8; MAX_FRAME_LEN + 1]).await.unwrap();
+            s.reply(&1u8).await.unwrap();
+        });
+        let mut c = Connection::connect(addr).await.unwrap();
+        let e = c.recv_reply::<Vec<u8>>().await.unwrap_err();
+        assert!(e.to_string().contains("frame limit"), "{e}");
+        // The connection is still in sync.
+        assert_eq!(c.recv_reply::<u8>().await.unwrap(), 1);
+        server.await.unwrap();
     }
 
     #[tokio::test]

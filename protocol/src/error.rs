@@ -21,6 +21,8 @@ pub enum Error {
     VersionMismatch { ours: u16, theirs: u16 },
     #[error("authentication failed: {0}")]
     Auth(String),
+    #[error("message of {0} bytes exceeds the frame limit")]
+    TooLarge(usize),
     #[error("timed out {0}")]
     Timeout(&'static str),
     #[error("{0}")]

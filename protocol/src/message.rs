@@ -358,6 +358,8 @@ pub struct ClusterStatus {
     /// Chunks with fewer live copies than their target (parity blocks
     /// included).
     pub under_replicated: Vec<UnderProtected>,
+    /// How many there are in all (the list stops at 1000).
+    pub under_replicated_total: u64,
     /// Uploads planned but not yet committed.
     pub pending_uploads: u64,
     pub repair: RepairStatus,

@@ -47,6 +47,7 @@ pub async fn run(a: Args) -> Result<()> {
                 "last_mttr_ms": s.repair.last_mttr_ms, "incident_open_ms": s.repair.incident_open_ms,
                 "parallel": s.repair.parallel,
             },
+            "under_protected_total": s.under_replicated_total,
             "under_protected": s.under_replicated.iter().map(|u| serde_json::json!({
                 "file": u.file.as_str(), "chunk": u.chunk.to_hex(), "parity": u.parity,
                 "live_copies": u.live_copies, "target": u.target,
@@ -125,7 +126,7 @@ pub async fn run(a: Args) -> Result<()> {
     if s.under_replicated.is_empty() {
         outln!("under-protected chunks: none");
     } else {
-        outln!("under-protected chunks: {}", s.under_replicated.len());
+        outln!("under-protected chunks: {}", s.under_replicated_total);
         for u in s.under_replicated.iter().take(20) {
             outln!(
                 "  {} {} of {}: {}/{} live",
@@ -136,8 +137,8 @@ pub async fn run(a: Args) -> Result<()> {
                 u.target
             );
         }
-        if s.under_replicated.len() > 20 {
-            outln!("  ... and {} more", s.under_replicated.len() - 20);
+        if s.under_replicated_total > 20 {
+            outln!("  ... and {} more", s.under_replicated_total - 20);
         }
     }
     Ok(())

@@ -24,6 +24,12 @@ const MIN_UPLOAD_TTL: Duration = Duration::from_secs(600);
 /// Slowest upload rate a client is assumed to sustain.
 const MIN_UPLOAD_RATE: u64 = 1024 * 1024;
 
+/// Most chunks one file may have. Bounds the work and memory a single
+/// request can ask of the coordinator (a plan for `size = u64::MAX` must not
+/// allocate), and keeps a file's catalog entry well inside one frame for
+/// `Lookup`. 32,768 chunks of 64 MiB is 2 TiB.
+pub const MAX_CHUNKS_PER_FILE: u64 = 32_768;
+
 fn upload_ttl(size: u64) -> Duration {
     MIN_UPLOAD_TTL.max(Duration::from_secs(size / MIN_UPLOAD_RATE))
 }
@@ -35,6 +41,12 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<Put
         return Err(Error::FileExists(name));
     }
     let chunks = size.div_ceil(cfg.chunk_size);
+    if chunks > MAX_CHUNKS_PER_FILE {
+        return Err(Error::BadRequest(format!(
+            "a file of {size} bytes would need {chunks} chunks of {} bytes; the limit is {MAX_CHUNKS_PER_FILE} per file (raise the coordinator's --chunk-size)",
+            cfg.chunk_size
+        )));
+    }
     let mut nodes = st
         .members
         .writable(Instant::now(), cfg, &st.catalog.draining);

@@ -7,12 +7,17 @@ use protocol::{ClusterStatus, NodeStatus, UnderProtected};
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// Under-protected chunks listed in full; beyond that only counted, so the
+/// answer stays small whatever the state of the cluster.
+const MAX_LISTED: usize = 1000;
+
 pub fn status(coord: &Coord) -> ClusterStatus {
     let cfg = &coord.config;
     let st = coord.lock();
     let now = Instant::now();
     let mut per_node: HashMap<&protocol::NodeId, u64> = HashMap::new();
     let mut under = Vec::new();
+    let mut under_total = 0u64;
     let (mut bytes, mut chunks) = (0, 0);
     for (name, f) in &st.catalog.files {
         bytes += f.size;
@@ -27,6 +32,10 @@ pub fn status(coord: &Coord) -> ClusterStatus {
             }
             let target = f.target(parity);
             if live < target {
+                under_total += 1;
+                if under.len() >= MAX_LISTED {
+                    continue;
+                }
                 under.push(UnderProtected {
                     file: name.clone(),
                     chunk: c.header.id,
@@ -74,6 +83,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         chunk_size: cfg.chunk_size,
         nodes,
         under_replicated: under,
+        under_replicated_total: under_total,
         pending_uploads: st.uploads.len() as u64,
         repair: st.repairs.status(cfg.repair_parallel, now),
     }
