@@ -131,19 +131,7 @@ if [[ -f $CORPUS && $(stat -c %s "$CORPUS") -eq $CORPUS_BYTES ]]; then
   log "reusing corpus $CORPUS"
 else
   log "making a ${CORPUS_MIB} MiB corpus from /usr/lib and /usr/share"
-  # Sorted names, fixed mtime/owner: the same bytes on the same image.
-  # tar gets SIGPIPE when head has enough, hence the subshell with +pipefail.
-  (
-    set +o pipefail
-    tar --sort=name --mtime='2020-01-01 00:00Z' --owner=0 --group=0 --numeric-owner \
-      --ignore-failed-read -cf - -C / usr/lib usr/share 2>/dev/null |
-      head -c "$CORPUS_BYTES" >"$CORPUS.tmp"
-  )
-  if [[ $(stat -c %s "$CORPUS.tmp") -ne $CORPUS_BYTES ]]; then
-    log "corpus came out short: $(stat -c %s "$CORPUS.tmp") bytes"
-    exit 1
-  fi
-  mv "$CORPUS.tmp" "$CORPUS"
+  make_corpus "$CORPUS" "$CORPUS_BYTES"
 fi
 # Warm it, so the first system measured is not the one that pays the read.
 cat "$CORPUS" >/dev/null

@@ -52,3 +52,23 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# make_corpus PATH BYTES : a reproducible corpus of real, mixed data (a tar
+# of /usr/lib and /usr/share with sorted names and fixed mtime/owner, cut to
+# BYTES), so the same machine image gives the same bytes.
+make_corpus() {
+  local corpus=$1 bytes=$2
+  mkdir -p "$(dirname "$corpus")"
+  # tar gets SIGPIPE when head has enough, hence the subshell with +pipefail.
+  (
+    set +o pipefail
+    tar --sort=name --mtime='2020-01-01 00:00Z' --owner=0 --group=0 --numeric-owner \
+      --ignore-failed-read -cf - -C / usr/lib usr/share 2>/dev/null |
+      head -c "$bytes" >"$corpus.tmp"
+  )
+  if [[ $(stat -c %s "$corpus.tmp") -ne $bytes ]]; then
+    log "corpus came out short: $(stat -c %s "$corpus.tmp") bytes"
+    exit 1
+  fi
+  mv "$corpus.tmp" "$corpus"
+}

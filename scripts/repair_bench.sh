@@ -84,20 +84,7 @@ if [[ -f $CORPUS ]]; then
   log "reusing corpus $CORPUS ($(stat -c %s "$CORPUS") bytes)"
 else
   log "making a ${CORPUS_MIB} MiB corpus from /usr/lib and /usr/share at $CORPUS"
-  mkdir -p "$(dirname "$CORPUS")"
-  # As scripts/bench.sh does: sorted names, fixed mtime/owner; tar gets
-  # SIGPIPE when head has enough, hence the subshell with +pipefail.
-  (
-    set +o pipefail
-    tar --sort=name --mtime='2020-01-01 00:00Z' --owner=0 --group=0 --numeric-owner \
-      --ignore-failed-read -cf - -C / usr/lib usr/share 2>/dev/null |
-      head -c "$CORPUS_BYTES" >"$CORPUS.tmp"
-  )
-  if [[ $(stat -c %s "$CORPUS.tmp") -ne $CORPUS_BYTES ]]; then
-    log "corpus came out short: $(stat -c %s "$CORPUS.tmp") bytes"
-    exit 1
-  fi
-  mv "$CORPUS.tmp" "$CORPUS"
+  make_corpus "$CORPUS" "$CORPUS_BYTES"
 fi
 CORPUS_SIZE=$(stat -c %s "$CORPUS")
 

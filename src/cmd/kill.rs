@@ -44,8 +44,13 @@ pub async fn run(a: Args) -> Result<()> {
                 ProcState::Stopped => bail!("{} is already stopped", n.id),
             }
         }
+        // cluster.json is a file a person can edit: a running entry without
+        // a pid is an error, not a panic.
+        let Some(pid) = n.pid else {
+            bail!("{} is marked running in cluster.json but has no pid", n.id);
+        };
         n.state = ProcState::Stopped;
-        Ok((n.pid.expect("running nodes have a pid"), coord))
+        Ok((pid, coord))
     })?;
     let signal = if a.hard { "KILL" } else { "TERM" };
     if let Err(e) = send_signal(pid, signal) {
