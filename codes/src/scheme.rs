@@ -14,7 +14,11 @@ pub const MAX_MEMBERS: usize = 255;
 
 /// An erasure-coding scheme. Members of a stripe are numbered data first
 /// (`0..k`), then parities in the order of [`Scheme::parity_roles`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// On the wire and on disk it travels as its text form (`rs:6+3`) and is
+/// validated when decoded, so an impossible scheme never gets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Scheme {
     /// No parity: each chunk stands alone, protected by replication only.
     None,
@@ -233,5 +237,18 @@ impl FromStr for Scheme {
         };
         scheme.validate()?;
         Ok(scheme)
+    }
+}
+
+impl From<Scheme> for String {
+    fn from(s: Scheme) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Scheme {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Scheme, Error> {
+        s.parse()
     }
 }

@@ -22,4 +22,4 @@ pub use message::*;
 
 /// Bumped on every incompatible change of any message; peers with different
 /// versions refuse each other in the handshake instead of misreading frames.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

@@ -8,6 +8,7 @@
 //! commands flow.
 
 use crate::ids::{ChunkId, FileName, NodeId};
+pub use codes::Scheme;
 use serde::{Deserialize, Serialize};
 
 /// How the stored bytes of a chunk encode its raw bytes.
@@ -97,6 +98,11 @@ pub struct Register {
     pub stats: NodeStats,
     /// Every chunk the node holds, so the coordinator can reconcile.
     pub inventory: Vec<ChunkId>,
+    /// Failure domain (rack, enclosure): placement spreads a stripe's
+    /// members over domains. Defaults to the node id.
+    pub domain: String,
+    /// A hot spare: takes no new writes until repair needs it.
+    pub spare: bool,
 }
 
 /// The coordinator's answer to [`Register`].
@@ -146,13 +152,29 @@ pub struct RepairOrder {
 pub enum RepairSource {
     /// Copy the stored bytes from the first of these nodes that serves them.
     Copy(Vec<NodeAddr>),
-    /// XOR the raw bytes of every part (the rest of the stripe), trim to the
-    /// chunk's length, and check its SHA-256.
-    Rebuild(Vec<RebuildPart>),
+    /// Decode the chunk from other members of its stripe (the read plan
+    /// `codes::Code::read_plan` chose), cut it to the chunk's length, and
+    /// check its SHA-256.
+    Rebuild(Rebuild),
+}
+
+/// A rebuild: which member of which stripe, and the members to read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rebuild {
+    pub scheme: Scheme,
+    /// Data chunks the stripe really has (fewer than K for a short stripe).
+    pub data: u32,
+    /// Member index of the chunk to produce (data first, then parities).
+    pub member: u32,
+    /// Length of the stripe's parity members: the length decoding runs at.
+    pub parity_len: u64,
+    pub parts: Vec<RebuildPart>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RebuildPart {
+    /// Member index within the stripe.
+    pub member: u32,
     pub header: ChunkHeader,
     pub nodes: Vec<NodeAddr>,
 }
@@ -169,6 +191,8 @@ pub enum CoordRequest {
         name: FileName,
         size: u64,
         force: bool,
+        /// Overrides the cluster's default scheme for this file.
+        scheme: Option<Scheme>,
     },
     /// Make a planned upload visible under its name; acknowledged only once
     /// durable.
@@ -251,6 +275,8 @@ pub struct PutPlan {
     pub upload_id: u64,
     pub chunk_size: u64,
     pub replication: u32,
+    /// Erasure code of every stripe of the file.
+    pub scheme: Scheme,
     pub stripes: Vec<StripePlan>,
 }
 
@@ -258,7 +284,8 @@ pub struct PutPlan {
 pub struct StripePlan {
     /// Data chunks in file order; each entry lists its replica nodes.
     pub data: Vec<ChunkPlan>,
-    pub parity: Option<ChunkPlan>,
+    /// Parities in the scheme's member order (one copy each).
+    pub parity: Vec<ChunkPlan>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,7 +304,7 @@ pub struct CommitPut {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StripeCommit {
     pub data: Vec<ChunkHeader>,
-    pub parity: Option<ChunkHeader>,
+    pub parity: Vec<ChunkHeader>,
 }
 
 /// One line of `ls`.
@@ -297,13 +324,15 @@ pub struct FileInfo {
     pub created_ms: u64,
     pub chunk_size: u64,
     pub replication: u32,
+    pub scheme: Scheme,
     pub stripes: Vec<StripeInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StripeInfo {
     pub data: Vec<ChunkInfo>,
-    pub parity: Option<ChunkInfo>,
+    /// Parities in the scheme's member order.
+    pub parity: Vec<ChunkInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,6 +346,8 @@ pub struct ChunkInfo {
 pub struct Location {
     pub node: NodeAddr,
     pub alive: bool,
+    /// The node's failure domain (rack, enclosure), for `stat`.
+    pub domain: String,
 }
 
 /// Liveness of a node as the coordinator sees it.
@@ -343,6 +374,12 @@ pub struct NodeStatus {
     pub stats: NodeStats,
     /// Being drained: takes no new chunks, its copies are moved away.
     pub draining: bool,
+    pub domain: String,
+    /// Still a hot spare (holds nothing yet). A spare that received
+    /// repaired copies becomes a regular node.
+    pub spare: bool,
+    /// Started as a spare and has since taken over data.
+    pub was_spare: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
