@@ -128,6 +128,7 @@ mod tests {
         let d = [0, 1, 1, 0, 1, 1];
         assert_eq!(h("lrc:6+2+2", &d, &[1, 1, 0, 1], 1), Health::Degraded);
         assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 1, 1, 1], &[1, 1, 1, 1], 1), Health::AtRisk);
-        assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 0, 1, 1], &[1, 1, 1, 1], 1), Health::Lost);
+        assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 0, 1, 1], &[1, 1, 1, 1], 1), Health::AtRisk);
+        assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 0, 0, 1], &[1, 1, 1, 1], 1), Health::Lost);
     }
 }
