@@ -34,7 +34,8 @@ pub async fn run(
     tracing::info!(
         listen = %listener.local_addr()?,
         replication = coord.config.replication,
-        parity = coord.config.parity,
+        scheme = %coord.config.scheme,
+        ha = coord.config.ha,
         chunk_size = coord.config.chunk_size,
         "coordinator serving"
     );
@@ -84,9 +85,12 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 session::serve(coord, conn, reg, Origin::Node, stop).await;
                 return;
             }
-            CoordRequest::PlanPut { name, size, force } => {
-                cmd::put::plan(&coord, name, size, force).map(CoordResponse::Plan)
-            }
+            CoordRequest::PlanPut {
+                name,
+                size,
+                force,
+                scheme,
+            } => cmd::put::plan(&coord, name, size, force, scheme).map(CoordResponse::Plan),
             CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
                 .await
                 .map(CoordResponse::Committed),

@@ -389,8 +389,13 @@ pub struct ClusterStatus {
     pub bytes: u64,
     pub chunks: u64,
     pub replication: u32,
-    pub parity: bool,
-    pub stripe: u32,
+    /// The scheme a put without `--parity` gets now (`xor` narrowed to the
+    /// live node count).
+    pub scheme: Scheme,
+    /// Every stripe must survive the loss of one whole domain.
+    pub ha: bool,
+    /// Storage per scheme in use.
+    pub schemes: Vec<SchemeUsage>,
     pub chunk_size: u64,
     /// Chunks with fewer live copies than their target (parity blocks
     /// included).
@@ -400,6 +405,18 @@ pub struct ClusterStatus {
     /// Uploads planned but not yet committed.
     pub pending_uploads: u64,
     pub repair: RepairStatus,
+}
+
+/// Storage used by the files of one scheme and replication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemeUsage {
+    pub scheme: Scheme,
+    pub replication: u32,
+    pub files: u64,
+    /// Bytes of the files themselves.
+    pub logical_bytes: u64,
+    /// Raw bytes of every copy of every member (data x R, parities once).
+    pub stored_bytes: u64,
 }
 
 /// Where repair stands.
@@ -413,6 +430,8 @@ pub struct RepairStatus {
     /// Repairs completed since the coordinator started.
     pub done_chunks: u64,
     pub done_bytes: u64,
+    /// Bytes read by those repairs (a rebuild reads its read plan).
+    pub read_bytes: u64,
     pub failed: u64,
     /// Bytes per second repaired during the current or last incident.
     pub rate_bytes_per_s: u64,

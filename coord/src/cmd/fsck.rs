@@ -31,6 +31,7 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
     let mut files = Vec::new();
     for name in selected {
         let f = &st.catalog.files[name];
+        let code = f.code();
         let mut stripes = Vec::new();
         let mut chunks = Vec::new();
         let mut index = 0u64;
@@ -39,7 +40,7 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
                 |c: &crate::catalog::ChunkEntry| c.nodes.iter().filter(|n| live(n)).count() as u32;
             stripes.push(StripeCopies {
                 data: s.data.iter().map(count).collect(),
-                parity: s.parity.as_ref().map(count),
+                parity: s.parity.iter().map(count).collect(),
             });
             let all = s
                 .data
@@ -76,7 +77,7 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
         files.push(FileHealth {
             name: name.clone(),
             size: f.size,
-            health: file_health(&stripes, f.replication),
+            health: file_health(&code, &stripes, f.replication),
             chunks,
         });
     }
