@@ -1,6 +1,6 @@
 //! Client configuration.
 
-use protocol::Secret;
+use protocol::{Scheme, Secret};
 
 /// Where the cluster is and how hard to push it.
 #[derive(Debug, Clone)]
@@ -9,8 +9,12 @@ pub struct ClientConfig {
     pub coord: String,
     pub secret: Option<Secret>,
     /// Chunks in flight at once (read, encoded or on the wire). Peak memory
-    /// is about `inflight` x 2 x chunk size, plus one chunk for parity.
+    /// is about `inflight` x 2 x chunk size, plus one chunk per parity of
+    /// the file's scheme.
     pub inflight: usize,
+    /// Scheme for files this client puts (`put --parity`); `None` takes the
+    /// cluster's default.
+    pub scheme: Option<Scheme>,
 }
 
 /// Where `dfs-sim` looks for the coordinator when told nothing.
@@ -22,6 +26,7 @@ impl ClientConfig {
             coord: coord.into(),
             secret: None,
             inflight: 3,
+            scheme: None,
         }
     }
 }

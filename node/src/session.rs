@@ -21,6 +21,8 @@ fn register(ctx: &Ctx) -> Register {
         addr: ctx.config.advertise.clone(),
         stats: ctx.stats(),
         inventory: ctx.store.inventory(),
+        domain: ctx.config.domain.clone(),
+        spare: ctx.config.spare,
     }
 }
 
