@@ -321,7 +321,9 @@ async fn rebuild(
         let read = code
             .read_plan(data, &gone, &[lost])
             .map_err(|e| format!("{} stripe cannot be decoded: {e}", info.scheme))?;
-        let dec = code.decoder(data, &read, &[lost]).map_err(|e| e.to_string())?;
+        let dec = code
+            .decoder(data, &read, &[lost])
+            .map_err(|e| e.to_string())?;
         let mut out = vec![0u8; parity_len];
         for (r, &m) in read.iter().enumerate() {
             let c = member_info(m).ok_or("member missing from the stripe")?;

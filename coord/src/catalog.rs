@@ -194,7 +194,11 @@ impl FileEntry {
         } else {
             Scheme::None
         };
-        let mut stripes: Vec<StripeEntry> = old.stripes.into_iter().map(StripeEntry::from_legacy).collect();
+        let mut stripes: Vec<StripeEntry> = old
+            .stripes
+            .into_iter()
+            .map(StripeEntry::from_legacy)
+            .collect();
         if !parity {
             // `none` stripes hold one chunk each.
             stripes = stripes
@@ -537,6 +541,9 @@ mod legacy_tests {
         let y = &cat.files[&FileName::new("y").unwrap()];
         assert_eq!(y.scheme, Scheme::None);
         assert_eq!(y.stripes.len(), 2);
-        assert!(y.stripes.iter().all(|s| s.data.len() == 1 && s.parity.is_empty()));
+        assert!(y
+            .stripes
+            .iter()
+            .all(|s| s.data.len() == 1 && s.parity.is_empty()));
     }
 }

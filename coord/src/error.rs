@@ -45,7 +45,9 @@ impl Error {
         let kind = match self {
             Error::NoSuchFile(_) => ErrorKind::NoSuchFile,
             Error::FileExists(_) | Error::Busy(_) => ErrorKind::FileExists,
-            Error::NotEnoughNodes { .. } | Error::NotEnoughDomains { .. } => ErrorKind::NotEnoughNodes,
+            Error::NotEnoughNodes { .. } | Error::NotEnoughDomains { .. } => {
+                ErrorKind::NotEnoughNodes
+            }
             Error::NoSuchUpload(_) => ErrorKind::NoSuchUpload,
             Error::BadCommit(_) | Error::BadRequest(_) => ErrorKind::BadRequest,
             _ => ErrorKind::Internal,

@@ -60,7 +60,10 @@ pub struct Pick {
 
 impl Policy<'_> {
     fn domain<'b>(&'b self, n: &'b NodeId) -> &'b str {
-        self.domains.get(n).map(|d| d.as_str()).unwrap_or(n.as_str())
+        self.domains
+            .get(n)
+            .map(|d| d.as_str())
+            .unwrap_or(n.as_str())
     }
 
     /// Nodes that must not hold `member` (rule 1).
@@ -94,7 +97,12 @@ impl Policy<'_> {
     }
 
     /// Members lost if `domain` failed, with `extra` added to `member`.
-    fn lost_in(&self, holders: &Holders, domain: &str, extra: Option<(usize, &NodeId)>) -> Vec<usize> {
+    fn lost_in(
+        &self,
+        holders: &Holders,
+        domain: &str,
+        extra: Option<(usize, &NodeId)>,
+    ) -> Vec<usize> {
         self.code
             .real_members(self.data)
             .filter(|&m| {
@@ -121,9 +129,10 @@ impl Policy<'_> {
     /// Does the stripe as placed survive the loss of any one domain?
     pub fn survives_any_domain(&self, holders: &Holders) -> bool {
         let domains: BTreeSet<&str> = holders.iter().flatten().map(|n| self.domain(n)).collect();
-        domains
-            .into_iter()
-            .all(|d| self.code.is_decodable(self.data, &self.lost_in(holders, d, None)))
+        domains.into_iter().all(|d| {
+            self.code
+                .is_decodable(self.data, &self.lost_in(holders, d, None))
+        })
     }
 
     /// Copies of `holders[member]` that break rule 1: the member that came
@@ -190,7 +199,12 @@ impl Policy<'_> {
 /// The scheme new stripes of a file get: `xor` without a fixed `--stripe`
 /// narrows to the live node count (at most [`MAX_AUTO_STRIPE`]) so that a
 /// small cluster still keeps every chunk of a stripe on its own node.
-pub fn effective_scheme(scheme: Scheme, stripe: Option<u32>, replication: u32, live: usize) -> Scheme {
+pub fn effective_scheme(
+    scheme: Scheme,
+    stripe: Option<u32>,
+    replication: u32,
+    live: usize,
+) -> Scheme {
     match scheme {
         Scheme::Xor { k } => {
             let others = live.saturating_sub(1).max(1);
@@ -233,6 +247,12 @@ pub fn plan(
     let k = code.k();
     let r = layout.replication.max(1) as usize;
     let n = nodes.len();
+    // The scheme must fit a full stripe even when this file is short, so
+    // that a cluster accepts or refuses a scheme the same way for every
+    // file (the "more members than live non-spare nodes").
+    if let Some(e) = infeasible(nodes, layout) {
+        return Err(e);
+    }
     let mut load: HashMap<NodeId, u64> = HashMap::new();
     let mut stripes = Vec::new();
     let mut left = chunks;
@@ -259,7 +279,8 @@ pub fn plan(
             .collect();
         for (m, copies) in order {
             for _ in 0..copies {
-                let Some(p) = policy.pick(&ring, &holders, m, &load, &HashSet::new(), false, true) else {
+                let Some(p) = policy.pick(&ring, &holders, m, &load, &HashSet::new(), false, true)
+                else {
                     return Err(refusal(nodes, layout, data));
                 };
                 *load.entry(p.node.id.clone()).or_default() += 1;
@@ -279,13 +300,37 @@ pub fn plan(
     Ok(stripes)
 }
 
+/// A full stripe cannot be placed at all: too few nodes for its members,
+/// or (with HA) too few domains for any one to hold at most what the code
+/// tolerates.
+fn infeasible(nodes: &[Candidate], layout: &Layout) -> Option<Error> {
+    let e = refusal(nodes, layout, layout.code.k());
+    let r = layout.replication.max(1) as usize;
+    let parities = layout.code.members() - layout.code.k();
+    let needed = if r == 1 {
+        layout.code.members()
+    } else {
+        r + parities
+    };
+    let domains: BTreeSet<&str> = nodes.iter().map(|c| c.domain.as_str()).collect();
+    match &e {
+        Error::NotEnoughNodes { .. } if nodes.len() < needed => Some(e),
+        Error::NotEnoughDomains { needed, .. } if domains.len() < *needed => Some(e),
+        _ => None,
+    }
+}
+
 /// Why a put cannot be placed: too few nodes, or (with HA) too few domains.
 fn refusal(nodes: &[Candidate], layout: &Layout, data: usize) -> Error {
     let code = layout.code;
     let scheme = code.scheme();
     let r = layout.replication.max(1) as usize;
     let parities = code.members() - code.k();
-    let needed = if r == 1 { data + parities } else { r + parities };
+    let needed = if r == 1 {
+        data + parities
+    } else {
+        r + parities
+    };
     let domains: BTreeSet<&str> = nodes.iter().map(|c| c.domain.as_str()).collect();
     if layout.ha && nodes.len() >= needed {
         // Members one domain may hold and still leave the stripe decodable.
@@ -295,7 +340,11 @@ fn refusal(nodes: &[Candidate], layout: &Layout, data: usize) -> Error {
             Scheme::Rs { m, .. } => m as usize,
             Scheme::Lrc { g, .. } => g as usize + 1,
         };
-        let members = if r == 1 { data + parities } else { parities + 1 };
+        let members = if r == 1 {
+            data + parities
+        } else {
+            parities + 1
+        };
         let need = if tolerated == 0 {
             r
         } else {
@@ -303,7 +352,7 @@ fn refusal(nodes: &[Candidate], layout: &Layout, data: usize) -> Error {
         };
         return Error::NotEnoughDomains {
             have: domains.len(),
-            needed: need.max(domains.len() + 1),
+            needed: need,
             scheme: scheme.to_string(),
             domains: domains.into_iter().collect::<Vec<_>>().join(", "),
         };
@@ -334,10 +383,19 @@ mod tests {
     }
 
     fn domain_map(ns: &[Candidate]) -> HashMap<NodeId, String> {
-        ns.iter().map(|c| (c.node.id.clone(), c.domain.clone())).collect()
+        ns.iter()
+            .map(|c| (c.node.id.clone(), c.domain.clone()))
+            .collect()
     }
 
-    fn run(scheme: &str, n: usize, domains: usize, r: u32, ha: bool, chunks: u64) -> Result<Vec<StripePlan>> {
+    fn run(
+        scheme: &str,
+        n: usize,
+        domains: usize,
+        r: u32,
+        ha: bool,
+        chunks: u64,
+    ) -> Result<Vec<StripePlan>> {
         let ns = nodes(n, domains);
         let dm = domain_map(&ns);
         let code = Code::new(effective_scheme(scheme.parse().unwrap(), None, r, n)).unwrap();
@@ -370,7 +428,12 @@ mod tests {
     /// member on its own node.
     #[test]
     fn single_loss_is_always_recoverable() {
-        for (scheme, n) in [("xor:3", 4), ("rs:4+2", 6), ("rs:4+2", 9), ("lrc:6+2+2", 10)] {
+        for (scheme, n) in [
+            ("xor:3", 4),
+            ("rs:4+2", 6),
+            ("rs:4+2", 9),
+            ("lrc:6+2+2", 10),
+        ] {
             let code = Code::new(scheme.parse().unwrap()).unwrap();
             let s = run(scheme, n, n, 1, false, 13).unwrap();
             assert_eq!(s.iter().map(|s| s.data.len()).sum::<usize>(), 13);
@@ -427,7 +490,10 @@ mod tests {
         }
         // rs:4+2 over 2 domains: one domain must hold 3 of 6 members.
         let e = run("rs:4+2", 8, 2, 1, true, 4).unwrap_err().to_string();
-        assert!(e.contains("2 failure domains") && e.contains("needs at least 3"), "{e}");
+        assert!(
+            e.contains("2 failure domains") && e.contains("needs at least 3"),
+            "{e}"
+        );
         // Without HA the same cluster is fine.
         run("rs:4+2", 8, 2, 1, false, 4).unwrap();
     }

@@ -513,7 +513,12 @@ fn make_order(
             scheme: f.scheme,
             data: stripe.data.len() as u32,
             member: member as u32,
-            parity_len: stripe.data.iter().map(|c| c.header.raw_len).max().unwrap_or(0),
+            parity_len: stripe
+                .data
+                .iter()
+                .map(|c| c.header.raw_len)
+                .max()
+                .unwrap_or(0),
             parts,
         })
     };

@@ -127,8 +127,17 @@ mod tests {
         // LRC: 3 losses with every 4th still decodable are merely degraded.
         let d = [0, 1, 1, 0, 1, 1];
         assert_eq!(h("lrc:6+2+2", &d, &[1, 1, 0, 1], 1), Health::Degraded);
-        assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 1, 1, 1], &[1, 1, 1, 1], 1), Health::AtRisk);
-        assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 0, 1, 1], &[1, 1, 1, 1], 1), Health::AtRisk);
-        assert_eq!(h("lrc:6+2+2", &[0, 0, 0, 0, 0, 1], &[1, 1, 1, 1], 1), Health::Lost);
+        assert_eq!(
+            h("lrc:6+2+2", &[0, 0, 0, 1, 1, 1], &[1, 1, 1, 1], 1),
+            Health::AtRisk
+        );
+        assert_eq!(
+            h("lrc:6+2+2", &[0, 0, 0, 0, 1, 1], &[1, 1, 1, 1], 1),
+            Health::AtRisk
+        );
+        assert_eq!(
+            h("lrc:6+2+2", &[0, 0, 0, 0, 0, 1], &[1, 1, 1, 1], 1),
+            Health::Lost
+        );
     }
 }

@@ -65,7 +65,12 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
     cfg.secret = load_secret(a.secret_file.as_ref())?;
     if let Some(d) = &a.domain {
-        if d.is_empty() || d.len() > 64 || !d.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if d.is_empty()
+            || d.len() > 64
+            || !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             anyhow::bail!("--domain {d:?}: use 1 to 64 letters, digits, '-', '_' or '.'");
         }
     }

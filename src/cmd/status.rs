@@ -83,7 +83,11 @@ pub async fn run(a: Args) -> Result<()> {
         "cluster: {} replica(s) + {}{}, chunk size {}",
         s.replication,
         s.scheme,
-        if s.ha { ", HA over failure domains" } else { "" },
+        if s.ha {
+            ", HA over failure domains"
+        } else {
+            ""
+        },
         bytes(s.chunk_size)
     );
     let mut nodes: Vec<&protocol::NodeStatus> = s.nodes.iter().collect();

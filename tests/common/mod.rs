@@ -240,6 +240,12 @@ pub struct Builder {
     attach: bool,
     /// `--reserve` for every node (free space they must keep).
     reserve: Option<String>,
+    /// `--domain` of node i is `domains[i % len]` when set.
+    domains: Vec<String>,
+    /// The last `spares` nodes start with `--spare`.
+    spares: usize,
+    /// `coord --ha`.
+    ha: bool,
 }
 
 impl Default for Builder {
@@ -255,6 +261,9 @@ impl Default for Builder {
             secret: None,
             attach: false,
             reserve: None,
+            domains: Vec::new(),
+            spares: 0,
+            ha: false,
         }
     }
 }
@@ -268,7 +277,22 @@ impl Builder {
         self.replication = r;
         self
     }
-    /// `"xor"` or `"none"`.
+    /// Node i gets `--domain rack{(i mod n) + 1}`.
+    pub fn domains(mut self, n: usize) -> Self {
+        self.domains = (1..=n).map(|d| format!("rack{d}")).collect();
+        self
+    }
+    /// The last `n` nodes are hot spares.
+    pub fn spares(mut self, n: usize) -> Self {
+        self.spares = n;
+        self
+    }
+    /// `coord --ha`.
+    pub fn ha(mut self) -> Self {
+        self.ha = true;
+        self
+    }
+    /// `"none"`, `"xor"`, `"rs:K+M"`, `"lrc:K+L+G"`.
     pub fn parity(mut self, p: &'static str) -> Self {
         self.parity = p;
         self
@@ -451,6 +475,9 @@ impl Cluster {
         if let Some(k) = self.cfg.stripe {
             args.extend(["--stripe".into(), k.to_string()]);
         }
+        if self.cfg.ha {
+            args.push("--ha".into());
+        }
         if self.cfg.attach {
             let addrs: Vec<String> = self.node_addrs.iter().flatten().cloned().collect();
             args.extend(["--nodes".into(), addrs.join(",")]);
@@ -500,6 +527,13 @@ impl Cluster {
         }
         if let Some(r) = &self.cfg.reserve {
             args.extend(["--reserve".into(), r.clone()]);
+        }
+        if !self.cfg.domains.is_empty() {
+            let d = self.cfg.domains[i % self.cfg.domains.len()].clone();
+            args.extend(["--domain".into(), d]);
+        }
+        if i + self.cfg.spares >= self.cfg.nodes {
+            args.push("--spare".into());
         }
         let log = self.node_log(i);
         let start = Instant::now();
@@ -769,13 +803,13 @@ impl Drop for Cluster {
     }
 }
 
-/// Chunk `data[pos]` of stripe `stripe` (or its parity if `pos` is None)
-/// from a `stat --json` value.
+/// Chunk `data[pos]` of stripe `stripe` (or its first parity if `pos` is
+/// None) from a `stat --json` value.
 pub fn chunk_of(stat: &serde_json::Value, stripe: usize, pos: Option<usize>) -> &serde_json::Value {
     let s = &stat["stripes"][stripe];
     match pos {
         Some(p) => &s["data"][p],
-        None => &s["parity"],
+        None => &s["parity"][0],
     }
 }
 
@@ -830,7 +864,7 @@ pub fn catalog_placement(c: &Cluster) -> std::collections::BTreeSet<(String, Str
                 .as_array()
                 .expect("data")
                 .iter()
-                .chain(s["parity"].is_object().then_some(&s["parity"]));
+                .chain(s["parity"].as_array().into_iter().flatten());
             for ch in chunks {
                 let id = ch["id"].as_str().expect("id").to_string();
                 for n in holders(ch) {

@@ -291,13 +291,18 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
             .pick(&cands, &holders, member, &uses, &failed_set, false, true)
             .or_else(|| {
                 (!cfg.ha)
-                    .then(|| policy.pick(&cands, &holders, member, &uses, &failed_set, false, false))
+                    .then(|| {
+                        policy.pick(&cands, &holders, member, &uses, &failed_set, false, false)
+                    })
                     .flatten()
             })
             .map(|p| p.node);
         let Some(new) = new else {
             return Err(Error::NotEnoughNodes {
-                live: cands.iter().filter(|n| !failed_set.contains(&n.node.id)).count(),
+                live: cands
+                    .iter()
+                    .filter(|n| !failed_set.contains(&n.node.id))
+                    .count(),
                 needed: code.members(),
                 replication,
                 scheme: up.plan.scheme.to_string(),
