@@ -5,9 +5,10 @@
 //! 1. *Independence.* A parity never shares a node with another member of
 //!    its stripe; a data chunk never shares a node with a parity of its
 //!    stripe, and with one copy per chunk never with another data chunk
-//!    either. With R copies, no two data chunks of a stripe sit on the
-//!    same set of R nodes. One node loss then costs a stripe at most one
-//!    member, and R losses at most one data chunk.
+//!    either. One node loss then costs a stripe at most one member. With R
+//!    copies, no two data chunks of a stripe should sit on the same set of
+//!    R nodes (so R losses cost at most one data chunk); that one is a
+//!    preference, since a small cluster may have no other choice.
 //! 2. *HA* (`coord --ha`): every stripe survives the loss of any one whole
 //!    failure domain: the members whose every copy sits in one domain must
 //!    form a pattern `codes::Code::is_decodable` accepts.
@@ -175,15 +176,14 @@ impl Policy<'_> {
             .iter()
             .filter(|c| !exclude.contains(&c.node.id) && !holders[member].contains(&c.node.id))
             .map(|c| {
-                let fits = !avoid.contains(&c.node.id)
-                    && !self.same_set(holders, member, &c.node.id)
-                    && self.ha_ok(holders, member, &c.node.id);
+                let fits = !avoid.contains(&c.node.id) && self.ha_ok(holders, member, &c.node.id);
                 (c, fits)
             })
             .filter(|(_, fits)| *fits || !strict)
             .min_by_key(|(c, fits)| {
                 (
                     !fits,
+                    self.same_set(holders, member, &c.node.id),
                     per_domain.get(c.domain.as_str()).copied().unwrap_or(0),
                     spares_first && !c.spare,
                     load.get(&c.node.id).copied().unwrap_or(0),
