@@ -390,7 +390,7 @@ fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
 fn handshaken(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut hello = b"DFS1".to_vec();
-    varint(1, &mut hello); // protocol version
+    varint(2, &mut hello); // protocol version (2: erasure-coded stripes)
     varint(0, &mut hello); // Role::Client
     hello.extend_from_slice(&[7u8; 32]); // nonce
     s.write_all(&frame(TAG_MESSAGE, &hello)).unwrap();

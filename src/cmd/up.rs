@@ -455,24 +455,21 @@ fn parse_ready(line: &str) -> Option<String> {
 fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_flag: &str) {
     let mut out = String::new();
     out += &format!(
-        "cluster up in {:.2} s: {} node{}, {} replica{}{}\n",
+        "cluster up in {:.2} s: {} node{}, {} replica{} + {}{}{}\n",
         took.as_secs_f64(),
         st.nodes.len(),
         if st.nodes.len() == 1 { "" } else { "s" },
         a.replication,
         if a.replication == 1 { "" } else { "s" },
-        format!(
-            " + {}{}{}",
-            a.parity,
-            a.domains
-                .map(|d| format!(", {d} domains"))
-                .unwrap_or_default(),
-            if a.spares > 0 {
-                format!(", {} spare(s)", a.spares)
-            } else {
-                String::new()
-            }
-        )
+        a.parity,
+        a.domains
+            .map(|d| format!(", {d} domains"))
+            .unwrap_or_default(),
+        if a.spares > 0 {
+            format!(", {} spare(s)", a.spares)
+        } else {
+            String::new()
+        }
     );
     for p in st.procs() {
         let name = if p.id == "coord" {
