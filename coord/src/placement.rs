@@ -136,20 +136,32 @@ impl Policy<'_> {
         })
     }
 
-    /// Copies of `holders[member]` that break rule 1: the member that came
+    /// Copies of `holders[member]` that break rule 1 or 2, for repair to
+    /// relocate once a fitting node exists. Rule 1: the member that came
     /// later in member order moves, so exactly one of two clashing copies
-    /// is relocated.
+    /// is relocated. Rule 2: in a domain whose loss would be fatal, the
+    /// highest member lost with it moves (one at a time, re-checked by the
+    /// next scan).
     pub fn misplaced(&self, holders: &Holders, member: usize) -> HashSet<NodeId> {
         let k = self.code.k();
         let parity = member >= k;
-        holders
+        let mut out: HashSet<NodeId> = holders
             .iter()
             .enumerate()
             .filter(|(m, _)| *m < member)
             .filter(|(m, _)| parity || *m >= k || self.replication == 1)
             .flat_map(|(_, h)| h.iter().cloned())
             .filter(|n| holders[member].contains(n))
-            .collect()
+            .collect();
+        if self.ha {
+            for n in &holders[member] {
+                let lost = self.lost_in(holders, self.domain(n), None);
+                if lost.last() == Some(&member) && !self.code.is_decodable(self.data, &lost) {
+                    out.insert(n.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Picks a node for a new copy of `member` among `cands`, never one in
@@ -496,6 +508,40 @@ mod tests {
         );
         // Without HA the same cluster is fine.
         run("rs:4+2", 8, 2, 1, false, 4).unwrap();
+    }
+
+    /// A stripe that lost its domain spread (repair fallback) is marked for
+    /// relocation, one member at a time, the highest first.
+    #[test]
+    fn ha_violations_are_misplaced() {
+        let code = Code::new("lrc:6+2+2".parse().unwrap()).unwrap();
+        let id = |i: usize| NodeId::new(&format!("n{i:02}")).unwrap();
+        // Members 0, 1, 2 and local parity 6 in domain "a": fatal if it fails.
+        let dm: HashMap<NodeId, String> = (0..10)
+            .map(|i| {
+                (
+                    id(i),
+                    if [0, 1, 2, 6].contains(&i) { "a" } else { "b" }.to_string(),
+                )
+            })
+            .collect();
+        let holders: Holders = (0..10).map(|m| vec![id(m)]).collect();
+        let p = Policy {
+            code: &code,
+            data: 6,
+            replication: 1,
+            ha: true,
+            domains: &dm,
+        };
+        assert!(!p.survives_any_domain(&holders));
+        assert!(p.misplaced(&holders, 6).contains(&id(6)));
+        assert!(p.misplaced(&holders, 0).is_empty());
+        // Moving member 6 to domain "b" is not HA-safe either ("b" then
+        // holds 7 members); a third domain is.
+        let mut dm2 = dm.clone();
+        dm2.insert(id(6), "c".into());
+        let p2 = Policy { domains: &dm2, ..p };
+        assert!(!p2.survives_any_domain(&holders), "b holds 6 of 10");
     }
 
     #[test]
