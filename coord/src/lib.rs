@@ -12,6 +12,7 @@ pub mod error;
 pub mod journal;
 pub mod membership;
 pub mod placement;
+pub mod planner;
 pub mod repair;
 pub mod server;
 pub mod session;

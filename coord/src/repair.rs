@@ -12,9 +12,14 @@
 //! again, elsewhere if need be. Chunks back at target are trimmed: holders
 //! that are dead, draining or in excess are dropped from the catalog and
 //! (when alive) told to delete their copy.
+//!
+//! What to repair, in which order and where is decided by [`planner`], a
+//! pure function this module feeds with the live cluster; this module owns
+//! the clock, the bookkeeping (in-flight orders, back-off, incidents), the
+//! journal records and the messages.
 
-use crate::catalog::{FileEntry, Record, Slot, StripeEntry};
-use crate::placement::{Holders, Policy};
+use crate::catalog::{Record, Slot};
+use crate::planner;
 use crate::state::{Coord, State};
 use protocol::{
     ChunkId, NodeId, NodeState, Rebuild, RebuildPart, RepairOrder, RepairSource, RepairStatus,
@@ -160,18 +165,6 @@ struct Plan {
     orders: Vec<(NodeId, RepairOrder)>,
 }
 
-struct Need {
-    /// Enough copies, but some sit where they weaken the stripe.
-    relocate: bool,
-    priority: u8,
-    chunk: ChunkId,
-    file: protocol::FileName,
-    stripe: usize,
-    slot: Slot,
-    bytes: u64,
-    sources: Vec<NodeId>,
-}
-
 fn scan(coord: &Coord) -> Plan {
     let cfg = &coord.config;
     let now = Instant::now();
@@ -202,227 +195,120 @@ fn scan(coord: &Coord) -> Plan {
         }
     }
 
-    let state_of = |st: &State, n: &NodeId| {
-        st.members
+    // The decisions: a pure function of catalog, liveness and in-flight
+    // repairs (`planner`), shared with the simulator.
+    let members = &st.members;
+    let state = |n: &NodeId| {
+        members
             .members
             .get(n)
             .map(|m| crate::membership::Membership::state(m, now, cfg))
             .unwrap_or(NodeState::Dead)
     };
-    let mut load: HashMap<NodeId, u64> = HashMap::new();
-    for f in st.catalog.files.values() {
-        for (c, _) in f.chunks() {
-            for n in &c.nodes {
-                *load.entry(n.clone()).or_default() += 1;
-            }
-        }
-    }
-    let mut needs = Vec::new();
-    let mut deletes: HashMap<NodeId, Vec<ChunkId>> = HashMap::new();
-    let domains = st.members.domains();
-    for (name, f) in &st.catalog.files {
-        let code = f.code();
-        for (si, s) in f.stripes.iter().enumerate() {
-            let policy = Policy {
-                code: &code,
-                data: s.data.len(),
-                replication: f.replication,
-                ha: cfg.ha,
-                domains: &domains,
-            };
-            let holders = holders(&code, s, |_| true);
-            for (slot, c) in s.members() {
-                let id = c.header.id;
-                if st.repairs.in_flight.contains_key(&id) {
-                    continue;
-                }
-                let target = f.target(slot.is_parity()) as usize;
-                let alive: Vec<&NodeId> = c
-                    .nodes
-                    .iter()
-                    .filter(|n| state_of(st, n) != NodeState::Dead)
-                    .collect();
-                let usable: Vec<&NodeId> = alive
-                    .iter()
-                    .copied()
-                    .filter(|n| !st.catalog.draining.contains(*n))
-                    .collect();
-                // Copies that break the stripe's independence (a repair had
-                // to fall back on them when nodes were short) are moved once
-                // a better node is available.
-                let conflicted = policy.misplaced(&holders, slot.member(code.k()));
-                let good: Vec<&NodeId> = usable
-                    .iter()
-                    .copied()
-                    .filter(|n| !conflicted.contains(*n))
-                    .collect();
-                if usable.len() >= target {
-                    // Trim: keep `target` copies, well-placed ones first (then
-                    // least loaded); dead, draining and excess holders go.
-                    // Misplaced copies stay until a relocation replaces them.
-                    let mut keep: Vec<&NodeId> = usable.clone();
-                    keep.sort_by_key(|n| {
-                        (conflicted.contains(*n), load.get(*n).copied().unwrap_or(0))
-                    });
-                    keep.truncate(target);
-                    if keep.len() < c.nodes.len() {
-                        let drop: Vec<NodeId> = c
-                            .nodes
-                            .iter()
-                            .filter(|n| !keep.contains(n))
-                            .cloned()
-                            .collect();
-                        for n in &drop {
-                            if alive.contains(&n) {
-                                deletes.entry(n.clone()).or_default().push(id);
-                            }
-                        }
-                        plan.records.push(Record::DropCopies {
-                            chunk: id,
-                            nodes: drop,
-                        });
-                    }
-                    if good.len() >= target {
-                        continue;
-                    }
-                }
-                let mut sources: Vec<NodeId> = alive.iter().map(|n| (*n).clone()).collect();
-                sources.sort_by_key(|n| {
-                    (
-                        state_of(st, n) != NodeState::Alive,
-                        st.catalog.draining.contains(n),
-                    )
-                });
-                // Only misplaced, not short: a low-priority move that never
-                // holds up an incident and waits for a node that fits.
-                let relocate = usable.len() >= target;
-                let priority = match (slot, sources.len()) {
-                    _ if relocate => 4,
-                    (Slot::Parity(_), _) => 3,
-                    (Slot::Data(_), 0) => 0,
-                    (Slot::Data(_), 1) => 1,
-                    _ => 2,
-                };
-                needs.push(Need {
-                    relocate,
-                    priority,
-                    chunk: id,
-                    file: name.clone(),
-                    stripe: si,
-                    slot,
-                    bytes: c.header.stored_len,
-                    sources,
-                });
-            }
-        }
-    }
-    plan.deletes = deletes.into_iter().collect();
-    needs.sort_by_key(|n| n.priority);
-
+    let domains = members.domains();
+    let writable = members.candidates(now, cfg, &st.catalog.draining, &st.used_spares);
+    let repairs = &mut st.repairs;
     let mut per_target: HashMap<NodeId, usize> = HashMap::new();
-    for t in st.repairs.in_flight.values() {
+    for t in repairs.in_flight.values() {
         *per_target.entry(t.target.clone()).or_default() += 1;
     }
-    let writable = st
-        .members
-        .candidates(now, cfg, &st.catalog.draining, &st.used_spares);
-    let (mut waiting_chunks, mut waiting_bytes) = (0, 0);
-    let mut stuck = HashSet::new();
-    for need in &needs {
-        let room = st.repairs.in_flight.len() < cfg.repair_parallel.max(1);
-        let backed_off = st
-            .repairs
-            .retry_at
-            .get(&need.chunk)
-            .is_some_and(|t| *t > now);
-        let order = if room && !backed_off {
-            make_order(st, need, &writable, &per_target, &load, now, cfg)
-        } else {
-            None
-        };
-        match order {
-            Some((target, order)) => {
-                tracing::info!(
-                    file = %need.file, chunk = %need.chunk, priority = need.priority, %target,
-                    kind = match order.source { RepairSource::Copy(_) => "copy", RepairSource::Rebuild(_) => "rebuild" },
-                    "repair scheduled"
-                );
-                *per_target.entry(target.clone()).or_default() += 1;
-                *load.entry(target.clone()).or_default() += 1;
-                st.repairs.next_task += 1;
-                st.repairs.in_flight.insert(
-                    need.chunk,
-                    Task {
-                        id: order.task,
-                        target: target.clone(),
-                        started: now,
-                        bytes: need.bytes,
-                        read: match &order.source {
-                            RepairSource::Copy(_) => need.bytes,
-                            RepairSource::Rebuild(r) => {
-                                r.parts.iter().map(|p| p.header.stored_len).sum()
-                            }
-                        },
-                    },
-                );
-                if let Some(i) = st.repairs.incident.as_mut() {
-                    i.first_repair.get_or_insert(now);
-                }
-                plan.orders.push((target, order));
-            }
-            None if need.relocate => {}
-            None => {
-                waiting_chunks += 1;
-                waiting_bytes += need.bytes;
-                if room && !backed_off {
-                    stuck.insert(need.chunk);
-                }
-            }
+    let mut load = planner::load(st.catalog.files.values());
+    let in_flight = |c: &ChunkId| repairs.in_flight.contains_key(c);
+    let backed_off = |c: &ChunkId| repairs.retry_at.get(c).is_some_and(|t| *t > now);
+    let inputs = planner::Inputs {
+        state: &state,
+        draining: &st.catalog.draining,
+        domains: &domains,
+        writable: &writable,
+        ha: cfg.ha,
+        in_flight: &in_flight,
+        backed_off: &backed_off,
+        running: repairs.in_flight.len(),
+        parallel: cfg.repair_parallel,
+        per_target_cap: PER_TARGET,
+    };
+    let stripes = st
+        .catalog
+        .files
+        .iter()
+        .flat_map(|(name, f)| (0..f.stripes.len()).map(move |i| (name, f, i)));
+    let decided = planner::plan(stripes, &inputs, &mut load, &mut per_target);
+
+    let mut deletes: HashMap<NodeId, Vec<ChunkId>> = HashMap::new();
+    for t in decided.trims.iter() {
+        for n in &t.delete_on {
+            deletes.entry(n.clone()).or_default().push(t.chunk);
         }
+        plan.records.push(Record::DropCopies {
+            chunk: t.chunk,
+            nodes: t.drop.clone(),
+        });
     }
-    for c in &stuck {
-        if !st.repairs.stuck.contains(c) {
+    plan.deletes = deletes.into_iter().collect();
+
+    for d in &decided.decisions {
+        let Some(choice) = &d.choice else { continue };
+        let need = &d.need;
+        let Some(order) = order_for(members, need, choice, repairs.next_task + 1) else {
+            continue;
+        };
+        let target = choice.target.clone();
+        tracing::info!(
+            file = %need.file, chunk = %need.chunk, priority = need.priority, %target,
+            kind = match order.source { RepairSource::Copy(_) => "copy", RepairSource::Rebuild(_) => "rebuild" },
+            "repair scheduled"
+        );
+        repairs.next_task += 1;
+        repairs.in_flight.insert(
+            need.chunk,
+            Task {
+                id: order.task,
+                target: target.clone(),
+                started: now,
+                bytes: need.bytes,
+                read: match &order.source {
+                    RepairSource::Copy(_) => need.bytes,
+                    RepairSource::Rebuild(r) => r.parts.iter().map(|p| p.header.stored_len).sum(),
+                },
+            },
+        );
+        if let Some(i) = repairs.incident.as_mut() {
+            i.first_repair.get_or_insert(now);
+        }
+        plan.orders.push((target, order));
+    }
+    for c in &decided.stuck {
+        if !repairs.stuck.contains(c) {
             tracing::warn!(chunk = %c, "repair: no source or no eligible target for this chunk now");
         }
     }
-    st.repairs.stuck = stuck;
-    st.repairs.waiting_chunks = waiting_chunks;
-    st.repairs.waiting_bytes = waiting_bytes;
-    if needs.iter().all(|n| n.relocate) && st.repairs.in_flight.is_empty() {
-        if let Some(i) = st.repairs.incident.take() {
+    repairs.waiting_chunks = decided.waiting_chunks;
+    repairs.waiting_bytes = decided.waiting_bytes;
+    let settled = decided.only_relocations() && repairs.in_flight.is_empty();
+    repairs.stuck = decided.stuck;
+    if settled {
+        if let Some(i) = repairs.incident.take() {
             let mttr = now.saturating_duration_since(i.died);
-            let bytes = st.repairs.done_bytes - i.done_bytes_at_start;
+            let bytes = repairs.done_bytes - i.done_bytes_at_start;
             let busy = i
                 .first_repair
                 .map(|t| now.saturating_duration_since(t).as_secs_f64())
                 .unwrap_or(0.0);
-            st.repairs.last_rate = if busy > 0.0 {
+            repairs.last_rate = if busy > 0.0 {
                 (bytes as f64 / busy) as u64
             } else {
                 0
             };
-            st.repairs.last_mttr = Some(mttr);
+            repairs.last_mttr = Some(mttr);
             tracing::info!(
                 mttr_s = mttr.as_secs_f64(),
                 repaired_bytes = bytes,
-                rate_mb_s = st.repairs.last_rate as f64 / 1e6,
+                rate_mb_s = repairs.last_rate as f64 / 1e6,
                 "repair: every chunk is fully protected again"
             );
         }
     }
     plan
-}
-
-/// Holders of each member of a stripe (index = member), keeping only the
-/// nodes `keep` accepts; virtual members of a short stripe hold nothing.
-fn holders(code: &codes::Code, s: &StripeEntry, keep: impl Fn(&NodeId) -> bool) -> Holders {
-    let mut h: Holders = vec![Vec::new(); code.members()];
-    for (slot, c) in s.members() {
-        if let Some(v) = h.get_mut(slot.member(code.k())) {
-            *v = c.nodes.iter().filter(|n| keep(n)).cloned().collect();
-        }
-    }
-    h
 }
 
 fn has_session(st: &State, n: &NodeId) -> bool {
@@ -432,104 +318,55 @@ fn has_session(st: &State, n: &NodeId) -> bool {
         .is_some_and(|m| m.session.is_some())
 }
 
-/// Picks the node to hold the new copy (the one placement policy, spares
-/// first) and what it reads: a surviving copy, or the members the code's
-/// read plan names (LRC: the local group; RS: K members).
-fn make_order(
-    st: &mut State,
-    need: &Need,
-    writable: &[crate::placement::Candidate],
-    per_target: &HashMap<NodeId, usize>,
-    load: &HashMap<NodeId, u64>,
-    now: Instant,
-    cfg: &crate::config::CoordConfig,
-) -> Option<(NodeId, RepairOrder)> {
-    let f: &FileEntry = st.catalog.files.get(&need.file)?;
+/// The order a planner decision becomes on the wire: node addresses, the
+/// chunk's header, and for a rebuild the read plan's members with theirs.
+fn order_for(
+    members: &crate::membership::Membership,
+    need: &planner::Need,
+    choice: &planner::Choice,
+    task: u64,
+) -> Option<RepairOrder> {
+    let f = need.entry;
     let stripe = f.stripes.get(need.stripe)?;
     let chunk = stripe.get(need.slot)?;
-    let code = f.code();
-    let member = need.slot.member(code.k());
-    let domains = st.members.domains();
-    let policy = Policy {
-        code: &code,
-        data: stripe.data.len(),
-        replication: f.replication,
-        ha: cfg.ha,
-        domains: &domains,
-    };
-    // Placement looks at copies that still count: not on dead nodes.
-    let live = |n: &NodeId| st.members.is_alive(n, now, cfg);
-    let holders = holders(&code, stripe, live);
-    let busy: HashSet<NodeId> = writable
-        .iter()
-        .filter(|c| per_target.get(&c.node.id).copied().unwrap_or(0) >= PER_TARGET)
-        .map(|c| c.node.id.clone())
-        .chain(chunk.nodes.iter().cloned())
-        .collect();
-    // Protection first: when no node keeps the stripe independent, any
-    // node is better than staying below target. A relocation exists only to
-    // restore independence, so it waits for a node that does.
-    let pick = policy.pick(writable, &holders, member, load, &busy, true, false)?;
-    if !pick.fits && need.relocate {
-        return None;
-    }
-    let target = pick.node;
-    let source = if !need.sources.is_empty() {
-        RepairSource::Copy(
-            need.sources
-                .iter()
-                .map(|n| st.members.node_addr(n))
-                .collect(),
-        )
-    } else {
-        let lost: Vec<usize> = code
-            .real_members(stripe.data.len())
-            .filter(|&m| holders[m].is_empty())
-            .collect();
-        let read = match code.read_plan(stripe.data.len(), &lost, &[member]) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(chunk = %chunk.header.id, error = %e, "no rebuild possible now");
-                return None;
-            }
-        };
-        let mut parts = Vec::new();
-        for m in read {
-            let slot = if m < code.k() {
-                Slot::Data(m)
-            } else {
-                Slot::Parity(m - code.k())
-            };
-            let c = stripe.get(slot)?;
-            let mut nodes: Vec<&NodeId> = c.nodes.iter().filter(|n| live(n)).collect();
-            nodes.sort_by_key(|n| !st.members.is_alive(n, now, cfg));
-            parts.push(RebuildPart {
-                member: m as u32,
-                header: c.header.clone(),
-                nodes: nodes.into_iter().map(|n| st.members.node_addr(n)).collect(),
-            });
+    let source = match &choice.source {
+        planner::Source::Copy(nodes) => {
+            RepairSource::Copy(nodes.iter().map(|n| members.node_addr(n)).collect())
         }
-        RepairSource::Rebuild(Rebuild {
-            scheme: f.scheme,
-            data: stripe.data.len() as u32,
-            member: member as u32,
-            parity_len: stripe
-                .data
-                .iter()
-                .map(|c| c.header.raw_len)
-                .max()
-                .unwrap_or(0),
-            parts,
-        })
+        planner::Source::Rebuild(read) => {
+            let k = f.code().k();
+            let mut parts = Vec::new();
+            for (m, nodes) in read {
+                let slot = if *m < k {
+                    Slot::Data(*m)
+                } else {
+                    Slot::Parity(*m - k)
+                };
+                parts.push(RebuildPart {
+                    member: *m as u32,
+                    header: stripe.get(slot)?.header.clone(),
+                    nodes: nodes.iter().map(|n| members.node_addr(n)).collect(),
+                });
+            }
+            RepairSource::Rebuild(Rebuild {
+                scheme: f.scheme,
+                data: stripe.data.len() as u32,
+                member: need.slot.member(k) as u32,
+                parity_len: stripe
+                    .data
+                    .iter()
+                    .map(|c| c.header.raw_len)
+                    .max()
+                    .unwrap_or(0),
+                parts,
+            })
+        }
     };
-    Some((
-        target.id,
-        RepairOrder {
-            task: st.repairs.next_task + 1,
-            header: chunk.header.clone(),
-            source,
-        },
-    ))
+    Some(RepairOrder {
+        task,
+        header: chunk.header.clone(),
+        source,
+    })
 }
 
 /// A node reports the outcome of an order. The order stays in flight until
