@@ -64,6 +64,9 @@ enum Command {
     Kill(cmd::kill::Args),
     /// Restart a node stopped with `kill`.
     Start(cmd::start::Args),
+    /// How safe is a layout? Years of failures in simulated time, with the
+    /// real placement, decodability and repair planner.
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             Command::Up(a) => cmd::up::run(a).await,
             Command::Kill(a) => cmd::kill::run(a).await,
             Command::Start(a) => cmd::start::run(a).await,
+            Command::Sim(a) => cmd::sim::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

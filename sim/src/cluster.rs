@@ -32,7 +32,7 @@ use protocol::{ChunkHeader, ChunkId, Codec, FileName, NodeAddr, NodeId};
 use std::collections::HashMap;
 
 /// Members per regular node the default sample aims at.
-pub const DEFAULT_MEMBERS_PER_NODE: usize = 64;
+pub const DEFAULT_MEMBERS_PER_NODE: usize = 32;
 
 /// Node ids are `n0000`..: index and id convert both ways without a map.
 pub fn node_id(i: usize) -> NodeId {

@@ -132,6 +132,9 @@ pub struct Trial<'a> {
     reduced: Vec<bool>,
     reduced_count: usize,
     in_flight: BTreeMap<ChunkId, Order>,
+    /// When each short chunk lost its copy: with a fixed repair time its
+    /// repair completes that long after, whatever re-planning happened.
+    short_since: BTreeMap<ChunkId, f64>,
     flights_of: Vec<u32>,
     in_flight_bytes: u64,
     load: HashMap<NodeId, u64>,
@@ -192,6 +195,7 @@ impl<'a> Trial<'a> {
             reduced: vec![false; sample],
             reduced_count: 0,
             in_flight: BTreeMap::new(),
+            short_since: BTreeMap::new(),
             flights_of: vec![0; sample],
             in_flight_bytes: 0,
             load,
@@ -439,7 +443,10 @@ impl<'a> Trial<'a> {
             for s in std::mem::take(&mut self.on_node[x]) {
                 let st = &mut self.file.stripes[s];
                 for c in st.data.iter_mut().chain(st.parity.iter_mut()) {
-                    c.nodes.retain(|h| *h != id);
+                    if c.nodes.contains(&id) {
+                        c.nodes.retain(|h| *h != id);
+                        self.short_since.entry(c.header.id).or_insert(self.now);
+                    }
                 }
                 touched.insert(s);
             }
@@ -563,6 +570,8 @@ impl<'a> Trial<'a> {
         for c in doomed {
             self.drop_order(&c);
             self.out.repairs_failed += 1;
+            // Its chunk needs a new order: a full planning round.
+            self.waiting = true;
         }
     }
 
@@ -575,7 +584,6 @@ impl<'a> Trial<'a> {
             *v = v.saturating_sub(1);
         }
         self.attention.insert(s);
-        self.waiting = true;
         Some(o)
     }
 
@@ -596,6 +604,7 @@ impl<'a> Trial<'a> {
         let t = &self.node[o.target];
         if self.lost[s] || !t.up || t.failed || !sources_ok {
             self.out.repairs_failed += 1;
+            self.waiting = true;
         } else {
             let id = self.base.ids[o.target].clone();
             let k = self.base.code.k();
@@ -605,6 +614,7 @@ impl<'a> Trial<'a> {
             } else {
                 &mut st.parity[m - k]
             };
+            self.short_since.remove(&chunk);
             if !c.nodes.contains(&id) {
                 c.nodes.push(id.clone());
                 *self.load.entry(id).or_default() += 1;
@@ -674,10 +684,9 @@ impl<'a> Trial<'a> {
             backed_off: &no,
             running: self.in_flight.len(),
             parallel: usize::MAX,
-            // A sample member stands for many real chunks: its target
-            // works on one at a time at its full repair bandwidth; with a
-            // fixed repair time every order runs at once.
-            per_target_cap: if fixed.is_some() { usize::MAX } else { 1 },
+            // A sample member stands for many real chunks spread over many
+            // targets (see the bandwidth pool below): no per-target cap.
+            per_target_cap: usize::MAX,
         };
         let scope: Vec<usize> = match only {
             Some(s) => vec![s],
@@ -689,8 +698,10 @@ impl<'a> Trial<'a> {
             .copied()
             .filter(|&s| !lost[s])
             .map(|s| (&self.base.name, &self.file, s));
-        let mut load = self.load.clone();
-        let plan = planner::plan(stripes, &inputs, &mut load, &mut self.per_target);
+        // The coordinator's load is recomputed from the catalog each scan;
+        // here the planner's own increments (for this round's targets) are
+        // undone below instead of cloning the map every round.
+        let plan = planner::plan(stripes, &inputs, &mut self.load, &mut self.per_target);
         let trims = plan.trims.clone();
         let mut orders = Vec::new();
         let mut needy = BTreeSet::new();
@@ -703,6 +714,11 @@ impl<'a> Trial<'a> {
         let waiting = plan.waiting_chunks > 0;
         let waiting_bytes = plan.waiting_bytes;
         drop(plan);
+        for (_, _, target, _) in &orders {
+            if let Some(v) = self.load.get_mut(target) {
+                *v = v.saturating_sub(1);
+            }
+        }
         if only.is_none() {
             self.waiting = waiting;
         } else {
@@ -738,7 +754,19 @@ impl<'a> Trial<'a> {
             self.update_reduced(s);
         }
 
+        // Bandwidth: a sample member stands for `weight` real chunks that
+        // the coordinator spreads over many targets, so repair is modelled
+        // as a cluster-wide pool (per-node rate times writable nodes, or
+        // the cluster cap if lower) shared by the orders in flight when
+        // each starts; no order goes faster than its real chunks could on
+        // `weight` targets at the per-node rate.
         let node_rate = self.p.repair.node_mbps * 1e6 * 3600.0;
+        let mut pool = node_rate * self.cands.len().max(1) as f64;
+        if let Some(c) = self.p.repair.cluster_mbps {
+            pool = pool.min(c * 1e6 * 3600.0);
+        }
+        let share = pool / (self.in_flight.len() + orders.len()).max(1) as f64;
+        let rate = share.min(node_rate * self.base.weight.max(1.0));
         for (chunk, bytes, target, source) in orders {
             let Some(ti) = node_index(&target) else {
                 continue;
@@ -749,15 +777,11 @@ impl<'a> Trial<'a> {
             };
             let read = bytes.saturating_mul(parts as u64);
             let dur = match fixed {
-                Some(h) => h,
-                None => {
-                    let mut rate = node_rate;
-                    if let Some(c) = self.p.repair.cluster_mbps {
-                        let share = c * 1e6 * 3600.0 / (self.in_flight.len() + 1) as f64;
-                        rate = rate.min(share);
-                    }
-                    read as f64 / rate
+                Some(h) => {
+                    let since = self.short_since.get(&chunk).copied().unwrap_or(self.now);
+                    (since + h - self.now).max(0.0)
                 }
+                None => read as f64 / rate,
             };
             self.next_order += 1;
             let id = self.next_order;

@@ -12,7 +12,7 @@
 //!
 //! Scale: a cluster of 484 × 16 TB holds millions of stripes. The simulator
 //! places a *sample* of stripes with the real placement (by default about
-//! 64 members per node) and lets each stand for `weight` real stripes on
+//! 32 members per node) and lets each stand for `weight` real stripes on
 //! the same nodes; bytes are scaled up by that weight. See
 //! [`cluster::Base`] for what this keeps exact and what it approximates.
 
@@ -26,3 +26,6 @@ pub mod scenario;
 pub use error::{Error, Result};
 pub use model::{Failures, Layout, Params, RepairModel};
 pub use report::{run, Summary};
+
+#[cfg(test)]
+mod tests;

@@ -155,7 +155,7 @@ pub struct Params {
     pub years: f64,
     pub trials: usize,
     pub seed: u64,
-    /// Sample stripes placed and simulated; `None`: about 64 members per
+    /// Sample stripes placed and simulated; `None`: about 32 members per
     /// regular node.
     pub sample_stripes: Option<usize>,
     /// Worker threads over trials (results do not depend on it).

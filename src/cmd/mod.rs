@@ -12,6 +12,7 @@ pub mod node;
 pub mod put;
 pub mod rm;
 pub mod scrub;
+pub mod sim;
 pub mod start;
 pub mod stat;
 pub mod status;
