@@ -201,7 +201,9 @@ impl Base {
 
     /// Nodes in failure domain `d`.
     pub fn domain_nodes(&self, d: usize) -> Vec<usize> {
-        (0..self.nodes).filter(|&i| self.domain_of[i] == d).collect()
+        (0..self.nodes)
+            .filter(|&i| self.domain_of[i] == d)
+            .collect()
     }
 }
 

@@ -216,7 +216,12 @@ impl<'a> Trial<'a> {
     }
 
     /// Runs the random failure model for `years` (one Monte-Carlo trial).
-    pub fn run_random(base: &'a Base, p: &'a Params, decodable: &'a Decodable, trial: u64) -> TrialResult {
+    pub fn run_random(
+        base: &'a Base,
+        p: &'a Params,
+        decodable: &'a Decodable,
+        trial: u64,
+    ) -> TrialResult {
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
         rng.set_stream(trial);
         let mut t = Trial::new(base, p, decodable, rng);
@@ -366,16 +371,7 @@ impl<'a> Trial<'a> {
             }
             Kind::RepairDone { chunk, order } => self.repair_done(chunk, order),
             Kind::Replace { node } => {
-                let life = self.node[node].life;
-                let n = &mut self.node[node];
-                n.failed = false;
-                n.up = true;
-                n.dead = false;
-                n.spare = self.base.layout.spares > 0;
-                n.used_spare = false;
-                self.cands_dirty = true;
-                let t = self.now + self.lifetime();
-                self.push(t, Kind::NodeFail { node, life });
+                self.replace(node);
                 if self.waiting {
                     self.replan(None);
                 }
@@ -407,6 +403,21 @@ impl<'a> Trial<'a> {
             }
             Kind::LseFound { id } => self.lses.retain(|l| l.id != id),
         }
+    }
+
+    /// A failed node's slot gets an empty new node (a spare when the
+    /// layout has spares), with a fresh lifetime.
+    fn replace(&mut self, node: usize) {
+        let life = self.node[node].life;
+        let n = &mut self.node[node];
+        n.failed = false;
+        n.up = true;
+        n.dead = false;
+        n.spare = self.base.layout.spares > 0;
+        n.used_spare = false;
+        self.cands_dirty = true;
+        let t = self.now + self.lifetime();
+        self.push(t, Kind::NodeFail { node, life });
     }
 
     /// A transient outage starts: the node's sessions close, so its
@@ -452,8 +463,19 @@ impl<'a> Trial<'a> {
             }
             self.load.remove(&id);
             self.lses.retain(|l| l.node != x);
-            let at = self.now + self.p.failures.replace_days * 24.0;
-            self.push(at, Kind::Replace { node: x });
+            if self.p.failures.replace_days > 0.0 {
+                let at = self.now + self.p.failures.replace_days * 24.0;
+                self.push(at, Kind::Replace { node: x });
+            }
+        }
+        // An instant replacement (closed-form comparisons) is there before
+        // the first repair is planned.
+        if self.p.failures.replace_days <= 0.0 {
+            for &x in nodes {
+                if self.node[x].failed {
+                    self.replace(x);
+                }
+            }
         }
         self.open_failures.push(self.now);
         self.event_lost = false;
@@ -708,7 +730,12 @@ impl<'a> Trial<'a> {
         for d in &plan.decisions {
             needy.insert(d.need.stripe);
             if let Some(c) = &d.choice {
-                orders.push((d.need.chunk, d.need.bytes, c.target.clone(), c.source.clone()));
+                orders.push((
+                    d.need.chunk,
+                    d.need.bytes,
+                    c.target.clone(),
+                    c.source.clone(),
+                ));
             }
         }
         let waiting = plan.waiting_chunks > 0;
@@ -832,7 +859,8 @@ impl<'a> Trial<'a> {
                 data: st.data.iter().map(count).collect(),
                 parity: st.parity.iter().map(count).collect(),
             };
-            let h = protocol::health::stripe_health(&self.base.code, &copies, self.file.replication);
+            let h =
+                protocol::health::stripe_health(&self.base.code, &copies, self.file.replication);
             out[h as usize] += 1;
         }
         out

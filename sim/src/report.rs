@@ -89,7 +89,11 @@ pub fn run(p: &Params, progress: &(dyn Fn() + Sync)) -> Result<Summary> {
 }
 
 /// [`run`] with a chosen decodability rule (tests feed a broken one).
-pub fn run_with(p: &Params, decodable: &Decodable, progress: &(dyn Fn() + Sync)) -> Result<Summary> {
+pub fn run_with(
+    p: &Params,
+    decodable: &Decodable,
+    progress: &(dyn Fn() + Sync),
+) -> Result<Summary> {
     p.validate()?;
     let base = Base::new(&p.layout, p.sample_stripes)?;
     let results: Vec<Mutex<Option<TrialResult>>> =
@@ -131,7 +135,10 @@ fn summarize(p: &Params, base: &Base, rs: &[TrialResult]) -> Summary {
     let read = sum(&|r| r.repair_read_bytes);
     let mut peaks: Vec<f64> = rs.iter().map(|r| r.peak_queue_bytes).collect();
     peaks.sort_by(|a, b| a.total_cmp(b));
-    let ttf: Vec<f64> = rs.iter().flat_map(|r| r.time_to_full.iter().copied()).collect();
+    let ttf: Vec<f64> = rs
+        .iter()
+        .flat_map(|r| r.time_to_full.iter().copied())
+        .collect();
     let scheme = base.code.scheme();
     Summary {
         scheme: scheme.to_string(),

@@ -63,7 +63,7 @@ fn closed_form(n: u64, m: u64, afr: f64, h: f64, years: f64) -> f64 {
 /// interval, widened by 10% of the expected value for the first-order
 /// approximation).
 fn check_closed_form(parity: &str, r: u32, n: usize, m: u64, afr: f64, h: f64, years: f64) {
-    let trials = 3000;
+    let trials = 2000;
     let p = params(layout(n, n, parity, r, false), afr, h, years, trials);
     let s = run(&p, &|| {}).unwrap();
     let want = closed_form(n as u64, m, afr, h, years);
@@ -99,8 +99,16 @@ fn rs_4_2_matches_closed_form() {
 /// ignored repair time would fail this).
 #[test]
 fn repair_time_drives_losses() {
-    let a = run(&params(layout(2, 2, "none", 2, false), 0.5, 50.0, 20.0, 3000), &|| {}).unwrap();
-    let b = run(&params(layout(2, 2, "none", 2, false), 0.5, 200.0, 20.0, 3000), &|| {}).unwrap();
+    let a = run(
+        &params(layout(2, 2, "none", 2, false), 0.5, 50.0, 20.0, 2000),
+        &|| {},
+    )
+    .unwrap();
+    let b = run(
+        &params(layout(2, 2, "none", 2, false), 0.5, 200.0, 20.0, 2000),
+        &|| {},
+    )
+    .unwrap();
     assert!(
         b.trials_with_loss as f64 > 2.5 * a.trials_with_loss as f64,
         "{} vs {}",
@@ -117,7 +125,7 @@ fn deterministic() {
         layout: layout(40, 5, "lrc:6+2+2", 1, true),
         failures: Failures {
             afr: 0.3,
-            transient_per_year: 2.0,
+            transient_per_year: 1.0,
             lse_per_year: 5.0,
             domain_afr: 0.05,
             ..Failures::default()
@@ -126,8 +134,8 @@ fn deterministic() {
             node_mbps: 20.0,
             ..RepairModel::default()
         },
-        years: 3.0,
-        trials: 12,
+        years: 2.0,
+        trials: 6,
         seed: 5,
         sample_stripes: Some(60),
         threads: 1,

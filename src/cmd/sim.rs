@@ -363,7 +363,10 @@ fn plot(p: &Params, path: &std::path::Path) -> Result<()> {
         let mut q = p.clone();
         q.repair.node_mbps = mbps;
         q.repair.fixed_hours = None;
-        let s = with_bar(&q, &format!("plot {}/{} ({mbps:.0} MB/s)", i + 1, speeds.len()))?;
+        let s = with_bar(
+            &q,
+            &format!("plot {}/{} ({mbps:.0} MB/s)", i + 1, speeds.len()),
+        )?;
         pts.push((
             mbps,
             s.loss_probability_per_year,
@@ -407,7 +410,10 @@ fn plot(p: &Params, path: &std::path::Path) -> Result<()> {
         ))
         .map_err(|e| err(&e))?;
     chart
-        .draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 4, BLUE.filled())))
+        .draw_series(
+            pts.iter()
+                .map(|p| Circle::new((p.0, p.1), 4, BLUE.filled())),
+        )
         .map_err(|e| err(&e))?;
     chart
         .draw_series(
