@@ -92,7 +92,25 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool, owner: &str) 
     let stripes = if chunks == 0 {
         Vec::new()
     } else {
-        placement::plan(&nodes, chunks, &layout, &mut st.rotation)?
+        placement::plan(&nodes, chunks, &layout, &mut st.rotation).map_err(|e| {
+            // Say so when full disks are what is missing.
+            let full: Vec<String> = st
+                .members
+                .members
+                .values()
+                .filter(|m| m.session.is_some())
+                .filter(|m| m.stats.usable_bytes().is_some_and(|u| u < cfg.chunk_size))
+                .map(|m| m.id.to_string())
+                .collect();
+            if full.is_empty() {
+                e
+            } else {
+                Error::BadRequest(format!(
+                    "{e}: disk full on {} (less than a chunk free beyond their reserve)",
+                    full.join(", ")
+                ))
+            }
+        })?
     };
     // Write grants, valid for as long as the upload may stay open.
     let ttl = upload_ttl(size);
