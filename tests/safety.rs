@@ -531,3 +531,31 @@ fn a_reader_finishes_byte_exact_across_put_force() {
     assert!(got == old || got == new, "the reader got one whole version");
     c.get_exact("doc", &new);
 }
+
+/// Case 6: full disks. A node with no room beyond its reserve is never
+/// chosen, neither for new chunks nor for repair.
+#[test]
+fn a_full_node_is_never_chosen() {
+    let mut c = Cluster::builder()
+        .nodes(5)
+        .replication(2)
+        .parity("xor")
+        .chunk_size(C as u64)
+        .node_reserve_for(4, "1PiB")
+        .start();
+    let files = put_some(&c, "full", 6, 500);
+    assert!(c.chunk_files(4).is_empty(), "the full node n5 took new chunks");
+    c.kill_node(0);
+    wait_until(DEADLINE, "every file healthy again after n1 died", || {
+        files.iter().all(|(n, _)| c.stat(n)["health"] == "healthy")
+    });
+    assert!(c.chunk_files(4).is_empty(), "repair chose the full node n5");
+    // Not even tried: a refused transfer would be in its log.
+    let log = std::fs::read_to_string(c.dir().join("node-n5.log")).unwrap_or_default();
+    assert!(!log.contains("disk full"), "n5 was asked to store: {log}");
+    let st = c.status().expect("status");
+    assert_eq!(st["repair"]["failed"], 0, "no transfer to a full node: {st}");
+    for (name, data) in &files {
+        c.get_exact(name, data);
+    }
+}

@@ -240,6 +240,8 @@ pub struct Builder {
     attach: bool,
     /// `--reserve` for every node (free space they must keep).
     reserve: Option<String>,
+    /// `--reserve` for one node, overriding `reserve`.
+    reserve_for: Vec<(usize, String)>,
     /// `coord --delete-grace` and `--orphan-grace`: short by default so
     /// tests see deletes promptly; safety tests set them as they need.
     delete_grace: String,
@@ -261,6 +263,7 @@ impl Default for Builder {
             secret: None,
             attach: false,
             reserve: None,
+            reserve_for: Vec::new(),
             delete_grace: "0s".into(),
             orphan_grace: "1s".into(),
             coord_args: Vec::new(),
@@ -318,6 +321,10 @@ impl Builder {
     }
     /// Every node keeps this much free (`--reserve`), e.g. "1PiB" to make
     /// every disk "full".
+    pub fn node_reserve_for(mut self, i: usize, r: &str) -> Self {
+        self.reserve_for.push((i, r.to_string()));
+        self
+    }
     pub fn node_reserve(mut self, r: &str) -> Self {
         self.reserve = Some(r.to_string());
         self
@@ -527,7 +534,14 @@ impl Cluster {
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
         }
-        if let Some(r) = &self.cfg.reserve {
+        let reserve = self
+            .cfg
+            .reserve_for
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, r)| r)
+            .or(self.cfg.reserve.as_ref());
+        if let Some(r) = reserve {
             args.extend(["--reserve".into(), r.clone()]);
         }
         let log = self.node_log(i);
