@@ -544,7 +544,10 @@ fn a_full_node_is_never_chosen() {
         .node_reserve_for(4, "1PiB")
         .start();
     let files = put_some(&c, "full", 6, 500);
-    assert!(c.chunk_files(4).is_empty(), "the full node n5 took new chunks");
+    assert!(
+        c.chunk_files(4).is_empty(),
+        "the full node n5 took new chunks"
+    );
     c.kill_node(0);
     wait_until(DEADLINE, "every file healthy again after n1 died", || {
         files.iter().all(|(n, _)| c.stat(n)["health"] == "healthy")
@@ -554,7 +557,10 @@ fn a_full_node_is_never_chosen() {
     let log = std::fs::read_to_string(c.dir().join("node-n5.log")).unwrap_or_default();
     assert!(!log.contains("disk full"), "n5 was asked to store: {log}");
     let st = c.status().expect("status");
-    assert_eq!(st["repair"]["failed"], 0, "no transfer to a full node: {st}");
+    assert_eq!(
+        st["repair"]["failed"], 0,
+        "no transfer to a full node: {st}"
+    );
     for (name, data) in &files {
         c.get_exact(name, data);
     }
