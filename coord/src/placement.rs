@@ -303,6 +303,7 @@ pub fn plan(
         let mut plan = |m: usize| ChunkPlan {
             id: ChunkId::random(),
             nodes: std::mem::take(&mut placed[m]),
+            token: None,
         };
         stripes.push(StripePlan {
             data: (0..data).map(&mut plan).collect(),
