@@ -48,6 +48,10 @@ pub struct Args {
     /// Allow listening on a non-loopback address without a secret.
     #[arg(long)]
     pub insecure: bool,
+    /// Chunks up to this size are made durable in groups (one sync for all
+    /// that arrived meanwhile); 0 fsyncs each chunk on its own.
+    #[arg(long, default_value = "256KiB")]
+    pub group_commit: String,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -81,6 +85,8 @@ pub async fn run(a: Args) -> Result<()> {
     }
     cfg.domain = a.domain.unwrap_or_default();
     cfg.spare = a.spare;
+    cfg.group_commit_max =
+        crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
     announce(&format!(
         "node {id} listening on {local}, data in {}",
         data.display()
