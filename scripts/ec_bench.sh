@@ -9,11 +9,14 @@
 # make_corpus like scripts/bench.sh):
 #
 #   put MB/s            one put of the corpus
-#   get MB/s            healthy get (to a file, byte-exact checked)
+#   get MB/s            healthy get (to a file, byte-exact checked; after one
+#                       warm-up get so every get reads from the page cache)
 #   degraded-1 / -2     get with one, then two nodes killed (SIGKILL) before
-#                       they are declared dead, so every lost chunk is decoded
-#   repair read/rebuilt bytes the nodes read per byte they rebuilt once the
-#                       first killed node is declared dead (status.repair)
+#                       they are declared dead (10 s), so every chunk they
+#                       held is decoded from the rest of its stripe
+#   repair read/rebuilt the second node is restarted; the first is declared
+#                       dead and repaired alone: bytes the nodes read per byte
+#                       they rebuilt (status.repair)
 #   overhead            stored / logical bytes (status.schemes)
 #
 # and prints ratios against R=2+xor measured in the same run, with the
@@ -21,7 +24,7 @@
 # for every scheme; LRC repair reads <= 0.6x what RS with the same K reads
 # (rs:12+4 is run for that comparison, repair only).
 #
-# Knobs: CORPUS_MIB [256], CHUNK [8MiB], EC_BENCH_DIR [target/ec-bench].
+# Knobs: CORPUS_MIB [256], CHUNK [4MiB], EC_BENCH_DIR [target/ec-bench].
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +33,7 @@ BIN=$ROOT/target/release/dfs-sim
 RUN=$WORK/run
 LOGS=$WORK/logs
 CORPUS_MIB=${CORPUS_MIB:-256}
-CHUNK=${CHUNK:-8MiB}
+CHUNK=${CHUNK:-4MiB}
 NODES=16
 
 log() { printf '[ec-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -75,7 +78,7 @@ run_scheme() {
   PIDS=()
   start "coord_$label" "$BIN" coord --listen 127.0.0.1:0 --data "$RUN/coord" \
     --replication "$r" --parity "$scheme" --chunk-size "$CHUNK" \
-    --heartbeat-ms 500 --dead-after 4
+    --heartbeat-ms 500 --dead-after 20
   wait_for 30 announced "coord_$label"
   export DFS_COORD
   DFS_COORD=$(listen_addr "coord_$label")
@@ -104,6 +107,7 @@ run_scheme() {
     rm -f "$RUN/out"
     mbps "$SIZE" "$t0" "$t1"
   }
+  getrate >/dev/null
   GET[$label]=$(getrate)
   # Kill the two nodes holding the most copies, one at a time.
   read -r v1 < <(status | jq -r '.nodes | max_by(.chunks) | .id')
@@ -112,7 +116,9 @@ run_scheme() {
   read -r v2 < <(status | jq -r --arg v "$v1" '[.nodes[] | select(.id != $v)] | max_by(.chunks) | .id')
   kill_node "$label" "$v2"
   DEG2[$label]=$(getrate)
-  # Repair traffic: wait for both deaths to be repaired.
+  start "${label}_$v2" "$BIN" node --id "$v2" --listen 127.0.0.1:0 --data "$RUN/$v2" --coord "$DFS_COORD"
+  # Repair traffic of one dead node: wait for it to be repaired.
+  wait_for 60 bash -c "'$BIN' status --json | jq -e '[.nodes[] | select(.id == \"$v1\" and .state == \"dead\")] | length == 1' >/dev/null"
   wait_for 300 bash -c "'$BIN' status --json | jq -e '.repair.incident_open_ms == null and .repair.done_bytes > 0 and (.under_protected | length) == 0' >/dev/null"
   s=$(status)
   READ[$label]=$(jq '.repair.read_bytes / .repair.done_bytes | . * 100 | round / 100' <<<"$s")

@@ -20,7 +20,13 @@ impl CoordClient {
             Ok(c) => c,
             Err(source) => return Err(Error::NoCoordinator { addr, source }),
         };
-        handshake::initiate(&mut conn, Role::Client, cfg.secret.as_ref())
+        // The cluster secret makes an operator (drain, keys...); a client
+        // key, or nothing on an unsecured cluster, a client.
+        let role = match cfg.cred {
+            Some(protocol::Credential::Internal(_)) => Role::Admin,
+            _ => Role::Client,
+        };
+        handshake::initiate(&mut conn, role, cfg.cred.as_ref(), None)
             .await
             .map_err(|source| Error::Protocol {
                 peer: format!("coordinator {addr}"),
@@ -136,6 +142,26 @@ impl CoordClient {
         }
     }
 
+    pub async fn key_create(&mut self, name: String) -> Result<String> {
+        match self.call(CoordRequest::KeyCreate { name }).await? {
+            CoordResponse::Key(k) => Ok(k),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn key_revoke(&mut self, name: String) -> Result<()> {
+        self.call(CoordRequest::KeyRevoke { name })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn key_list(&mut self) -> Result<Vec<String>> {
+        match self.call(CoordRequest::KeyList).await? {
+            CoordResponse::Keys(k) => Ok(k),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn drain(&mut self, node: NodeId, cancel: bool) -> Result<()> {
         self.call(CoordRequest::Drain { node, cancel })
             .await
@@ -162,7 +188,7 @@ impl CoordClient {
 
     pub async fn status(&mut self) -> Result<ClusterStatus> {
         match self.call(CoordRequest::Status).await? {
-            CoordResponse::Status(s) => Ok(s),
+            CoordResponse::Status(s) => Ok(*s),
             _ => Err(self.unexpected()),
         }
     }

@@ -48,6 +48,8 @@ struct Stats {
     /// Copies that arrived but failed verification: reported to the
     /// coordinator, which has their node re-verify and repair them.
     bad: std::sync::Mutex<Vec<(protocol::ChunkId, protocol::NodeId, String)>>,
+    /// Bounds the stripe members held by all rebuilds of this get at once.
+    rebuild_fetches: tokio::sync::Semaphore,
 }
 
 impl Stats {
@@ -66,7 +68,7 @@ pub async fn get(
     progress: Progress,
 ) -> Result<GetSummary> {
     let mut coord = CoordClient::connect(cfg).await?;
-    let pool = Arc::new(NodePool::new(Role::Client, cfg.secret.clone()));
+    let pool = Arc::new(NodePool::new(Role::Client, None));
     get_with(&mut coord, &pool, cfg.inflight, name, out, progress).await
 }
 
@@ -86,6 +88,7 @@ pub async fn get_with(
         rebuilt: AtomicU64::new(0),
         suspects: Default::default(),
         bad: Default::default(),
+        rebuild_fetches: tokio::sync::Semaphore::new(REBUILD_FETCHES),
     });
     let mut sink = Sink::open(&out)?;
     let positions: Vec<(usize, usize)> = info
@@ -241,7 +244,10 @@ async fn read_any(
     // already failed during this get after the rest.
     order.sort_by_key(|l| stats.suspect(&l.node.addr));
     for loc in order {
-        let res = match pool.fetch(&loc.node.addr, &c.header).await {
+        let res = match pool
+            .fetch(&loc.node.addr, &c.header, c.token.as_ref())
+            .await
+        {
             Ok(stored) => {
                 let h = c.header.clone();
                 let res = tokio::task::spawn_blocking(move || chunk::decode(&h, stored))
@@ -278,9 +284,13 @@ async fn read_any(
 /// Decodes data chunk `lost` of a stripe from the members the code's read
 /// plan names (LRC: its local group; RS: K members), skipping members
 /// whose every holder is down or already failed in this get. A member that
-/// fails to arrive joins the lost set and the plan is made again. Members
-/// are fetched one at a time and folded into the output as they arrive, so
-/// memory is the output plus one member, whatever the stripe width.
+/// fails to arrive joins the lost set and the plan is made again. At most
+/// [`REBUILD_FETCHES`] members are in memory at once across every rebuild
+/// of the get (a permit is held from fetch until the member is folded into
+/// its output), so memory stays bounded whatever the stripe width.
+/// Stripe members held at once by the degraded reads of one get.
+const REBUILD_FETCHES: usize = 3;
+
 async fn rebuild(
     pool: &NodePool,
     info: &FileInfo,
@@ -325,9 +335,21 @@ async fn rebuild(
             .decoder(data, &read, &[lost])
             .map_err(|e| e.to_string())?;
         let mut out = vec![0u8; parity_len];
-        for (r, &m) in read.iter().enumerate() {
-            let c = member_info(m).ok_or("member missing from the stripe")?;
-            match read_any(pool, c, &info.name, stats).await {
+        let mut fetched = stream::iter(read.iter().copied().enumerate())
+            .map(|(r, m)| async move {
+                let c = member_info(m).ok_or("member missing from the stripe")?;
+                let permit = stats
+                    .rebuild_fetches
+                    .acquire()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let res = read_any(pool, c, &info.name, stats).await;
+                Ok::<_, String>((r, m, res, permit))
+            })
+            .buffer_unordered(REBUILD_FETCHES);
+        while let Some(next) = fetched.next().await {
+            let (r, m, res, _permit) = next?;
+            match res {
                 Ok(raw) => {
                     if raw.len() > out.len() {
                         return Err(format!("member {m} is longer than the stripe's parity"));

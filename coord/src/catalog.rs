@@ -15,6 +15,9 @@ pub struct Catalog {
     /// Nodes being drained: they take no new chunks and their copies are
     /// moved away. Durable, so a restart does not forget a drain.
     pub draining: BTreeSet<NodeId>,
+    /// Client keys in force, by name (`dfs-sim key create`). Kept with the
+    /// catalog because the coordinator is the one that checks them.
+    pub keys: BTreeMap<String, [u8; 32]>,
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
@@ -112,6 +115,15 @@ pub enum Record {
     /// A removed node: forget its address and drain state.
     Forget {
         node: NodeId,
+    },
+    /// A client key issued.
+    KeyCreate {
+        name: String,
+        key: [u8; 32],
+    },
+    /// A client key revoked.
+    KeyRevoke {
+        name: String,
     },
 }
 
@@ -222,23 +234,13 @@ impl FileEntry {
     }
 }
 
-/// Round 1's on-disk catalog types, kept so that a data directory written
-/// by round 1 still loads: the journal/snapshot loader decodes these and
-/// converts with `from_legacy`.
+/// Round 1's stripe shape, the input of [`FileEntry::from_legacy`]. The
+/// rest of round 1's on-disk format (snapshot, records) is frozen in
+/// `crate::legacy`, whose loader calls the conversion.
 pub mod legacy {
     use super::ChunkEntry;
-    use protocol::{ChunkId, FileName, NodeId};
-    use serde::{Deserialize, Serialize};
-    use std::collections::{BTreeMap, BTreeSet};
 
-    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-    pub struct Catalog {
-        pub files: BTreeMap<FileName, FileEntry>,
-        pub node_addrs: BTreeMap<NodeId, String>,
-        pub draining: BTreeSet<NodeId>,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct FileEntry {
         pub size: u64,
         pub created_ms: u64,
@@ -247,57 +249,10 @@ pub mod legacy {
         pub stripes: Vec<StripeEntry>,
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct StripeEntry {
         pub data: Vec<ChunkEntry>,
         pub parity: Option<ChunkEntry>,
-    }
-
-    /// Round 1's journal record; only `PutFile` carried a catalog type.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Record {
-        PutFile { name: FileName, entry: FileEntry },
-        RemoveFile { name: FileName },
-        AddCopy { chunk: ChunkId, node: NodeId },
-        DropCopies { chunk: ChunkId, nodes: Vec<NodeId> },
-        NodeAddr { id: NodeId, addr: String },
-        Drain { node: NodeId, on: bool },
-        Forget { node: NodeId },
-    }
-
-    impl From<Record> for super::Record {
-        fn from(r: Record) -> super::Record {
-            use super::Record as R;
-            match r {
-                Record::PutFile { name, entry } => R::PutFile {
-                    name,
-                    entry: super::FileEntry::from_legacy(entry),
-                },
-                Record::RemoveFile { name } => R::RemoveFile { name },
-                Record::AddCopy { chunk, node } => R::AddCopy { chunk, node },
-                Record::DropCopies { chunk, nodes } => R::DropCopies { chunk, nodes },
-                Record::NodeAddr { id, addr } => R::NodeAddr { id, addr },
-                Record::Drain { node, on } => R::Drain { node, on },
-                Record::Forget { node } => R::Forget { node },
-            }
-        }
-    }
-
-    impl From<Catalog> for super::Catalog {
-        fn from(c: Catalog) -> super::Catalog {
-            let mut cat = super::Catalog {
-                files: c
-                    .files
-                    .into_iter()
-                    .map(|(n, f)| (n, super::FileEntry::from_legacy(f)))
-                    .collect(),
-                node_addrs: c.node_addrs,
-                draining: c.draining,
-                index: Default::default(),
-            };
-            cat.reindex();
-            cat
-        }
     }
 }
 
@@ -343,6 +298,54 @@ impl Catalog {
         self.files
             .values()
             .any(|f| f.chunks().any(|(c, _)| c.nodes.contains(node)))
+    }
+
+    /// Everything but the files, encoded: the first part of a snapshot.
+    /// Taking the files out for the encoding (and putting them back) is
+    /// O(1), and means a field added to the catalog is never forgotten.
+    pub fn head_bytes(&mut self) -> Result<Vec<u8>, postcard::Error> {
+        let files = std::mem::take(&mut self.files);
+        let res = postcard::to_allocvec(&*self);
+        self.files = files;
+        res
+    }
+
+    /// Up to `max` files after `after` (in name order), encoded, and the
+    /// last name; `None` when there are no more. Snapshots are written a
+    /// batch at a time so the catalog lock is never held for long.
+    pub fn batch_bytes(
+        &self,
+        after: Option<&FileName>,
+        max: usize,
+    ) -> Result<Option<(Vec<u8>, FileName)>, postcard::Error> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let batch: Vec<(&FileName, &FileEntry)> = self
+            .files
+            .range::<FileName, _>((lower, Bound::Unbounded))
+            .take(max)
+            .collect();
+        let Some((last, _)) = batch.last() else {
+            return Ok(None);
+        };
+        let last = (*last).clone();
+        Ok(Some((postcard::to_allocvec(&batch)?, last)))
+    }
+
+    /// A catalog from a snapshot's head, without files yet.
+    pub fn from_head(bytes: &[u8]) -> Result<Catalog, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
+    /// Adds a batch written by [`Catalog::batch_bytes`]; call
+    /// [`Catalog::reindex`] after the last one.
+    pub fn load_batch(&mut self, bytes: &[u8]) -> Result<(), postcard::Error> {
+        let batch: Vec<(FileName, FileEntry)> = postcard::from_bytes(bytes)?;
+        self.files.extend(batch);
+        Ok(())
     }
 
     pub fn locate(&self, id: &ChunkId) -> Option<&ChunkRef> {
@@ -403,6 +406,14 @@ impl Catalog {
             Record::Forget { node } => {
                 self.node_addrs.remove(node);
                 self.draining.remove(node);
+                Vec::new()
+            }
+            Record::KeyCreate { name, key } => {
+                self.keys.insert(name.clone(), *key);
+                Vec::new()
+            }
+            Record::KeyRevoke { name } => {
+                self.keys.remove(name);
                 Vec::new()
             }
             Record::Drain { node, on } => {
@@ -525,13 +536,13 @@ mod legacy_tests {
                 parity: None,
             }],
         };
-        let mut old = legacy::Catalog::default();
-        old.files.insert(FileName::new("x").unwrap(), xor.clone());
-        old.files.insert(FileName::new("y").unwrap(), plain);
-        // Through bytes, as the loader will see it.
-        let bytes = postcard::to_allocvec(&old).unwrap();
-        let back: legacy::Catalog = postcard::from_bytes(&bytes).unwrap();
-        let cat: Catalog = back.into();
+        let mut cat = Catalog::default();
+        for (n, f) in [("x", xor.clone()), ("y", plain)] {
+            cat.apply(&Record::PutFile {
+                name: FileName::new(n).unwrap(),
+                entry: FileEntry::from_legacy(f),
+            });
+        }
         let x = &cat.files[&FileName::new("x").unwrap()];
         assert_eq!(x.scheme, Scheme::Xor { k: 2 });
         assert_eq!(x.stripes[0].parity.len(), 1);

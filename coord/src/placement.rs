@@ -266,6 +266,7 @@ pub fn plan(
         return Err(e);
     }
     let mut load: HashMap<NodeId, u64> = HashMap::new();
+    let mut primary: HashMap<NodeId, u64> = HashMap::new();
     let mut stripes = Vec::new();
     let mut left = chunks;
     while left > 0 {
@@ -290,11 +291,31 @@ pub fn plan(
             .chain((0..data).map(|m| (m, r)))
             .collect();
         for (m, copies) in order {
-            for _ in 0..copies {
-                let Some(p) = policy.pick(&ring, &holders, m, &load, &HashSet::new(), false, true)
+            for copy in 0..copies {
+                // Readers try a chunk's first copy first: spread first
+                // copies on their own, then the rest by total load.
+                let weighted: HashMap<NodeId, u64>;
+                let by = if copy == 0 && copies > 1 {
+                    weighted = load
+                        .iter()
+                        .map(|(n, l)| {
+                            (
+                                n.clone(),
+                                primary.get(n).copied().unwrap_or(0) * (1 << 32) + l,
+                            )
+                        })
+                        .collect();
+                    &weighted
+                } else {
+                    &load
+                };
+                let Some(p) = policy.pick(&ring, &holders, m, by, &HashSet::new(), false, true)
                 else {
                     return Err(refusal(nodes, layout, data));
                 };
+                if copy == 0 {
+                    *primary.entry(p.node.id.clone()).or_default() += 1;
+                }
                 *load.entry(p.node.id.clone()).or_default() += 1;
                 holders[m].push(p.node.id.clone());
                 placed[m].push(p.node);
@@ -303,6 +324,7 @@ pub fn plan(
         let mut plan = |m: usize| ChunkPlan {
             id: ChunkId::random(),
             nodes: std::mem::take(&mut placed[m]),
+            token: None,
         };
         stripes.push(StripePlan {
             data: (0..data).map(&mut plan).collect(),
@@ -550,6 +572,26 @@ mod tests {
         assert!(e.contains("only 2 live"), "{e}");
         let e = run("rs:4+2", 5, 5, 1, false, 4).unwrap_err().to_string();
         assert_eq!(e, "only 5 live non-spare nodes for rs:4+2 with replication 1 (needs 6); start more nodes or choose a narrower scheme");
+    }
+
+    /// With copies, every node is the first copy (the one read) of some
+    /// chunks, whatever the rotation.
+    #[test]
+    fn first_copies_spread() {
+        for rot in 0..6u64 {
+            let ns = nodes(3, 3);
+            let dm = domain_map(&ns);
+            let code = Code::new(Scheme::None).unwrap();
+            let layout = Layout {
+                code: &code,
+                replication: 2,
+                ha: false,
+                domains: &dm,
+            };
+            let s = plan(&ns, 11, &layout, &mut rot.clone()).unwrap();
+            let firsts: HashSet<_> = s.iter().map(|s| s.data[0].nodes[0].id.clone()).collect();
+            assert_eq!(firsts.len(), 3, "rotation {rot}");
+        }
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub struct NodeConfig {
     pub domain: String,
     /// A hot spare: the coordinator sends it no new writes, only repairs.
     pub spare: bool,
+    /// Chunks of at most this many stored bytes are made durable in groups
+    /// (one file-system sync for all that arrived meanwhile) rather than one
+    /// fsync each; 0 fsyncs every chunk on its own. Group commit pays off
+    /// for many small chunks on a disk of their own; on a file system other
+    /// programs write heavily to, its syncs also flush their data.
+    pub group_commit_max: u64,
 }
 
 impl NodeConfig {
@@ -55,6 +61,7 @@ impl NodeConfig {
             repair_parallel: 4,
             domain: String::new(),
             spare: false,
+            group_commit_max: crate::store::GROUP_MAX_LEN,
         }
     }
 }

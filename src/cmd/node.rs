@@ -45,6 +45,13 @@ pub struct Args {
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without a secret.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Chunks up to this size are made durable in groups (one sync for all
+    /// that arrived meanwhile); 0 fsyncs each chunk on its own.
+    #[arg(long, default_value = "256KiB")]
+    pub group_commit: String,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -52,6 +59,8 @@ pub async fn run(a: Args) -> Result<()> {
     let data = a
         .data
         .unwrap_or_else(|| PathBuf::from(format!("dfs-data/node-{id}")));
+    let secret = load_secret(a.secret_file.as_ref())?;
+    super::check_exposure(&a.listen, secret.is_some(), a.insecure)?;
     let listener = bind(&a.listen).await?;
     let local = listener.local_addr()?.to_string();
     let mut cfg = node::NodeConfig::new(
@@ -63,7 +72,7 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.reserve_bytes = crate::format::parse_size(&a.reserve).map_err(anyhow::Error::msg)?;
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
-    cfg.secret = load_secret(a.secret_file.as_ref())?;
+    cfg.secret = secret;
     if let Some(d) = &a.domain {
         if d.is_empty()
             || d.len() > 64
@@ -76,6 +85,8 @@ pub async fn run(a: Args) -> Result<()> {
     }
     cfg.domain = a.domain.unwrap_or_default();
     cfg.spare = a.spare;
+    cfg.group_commit_max =
+        crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
     announce(&format!(
         "node {id} listening on {local}, data in {}",
         data.display()

@@ -87,6 +87,15 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         .count();
     let scheme: Scheme = placement::effective_scheme(cfg.scheme, cfg.stripe, cfg.replication, live);
     ClusterStatus {
+        cluster: coord.cluster.to_string(),
+        read_only: cfg.read_only,
+        catalog_behind: st
+            .members
+            .members
+            .values()
+            .filter(|m| m.behind)
+            .map(|m| m.id.clone())
+            .collect(),
         files: st.catalog.files.len() as u64,
         bytes,
         chunks,
