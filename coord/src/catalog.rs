@@ -27,6 +27,10 @@ pub struct FileEntry {
     pub chunk_size: u64,
     pub replication: u32,
     pub stripes: Vec<StripeEntry>,
+    /// Small metadata (S3 content type, user metadata, ETag). Chunk offsets
+    /// come from each chunk's `raw_len`, not from `chunk_size`: a file made
+    /// by [`Record::Concat`] has chunks of different lengths.
+    pub attrs: protocol::Attrs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +90,15 @@ pub enum Record {
     /// A removed node: forget its address and drain state.
     Forget {
         node: NodeId,
+    },
+    /// `name` becomes the concatenation of the `parts` files, which are
+    /// removed; their chunks change owner, none becomes garbage (an S3
+    /// multipart upload completing without moving data).
+    Concat {
+        name: FileName,
+        parts: Vec<FileName>,
+        attrs: protocol::Attrs,
+        created_ms: u64,
     },
 }
 
@@ -222,6 +235,45 @@ impl Catalog {
                 self.draining.remove(node);
                 Vec::new()
             }
+            Record::Concat {
+                name,
+                parts,
+                attrs,
+                created_ms,
+            } => {
+                if parts.iter().any(|p| !self.files.contains_key(p) || p == name) {
+                    return Vec::new();
+                }
+                let mut entry = FileEntry {
+                    size: 0,
+                    created_ms: *created_ms,
+                    chunk_size: 0,
+                    replication: u32::MAX,
+                    stripes: Vec::new(),
+                    attrs: attrs.clone(),
+                };
+                for p in parts {
+                    let Some(part) = self.files.remove(p) else {
+                        continue;
+                    };
+                    // The chunks move to `name`: unindexing here is only
+                    // bookkeeping, nothing is collected.
+                    let _ = self.unindex(&part);
+                    entry.size += part.size;
+                    entry.chunk_size = entry.chunk_size.max(part.chunk_size);
+                    entry.replication = entry.replication.min(part.replication);
+                    entry.stripes.extend(part.stripes);
+                }
+                if entry.replication == u32::MAX {
+                    entry.replication = 1;
+                }
+                let garbage = match self.files.insert(name.clone(), entry) {
+                    Some(old) => self.unindex(&old),
+                    None => Vec::new(),
+                };
+                self.index_file(name);
+                garbage
+            }
             Record::Drain { node, on } => {
                 if *on {
                     self.draining.insert(node.clone());
@@ -263,7 +315,49 @@ mod tests {
                 data: vec![chunk(&["a"]), chunk(&["b"])],
                 parity: Some(chunk(&["c"])),
             }],
+            attrs: Default::default(),
         }
+    }
+
+    #[test]
+    fn concat_moves_chunks_without_garbage() {
+        let mut cat = Catalog::default();
+        let (a, b, x) = (
+            FileName::new("p/1").unwrap(),
+            FileName::new("p/2").unwrap(),
+            FileName::new("obj").unwrap(),
+        );
+        let (fa, fb) = (file(), file());
+        let id_b = fb.stripes[0].data[0].header.id;
+        cat.apply(&Record::PutFile {
+            name: a.clone(),
+            entry: fa,
+        });
+        cat.apply(&Record::PutFile {
+            name: b.clone(),
+            entry: fb,
+        });
+        let g = cat.apply(&Record::Concat {
+            name: x.clone(),
+            parts: vec![a.clone(), b.clone()],
+            attrs: [("etag".to_string(), "e-2".to_string())].into(),
+            created_ms: 5,
+        });
+        assert!(g.is_empty());
+        assert_eq!(cat.files.len(), 1);
+        let f = &cat.files[&x];
+        assert_eq!((f.size, f.stripes.len()), (40, 2));
+        assert_eq!(cat.locate(&id_b).unwrap().file, x);
+        assert_eq!(cat.locate(&id_b).unwrap().stripe, 1);
+        // A part that is gone (replay after a later state) skips the record.
+        let before = cat.files.clone();
+        cat.apply(&Record::Concat {
+            name: x.clone(),
+            parts: vec![a],
+            attrs: Default::default(),
+            created_ms: 6,
+        });
+        assert_eq!(cat.files, before);
     }
 
     #[test]

@@ -145,6 +145,15 @@ impl FileName {
     }
 }
 
+/// Lets ordered maps keyed by `FileName` be ranged by plain strings (a
+/// listing that resumes after a name); consistent because both order by the
+/// same bytes.
+impl std::borrow::Borrow<str> for FileName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TryFrom<String> for FileName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
