@@ -98,8 +98,10 @@ impl fmt::Debug for NodeId {
     }
 }
 
-/// The longest file name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 1024;
+/// The longest file name accepted, in bytes. Room for an S3 key of 1,024
+/// bytes after the gateway's escaping (at most 3 bytes per byte) and its
+/// bucket directory.
+pub const MAX_NAME_LEN: usize = 4096;
 
 /// A file name in the namespace: `/`-separated segments, none empty, `.` or
 /// `..`, no control characters or backslashes. Names are catalog keys only,
