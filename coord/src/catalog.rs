@@ -241,7 +241,10 @@ impl Catalog {
                 attrs,
                 created_ms,
             } => {
-                if parts.iter().any(|p| !self.files.contains_key(p) || p == name) {
+                if parts
+                    .iter()
+                    .any(|p| !self.files.contains_key(p) || p == name)
+                {
                     return Vec::new();
                 }
                 let mut entry = FileEntry {

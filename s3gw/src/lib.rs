@@ -14,8 +14,9 @@ mod service;
 
 pub use service::Gateway;
 
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
 use s3s::service::S3ServiceBuilder;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -54,15 +55,13 @@ impl Credentials {
                 (Some(a), Some(s), None) if a.len() <= 128 && s.len() <= 128 => {
                     out.push((a.to_string(), s.to_string()))
                 }
-                _ => {
-                    return Err(Error::Credentials {
-                        path: path.into(),
-                        message: format!(
-                            "line {}: expected 'ACCESS_KEY SECRET_KEY' (each at most 128 characters)",
-                            i + 1
-                        ),
-                    })
-                }
+                _ => return Err(Error::Credentials {
+                    path: path.into(),
+                    message: format!(
+                        "line {}: expected 'ACCESS_KEY SECRET_KEY' (each at most 128 characters)",
+                        i + 1
+                    ),
+                }),
             }
         }
         if out.is_empty() {
@@ -72,6 +71,21 @@ impl Credentials {
             });
         }
         Ok(Credentials(out))
+    }
+}
+
+/// The configured keys. s3s verifies the SigV4 signature (header or
+/// presigned) with the secret returned here; an unknown access key is
+/// `InvalidAccessKeyId`, as S3 answers.
+struct KeyAuth(HashMap<String, SecretKey>);
+
+#[async_trait::async_trait]
+impl S3Auth for KeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
+        self.0
+            .get(access_key)
+            .cloned()
+            .ok_or_else(|| s3s::s3_error!(InvalidAccessKeyId, "unknown access key"))
     }
 }
 
@@ -94,10 +108,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let gw = Gateway::new(cfg.clone());
-    let mut auth = SimpleAuth::new();
-    for (a, s) in &cfg.credentials.0 {
-        auth.register(a.clone(), s.clone().into());
-    }
+    let auth = KeyAuth(
+        cfg.credentials
+            .0
+            .iter()
+            .map(|(a, s)| (a.clone(), SecretKey::from(s.clone())))
+            .collect(),
+    );
     let mut builder = S3ServiceBuilder::new(gw.clone());
     builder.set_auth(auth);
     let service = builder.build();

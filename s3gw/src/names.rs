@@ -214,7 +214,10 @@ mod tests {
         ] {
             let p = list_prefix("b", prefix);
             let n = object_name("b", key).unwrap();
-            assert!(n.as_str().starts_with(&p), "{prefix:?} {key:?}: {p:?} vs {n:?}");
+            assert!(
+                n.as_str().starts_with(&p),
+                "{prefix:?} {key:?}: {p:?} vs {n:?}"
+            );
         }
     }
 

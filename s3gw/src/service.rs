@@ -62,7 +62,8 @@ impl Gateway {
 
     /// `NoSuchBucket` unless the bucket's marker exists.
     async fn check_bucket(&self, c: &mut CoordClient, bucket: &str) -> S3Result<()> {
-        let marker = names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        let marker =
+            names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
         match c.lookup(marker).await {
             Ok(_) => Ok(()),
             Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => {
@@ -440,17 +441,22 @@ fn s3e(e: client::Error) -> S3Error {
     let msg = e.to_string();
     match (&e, e.coord_kind()) {
         (_, Some(ErrorKind::NoSuchFile)) => S3Error::with_message(S3ErrorCode::NoSuchKey, msg),
-        (_, Some(ErrorKind::NotEnoughNodes | ErrorKind::DiskFull)) | (client::Error::NoCoordinator { .. }, _) => {
+        (_, Some(ErrorKind::NotEnoughNodes | ErrorKind::DiskFull))
+        | (client::Error::NoCoordinator { .. }, _) => {
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, msg)
         }
-        (_, Some(ErrorKind::FileExists)) => S3Error::with_message(S3ErrorCode::OperationAborted, msg),
+        (_, Some(ErrorKind::FileExists)) => {
+            S3Error::with_message(S3ErrorCode::OperationAborted, msg)
+        }
         (_, Some(ErrorKind::InvalidName | ErrorKind::BadRequest)) => {
             S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
         }
         (client::Error::Rejected(m), _) if m.starts_with("BadDigest") => {
             S3Error::with_message(S3ErrorCode::BadDigest, msg)
         }
-        (client::Error::PutFailed { cause, .. }, _) if cause.contains("early eof") || cause.contains("input file") => {
+        (client::Error::PutFailed { cause, .. }, _)
+            if cause.contains("early eof") || cause.contains("input file") =>
+        {
             S3Error::with_message(S3ErrorCode::IncompleteBody, msg)
         }
         _ => S3Error::with_message(S3ErrorCode::InternalError, msg),
@@ -489,7 +495,9 @@ fn objects(l: &Listing) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
             size: Some(f.size as i64),
             e_tag: Some(etag_of(&f.attrs, f.created_ms, f.size)),
             last_modified: Some(timestamp(f.created_ms)),
-            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
             ..Default::default()
         })
         .collect();
@@ -603,7 +611,15 @@ impl S3 for Gateway {
         self.check_bucket(&mut c, &i.bucket).await?;
         let attrs = attrs_from(i.content_type.as_deref(), i.metadata.as_ref());
         let etag = self
-            .put_body(&mut c, name, i.body, i.content_length, i.content_md5, attrs, true)
+            .put_body(
+                &mut c,
+                name,
+                i.body,
+                i.content_length,
+                i.content_md5,
+                attrs,
+                true,
+            )
             .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
@@ -619,13 +635,17 @@ impl S3 for Gateway {
         let mut c = self.coord().await?;
         let info = self.lookup_object(&mut c, &i.bucket, &i.key).await?;
         let size = info.size;
-        let range = match i.range {
-            Some(r) => Some(r.check(size).map_err(|_| {
-                s3_error!(InvalidRange, "range not satisfiable for {size} bytes")
-            })?),
-            None => None,
-        };
-        let (start, end) = range.as_ref().map(|r| (r.start, r.end)).unwrap_or((0, size));
+        let range =
+            match i.range {
+                Some(r) => Some(r.check(size).map_err(|_| {
+                    s3_error!(InvalidRange, "range not satisfiable for {size} bytes")
+                })?),
+                None => None,
+            };
+        let (start, end) = range
+            .as_ref()
+            .map(|r| (r.start, r.end))
+            .unwrap_or((0, size));
         let out = GetObjectOutput {
             content_length: Some((end - start) as i64),
             content_range: range
@@ -751,7 +771,15 @@ impl S3 for Gateway {
         // on the way; the S3 client sends and receives none of them.
         let body = self.body(src, 0..size);
         let etag = self
-            .put_body(&mut c, dest, Some(body), Some(size as i64), None, attrs, true)
+            .put_body(
+                &mut c,
+                dest,
+                Some(body),
+                Some(size as i64),
+                None,
+                attrs,
+                true,
+            )
             .await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -778,7 +806,14 @@ impl S3 for Gateway {
         };
         let mk = max_keys(i.max_keys);
         let l = self
-            .list(&mut c, &i.bucket, &prefix, i.delimiter.as_deref(), mk, cursor)
+            .list(
+                &mut c,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                mk,
+                cursor,
+            )
             .await?;
         let (contents, common_prefixes) = objects(&l);
         Ok(S3Response::new(ListObjectsV2Output {
@@ -813,7 +848,14 @@ impl S3 for Gateway {
             .map(|k| cursor_after_key(&i.bucket, k, i.delimiter.as_deref()));
         let mk = max_keys(i.max_keys);
         let l = self
-            .list(&mut c, &i.bucket, &prefix, i.delimiter.as_deref(), mk, cursor)
+            .list(
+                &mut c,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                mk,
+                cursor,
+            )
             .await?;
         let next_marker = if l.truncated {
             let last_key = l.objects.last().map(|(k, _)| k.clone());
@@ -873,15 +915,82 @@ impl S3 for Gateway {
         let mut c = self.coord().await?;
         let (_, up) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
         if up.attrs.get(UPLOAD_KEY) != Some(&i.key) {
-            return Err(s3_error!(NoSuchUpload, "upload {} is for another key", i.upload_id));
+            return Err(s3_error!(
+                NoSuchUpload,
+                "upload {} is for another key",
+                i.upload_id
+            ));
         }
         let part = names::part_name(&i.upload_id, i.part_number)
             .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
         let etag = self
-            .put_body(&mut c, part, i.body, i.content_length, i.content_md5, Attrs::new(), true)
+            .put_body(
+                &mut c,
+                part,
+                i.body,
+                i.content_length,
+                i.content_md5,
+                Attrs::new(),
+                true,
+            )
             .await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        let (sb, sk) = match &i.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => return Err(s3_error!(NotImplemented, "only bucket/key copy sources")),
+        };
+        let mut c = self.coord().await?;
+        let (_, up) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
+        if up.attrs.get(UPLOAD_KEY) != Some(&i.key) {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "upload {} is for another key",
+                i.upload_id
+            ));
+        }
+        let part = names::part_name(&i.upload_id, i.part_number)
+            .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+        let src = self.lookup_object(&mut c, &sb, &sk).await?;
+        let size = src.size;
+        // `x-amz-copy-source-range: bytes=first-last` (inclusive).
+        let range = match &i.copy_source_range {
+            Some(r) => {
+                let r = Range::parse(r)
+                    .map_err(|_| s3_error!(InvalidArgument, "bad x-amz-copy-source-range"))?;
+                r.check(size)
+                    .map_err(|_| s3_error!(InvalidRange, "copy range outside {size} bytes"))?
+            }
+            None => 0..size,
+        };
+        let len = range.end - range.start;
+        let body = self.body(src, range);
+        let etag = self
+            .put_body(
+                &mut c,
+                part,
+                Some(body),
+                Some(len as i64),
+                None,
+                Attrs::new(),
+                true,
+            )
+            .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(now_ms())),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
     }
@@ -936,7 +1045,11 @@ impl S3 for Gateway {
         let mut c = self.coord().await?;
         let (marker, up) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
         if up.attrs.get(UPLOAD_KEY) != Some(&i.key) {
-            return Err(s3_error!(NoSuchUpload, "upload {} is for another key", i.upload_id));
+            return Err(s3_error!(
+                NoSuchUpload,
+                "upload {} is for another key",
+                i.upload_id
+            ));
         }
         let wanted = i
             .multipart_upload
@@ -958,7 +1071,8 @@ impl S3 for Gateway {
                 return Err(s3_error!(InvalidPartOrder));
             }
             last = n;
-            let pn = names::part_name(&i.upload_id, n).map_err(|e| s3_error!(InvalidPart, "{e}"))?;
+            let pn =
+                names::part_name(&i.upload_id, n).map_err(|e| s3_error!(InvalidPart, "{e}"))?;
             let f = stored
                 .get(pn.as_str())
                 .ok_or_else(|| s3_error!(InvalidPart, "part {n} was not uploaded"))?;

@@ -58,7 +58,7 @@ pub async fn run(a: Args) -> Result<()> {
         gc_every: (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(600)),
     };
     announce(&format!(
-        "S3 gateway listening on http://{local} for coordinator {}",
+        "S3 gateway listening on {local}, endpoint http://{local}, coordinator {}",
         a.client.coord
     ));
     let (tx, rx) = tokio::sync::watch::channel(false);

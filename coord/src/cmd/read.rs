@@ -79,12 +79,7 @@ pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
 /// One bounded page of names with `prefix` after `after`, in name order.
 /// Starts the walk at the later of `after` and `prefix` in the ordered map,
 /// so a page costs its own length, not the size of the namespace.
-pub fn list_page(
-    coord: &Coord,
-    prefix: &str,
-    after: Option<&str>,
-    limit: u32,
-) -> Vec<FileSummary> {
+pub fn list_page(coord: &Coord, prefix: &str, after: Option<&str>, limit: u32) -> Vec<FileSummary> {
     use std::ops::Bound;
     let limit = limit.clamp(1, protocol::MAX_LIST_PAGE) as usize;
     let st = coord.lock();
