@@ -55,13 +55,15 @@ impl Credentials {
                 (Some(a), Some(s), None) if a.len() <= 128 && s.len() <= 128 => {
                     out.push((a.to_string(), s.to_string()))
                 }
-                _ => return Err(Error::Credentials {
-                    path: path.into(),
-                    message: format!(
+                _ => {
+                    return Err(Error::Credentials {
+                        path: path.into(),
+                        message: format!(
                         "line {}: expected 'ACCESS_KEY SECRET_KEY' (each at most 128 characters)",
                         i + 1
                     ),
-                }),
+                    })
+                }
             }
         }
         if out.is_empty() {
