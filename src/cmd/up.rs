@@ -216,7 +216,7 @@ async fn start_s3(
             Err(e) => format!("cannot wait: {e}"),
         };
         super::announce(&format!(
-            "warning: the S3 gateway exited ({status}); see its log in the logs directory"
+            "S3 gateway exited ({status}); its log is in the logs directory"
         ));
     });
     Ok(S3Info {
