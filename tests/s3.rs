@@ -348,10 +348,6 @@ fn aws_cli_buckets_multipart_ranges_copy_presign_and_auth() {
     assert!(c.ls().is_empty(), "nothing left: {:?}", c.ls());
 }
 
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not json ({e}): {s}"))
-}
-
 /// boto3 script: pagination past 1,000 keys (V2 and V1), delimiter,
 /// parallel multipart parts, presigned GET, wrong credentials.
 const BOTO3_SCRIPT: &str = r#"
@@ -525,6 +521,34 @@ fn boto3_pagination_multipart_presign_and_auth() {
     let out = ok(o, "boto3 script");
     assert!(out.contains("boto3 ok"), "{out}");
     assert!(c.ls().is_empty(), "nothing left: {:?}", c.ls());
+
+    // An abandoned multipart upload is collected by a gateway whose upload
+    // TTL has passed (any gateway: they share no state).
+    let gc = c.start_s3(AK, SK, &["--upload-ttl-s", "1"]);
+    let abandon = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2],
+                  aws_secret_access_key=sys.argv[3], region_name="us-east-1")
+s3.create_bucket(Bucket="gcbucket")
+up = s3.create_multipart_upload(Bucket="gcbucket", Key="left/behind")
+s3.upload_part(Bucket="gcbucket", Key="left/behind", UploadId=up["UploadId"], PartNumber=1, Body=b"z" * 100000)
+print(up["UploadId"])
+"#;
+    let o = Command::new(&py)
+        .args(["-c", abandon, &format!("http://{ep}"), AK, SK])
+        .output()
+        .unwrap();
+    let uid = ok(o, "abandon an upload").trim().to_string();
+    assert!(c.ls().iter().any(|n| n.contains(&uid)), "{:?}", c.ls());
+    wait_until(DEADLINE, "the abandoned upload is collected", || {
+        !c.ls().iter().any(|n| n.contains(&uid))
+    });
+    assert!(
+        c.ls().iter().all(|n| !n.starts_with(".s3/parts/")),
+        "{:?}",
+        c.ls()
+    );
+    let _ = gc;
 }
 
 #[test]
