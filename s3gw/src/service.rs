@@ -44,7 +44,9 @@ struct Inner {
 
 impl Gateway {
     pub fn new(cfg: Config) -> Self {
-        let pool = Arc::new(NodePool::new(Role::Client, cfg.client.secret.clone()));
+        // Node connections carry block tokens the coordinator issues per
+        // put and lookup, as for any client, not a credential of their own.
+        let pool = Arc::new(NodePool::new(Role::Client, None));
         Gateway {
             inner: Arc::new(Inner { cfg, pool }),
         }
