@@ -90,11 +90,30 @@ pub fn list_page(coord: &Coord, prefix: &str, after: Option<&str>, limit: u32) -
         Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
         _ => Bound::Included(prefix.to_string()),
     };
+    // Names and attrs are bounded per file but not per page: stop early
+    // rather than build a reply larger than a frame. The caller resumes
+    // after the last name it got.
+    let mut budget = LIST_PAGE_BYTES;
     st.catalog
         .files
         .range::<str, _>((start.as_ref().map(|s| s.as_str()), Bound::Unbounded))
         .take_while(|(n, _)| n.as_str().starts_with(prefix))
         .take(limit)
+        .take_while(|(n, f)| {
+            let cost = 64
+                + n.as_str().len()
+                + f.attrs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 4)
+                    .sum::<usize>();
+            let fits = cost <= budget || budget == LIST_PAGE_BYTES;
+            budget = budget.saturating_sub(cost);
+            fits
+        })
         .map(|(n, f)| summary(n, f))
         .collect()
 }
+
+/// Most encoded bytes (estimated) one `ListPage` reply carries: half a
+/// frame, leaving room for the encoding's overhead.
+const LIST_PAGE_BYTES: usize = protocol::MAX_FRAME_LEN / 2;
