@@ -105,12 +105,14 @@ pub enum Record {
     },
     /// `name` becomes the concatenation of the `parts` files, which are
     /// removed; their chunks change owner, none becomes garbage (an S3
-    /// multipart upload completing without moving data).
+    /// multipart upload completing without moving data). `entry` is the
+    /// joined file as it was when journaled: applied live, the parts' own
+    /// (newer) holder lists are used; replayed over a fuzzy snapshot that
+    /// already lost some parts, `entry` rebuilds the same result.
     Concat {
         name: FileName,
         parts: Vec<FileName>,
-        attrs: protocol::Attrs,
-        created_ms: u64,
+        entry: FileEntry,
     },
 }
 
@@ -303,43 +305,38 @@ impl Catalog {
                 self.keys.remove(name);
                 Vec::new()
             }
-            Record::Concat {
-                name,
-                parts,
-                attrs,
-                created_ms,
-            } => {
-                if parts
-                    .iter()
-                    .any(|p| !self.files.contains_key(p) || p == name)
-                {
+            Record::Concat { name, parts, entry } => {
+                if parts.iter().any(|p| p == name) {
                     return Vec::new();
                 }
-                let mut entry = FileEntry {
-                    size: 0,
-                    created_ms: *created_ms,
-                    chunk_size: 0,
-                    replication: u32::MAX,
-                    stripes: Vec::new(),
-                    attrs: attrs.clone(),
+                let mut new = entry.clone();
+                let ids = |e: &FileEntry| -> Vec<ChunkId> {
+                    e.chunks().map(|(c, _)| c.header.id).collect()
                 };
+                if parts.iter().all(|p| self.files.contains_key(p)) {
+                    // Live (or a replay that finds every part): take the
+                    // parts' current holders.
+                    new.stripes = parts
+                        .iter()
+                        .flat_map(|p| self.files[p].stripes.iter().cloned())
+                        .collect();
+                } else if let Some(cur) = self.files.get(name).filter(|c| ids(c) == ids(entry)) {
+                    // Replay over a snapshot that already has the result.
+                    new.stripes = cur.stripes.clone();
+                }
                 for p in parts {
-                    let Some(part) = self.files.remove(p) else {
-                        continue;
-                    };
-                    // The chunks move to `name`: unindexing here is only
-                    // bookkeeping, nothing is collected.
-                    let _ = self.unindex(&part);
-                    entry.size += part.size;
-                    entry.chunk_size = entry.chunk_size.max(part.chunk_size);
-                    entry.replication = entry.replication.min(part.replication);
-                    entry.stripes.extend(part.stripes);
+                    if let Some(part) = self.files.remove(p) {
+                        // The chunks move to `name`: nothing is collected.
+                        let _ = self.unindex(&part);
+                    }
                 }
-                if entry.replication == u32::MAX {
-                    entry.replication = 1;
-                }
-                let garbage = match self.files.insert(name.clone(), entry) {
-                    Some(old) => self.unindex(&old),
+                let keep: std::collections::HashSet<ChunkId> = ids(&new).into_iter().collect();
+                let garbage = match self.files.insert(name.clone(), new) {
+                    Some(old) => self
+                        .unindex(&old)
+                        .into_iter()
+                        .filter(|(id, _)| !keep.contains(id))
+                        .collect(),
                     None => Vec::new(),
                 };
                 self.index_file(name);
@@ -402,33 +399,41 @@ mod tests {
         let id_b = fb.stripes[0].data[0].header.id;
         cat.apply(&Record::PutFile {
             name: a.clone(),
-            entry: fa,
+            entry: fa.clone(),
         });
         cat.apply(&Record::PutFile {
             name: b.clone(),
-            entry: fb,
+            entry: fb.clone(),
         });
-        let g = cat.apply(&Record::Concat {
+        let mut joined = fa.clone();
+        joined.stripes.extend(fb.stripes.clone());
+        joined.size = 40;
+        joined.created_ms = 5;
+        joined.attrs = [("etag".to_string(), "e-2".to_string())].into();
+        let rec = Record::Concat {
             name: x.clone(),
             parts: vec![a.clone(), b.clone()],
-            attrs: [("etag".to_string(), "e-2".to_string())].into(),
-            created_ms: 5,
-        });
+            entry: joined,
+        };
+        let before_concat = cat.clone();
+        let g = cat.apply(&rec);
         assert!(g.is_empty());
         assert_eq!(cat.files.len(), 1);
         let f = &cat.files[&x];
         assert_eq!((f.size, f.stripes.len()), (40, 2));
         assert_eq!(cat.locate(&id_b).unwrap().file, x);
         assert_eq!(cat.locate(&id_b).unwrap().stripe, 1);
-        // A part that is gone (replay after a later state) skips the record.
-        let before = cat.files.clone();
-        cat.apply(&Record::Concat {
-            name: x.clone(),
-            parts: vec![a],
-            attrs: Default::default(),
-            created_ms: 6,
-        });
-        assert_eq!(cat.files, before);
+        // Replayed again on the result: the same state, nothing collected.
+        let after = cat.files.clone();
+        assert!(cat.apply(&rec).is_empty());
+        assert_eq!(cat.files, after);
+        // Replayed over a fuzzy snapshot that caught `p/1` before and `p/2`
+        // after the concat (and `obj` before): the same state again.
+        let mut fuzzy = before_concat;
+        fuzzy.apply(&Record::RemoveFile { name: b.clone() });
+        fuzzy.apply(&rec);
+        assert_eq!(fuzzy.files, after);
+        assert_eq!(fuzzy.locate(&id_b).unwrap().file, x);
     }
 
     #[test]

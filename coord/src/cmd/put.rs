@@ -424,10 +424,17 @@ pub async fn concat(
     }
     protocol::check_attrs(&attrs).map_err(Error::BadRequest)?;
     let created_ms = now_ms();
-    let summary = {
+    let (summary, entry) = {
         let mut st = coord.lock();
         let mut seen = HashSet::new();
-        let (mut size, mut chunks) = (0u64, 0u64);
+        let mut entry = FileEntry {
+            size: 0,
+            created_ms,
+            chunk_size: 0,
+            replication: u32::MAX,
+            stripes: Vec::new(),
+            attrs,
+        };
         for p in &parts {
             if p == &name || !seen.insert(p) {
                 return Err(Error::BadRequest(format!(
@@ -439,9 +446,12 @@ pub async fn concat(
                 .files
                 .get(p)
                 .ok_or_else(|| Error::NoSuchFile(p.clone()))?;
-            size += f.size;
-            chunks += f.stripes.iter().map(|s| s.data.len() as u64).sum::<u64>();
+            entry.size += f.size;
+            entry.chunk_size = entry.chunk_size.max(f.chunk_size);
+            entry.replication = entry.replication.min(f.replication);
+            entry.stripes.extend(f.stripes.iter().cloned());
         }
+        let chunks: u64 = entry.stripes.iter().map(|s| s.data.len() as u64).sum();
         if chunks > MAX_CHUNKS_PER_FILE {
             return Err(Error::BadRequest(format!(
                 "the joined file would have {chunks} chunks; the limit is {MAX_CHUNKS_PER_FILE}"
@@ -457,20 +467,20 @@ pub async fn concat(
             }
             taken.push(n.clone());
         }
-        FileSummary {
+        let summary = FileSummary {
             name: name.clone(),
-            size,
+            size: entry.size,
             chunks,
             created_ms,
-            attrs: attrs.clone(),
-        }
+            attrs: entry.attrs.clone(),
+        };
+        (summary, entry)
     };
     let res = coord
         .commit(vec![Record::Concat {
             name: name.clone(),
             parts: parts.clone(),
-            attrs,
-            created_ms,
+            entry,
         }])
         .await;
     {
