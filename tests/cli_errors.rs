@@ -99,7 +99,7 @@ fn replication_beyond_live_nodes_is_refused() {
         .chunk_size(C as u64)
         .start();
     let o = c.put_bytes("too-many", &random_bytes(1, C + 1));
-    let err = fails_with(o, "only 2 live nodes", "put with R=3+xor on 2 nodes");
+    let err = fails_with(o, "only 2 live", "put with R=3+xor on 2 nodes");
     assert!(
         err.contains("needs 4"),
         "error should say what is needed: {err}"

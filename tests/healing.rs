@@ -152,9 +152,13 @@ fn all_chunks(c: &Cluster) -> Vec<ChunkRef> {
             .enumerate()
         {
             let data = s["data"].as_array().expect("data").iter().enumerate();
-            let slots = data
-                .map(|(i, ch)| (Some(i), ch))
-                .chain(s["parity"].is_object().then(|| (None, &s["parity"])));
+            let slots = data.map(|(i, ch)| (Some(i), ch)).chain(
+                s["parity"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| (None, p)),
+            );
             for (slot, ch) in slots {
                 out.push(ChunkRef {
                     file: name.clone(),

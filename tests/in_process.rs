@@ -81,7 +81,7 @@ async fn cluster_in_one_process() {
     // A plan for an absurd size is refused, not allocated.
     let mut cc = client::CoordClient::connect(&ccfg).await.unwrap();
     let err = cc
-        .plan_put(FileName::new("huge").unwrap(), u64::MAX, false)
+        .plan_put(FileName::new("huge").unwrap(), u64::MAX, false, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");

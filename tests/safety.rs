@@ -306,6 +306,8 @@ fn strangers_and_clients_cannot_delete_register_or_read_ungranted_chunks() {
             cluster: None,
             seq_seen: 0,
             set_aside: Vec::new(),
+            domain: String::new(),
+            spare: false,
         };
         let mut conn = dial(&coord, Role::Client, Some(alice.clone()))
             .await
@@ -398,6 +400,7 @@ fn floods_leave_a_legitimate_client_served() {
                 name: protocol::FileName::new(&format!("flood/{i}")).unwrap(),
                 size: 32 << 30,
                 force: false,
+                scheme: None,
             })
             .await
             .unwrap();

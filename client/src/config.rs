@@ -1,6 +1,6 @@
 //! Client configuration.
 
-use protocol::Credential;
+use protocol::{Credential, Scheme};
 
 /// Where the cluster is and how hard to push it.
 #[derive(Debug, Clone)]
@@ -11,8 +11,12 @@ pub struct ClientConfig {
     /// operator commands (`--secret-file`, `DFS_SECRET`).
     pub cred: Option<Credential>,
     /// Chunks in flight at once (read, encoded or on the wire). Peak memory
-    /// is about `inflight` x 2 x chunk size, plus one chunk for parity.
+    /// is about `inflight` x 2 x chunk size, plus one chunk per parity of
+    /// the file's scheme.
     pub inflight: usize,
+    /// Scheme for files this client puts (`put --parity`); `None` takes the
+    /// cluster's default.
+    pub scheme: Option<Scheme>,
 }
 
 /// Where `dfs-sim` looks for the coordinator when told nothing.
@@ -24,6 +28,7 @@ impl ClientConfig {
             coord: coord.into(),
             cred: None,
             inflight: 3,
+            scheme: None,
         }
     }
 }

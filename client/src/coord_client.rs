@@ -61,9 +61,20 @@ impl CoordClient {
         }
     }
 
-    pub async fn plan_put(&mut self, name: FileName, size: u64, force: bool) -> Result<PutPlan> {
+    pub async fn plan_put(
+        &mut self,
+        name: FileName,
+        size: u64,
+        force: bool,
+        scheme: Option<protocol::Scheme>,
+    ) -> Result<PutPlan> {
         match self
-            .call(CoordRequest::PlanPut { name, size, force })
+            .call(CoordRequest::PlanPut {
+                name,
+                size,
+                force,
+                scheme,
+            })
             .await?
         {
             CoordResponse::Plan(p) => Ok(p),
@@ -213,7 +224,7 @@ impl CoordClient {
 
     pub async fn status(&mut self) -> Result<ClusterStatus> {
         match self.call(CoordRequest::Status).await? {
-            CoordResponse::Status(s) => Ok(s),
+            CoordResponse::Status(s) => Ok(*s),
             _ => Err(self.unexpected()),
         }
     }

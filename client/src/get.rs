@@ -1,5 +1,5 @@
-//! `get`: fetch every data chunk from the first copy that verifies, rebuild
-//! it from its stripe's parity when none does, and write the file under a
+//! `get`: fetch every data chunk from the first copy that verifies, decode
+//! it from other members of its stripe (`codes`) when none does, and write the file under a
 //! temp name that is renamed only once every byte is in place.
 
 use crate::config::ClientConfig;
@@ -48,6 +48,8 @@ struct Stats {
     /// Copies that arrived but failed verification: reported to the
     /// coordinator, which has their node re-verify and repair them.
     bad: std::sync::Mutex<Vec<(protocol::ChunkId, protocol::NodeId, String)>>,
+    /// Bounds the stripe members held by all rebuilds of this get at once.
+    rebuild_fetches: tokio::sync::Semaphore,
 }
 
 impl Stats {
@@ -86,6 +88,7 @@ pub async fn get_with(
         rebuilt: AtomicU64::new(0),
         suspects: Default::default(),
         bad: Default::default(),
+        rebuild_fetches: tokio::sync::Semaphore::new(REBUILD_FETCHES),
     });
     let mut sink = Sink::open(&out)?;
     let positions: Vec<(usize, usize)> = info
@@ -219,6 +222,7 @@ pub fn range_stream(
         rebuilt: AtomicU64::new(0),
         suspects: Default::default(),
         bad: Default::default(),
+        rebuild_fetches: tokio::sync::Semaphore::new(REBUILD_FETCHES),
     });
     let offsets = chunk_offsets(&info);
     let wanted: Vec<(usize, usize, u64)> = info
@@ -346,7 +350,16 @@ async fn read_any(
     Err(errors.join("; "))
 }
 
-/// XOR of the parity block and every other data chunk of the stripe.
+/// Decodes data chunk `lost` of a stripe from the members the code's read
+/// plan names (LRC: its local group; RS: K members), skipping members
+/// whose every holder is down or already failed in this get. A member that
+/// fails to arrive joins the lost set and the plan is made again. At most
+/// [`REBUILD_FETCHES`] members are in memory at once across every rebuild
+/// of the get (a permit is held from fetch until the member is folded into
+/// its output), so memory stays bounded whatever the stripe width.
+/// Stripe members held at once by the degraded reads of one get.
+const REBUILD_FETCHES: usize = 3;
+
 async fn rebuild(
     pool: &NodePool,
     info: &FileInfo,
@@ -354,32 +367,87 @@ async fn rebuild(
     lost: usize,
     stats: &Stats,
 ) -> Result<Bytes, String> {
-    let parity = stripe.parity.as_ref().ok_or("the file has no parity")?;
-    let others = stripe
+    let code = codes::Code::new(info.scheme).map_err(|e| e.to_string())?;
+    let k = code.k();
+    let data = stripe.data.len();
+    let member_info = |m: usize| -> Option<&ChunkInfo> {
+        if m < k {
+            stripe.data.get(m)
+        } else {
+            stripe.parity.get(m - k)
+        }
+    };
+    // Members already known unreadable: no live holder left to try.
+    let mut gone: Vec<usize> = code
+        .real_members(data)
+        .filter(|&m| {
+            m == lost
+                || member_info(m).is_none_or(|c| {
+                    c.locations
+                        .iter()
+                        .all(|l| !l.alive || stats.suspect(&l.node.addr))
+                })
+        })
+        .collect();
+    let parity_len = stripe
         .data
         .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != lost)
-        .map(|(_, c)| c)
-        .chain(std::iter::once(parity));
-    let parts = futures_util::future::try_join_all(
-        others.map(|c| async move { read_any(pool, c, &info.name, stats).await }),
-    )
-    .await?;
+        .map(|c| c.header.raw_len)
+        .max()
+        .unwrap_or(0) as usize;
     let want = stripe.data[lost].header.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut acc = Vec::with_capacity(parts.iter().map(Bytes::len).max().unwrap_or(0));
-        for p in &parts {
-            chunk::xor_into(&mut acc, p);
+    'plan: loop {
+        let read = code
+            .read_plan(data, &gone, &[lost])
+            .map_err(|e| format!("{} stripe cannot be decoded: {e}", info.scheme))?;
+        let dec = code
+            .decoder(data, &read, &[lost])
+            .map_err(|e| e.to_string())?;
+        let mut out = vec![0u8; parity_len];
+        let mut fetched = stream::iter(read.iter().copied().enumerate())
+            .map(|(r, m)| async move {
+                let c = member_info(m).ok_or("member missing from the stripe")?;
+                let permit = stats
+                    .rebuild_fetches
+                    .acquire()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let res = read_any(pool, c, &info.name, stats).await;
+                Ok::<_, String>((r, m, res, permit))
+            })
+            .buffer_unordered(REBUILD_FETCHES);
+        while let Some(next) = fetched.next().await {
+            let (r, m, res, _permit) = next?;
+            match res {
+                Ok(raw) => {
+                    if raw.len() > out.len() {
+                        return Err(format!("member {m} is longer than the stripe's parity"));
+                    }
+                    let dec = dec.clone();
+                    out = tokio::task::spawn_blocking(move || {
+                        dec.add(r, &raw, &mut [out.as_mut_slice()]);
+                        out
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %info.name, member = m, error = %e, "stripe member unreadable; planning the rebuild again without it");
+                    gone.push(m);
+                    continue 'plan;
+                }
+            }
         }
-        acc.resize(want.raw_len as usize, 0);
-        if chunk::sha256(&acc) != want.raw_sha256 {
-            return Err("rebuilt bytes fail SHA-256 verification".to_string());
-        }
-        Ok(Bytes::from(acc))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+        return tokio::task::spawn_blocking(move || {
+            out.truncate(want.raw_len as usize);
+            if chunk::sha256(&out) != want.raw_sha256 {
+                return Err("rebuilt bytes fail SHA-256 verification".to_string());
+            }
+            Ok(Bytes::from(out))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
 }
 
 /// The output: stdout, or a temp file renamed into place by `finish`.

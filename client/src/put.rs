@@ -4,7 +4,11 @@
 //! chunk N is hashed and compressed on a blocking worker and chunk N-1 is on
 //! the wire to its replicas, all at once. A semaphore of `inflight` permits,
 //! taken before a chunk is read and released when its last copy is stored,
-//! bounds memory whatever the file size.
+//! bounds memory whatever the file size. Parities are encoded as each data
+//! chunk passes (`codes::Code::encode_add`), so a stripe is never held
+//! whole: memory is the `inflight` data chunks plus one set of parity
+//! accumulators, and the next stripe's accumulators are only allocated
+//! once the previous stripe's parities are stored.
 
 use crate::config::ClientConfig;
 use crate::coord_client::CoordClient;
@@ -14,7 +18,9 @@ use futures_util::future::join_all;
 use protocol::chunk;
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
-use protocol::{Attrs, ChunkHeader, ChunkPlan, CommitPut, FileName, NodeAddr, StripeCommit};
+use protocol::{
+    Attrs, ChunkHeader, ChunkPlan, CommitPut, FileName, NodeAddr, Scheme, StripeCommit,
+};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +38,7 @@ pub struct PutSummary {
     pub chunks: u64,
     pub stored_bytes: u64,
     pub replication: u32,
-    pub parity: bool,
+    pub scheme: Scheme,
     pub elapsed: Duration,
 }
 
@@ -61,7 +67,23 @@ pub async fn put(
         reader: Box::new(file),
         size: meta.len(),
     };
-    put_with(&mut coord, &pool, cfg.inflight, src, name, force, progress).await
+    let opts = PutOptions {
+        inflight: cfg.inflight,
+        force,
+        scheme: cfg.scheme,
+    };
+    put_opts(&mut coord, &pool, opts, src, name, progress).await
+}
+
+/// How one put runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PutOptions {
+    /// Data chunks in memory at once.
+    pub inflight: usize,
+    /// Replace an existing file of that name.
+    pub force: bool,
+    /// This file's scheme; `None` takes the cluster's default.
+    pub scheme: Option<Scheme>,
 }
 
 /// What a put reads from: any reader of a known length.
@@ -81,8 +103,25 @@ pub async fn put_with(
     force: bool,
     progress: Progress,
 ) -> Result<PutSummary> {
+    let opts = PutOptions {
+        inflight,
+        force,
+        scheme: None,
+    };
+    put_opts(coord, pool, opts, src, name, progress).await
+}
+
+/// [`put_with`] with every option, including the file's scheme.
+pub async fn put_opts(
+    coord: &mut CoordClient,
+    pool: &Arc<NodePool>,
+    opts: PutOptions,
+    src: Source,
+    name: FileName,
+    progress: Progress,
+) -> Result<PutSummary> {
     let finish: Finish = Box::new(|| Ok(Attrs::new()));
-    put_source(coord, pool, inflight, src, name, force, finish, progress).await
+    put_source(coord, pool, opts, src, name, finish, progress).await
 }
 
 /// Called once every byte was read and stored, just before the commit: it
@@ -113,28 +152,33 @@ where
         reader: Box::new(tokio_util::io::SyncIoBridge::new(reader)),
         size,
     };
-    put_source(coord, pool, inflight, src, name, force, finish, progress).await
+    let opts = PutOptions {
+        inflight,
+        force,
+        scheme: None,
+    };
+    put_source(coord, pool, opts, src, name, finish, progress).await
 }
 
-/// [`put_with`] with metadata decided after the bytes were read.
-#[allow(clippy::too_many_arguments)]
+/// [`put_opts`] with metadata decided after the bytes were read.
 pub async fn put_source(
     coord: &mut CoordClient,
     pool: &Arc<NodePool>,
-    inflight: usize,
+    opts: PutOptions,
     src: Source,
     name: FileName,
-    force: bool,
     finish: Finish,
     progress: Progress,
 ) -> Result<PutSummary> {
     let start = Instant::now();
     let size = src.size;
-    let plan = coord.plan_put(name.clone(), size, force).await?;
+    let plan = coord
+        .plan_put(name.clone(), size, opts.force, opts.scheme)
+        .await?;
     let upload_id = plan.upload_id;
-    let parity = plan.stripes.iter().any(|s| s.parity.is_some());
+    let scheme = plan.scheme;
     let replication = plan.replication;
-    match stream(coord, pool, inflight, src, &plan, progress).await {
+    match stream(coord, pool, opts.inflight, src, &plan, progress).await {
         Ok((stripes, stored_bytes)) => {
             let chunks = stripes.iter().map(|s| s.data.len() as u64).sum();
             let attrs = match finish() {
@@ -163,7 +207,7 @@ pub async fn put_source(
                 chunks,
                 stored_bytes,
                 replication,
-                parity,
+                scheme,
                 elapsed: start.elapsed(),
             })
         }
@@ -186,8 +230,13 @@ pub async fn put_source(
 #[derive(Clone, Copy)]
 struct Slot {
     stripe: usize,
-    /// `None` for the parity block.
-    data: Option<usize>,
+    member: Member,
+}
+
+#[derive(Clone, Copy)]
+enum Member {
+    Data(usize),
+    Parity(usize),
 }
 
 async fn stream(
@@ -200,9 +249,12 @@ async fn stream(
 ) -> Result<(Vec<StripeCommit>, u64)> {
     let Source { reader, size } = src;
     let permits = Arc::new(Semaphore::new(inflight.max(1)));
-    // Parity blocks have their own single permit: waiting on the data
-    // permits could deadlock against the reader holding them.
-    let parity_permit = Arc::new(Semaphore::new(1));
+    let code = codes::Code::new(plan.scheme).map_err(|e| Error::Unreadable(e.to_string()))?;
+    let np = code.members() - code.k();
+    // Parity blocks have their own permits: waiting on the data permits
+    // could deadlock against the reader holding them. A new stripe waits
+    // for all of them, so at most one stripe's parities are in memory.
+    let parity_permits = Arc::new(Semaphore::new(np.max(1)));
     let cs = plan.chunk_size;
     let total = size.div_ceil(cs);
     let (tx, mut rx) = mpsc::channel::<std::io::Result<(Bytes, OwnedSemaphorePermit)>>(1);
@@ -213,10 +265,10 @@ async fn stream(
             read_chunks(reader, size, cs, total, permits, handle, tx)
         })
     };
-    let mut headers: Vec<(Vec<Option<ChunkHeader>>, Option<ChunkHeader>)> = plan
+    let mut headers: Headers = plan
         .stripes
         .iter()
-        .map(|s| (vec![None; s.data.len()], None))
+        .map(|s| (vec![None; s.data.len()], vec![None; s.parity.len()]))
         .collect();
     let mut jobs: JoinSet<Result<Outcome, String>> = JoinSet::new();
     let mut stored_bytes = 0u64;
@@ -224,7 +276,36 @@ async fn stream(
     let replication = plan.replication as u64;
     let result: Result<()> = async {
         for (si, stripe) in plan.stripes.iter().enumerate() {
-            let mut acc: Vec<u8> = Vec::new();
+            if stripe.parity.len() != np {
+                return Err(Error::Unreadable(format!(
+                    "the plan gives a {} stripe {} parities",
+                    plan.scheme,
+                    stripe.parity.len()
+                )));
+            }
+            let mut acc: Vec<Vec<u8>> = Vec::new();
+            if np > 0 {
+                // The previous stripe's parities are stored before this
+                // stripe's accumulators exist.
+                loop {
+                    let next = tokio::select! {
+                        biased;
+                        Some(r) = jobs.join_next(), if !jobs.is_empty() => Next::Job(r),
+                        p = parity_permits.clone().acquire_many_owned(np as u32) => Next::Permit(p),
+                    };
+                    match next {
+                        Next::Job(r) => {
+                            let done = absorb(coord, pool, upload_id, &mut jobs, r).await?;
+                            record(done, replication, &mut headers, &mut stored_bytes);
+                        }
+                        Next::Permit(p) => {
+                            drop(p.map_err(|_| Error::Unreadable("pipeline closed".into()))?);
+                            break;
+                        }
+                        Next::Chunk(_) => unreachable!("not awaited here"),
+                    }
+                }
+            }
             for (ci, cp) in stripe.data.iter().enumerate() {
                 // Finished jobs are taken while waiting for the next chunk:
                 // a failed one holds a pipeline permit until its retry is
@@ -254,12 +335,24 @@ async fn stream(
                     }
                     None => return Err(Error::Unreadable("reader stopped early".into())),
                 };
-                if stripe.parity.is_some() {
-                    tokio::task::block_in_place(|| chunk::xor_into(&mut acc, &raw));
+                if np > 0 {
+                    tokio::task::block_in_place(|| {
+                        // Parity length is the stripe's longest chunk (the
+                        // first; only a file's last chunk is short).
+                        if acc.is_empty() {
+                            acc = vec![vec![0u8; raw.len()]; np];
+                        }
+                        for a in acc.iter_mut().filter(|a| a.len() < raw.len()) {
+                            a.resize(raw.len(), 0);
+                        }
+                        let mut outs: Vec<&mut [u8]> =
+                            acc.iter_mut().map(|a| a.as_mut_slice()).collect();
+                        code.encode_add(ci, &raw, &mut outs);
+                    });
                 }
                 let slot = Slot {
                     stripe: si,
-                    data: Some(ci),
+                    member: Member::Data(ci),
                 };
                 jobs.spawn(store_chunk(
                     pool.clone(),
@@ -270,12 +363,12 @@ async fn stream(
                     Some(progress.clone()),
                 ));
             }
-            if let Some(pp) = &stripe.parity {
+            for (j, pp) in stripe.parity.iter().enumerate() {
                 let permit = loop {
                     let next = tokio::select! {
                         biased;
                         Some(r) = jobs.join_next(), if !jobs.is_empty() => Next::Job(r),
-                        p = parity_permit.clone().acquire_owned() => Next::Permit(p),
+                        p = parity_permits.clone().acquire_owned() => Next::Permit(p),
                     };
                     match next {
                         Next::Job(r) => {
@@ -290,9 +383,9 @@ async fn stream(
                 };
                 let slot = Slot {
                     stripe: si,
-                    data: None,
+                    member: Member::Parity(j),
                 };
-                let raw = Bytes::from(std::mem::take(&mut acc));
+                let raw = Bytes::from(std::mem::take(&mut acc[j]));
                 jobs.spawn(store_chunk(
                     pool.clone(),
                     pp.clone(),
@@ -321,7 +414,7 @@ async fn stream(
         .into_iter()
         .map(|(data, parity)| StripeCommit {
             data: data.into_iter().flatten().collect(),
-            parity,
+            parity: parity.into_iter().flatten().collect(),
         })
         .collect();
     Ok((stripes, stored_bytes))
@@ -357,7 +450,7 @@ fn read_chunks(
 /// before the put gives up.
 const MAX_ATTEMPTS: u32 = 3;
 
-type Headers = Vec<(Vec<Option<ChunkHeader>>, Option<ChunkHeader>)>;
+type Headers = Vec<(Vec<Option<ChunkHeader>>, Vec<Option<ChunkHeader>>)>;
 
 type Joined = std::result::Result<Result<Outcome, String>, tokio::task::JoinError>;
 
@@ -395,14 +488,14 @@ fn record(
     stored_bytes: &mut u64,
 ) {
     let Some((slot, h)) = done else { return };
-    let copies = match slot.data {
-        Some(_) => replication,
-        None => 1,
+    let copies = match slot.member {
+        Member::Data(_) => replication,
+        Member::Parity(_) => 1,
     };
     *stored_bytes += h.stored_len * copies;
-    match slot.data {
-        Some(i) => headers[slot.stripe].0[i] = Some(h),
-        None => headers[slot.stripe].1 = Some(h),
+    match slot.member {
+        Member::Data(i) => headers[slot.stripe].0[i] = Some(h),
+        Member::Parity(j) => headers[slot.stripe].1[j] = Some(h),
     }
 }
 

@@ -2,7 +2,7 @@
 //! address book. Changed only by applying journal [`Record`]s, so replaying
 //! the journal after a crash rebuilds exactly what was acknowledged.
 
-use protocol::{ChunkHeader, ChunkId, FileName, NodeId};
+use protocol::{ChunkHeader, ChunkId, FileName, NodeId, Scheme};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,6 +29,9 @@ pub struct FileEntry {
     pub created_ms: u64,
     pub chunk_size: u64,
     pub replication: u32,
+    /// The erasure code of every stripe; roles of the parities follow from
+    /// it (`Scheme::parity_roles`).
+    pub scheme: Scheme,
     pub stripes: Vec<StripeEntry>,
     /// Small metadata (S3 content type, user metadata, ETag). Chunk offsets
     /// come from each chunk's `raw_len`, not from `chunk_size`: a file made
@@ -36,10 +39,13 @@ pub struct FileEntry {
     pub attrs: protocol::Attrs,
 }
 
+/// Data chunks (at most the scheme's K; fewer in a short stripe, whose
+/// missing data are virtual zeros never stored) and every parity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StripeEntry {
     pub data: Vec<ChunkEntry>,
-    pub parity: Option<ChunkEntry>,
+    /// In the scheme's member order: member `K + j` is `parity[j]`.
+    pub parity: Vec<ChunkEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,8 +60,28 @@ pub struct ChunkEntry {
 pub struct ChunkRef {
     pub file: FileName,
     pub stripe: usize,
-    /// `None` for the stripe's parity block.
-    pub slot: Option<usize>,
+    pub slot: Slot,
+}
+
+/// Where in its stripe a chunk sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Data(usize),
+    Parity(usize),
+}
+
+impl Slot {
+    pub fn is_parity(self) -> bool {
+        matches!(self, Slot::Parity(_))
+    }
+
+    /// Member index in the code (`k` data members come first).
+    pub fn member(self, k: usize) -> usize {
+        match self {
+            Slot::Data(i) => i,
+            Slot::Parity(j) => k + j,
+        }
+    }
 }
 
 /// One durable change to the catalog.
@@ -129,6 +155,14 @@ impl FileEntry {
         })
     }
 
+    /// The code of this file's stripes. Schemes are validated when decoded,
+    /// so building the code cannot fail for a catalog entry.
+    pub fn code(&self) -> codes::Code {
+        codes::Code::new(self.scheme).unwrap_or_else(|_| {
+            codes::Code::new(Scheme::None).expect("the none scheme is always valid")
+        })
+    }
+
     /// Copies each chunk should have: `replication` for data, one for parity.
     pub fn target(&self, parity: bool) -> u32 {
         if parity {
@@ -136,6 +170,105 @@ impl FileEntry {
         } else {
             self.replication
         }
+    }
+}
+
+impl StripeEntry {
+    pub fn members(&self) -> impl Iterator<Item = (Slot, &ChunkEntry)> {
+        self.data
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Slot::Data(i), c))
+            .chain(
+                self.parity
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| (Slot::Parity(j), c)),
+            )
+    }
+
+    pub fn get(&self, slot: Slot) -> Option<&ChunkEntry> {
+        match slot {
+            Slot::Data(i) => self.data.get(i),
+            Slot::Parity(j) => self.parity.get(j),
+        }
+    }
+
+    /// Round 1's stripe (data plus at most one XOR parity) in today's shape:
+    /// the parity becomes a one-element list whose role is `xor`. The loader
+    /// of round-1 snapshots and journals calls this (via
+    /// [`FileEntry::from_legacy`]).
+    pub fn from_legacy(old: legacy::StripeEntry) -> StripeEntry {
+        StripeEntry {
+            data: old.data,
+            parity: old.parity.into_iter().collect(),
+        }
+    }
+}
+
+impl FileEntry {
+    /// Round 1's file entry: no scheme field; a file had XOR parity iff its
+    /// stripes carried a parity block, and its stripe width was the longest
+    /// stripe's data count. Files without parity become `none`, whose
+    /// stripes hold one chunk each (round 1 planned them that way).
+    pub fn from_legacy(old: legacy::FileEntry) -> FileEntry {
+        let parity = old.stripes.iter().any(|s| s.parity.is_some());
+        let width = old.stripes.iter().map(|s| s.data.len()).max().unwrap_or(1);
+        let scheme = if parity {
+            Scheme::Xor {
+                k: width.clamp(1, codes::MAX_MEMBERS - 1) as u8,
+            }
+        } else {
+            Scheme::None
+        };
+        let mut stripes: Vec<StripeEntry> = old
+            .stripes
+            .into_iter()
+            .map(StripeEntry::from_legacy)
+            .collect();
+        if !parity {
+            // `none` stripes hold one chunk each.
+            stripes = stripes
+                .into_iter()
+                .flat_map(|s| {
+                    s.data.into_iter().map(|c| StripeEntry {
+                        data: vec![c],
+                        parity: Vec::new(),
+                    })
+                })
+                .collect();
+        }
+        FileEntry {
+            size: old.size,
+            created_ms: old.created_ms,
+            chunk_size: old.chunk_size,
+            replication: old.replication,
+            scheme,
+            stripes,
+            attrs: Default::default(),
+        }
+    }
+}
+
+/// Round 1's stripe shape, the input of [`FileEntry::from_legacy`]. The
+/// rest of round 1's on-disk format (snapshot, records) is frozen in
+/// `crate::legacy`, whose loader calls the conversion.
+pub mod legacy {
+    use super::ChunkEntry;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct FileEntry {
+        pub size: u64,
+        pub created_ms: u64,
+        pub chunk_size: u64,
+        pub replication: u32,
+        pub stripes: Vec<StripeEntry>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StripeEntry {
+        pub data: Vec<ChunkEntry>,
+        pub parity: Option<ChunkEntry>,
     }
 }
 
@@ -154,23 +287,13 @@ impl Catalog {
             return;
         };
         for (si, s) in entry.stripes.iter().enumerate() {
-            for (ci, c) in s.data.iter().enumerate() {
+            for (slot, c) in s.members() {
                 self.index.insert(
                     c.header.id,
                     ChunkRef {
                         file: name.clone(),
                         stripe: si,
-                        slot: Some(ci),
-                    },
-                );
-            }
-            if let Some(p) = &s.parity {
-                self.index.insert(
-                    p.header.id,
-                    ChunkRef {
-                        file: name.clone(),
-                        stripe: si,
-                        slot: None,
+                        slot,
                     },
                 );
             }
@@ -184,6 +307,13 @@ impl Catalog {
             garbage.push((c.header.id, c.nodes.clone()));
         }
         garbage
+    }
+
+    /// Whether any chunk copy is placed on `node`.
+    pub fn holds_any(&self, node: &NodeId) -> bool {
+        self.files
+            .values()
+            .any(|f| f.chunks().any(|(c, _)| c.nodes.contains(node)))
     }
 
     /// Everything but the files, encoded: the first part of a snapshot.
@@ -242,18 +372,15 @@ impl Catalog {
         let r = self.index.get(id)?;
         let f = self.files.get(&r.file)?;
         let s = f.stripes.get(r.stripe)?;
-        match r.slot {
-            Some(i) => s.data.get(i).map(|c| (f, c, false)),
-            None => s.parity.as_ref().map(|c| (f, c, true)),
-        }
+        s.get(r.slot).map(|c| (f, c, r.slot.is_parity()))
     }
 
     fn chunk_mut(&mut self, id: &ChunkId) -> Option<&mut ChunkEntry> {
         let r = self.index.get(id)?;
         let s = self.files.get_mut(&r.file)?.stripes.get_mut(r.stripe)?;
         match r.slot {
-            Some(i) => s.data.get_mut(i),
-            None => s.parity.as_mut(),
+            Slot::Data(i) => s.data.get_mut(i),
+            Slot::Parity(j) => s.parity.get_mut(j),
         }
     }
 
@@ -379,9 +506,10 @@ mod tests {
             created_ms: 0,
             chunk_size: 10,
             replication: 1,
+            scheme: Scheme::Xor { k: 2 },
             stripes: vec![StripeEntry {
                 data: vec![chunk(&["a"]), chunk(&["b"])],
-                parity: Some(chunk(&["c"])),
+                parity: vec![chunk(&["c"])],
             }],
             attrs: Default::default(),
         }
@@ -448,7 +576,7 @@ mod tests {
                 entry: f1.clone()
             })
             .is_empty());
-        assert_eq!(cat.locate(&id).unwrap().slot, Some(1));
+        assert_eq!(cat.locate(&id).unwrap().slot, Slot::Data(1));
         let g = cat.apply(&Record::PutFile {
             name: name.clone(),
             entry: file(),
@@ -456,12 +584,7 @@ mod tests {
         assert_eq!(g.len(), 3);
         assert!(cat.locate(&id).is_none());
         let b = NodeId::new("b").unwrap();
-        let id2 = cat.files[&name].stripes[0]
-            .parity
-            .as_ref()
-            .unwrap()
-            .header
-            .id;
+        let id2 = cat.files[&name].stripes[0].parity[0].header.id;
         cat.apply(&Record::AddCopy {
             chunk: id2,
             node: b.clone(),
@@ -478,5 +601,63 @@ mod tests {
         assert!(back.chunk(&id2).unwrap().2);
         assert_eq!(back.apply(&Record::RemoveFile { name }).len(), 3);
         assert!(back.files.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::tests::chunk;
+    use super::*;
+
+    /// A round-1 catalog (XOR file and replica-only file) converts to one
+    /// xor file with a one-element parity list and one `none` file.
+    #[test]
+    fn round_one_entries_convert() {
+        let xor = legacy::FileEntry {
+            size: 30,
+            created_ms: 1,
+            chunk_size: 10,
+            replication: 1,
+            stripes: vec![
+                legacy::StripeEntry {
+                    data: vec![chunk(&["a"]), chunk(&["b"])],
+                    parity: Some(chunk(&["c"])),
+                },
+                legacy::StripeEntry {
+                    data: vec![chunk(&["a"])],
+                    parity: Some(chunk(&["b"])),
+                },
+            ],
+        };
+        let plain = legacy::FileEntry {
+            size: 20,
+            created_ms: 1,
+            chunk_size: 10,
+            replication: 2,
+            stripes: vec![legacy::StripeEntry {
+                data: vec![chunk(&["a", "b"]), chunk(&["b", "c"])],
+                parity: None,
+            }],
+        };
+        let mut cat = Catalog::default();
+        for (n, f) in [("x", xor.clone()), ("y", plain)] {
+            cat.apply(&Record::PutFile {
+                name: FileName::new(n).unwrap(),
+                entry: FileEntry::from_legacy(f),
+            });
+        }
+        let x = &cat.files[&FileName::new("x").unwrap()];
+        assert_eq!(x.scheme, Scheme::Xor { k: 2 });
+        assert_eq!(x.stripes[0].parity.len(), 1);
+        assert_eq!(x.stripes[1].data.len(), 1);
+        let pid = xor.stripes[0].parity.as_ref().unwrap().header.id;
+        assert_eq!(cat.locate(&pid).unwrap().slot, Slot::Parity(0));
+        let y = &cat.files[&FileName::new("y").unwrap()];
+        assert_eq!(y.scheme, Scheme::None);
+        assert_eq!(y.stripes.len(), 2);
+        assert!(y
+            .stripes
+            .iter()
+            .all(|s| s.data.len() == 1 && s.parity.is_empty()));
     }
 }

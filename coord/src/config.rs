@@ -1,6 +1,6 @@
 //! Coordinator configuration.
 
-use protocol::Secret;
+use protocol::{Scheme, Secret};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,10 +13,14 @@ pub struct CoordConfig {
     pub nodes: Vec<String>,
     /// Copies of every data chunk, on distinct nodes.
     pub replication: u32,
-    /// Whether each stripe gets an XOR parity block.
-    pub parity: bool,
-    /// Data chunks per stripe; `None` picks one from the live node count.
+    /// Default erasure code of new files (a put may name another).
+    pub scheme: Scheme,
+    /// Data chunks per `xor` stripe; `None` picks one from the live node
+    /// count. Other schemes fix their own width.
     pub stripe: Option<u32>,
+    /// Enclosure-level HA: every stripe must survive the loss of any one
+    /// whole failure domain, or the put is refused.
+    pub ha: bool,
     /// Raw bytes per chunk (the last chunk of a file may be shorter).
     pub chunk_size: u64,
     /// How often nodes heartbeat.
@@ -65,8 +69,11 @@ impl CoordConfig {
             data_dir,
             nodes: Vec::new(),
             replication: 2,
-            parity: true,
+            scheme: Scheme::Xor {
+                k: codes::DEFAULT_XOR_K,
+            },
             stripe: None,
+            ha: false,
             chunk_size: 64 * 1024 * 1024,
             heartbeat: Duration::from_secs(3),
             dead_after: 3,

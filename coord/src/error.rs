@@ -10,12 +10,19 @@ pub enum Error {
     FileExists(FileName),
     #[error("{0} is being written by another put right now")]
     Busy(FileName),
-    #[error("only {live} live nodes for replication {replication}{} (needs {needed})", if *.parity { " with xor parity" } else { "" })]
+    #[error("only {live} live non-spare nodes for {scheme} with replication {replication} (needs {needed}); start more nodes or choose a narrower scheme")]
     NotEnoughNodes {
         live: usize,
         needed: usize,
         replication: u32,
-        parity: bool,
+        scheme: String,
+    },
+    #[error("--ha: a {scheme} stripe cannot survive the loss of any one domain over {have} failure domains ({domains}); it needs at least {needed} (start nodes with --domain in more domains, or choose a scheme tolerating more losses)")]
+    NotEnoughDomains {
+        have: usize,
+        needed: usize,
+        scheme: String,
+        domains: String,
     },
     #[error("no such upload {0} (expired, aborted, or the coordinator restarted)")]
     NoSuchUpload(u64),
@@ -44,7 +51,9 @@ impl Error {
         let kind = match self {
             Error::NoSuchFile(_) => ErrorKind::NoSuchFile,
             Error::FileExists(_) | Error::Busy(_) => ErrorKind::FileExists,
-            Error::NotEnoughNodes { .. } => ErrorKind::NotEnoughNodes,
+            Error::NotEnoughNodes { .. } | Error::NotEnoughDomains { .. } => {
+                ErrorKind::NotEnoughNodes
+            }
             Error::NoSuchUpload(_) => ErrorKind::NoSuchUpload,
             Error::BadCommit(_) | Error::BadRequest(_) | Error::ReadOnly => ErrorKind::BadRequest,
             Error::Forbidden(_) => ErrorKind::Forbidden,

@@ -877,6 +877,7 @@ mod tests {
             created_ms: i as u64,
             chunk_size: 10,
             replication: 1,
+            scheme: protocol::Scheme::None,
             stripes: Vec::new(),
             attrs: Default::default(),
         };
@@ -892,7 +893,7 @@ mod tests {
                 },
                 nodes: vec![NodeId::new("n1").unwrap()],
             }],
-            parity: None,
+            parity: Vec::new(),
         });
         Record::PutFile {
             name: FileName::new(&format!("f/{i:05}")).unwrap(),

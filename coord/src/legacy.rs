@@ -5,7 +5,7 @@
 //! current ones once, at load, and the directory is rewritten in the
 //! current format.
 
-use crate::catalog::{Catalog, ChunkEntry, FileEntry, Record, StripeEntry};
+use crate::catalog::{Catalog, ChunkEntry, FileEntry, Record};
 use protocol::{ChunkHeader, ChunkId, FileName, NodeId};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,8 +62,11 @@ fn chunk(c: ChunkEntryV1) -> ChunkEntry {
     }
 }
 
+/// Round 1's entry in today's shape: a one-element parity list with the
+/// `xor` role (scheme `xor:K`), or scheme `none` (see
+/// [`FileEntry::from_legacy`]).
 fn file(f: FileEntryV1) -> FileEntry {
-    FileEntry {
+    FileEntry::from_legacy(crate::catalog::legacy::FileEntry {
         size: f.size,
         created_ms: f.created_ms,
         chunk_size: f.chunk_size,
@@ -71,13 +74,12 @@ fn file(f: FileEntryV1) -> FileEntry {
         stripes: f
             .stripes
             .into_iter()
-            .map(|s| StripeEntry {
+            .map(|s| crate::catalog::legacy::StripeEntry {
                 data: s.data.into_iter().map(chunk).collect(),
                 parity: s.parity.map(chunk),
             })
             .collect(),
-        attrs: Default::default(),
-    }
+    })
 }
 
 impl CatalogV1 {

@@ -21,6 +21,10 @@ pub struct Member {
     pub session: Option<(u64, mpsc::Sender<SessionMsg>)>,
     /// Last state logged, to log transitions once.
     pub reported: NodeState,
+    /// Failure domain as the node declared it (its id until it registers).
+    pub domain: String,
+    /// Registered as a hot spare.
+    pub spare: bool,
     /// The node has seen a newer catalog than ours: nothing is deleted or
     /// set aside on it.
     pub behind: bool,
@@ -49,6 +53,8 @@ impl Membership {
                     stats: NodeStats::default(),
                     session: None,
                     reported: NodeState::Dead,
+                    domain: id.to_string(),
+                    spare: false,
                     behind: false,
                     set_aside: Default::default(),
                 },
@@ -62,6 +68,8 @@ impl Membership {
         id: &NodeId,
         addr: &str,
         stats: NodeStats,
+        domain: &str,
+        spare: bool,
         tx: mpsc::Sender<SessionMsg>,
     ) -> u64 {
         self.next_gen += 1;
@@ -73,10 +81,18 @@ impl Membership {
             stats: NodeStats::default(),
             session: None,
             reported: NodeState::Dead,
+            domain: id.to_string(),
+            spare: false,
             behind: false,
             set_aside: Default::default(),
         });
         m.addr = addr.to_string();
+        m.domain = if domain.is_empty() {
+            id.to_string()
+        } else {
+            domain.to_string()
+        };
+        m.spare = spare;
         m.last_heartbeat = Some(Instant::now());
         m.stats = stats;
         m.session = Some((gen, tx));
@@ -147,6 +163,39 @@ impl Membership {
                 id: m.id.clone(),
                 addr: m.addr.clone(),
             })
+            .collect()
+    }
+
+    /// Writable nodes as placement sees them. `used_spares` are spares that
+    /// took over data and count as regular nodes now.
+    pub fn candidates(
+        &self,
+        now: Instant,
+        cfg: &CoordConfig,
+        draining: &std::collections::BTreeSet<NodeId>,
+        used_spares: &std::collections::HashSet<NodeId>,
+    ) -> Vec<crate::placement::Candidate> {
+        let mut v: Vec<crate::placement::Candidate> = self
+            .writable(now, cfg, draining)
+            .into_iter()
+            .map(|n| {
+                let m = &self.members[&n.id];
+                crate::placement::Candidate {
+                    domain: m.domain.clone(),
+                    spare: m.spare && !used_spares.contains(&n.id),
+                    node: n,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+        v
+    }
+
+    /// Failure domain of every known node.
+    pub fn domains(&self) -> std::collections::HashMap<NodeId, String> {
+        self.members
+            .values()
+            .map(|m| (m.id.clone(), m.domain.clone()))
             .collect()
     }
 

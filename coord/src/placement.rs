@@ -1,143 +1,481 @@
-//! Where the chunks of a new file go.
+//! Where the copies of a stripe's members go: one policy for put planning,
+//! for replacing a failed put target, and for repair.
 //!
-//! Per stripe, one node is chosen for the parity block, and every data chunk
-//! of the stripe is placed on `replication` distinct nodes among the others,
-//! so no node holds both a data chunk and the parity of its stripe: losing
-//! any single node leaves every chunk readable, from a replica or by XOR of
-//! the rest of the stripe. The starting node rotates with every stripe so
-//! load spreads evenly over the cluster.
+//! Rules, strongest first:
+//! 1. *Independence.* A parity never shares a node with another member of
+//!    its stripe; a data chunk never shares a node with a parity of its
+//!    stripe, and with one copy per chunk never with another data chunk
+//!    either. One node loss then costs a stripe at most one member. With R
+//!    copies, no two data chunks of a stripe should sit on the same set of
+//!    R nodes (so R losses cost at most one data chunk); that one is a
+//!    preference, since a small cluster may have no other choice.
+//! 2. *HA* (`coord --ha`): every stripe survives the loss of any one whole
+//!    failure domain: the members whose every copy sits in one domain must
+//!    form a pattern `codes::Code::is_decodable` accepts.
+//! 3. *Spread.* Among fitting nodes, the domain holding the fewest members
+//!    of the stripe, then (for repair) spares first, then the least loaded.
+//!
+//! Put planning requires rules 1 and 2 and refuses the put otherwise;
+//! repair prefers them and falls back only when no fitting node is alive
+//! (staying below target is worse), and relocates later.
 
 use crate::error::{Error, Result};
-use protocol::{ChunkId, ChunkPlan, NodeAddr, StripePlan};
+use codes::{Code, Scheme};
+use protocol::{ChunkId, ChunkPlan, NodeAddr, NodeId, StripePlan};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-/// Largest stripe picked automatically: wider stripes cost less parity space
-/// but make a rebuild read more chunks.
+/// Largest `xor` stripe picked automatically: wider stripes cost less
+/// parity space but make a rebuild read more chunks.
 pub const MAX_AUTO_STRIPE: usize = 4;
 
-pub struct Layout {
+/// A node placement may use.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub node: NodeAddr,
+    pub domain: String,
+    /// A hot spare still holding nothing: takes no new writes, preferred
+    /// as a repair target.
+    pub spare: bool,
+}
+
+/// The rules for one stripe.
+pub struct Policy<'a> {
+    pub code: &'a Code,
+    /// Real data chunks of the stripe.
+    pub data: usize,
     pub replication: u32,
-    pub parity: bool,
-    pub stripe: Option<u32>,
+    pub ha: bool,
+    /// Failure domain of any node, live or not.
+    pub domains: &'a HashMap<NodeId, String>,
 }
 
-/// Data chunks per stripe for `live` writable nodes.
-pub fn stripe_width(layout: &Layout, live: usize) -> usize {
-    if !layout.parity {
-        return 1;
+/// Current holders of each member of a stripe, indexed by member.
+pub type Holders = Vec<Vec<NodeId>>;
+
+/// The node chosen for a copy and whether it keeps every rule.
+#[derive(Debug, Clone)]
+pub struct Pick {
+    pub node: NodeAddr,
+    pub fits: bool,
+}
+
+impl Policy<'_> {
+    fn domain<'b>(&'b self, n: &'b NodeId) -> &'b str {
+        self.domains
+            .get(n)
+            .map(|d| d.as_str())
+            .unwrap_or(n.as_str())
     }
-    let others = live.saturating_sub(1).max(1);
-    let want = layout
-        .stripe
-        .map(|k| k as usize)
-        .unwrap_or(others.min(MAX_AUTO_STRIPE));
-    // With a single copy, every chunk of a stripe must sit on its own node or
-    // one node loss would take two chunks of the stripe, beyond XOR's reach.
-    if layout.replication == 1 {
-        want.clamp(1, others)
-    } else {
-        want.max(1)
+
+    /// Nodes that must not hold `member` (rule 1).
+    pub fn conflicts(&self, holders: &Holders, member: usize) -> HashSet<NodeId> {
+        let k = self.code.k();
+        let parity = member >= k;
+        holders
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| *m != member)
+            .filter(|(m, _)| parity || *m >= k || self.replication == 1)
+            .flat_map(|(_, h)| h.iter().cloned())
+            .collect()
+    }
+
+    /// With R > 1, would the last copy of data `member` on `node` give it
+    /// the same holder set as another data chunk (so that R failures take
+    /// both)?
+    fn same_set(&self, holders: &Holders, member: usize, node: &NodeId) -> bool {
+        let r = self.replication as usize;
+        if r < 2 || member >= self.code.k() || holders[member].len() + 1 != r {
+            return false;
+        }
+        let mut set: Vec<&NodeId> = holders[member].iter().chain([node]).collect();
+        set.sort();
+        (0..self.data).filter(|&m| m != member).any(|m| {
+            let mut other: Vec<&NodeId> = holders[m].iter().collect();
+            other.sort();
+            other == set
+        })
+    }
+
+    /// Members lost if `domain` failed, with `extra` added to `member`.
+    fn lost_in(
+        &self,
+        holders: &Holders,
+        domain: &str,
+        extra: Option<(usize, &NodeId)>,
+    ) -> Vec<usize> {
+        self.code
+            .real_members(self.data)
+            .filter(|&m| {
+                let mut nodes: Vec<&NodeId> = holders[m].iter().collect();
+                if let Some((em, n)) = extra {
+                    if em == m {
+                        nodes.push(n);
+                    }
+                }
+                !nodes.is_empty() && nodes.iter().all(|n| self.domain(n) == domain)
+            })
+            .collect()
+    }
+
+    /// Rule 2 for a new copy of `member` on `node`. Only the node's own
+    /// domain can change, so only it is checked.
+    pub fn ha_ok(&self, holders: &Holders, member: usize, node: &NodeId) -> bool {
+        !self.ha || {
+            let lost = self.lost_in(holders, self.domain(node), Some((member, node)));
+            self.code.is_decodable(self.data, &lost)
+        }
+    }
+
+    /// Does the stripe as placed survive the loss of any one domain?
+    pub fn survives_any_domain(&self, holders: &Holders) -> bool {
+        let domains: BTreeSet<&str> = holders.iter().flatten().map(|n| self.domain(n)).collect();
+        domains.into_iter().all(|d| {
+            self.code
+                .is_decodable(self.data, &self.lost_in(holders, d, None))
+        })
+    }
+
+    /// Copies of `holders[member]` that break rule 1 or 2, for repair to
+    /// relocate once a fitting node exists. Rule 1: the member that came
+    /// later in member order moves, so exactly one of two clashing copies
+    /// is relocated. Rule 2: in a domain whose loss would be fatal, the
+    /// highest member lost with it moves (one at a time, re-checked by the
+    /// next scan).
+    pub fn misplaced(&self, holders: &Holders, member: usize) -> HashSet<NodeId> {
+        let k = self.code.k();
+        let parity = member >= k;
+        let mut out: HashSet<NodeId> = holders
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| *m < member)
+            .filter(|(m, _)| parity || *m >= k || self.replication == 1)
+            .flat_map(|(_, h)| h.iter().cloned())
+            .filter(|n| holders[member].contains(n))
+            .collect();
+        if self.ha {
+            for n in &holders[member] {
+                let lost = self.lost_in(holders, self.domain(n), None);
+                if lost.last() == Some(&member) && !self.code.is_decodable(self.data, &lost) {
+                    out.insert(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Picks a node for a new copy of `member` among `cands`, never one in
+    /// `exclude` or already holding the member. `spares_first` (repair)
+    /// ranks spares before regular nodes; `strict` returns only nodes that
+    /// keep every rule.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pick(
+        &self,
+        cands: &[Candidate],
+        holders: &Holders,
+        member: usize,
+        load: &HashMap<NodeId, u64>,
+        exclude: &HashSet<NodeId>,
+        spares_first: bool,
+        strict: bool,
+    ) -> Option<Pick> {
+        let avoid = self.conflicts(holders, member);
+        let mut per_domain: HashMap<&str, usize> = HashMap::new();
+        for n in holders.iter().flatten() {
+            *per_domain.entry(self.domain(n)).or_default() += 1;
+        }
+        cands
+            .iter()
+            .filter(|c| !exclude.contains(&c.node.id) && !holders[member].contains(&c.node.id))
+            .map(|c| {
+                let fits = !avoid.contains(&c.node.id) && self.ha_ok(holders, member, &c.node.id);
+                (c, fits)
+            })
+            .filter(|(_, fits)| *fits || !strict)
+            .min_by_key(|(c, fits)| {
+                (
+                    !fits,
+                    self.same_set(holders, member, &c.node.id),
+                    per_domain.get(c.domain.as_str()).copied().unwrap_or(0),
+                    spares_first && !c.spare,
+                    load.get(&c.node.id).copied().unwrap_or(0),
+                )
+            })
+            .map(|(c, fits)| Pick {
+                node: c.node.clone(),
+                fits,
+            })
     }
 }
 
-/// Plans `chunks` data chunks over `nodes` (sorted by id by the caller).
+/// The scheme new stripes of a file get: `xor` without a fixed `--stripe`
+/// narrows to the live node count (at most [`MAX_AUTO_STRIPE`]) so that a
+/// small cluster still keeps every chunk of a stripe on its own node.
+pub fn effective_scheme(
+    scheme: Scheme,
+    stripe: Option<u32>,
+    replication: u32,
+    live: usize,
+) -> Scheme {
+    match scheme {
+        Scheme::Xor { k } => {
+            let others = live.saturating_sub(1).max(1);
+            let want = match stripe {
+                Some(s) => s as usize,
+                None if k == codes::DEFAULT_XOR_K => others.min(MAX_AUTO_STRIPE),
+                None => k as usize,
+            };
+            let k = if replication == 1 {
+                want.clamp(1, others)
+            } else {
+                want.max(1)
+            };
+            Scheme::Xor {
+                k: k.min(codes::MAX_MEMBERS - 1) as u8,
+            }
+        }
+        other => other,
+    }
+}
+
+/// What a put plan is built from.
+pub struct Layout<'a> {
+    pub code: &'a Code,
+    pub replication: u32,
+    pub ha: bool,
+    pub domains: &'a HashMap<NodeId, String>,
+}
+
+/// Plans `chunks` data chunks in stripes of the code's width over the
+/// writable, non-spare `nodes` (sorted by id by the caller). `rotation`
+/// spreads load across puts.
 pub fn plan(
-    nodes: &[NodeAddr],
+    nodes: &[Candidate],
     chunks: u64,
     layout: &Layout,
     rotation: &mut u64,
 ) -> Result<Vec<StripePlan>> {
+    let code = layout.code;
+    let k = code.k();
     let r = layout.replication.max(1) as usize;
-    let needed = r + usize::from(layout.parity);
-    if nodes.len() < needed {
-        return Err(Error::NotEnoughNodes {
-            live: nodes.len(),
-            needed,
-            replication: layout.replication,
-            parity: layout.parity,
-        });
-    }
     let n = nodes.len();
-    let k = stripe_width(layout, n);
+    // The scheme must fit a full stripe even when this file is short, so
+    // that a cluster accepts or refuses a scheme the same way for every
+    // file (the "more members than live non-spare nodes").
+    if let Some(e) = infeasible(nodes, layout) {
+        return Err(e);
+    }
+    let mut load: HashMap<NodeId, u64> = HashMap::new();
+    let mut primary: HashMap<NodeId, u64> = HashMap::new();
     let mut stripes = Vec::new();
     let mut left = chunks;
     while left > 0 {
-        let count = (left as usize).min(k);
-        left -= count as u64;
-        let off = (*rotation % n as u64) as usize;
+        let data = (left as usize).min(k);
+        left -= data as u64;
+        // Rotate the tie-break so equal nodes take turns across stripes.
+        let off = (*rotation % n.max(1) as u64) as usize;
         *rotation = rotation.wrapping_add(1);
-        let ring: Vec<&NodeAddr> = (0..n).map(|i| &nodes[(off + i) % n]).collect();
-        let (parity_node, others) = if layout.parity {
-            (Some(ring[0]), &ring[1..])
-        } else {
-            (None, &ring[..])
-        };
-        let m = others.len();
-        let data = (0..count)
-            .map(|i| ChunkPlan {
-                id: ChunkId::random(),
-                nodes: (0..r).map(|j| others[(i + j) % m].clone()).collect(),
-                token: None,
-            })
-            .collect();
-        stripes.push(StripePlan {
+        let ring: Vec<Candidate> = (0..n).map(|i| nodes[(off + i) % n].clone()).collect();
+        let policy = Policy {
+            code,
             data,
-            parity: parity_node.map(|p| ChunkPlan {
-                id: ChunkId::random(),
-                nodes: vec![p.clone()],
-                token: None,
-            }),
+            replication: layout.replication,
+            ha: layout.ha,
+            domains: layout.domains,
+        };
+        let mut holders: Holders = vec![Vec::new(); code.members()];
+        let mut placed: Vec<Vec<NodeAddr>> = vec![Vec::new(); code.members()];
+        // Parities first: they are the most constrained (alone on their node).
+        let order: Vec<(usize, usize)> = (k..code.members())
+            .map(|m| (m, 1))
+            .chain((0..data).map(|m| (m, r)))
+            .collect();
+        for (m, copies) in order {
+            for copy in 0..copies {
+                // Readers try a chunk's first copy first: spread first
+                // copies on their own, then the rest by total load.
+                let weighted: HashMap<NodeId, u64>;
+                let by = if copy == 0 && copies > 1 {
+                    weighted = load
+                        .iter()
+                        .map(|(n, l)| {
+                            (
+                                n.clone(),
+                                primary.get(n).copied().unwrap_or(0) * (1 << 32) + l,
+                            )
+                        })
+                        .collect();
+                    &weighted
+                } else {
+                    &load
+                };
+                let Some(p) = policy.pick(&ring, &holders, m, by, &HashSet::new(), false, true)
+                else {
+                    return Err(refusal(nodes, layout, data));
+                };
+                if copy == 0 {
+                    *primary.entry(p.node.id.clone()).or_default() += 1;
+                }
+                *load.entry(p.node.id.clone()).or_default() += 1;
+                holders[m].push(p.node.id.clone());
+                placed[m].push(p.node);
+            }
+        }
+        let mut plan = |m: usize| ChunkPlan {
+            id: ChunkId::random(),
+            nodes: std::mem::take(&mut placed[m]),
+            token: None,
+        };
+        stripes.push(StripePlan {
+            data: (0..data).map(&mut plan).collect(),
+            parity: (k..code.members()).map(&mut plan).collect(),
         });
     }
     Ok(stripes)
 }
 
+/// A full stripe cannot be placed at all: too few nodes for its members,
+/// or (with HA) too few domains for any one to hold at most what the code
+/// tolerates.
+fn infeasible(nodes: &[Candidate], layout: &Layout) -> Option<Error> {
+    let e = refusal(nodes, layout, layout.code.k());
+    let r = layout.replication.max(1) as usize;
+    let parities = layout.code.members() - layout.code.k();
+    let needed = if r == 1 {
+        layout.code.members()
+    } else {
+        r + parities
+    };
+    let domains: BTreeSet<&str> = nodes.iter().map(|c| c.domain.as_str()).collect();
+    match &e {
+        Error::NotEnoughNodes { .. } if nodes.len() < needed => Some(e),
+        Error::NotEnoughDomains { needed, .. } if domains.len() < *needed => Some(e),
+        _ => None,
+    }
+}
+
+/// Why a put cannot be placed: too few nodes, or (with HA) too few domains.
+fn refusal(nodes: &[Candidate], layout: &Layout, data: usize) -> Error {
+    let code = layout.code;
+    let scheme = code.scheme();
+    let r = layout.replication.max(1) as usize;
+    let parities = code.members() - code.k();
+    let needed = if r == 1 {
+        data + parities
+    } else {
+        r + parities
+    };
+    let domains: BTreeSet<&str> = nodes.iter().map(|c| c.domain.as_str()).collect();
+    if layout.ha && nodes.len() >= needed {
+        // Members one domain may hold and still leave the stripe decodable.
+        let tolerated = match scheme {
+            Scheme::None => 0,
+            Scheme::Xor { .. } => 1,
+            Scheme::Rs { m, .. } => m as usize,
+            Scheme::Lrc { g, .. } => g as usize + 1,
+        };
+        let members = if r == 1 {
+            data + parities
+        } else {
+            parities + 1
+        };
+        let need = if tolerated == 0 {
+            r
+        } else {
+            members.div_ceil(tolerated).max(2)
+        };
+        return Error::NotEnoughDomains {
+            have: domains.len(),
+            needed: need,
+            scheme: scheme.to_string(),
+            domains: domains.into_iter().collect::<Vec<_>>().join(", "),
+        };
+    }
+    Error::NotEnoughNodes {
+        live: nodes.len(),
+        needed: needed.max(nodes.len() + 1),
+        replication: layout.replication,
+        scheme: scheme.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::NodeId;
-    use std::collections::HashSet;
 
-    fn nodes(n: usize) -> Vec<NodeAddr> {
+    fn nodes(n: usize, domains: usize) -> Vec<Candidate> {
         (0..n)
-            .map(|i| NodeAddr {
-                id: NodeId::new(&format!("n{i}")).unwrap(),
-                addr: format!("127.0.0.1:{}", 4001 + i),
+            .map(|i| Candidate {
+                node: NodeAddr {
+                    id: NodeId::new(&format!("n{i:02}")).unwrap(),
+                    addr: format!("127.0.0.1:{}", 4001 + i),
+                },
+                domain: format!("d{}", i % domains.max(1)),
+                spare: false,
             })
             .collect()
     }
 
-    /// The invariant that makes any single node loss recoverable.
-    fn check(stripes: &[StripePlan], r: usize) {
-        for s in stripes {
-            let p = &s.parity.as_ref().unwrap().nodes[0].id;
-            let mut seen_single = HashSet::new();
-            for c in &s.data {
-                let set: HashSet<_> = c.nodes.iter().map(|n| &n.id).collect();
-                assert_eq!(set.len(), r, "replicas on distinct nodes");
-                assert!(!set.contains(p), "parity node holds no data of its stripe");
-                if r == 1 {
-                    assert!(
-                        seen_single.insert(c.nodes[0].id.clone()),
-                        "R=1: one chunk per node"
-                    );
-                }
-            }
-        }
+    fn domain_map(ns: &[Candidate]) -> HashMap<NodeId, String> {
+        ns.iter()
+            .map(|c| (c.node.id.clone(), c.domain.clone()))
+            .collect()
     }
 
+    fn run(
+        scheme: &str,
+        n: usize,
+        domains: usize,
+        r: u32,
+        ha: bool,
+        chunks: u64,
+    ) -> Result<Vec<StripePlan>> {
+        let ns = nodes(n, domains);
+        let dm = domain_map(&ns);
+        let code = Code::new(effective_scheme(scheme.parse().unwrap(), None, r, n)).unwrap();
+        plan(
+            &ns,
+            chunks,
+            &Layout {
+                code: &code,
+                replication: r,
+                ha,
+                domains: &dm,
+            },
+            &mut 0,
+        )
+    }
+
+    fn holders(code: &Code, s: &StripePlan) -> Vec<Vec<NodeId>> {
+        let ids = |c: &ChunkPlan| c.nodes.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+        let mut h = vec![Vec::new(); code.members()];
+        for (i, c) in s.data.iter().enumerate() {
+            h[i] = ids(c);
+        }
+        for (j, c) in s.parity.iter().enumerate() {
+            h[code.k() + j] = ids(c);
+        }
+        h
+    }
+
+    /// Every single node loss leaves every stripe decodable; R=1 puts every
+    /// member on its own node.
     #[test]
     fn single_loss_is_always_recoverable() {
-        for n in 2..8 {
-            for r in 1..n {
-                let layout = Layout {
-                    replication: r as u32,
-                    parity: true,
-                    stripe: None,
-                };
-                let mut rot = 0;
-                let s = plan(&nodes(n), 13, &layout, &mut rot).unwrap();
-                assert_eq!(s.iter().map(|s| s.data.len()).sum::<usize>(), 13);
-                check(&s, r);
+        for (scheme, n) in [
+            ("xor:3", 4),
+            ("rs:4+2", 6),
+            ("rs:4+2", 9),
+            ("lrc:6+2+2", 10),
+        ] {
+            let code = Code::new(scheme.parse().unwrap()).unwrap();
+            let s = run(scheme, n, n, 1, false, 13).unwrap();
+            assert_eq!(s.iter().map(|s| s.data.len()).sum::<usize>(), 13);
+            for st in &s {
+                let h = holders(&code, st);
+                let all: Vec<&NodeId> = h.iter().flatten().collect();
+                let set: HashSet<_> = all.iter().collect();
+                assert_eq!(set.len(), all.len(), "{scheme}: members on distinct nodes");
             }
         }
     }
@@ -145,24 +483,19 @@ mod tests {
     /// R=2 + xor: any two failures leave every stripe rebuildable.
     #[test]
     fn two_copies_and_parity_survive_any_two_failures() {
-        let layout = Layout {
-            replication: 2,
-            parity: true,
-            stripe: None,
-        };
         for n in 4..8 {
-            let all = nodes(n);
-            let s = plan(&all, 40, &layout, &mut 0).unwrap();
+            let ns = nodes(n, n);
+            let s = run("xor", n, n, 2, false, 40).unwrap();
             for a in 0..n {
                 for b in a + 1..n {
-                    let dead = [&all[a].id, &all[b].id];
+                    let dead = [&ns[a].node.id, &ns[b].node.id];
                     for st in &s {
                         let lost = st
                             .data
                             .iter()
                             .filter(|c| c.nodes.iter().all(|x| dead.contains(&&x.id)))
                             .count();
-                        let parity_dead = dead.contains(&&st.parity.as_ref().unwrap().nodes[0].id);
+                        let parity_dead = dead.contains(&&st.parity[0].nodes[0].id);
                         assert!(
                             lost == 0 || (lost == 1 && !parity_dead),
                             "n={n}: losing {a},{b} loses {lost} chunks of a stripe"
@@ -174,44 +507,97 @@ mod tests {
     }
 
     #[test]
-    fn explicit_stripe_is_capped_for_single_copies() {
-        let layout = Layout {
+    fn ha_survives_any_domain_or_is_refused() {
+        let code = Code::new("lrc:6+2+2".parse().unwrap()).unwrap();
+        let ns = nodes(12, 4);
+        let dm = domain_map(&ns);
+        let s = run("lrc:6+2+2", 12, 4, 1, true, 20).unwrap();
+        for st in &s {
+            let p = Policy {
+                code: &code,
+                data: st.data.len(),
+                replication: 1,
+                ha: true,
+                domains: &dm,
+            };
+            assert!(p.survives_any_domain(&holders(&code, st)));
+        }
+        // rs:4+2 over 2 domains: one domain must hold 3 of 6 members.
+        let e = run("rs:4+2", 8, 2, 1, true, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("2 failure domains") && e.contains("needs at least 3"),
+            "{e}"
+        );
+        // Without HA the same cluster is fine.
+        run("rs:4+2", 8, 2, 1, false, 4).unwrap();
+    }
+
+    /// A stripe that lost its domain spread (repair fallback) is marked for
+    /// relocation, one member at a time, the highest first.
+    #[test]
+    fn ha_violations_are_misplaced() {
+        let code = Code::new("lrc:6+2+2".parse().unwrap()).unwrap();
+        let id = |i: usize| NodeId::new(&format!("n{i:02}")).unwrap();
+        // Members 0, 1, 2 and local parity 6 in domain "a": fatal if it fails.
+        let dm: HashMap<NodeId, String> = (0..10)
+            .map(|i| {
+                (
+                    id(i),
+                    if [0, 1, 2, 6].contains(&i) { "a" } else { "b" }.to_string(),
+                )
+            })
+            .collect();
+        let holders: Holders = (0..10).map(|m| vec![id(m)]).collect();
+        let p = Policy {
+            code: &code,
+            data: 6,
             replication: 1,
-            parity: true,
-            stripe: Some(10),
+            ha: true,
+            domains: &dm,
         };
-        let s = plan(&nodes(3), 5, &layout, &mut 0).unwrap();
-        assert!(s.iter().all(|s| s.data.len() <= 2));
-        check(&s, 1);
+        assert!(!p.survives_any_domain(&holders));
+        assert!(p.misplaced(&holders, 6).contains(&id(6)));
+        assert!(p.misplaced(&holders, 0).is_empty());
+        // Moving member 6 to domain "b" is not HA-safe either ("b" then
+        // holds 7 members); a third domain is.
+        let mut dm2 = dm.clone();
+        dm2.insert(id(6), "c".into());
+        let p2 = Policy { domains: &dm2, ..p };
+        assert!(!p2.survives_any_domain(&holders), "b holds 6 of 10");
     }
 
     #[test]
     fn too_few_nodes() {
-        let layout = Layout {
-            replication: 2,
-            parity: true,
-            stripe: None,
-        };
-        let e = plan(&nodes(2), 1, &layout, &mut 0).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "only 2 live nodes for replication 2 with xor parity (needs 3)"
-        );
-        assert!(plan(&nodes(2), 0, &layout, &mut 0).is_err());
+        let e = run("xor", 2, 2, 3, false, 1).unwrap_err().to_string();
+        assert!(e.contains("only 2 live"), "{e}");
+        let e = run("rs:4+2", 5, 5, 1, false, 4).unwrap_err().to_string();
+        assert_eq!(e, "only 5 live non-spare nodes for rs:4+2 with replication 1 (needs 6); start more nodes or choose a narrower scheme");
+    }
+
+    /// With copies, every node is the first copy (the one read) of some
+    /// chunks, whatever the rotation.
+    #[test]
+    fn first_copies_spread() {
+        for rot in 0..6u64 {
+            let ns = nodes(3, 3);
+            let dm = domain_map(&ns);
+            let code = Code::new(Scheme::None).unwrap();
+            let layout = Layout {
+                code: &code,
+                replication: 2,
+                ha: false,
+                domains: &dm,
+            };
+            let s = plan(&ns, 11, &layout, &mut rot.clone()).unwrap();
+            let firsts: HashSet<_> = s.iter().map(|s| s.data[0].nodes[0].id.clone()).collect();
+            assert_eq!(firsts.len(), 3, "rotation {rot}");
+        }
     }
 
     #[test]
     fn rotation_spreads_parity() {
-        let layout = Layout {
-            replication: 1,
-            parity: true,
-            stripe: None,
-        };
-        let s = plan(&nodes(4), 30, &layout, &mut 0).unwrap();
-        let parity: HashSet<_> = s
-            .iter()
-            .map(|s| s.parity.as_ref().unwrap().nodes[0].id.clone())
-            .collect();
+        let s = run("xor:3", 4, 4, 1, false, 30).unwrap();
+        let parity: HashSet<_> = s.iter().map(|s| s.parity[0].nodes[0].id.clone()).collect();
         assert_eq!(parity.len(), 4);
     }
 }

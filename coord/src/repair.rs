@@ -13,10 +13,11 @@
 //! that are dead, draining or in excess are dropped from the catalog and
 //! (when alive) told to delete their copy.
 
-use crate::catalog::{FileEntry, Record};
+use crate::catalog::{FileEntry, Record, Slot, StripeEntry};
+use crate::placement::{Holders, Policy};
 use crate::state::{Coord, State};
 use protocol::{
-    ChunkId, NodeAddr, NodeId, NodeState, RebuildPart, RepairOrder, RepairSource, RepairStatus,
+    ChunkId, NodeId, NodeState, Rebuild, RebuildPart, RepairOrder, RepairSource, RepairStatus,
     SessionMsg,
 };
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,9 @@ pub struct Task {
     pub target: NodeId,
     pub started: Instant,
     pub bytes: u64,
+    /// Bytes the target reads to produce the copy (a copy reads one chunk,
+    /// a rebuild reads its read plan).
+    pub read: u64,
 }
 
 /// Repair bookkeeping, kept in [`State`].
@@ -45,6 +49,9 @@ pub struct Repairs {
     retry_at: HashMap<ChunkId, Instant>,
     pub done_chunks: u64,
     pub done_bytes: u64,
+    /// Bytes read by completed repairs (per byte rebuilt: the repair
+    /// traffic a scheme costs).
+    pub done_read_bytes: u64,
     pub failed: u64,
     pub waiting_chunks: u64,
     pub waiting_bytes: u64,
@@ -100,6 +107,7 @@ impl Repairs {
             in_flight_bytes: self.in_flight.values().map(|t| t.bytes).sum(),
             done_chunks: self.done_chunks,
             done_bytes: self.done_bytes,
+            read_bytes: self.done_read_bytes,
             failed: self.failed,
             rate_bytes_per_s: rate,
             last_mttr_ms: self.last_mttr.map(|d| d.as_millis() as u64),
@@ -164,7 +172,7 @@ struct Need {
     chunk: ChunkId,
     file: protocol::FileName,
     stripe: usize,
-    slot: Option<usize>,
+    slot: Slot,
     bytes: u64,
     sources: Vec<NodeId>,
 }
@@ -216,21 +224,24 @@ fn scan(coord: &Coord) -> Plan {
     }
     let mut needs = Vec::new();
     let mut deletes: HashMap<NodeId, Vec<ChunkId>> = HashMap::new();
+    let domains = st.members.domains();
     for (name, f) in &st.catalog.files {
+        let code = f.code();
         for (si, s) in f.stripes.iter().enumerate() {
-            let slots = (0..s.data.len())
-                .map(Some)
-                .chain(s.parity.iter().map(|_| None));
-            for slot in slots {
-                let c = match slot {
-                    Some(i) => &s.data[i],
-                    None => s.parity.as_ref().expect("slot exists"),
-                };
+            let policy = Policy {
+                code: &code,
+                data: s.data.len(),
+                replication: f.replication,
+                ha: cfg.ha,
+                domains: &domains,
+            };
+            let holders = holders(&code, s, |_| true);
+            for (slot, c) in s.members() {
                 let id = c.header.id;
                 if st.repairs.in_flight.contains_key(&id) {
                     continue;
                 }
-                let target = f.target(slot.is_none()) as usize;
+                let target = f.target(slot.is_parity()) as usize;
                 let alive: Vec<&NodeId> = c
                     .nodes
                     .iter()
@@ -244,7 +255,7 @@ fn scan(coord: &Coord) -> Plan {
                 // Copies that break the stripe's independence (a repair had
                 // to fall back on them when nodes were short) are moved once
                 // a better node is available.
-                let conflicted = conflicts(f, si, slot);
+                let conflicted = policy.misplaced(&holders, slot.member(code.k()));
                 let good: Vec<&NodeId> = usable
                     .iter()
                     .copied()
@@ -292,9 +303,9 @@ fn scan(coord: &Coord) -> Plan {
                 let relocate = usable.len() >= target;
                 let priority = match (slot, sources.len()) {
                     _ if relocate => 4,
-                    (None, _) => 3,
-                    (Some(_), 0) => 0,
-                    (Some(_), 1) => 1,
+                    (Slot::Parity(_), _) => 3,
+                    (Slot::Data(_), 0) => 0,
+                    (Slot::Data(_), 1) => 1,
                     _ => 2,
                 };
                 needs.push(Need {
@@ -317,7 +328,9 @@ fn scan(coord: &Coord) -> Plan {
     for t in st.repairs.in_flight.values() {
         *per_target.entry(t.target.clone()).or_default() += 1;
     }
-    let writable: Vec<NodeAddr> = st.members.writable(now, cfg, &st.catalog.draining);
+    let writable = st
+        .members
+        .candidates(now, cfg, &st.catalog.draining, &st.used_spares);
     let (mut waiting_chunks, mut waiting_bytes) = (0, 0);
     let mut stuck = HashSet::new();
     for need in &needs {
@@ -349,6 +362,12 @@ fn scan(coord: &Coord) -> Plan {
                         target: target.clone(),
                         started: now,
                         bytes: need.bytes,
+                        read: match &order.source {
+                            RepairSource::Copy(_) => need.bytes,
+                            RepairSource::Rebuild(r) => {
+                                r.parts.iter().map(|p| p.header.stored_len).sum()
+                            }
+                        },
                     },
                 );
                 if let Some(i) = st.repairs.incident.as_mut() {
@@ -399,24 +418,16 @@ fn scan(coord: &Coord) -> Plan {
     plan
 }
 
-/// Holders of chunk `slot` of stripe `si` whose copy weakens the stripe:
-/// a parity copy on a node holding data of the stripe, and (with a single
-/// copy per chunk) a data copy on a node holding an earlier chunk of the
-/// stripe. The later chunk is the one that moves, so exactly one does.
-fn conflicts(f: &FileEntry, si: usize, slot: Option<usize>) -> HashSet<NodeId> {
-    let s = &f.stripes[si];
-    match slot {
-        None => s
-            .data
-            .iter()
-            .flat_map(|d| d.nodes.iter().cloned())
-            .collect(),
-        Some(i) if f.replication == 1 => s.data[..i]
-            .iter()
-            .flat_map(|d| d.nodes.iter().cloned())
-            .collect(),
-        Some(_) => HashSet::new(),
+/// Holders of each member of a stripe (index = member), keeping only the
+/// nodes `keep` accepts; virtual members of a short stripe hold nothing.
+fn holders(code: &codes::Code, s: &StripeEntry, keep: impl Fn(&NodeId) -> bool) -> Holders {
+    let mut h: Holders = vec![Vec::new(); code.members()];
+    for (slot, c) in s.members() {
+        if let Some(v) = h.get_mut(slot.member(code.k())) {
+            *v = c.nodes.iter().filter(|n| keep(n)).cloned().collect();
+        }
     }
+    h
 }
 
 fn has_session(st: &State, n: &NodeId) -> bool {
@@ -426,11 +437,13 @@ fn has_session(st: &State, n: &NodeId) -> bool {
         .is_some_and(|m| m.session.is_some())
 }
 
-/// Picks the node to hold the new copy and what it fetches from.
+/// Picks the node to hold the new copy (the one placement policy, spares
+/// first) and what it reads: a surviving copy, or the members the code's
+/// read plan names (LRC: the local group; RS: K members).
 fn make_order(
     st: &mut State,
     need: &Need,
-    writable: &[NodeAddr],
+    writable: &[crate::placement::Candidate],
     per_target: &HashMap<NodeId, usize>,
     load: &HashMap<NodeId, u64>,
     now: Instant,
@@ -438,52 +451,34 @@ fn make_order(
 ) -> Option<(NodeId, RepairOrder)> {
     let f: &FileEntry = st.catalog.files.get(&need.file)?;
     let stripe = f.stripes.get(need.stripe)?;
-    let chunk = match need.slot {
-        Some(i) => stripe.data.get(i)?,
-        None => stripe.parity.as_ref()?,
+    let chunk = stripe.get(need.slot)?;
+    let code = f.code();
+    let member = need.slot.member(code.k());
+    let domains = st.members.domains();
+    let policy = Policy {
+        code: &code,
+        data: stripe.data.len(),
+        replication: f.replication,
+        ha: cfg.ha,
+        domains: &domains,
     };
-    // Nodes that would break the stripe's independence if they held this
-    // copy: for data, the parity holder (and, at one copy, the holders of
-    // its stripe siblings); for parity, every data holder of the stripe.
-    let mut avoid: HashSet<&NodeId> = HashSet::new();
-    match need.slot {
-        Some(i) => {
-            if let Some(p) = &stripe.parity {
-                avoid.extend(p.nodes.iter());
-            }
-            if f.replication == 1 {
-                for (j, d) in stripe.data.iter().enumerate() {
-                    if j != i {
-                        avoid.extend(d.nodes.iter());
-                    }
-                }
-            }
-        }
-        None => {
-            for d in &stripe.data {
-                avoid.extend(d.nodes.iter());
-            }
-        }
-    }
-    let eligible = |n: &&NodeAddr| {
-        !chunk.nodes.contains(&n.id) && per_target.get(&n.id).copied().unwrap_or(0) < PER_TARGET
-    };
-    let pick = |strict: bool| {
-        writable
-            .iter()
-            .filter(eligible)
-            .filter(|n| !strict || !avoid.contains(&n.id))
-            .min_by_key(|n| load.get(&n.id).copied().unwrap_or(0))
-            .cloned()
-    };
+    // Placement looks at copies that still count: not on dead nodes.
+    let live = |n: &NodeId| st.members.is_alive(n, now, cfg);
+    let holders = holders(&code, stripe, live);
+    let busy: HashSet<NodeId> = writable
+        .iter()
+        .filter(|c| per_target.get(&c.node.id).copied().unwrap_or(0) >= PER_TARGET)
+        .map(|c| c.node.id.clone())
+        .chain(chunk.nodes.iter().cloned())
+        .collect();
     // Protection first: when no node keeps the stripe independent, any
     // node is better than staying below target. A relocation exists only to
     // restore independence, so it waits for a node that does.
-    let target = match pick(true) {
-        Some(t) => t,
-        None if need.relocate => return None,
-        None => pick(false)?,
-    };
+    let pick = policy.pick(writable, &holders, member, load, &busy, true, false)?;
+    if !pick.fits && need.relocate {
+        return None;
+    }
+    let target = pick.node;
     let source = if !need.sources.is_empty() {
         RepairSource::Copy(
             need.sources
@@ -492,33 +487,45 @@ fn make_order(
                 .collect(),
         )
     } else {
-        let mut parts = Vec::new();
-        let others = stripe
-            .data
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| Some(*j) != need.slot)
-            .map(|(_, c)| c)
-            .chain(stripe.parity.iter().filter(|_| need.slot.is_some()));
-        for c in others {
-            let nodes: Vec<NodeAddr> = c
-                .nodes
-                .iter()
-                .filter(|n| st.members.is_alive(n, now, cfg))
-                .map(|n| st.members.node_addr(n))
-                .collect();
-            if nodes.is_empty() {
+        let lost: Vec<usize> = code
+            .real_members(stripe.data.len())
+            .filter(|&m| holders[m].is_empty())
+            .collect();
+        let read = match code.read_plan(stripe.data.len(), &lost, &[member]) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(chunk = %chunk.header.id, error = %e, "no rebuild possible now");
                 return None;
             }
+        };
+        let mut parts = Vec::new();
+        for m in read {
+            let slot = if m < code.k() {
+                Slot::Data(m)
+            } else {
+                Slot::Parity(m - code.k())
+            };
+            let c = stripe.get(slot)?;
+            let mut nodes: Vec<&NodeId> = c.nodes.iter().filter(|n| live(n)).collect();
+            nodes.sort_by_key(|n| !st.members.is_alive(n, now, cfg));
             parts.push(RebuildPart {
+                member: m as u32,
                 header: c.header.clone(),
-                nodes,
+                nodes: nodes.into_iter().map(|n| st.members.node_addr(n)).collect(),
             });
         }
-        if need.slot.is_some() && stripe.parity.is_none() {
-            return None;
-        }
-        RepairSource::Rebuild(parts)
+        RepairSource::Rebuild(Rebuild {
+            scheme: f.scheme,
+            data: stripe.data.len() as u32,
+            member: member as u32,
+            parity_len: stripe
+                .data
+                .iter()
+                .map(|c| c.header.raw_len)
+                .max()
+                .unwrap_or(0),
+            parts,
+        })
     };
     Some((
         target.id,
@@ -574,6 +581,11 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
             st.repairs.retry_at.remove(&chunk);
             st.repairs.done_chunks += 1;
             st.repairs.done_bytes += t.bytes;
+            st.repairs.done_read_bytes += t.read;
+            let spare = st.members.members.get(node).is_some_and(|m| m.spare);
+            if spare && st.used_spares.insert(node.clone()) {
+                tracing::warn!(%node, "spare took over data: it is a regular node from now on");
+            }
             tracing::info!(%chunk, %node, bytes = t.bytes, "repair done");
         }
         Err(e) => {

@@ -38,7 +38,8 @@ pub async fn run(
         secured = coord.config.secured(),
         read_only = coord.config.read_only,
         replication = coord.config.replication,
-        parity = coord.config.parity,
+        scheme = %coord.config.scheme,
+        ha = coord.config.ha,
         chunk_size = coord.config.chunk_size,
         "coordinator serving"
     );
@@ -158,9 +159,12 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 session::serve(coord, conn, reg, Origin::Node, stop).await;
                 return;
             }
-            CoordRequest::PlanPut { name, size, force } => {
-                cmd::put::plan(&coord, name, size, force, &owner).map(CoordResponse::Plan)
-            }
+            CoordRequest::PlanPut {
+                name,
+                size,
+                force,
+                scheme,
+            } => cmd::put::plan(&coord, name, size, force, scheme, &owner).map(CoordResponse::Plan),
             CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
                 .await
                 .map(CoordResponse::Committed),
@@ -194,7 +198,9 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                     .map(CoordResponse::Committed)
             }
             CoordRequest::Remove { name } => remove(&coord, name).await,
-            CoordRequest::Status => Ok(CoordResponse::Status(cmd::status::status(&coord))),
+            CoordRequest::Status => {
+                Ok(CoordResponse::Status(Box::new(cmd::status::status(&coord))))
+            }
             CoordRequest::Fsck { names, what_if } => {
                 cmd::fsck::fsck(&coord, names, what_if).map(CoordResponse::Fsck)
             }

@@ -107,8 +107,20 @@ pub async fn serve(
                 addr: reg.addr.clone(),
             });
         }
-        let gen = st.members.register(&id, &reg.addr, reg.stats.clone(), tx);
+        let gen = st.members.register(
+            &id,
+            &reg.addr,
+            reg.stats.clone(),
+            &reg.domain,
+            reg.spare,
+            tx,
+        );
         let (more, actions) = reconcile(&st, &coord, &id, &reg, behind);
+        // A spare the catalog already places copies on took over data
+        // before (e.g. before a coordinator restart): it is regular now.
+        if reg.spare && st.catalog.holds_any(&id) {
+            st.used_spares.insert(id.clone());
+        }
         records.extend(more);
         if let Some(m) = st.members.members.get_mut(&id) {
             m.behind = behind;

@@ -48,6 +48,8 @@ pub struct State {
     pub busy: HashSet<FileName>,
     pub members: Membership,
     pub rotation: u64,
+    /// Spares that received repaired copies: regular nodes from then on.
+    pub used_spares: HashSet<NodeId>,
     pub next_upload: u64,
     pub repairs: crate::repair::Repairs,
     /// Deletes waiting for their grace period, oldest first.
@@ -103,6 +105,7 @@ impl Coord {
                 busy: HashSet::new(),
                 members,
                 rotation: rand::random::<u8>() as u64,
+                used_spares: HashSet::new(),
                 next_upload: rand::random::<u32>() as u64,
                 repairs: Default::default(),
                 pending_deletes: VecDeque::new(),

@@ -34,6 +34,10 @@ pub struct NodeConfig {
     pub scrub_interval: std::time::Duration,
     /// Repairs this node runs at once.
     pub repair_parallel: usize,
+    /// Failure domain (rack, enclosure); empty means the node's own id.
+    pub domain: String,
+    /// A hot spare: the coordinator sends it no new writes, only repairs.
+    pub spare: bool,
     /// Chunks of at most this many stored bytes are made durable in groups
     /// (one file-system sync for all that arrived meanwhile) rather than one
     /// fsync each; 0 fsyncs every chunk on its own. Group commit pays off
@@ -55,6 +59,8 @@ impl NodeConfig {
             scrub_rate: 32 * 1024 * 1024,
             scrub_interval: std::time::Duration::from_secs(24 * 3600),
             repair_parallel: 4,
+            domain: String::new(),
+            spare: false,
             group_commit_max: crate::store::GROUP_MAX_LEN,
         }
     }

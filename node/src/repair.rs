@@ -1,13 +1,13 @@
 //! Executing a repair order: produce one verified copy of a chunk on this
-//! node, by copying it from another node or rebuilding it from the rest of
-//! its stripe. Node to node; the coordinator only gives the order and hears
+//! node, by copying it from another node or decoding it from the members of
+//! its stripe that the coordinator's read plan names. Node to node; the coordinator only gives the order and hears
 //! the outcome.
 
 use crate::error::{Error, Result};
 use crate::server::Ctx;
 use bytes::Bytes;
 use protocol::chunk;
-use protocol::{ChunkHeader, NodeAddr, RepairOrder, RepairSource, SessionMsg};
+use protocol::{ChunkHeader, NodeAddr, Rebuild, RepairOrder, RepairSource, SessionMsg};
 use std::sync::Arc;
 
 pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
@@ -53,51 +53,68 @@ async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
     }
     let stored = match &order.source {
         RepairSource::Copy(nodes) => fetch_any(ctx, &order.header, nodes).await?,
-        RepairSource::Rebuild(parts) => {
-            let mut raws = Vec::with_capacity(parts.len());
-            for p in parts {
-                let stored = fetch_any(ctx, &p.header, &p.nodes).await?;
-                let h = p.header.clone();
-                let raw = blocking(move || {
-                    chunk::decode(&h, stored).map_err(|e| Error::Corrupt {
-                        chunk: h.id,
-                        reason: e.to_string(),
-                    })
-                })
-                .await?;
-                raws.push(raw);
-            }
-            let want = order.header.clone();
-            blocking(move || rebuild(&want, raws)).await?
-        }
+        RepairSource::Rebuild(r) => rebuild(ctx, &order.header, r).await?,
     };
     let mut w = ctx.store.create(&order.header).await?;
     w.write(stored).await?;
     ctx.store.commit(w).await
 }
 
-/// XOR of the parts, trimmed, hash-checked and re-encoded; the result must
-/// be exactly the chunk the catalog knows (LZ4 is deterministic).
-fn rebuild(want: &ChunkHeader, raws: Vec<Bytes>) -> Result<Bytes> {
-    let mut acc = Vec::with_capacity(want.raw_len as usize);
-    for r in &raws {
-        chunk::xor_into(&mut acc, r);
+/// Decodes the wanted member from the read plan's members, fetched one at
+/// a time and folded into the output as they arrive: memory stays at the
+/// output plus one member, whatever the stripe width. The result is
+/// trimmed, hash-checked and re-encoded; it must be exactly the chunk the
+/// catalog knows (LZ4 is deterministic).
+async fn rebuild(ctx: &Ctx, want: &ChunkHeader, r: &Rebuild) -> Result<Bytes> {
+    let bad = |m: String| Error::BadRequest(format!("rebuild of chunk {}: {m}", want.id));
+    let code = codes::Code::new(r.scheme).map_err(|e| bad(e.to_string()))?;
+    let read: Vec<usize> = r.parts.iter().map(|p| p.member as usize).collect();
+    let dec = code
+        .decoder(r.data as usize, &read, &[r.member as usize])
+        .map_err(|e| bad(e.to_string()))?;
+    if r.parity_len > protocol::chunk::MAX_CHUNK_LEN || want.raw_len > r.parity_len {
+        return Err(bad(format!("bad parity length {}", r.parity_len)));
     }
-    acc.resize(want.raw_len as usize, 0);
-    let (h, stored) = chunk::encode(want.id, Bytes::from(acc));
-    if h.raw_sha256 != want.raw_sha256 {
-        return Err(Error::Corrupt {
-            chunk: want.id,
-            reason: "rebuilt bytes fail SHA-256 verification".into(),
-        });
+    let mut out = vec![0u8; r.parity_len as usize];
+    for (i, p) in r.parts.iter().enumerate() {
+        let stored = fetch_any(ctx, &p.header, &p.nodes).await?;
+        let h = p.header.clone();
+        let dec = dec.clone();
+        out = blocking(move || {
+            let raw = chunk::decode(&h, stored).map_err(|e| Error::Corrupt {
+                chunk: h.id,
+                reason: e.to_string(),
+            })?;
+            if raw.len() > out.len() {
+                return Err(Error::BadRequest(format!(
+                    "member {} is longer than the stripe's parity",
+                    h.id
+                )));
+            }
+            dec.add(i, &raw, &mut [out.as_mut_slice()]);
+            Ok(out)
+        })
+        .await?;
     }
-    if h != *want {
-        return Err(Error::BadRequest(format!(
-            "rebuilt chunk {} encodes differently from the catalog's header",
-            want.id
-        )));
-    }
-    Ok(stored)
+    let want = want.clone();
+    blocking(move || {
+        out.truncate(want.raw_len as usize);
+        let (h, stored) = chunk::encode(want.id, Bytes::from(out));
+        if h.raw_sha256 != want.raw_sha256 {
+            return Err(Error::Corrupt {
+                chunk: want.id,
+                reason: "rebuilt bytes fail SHA-256 verification".into(),
+            });
+        }
+        if h != want {
+            return Err(Error::BadRequest(format!(
+                "rebuilt chunk {} encodes differently from the catalog's header",
+                want.id
+            )));
+        }
+        Ok(stored)
+    })
+    .await
 }
 
 async fn fetch_any(ctx: &Ctx, header: &ChunkHeader, nodes: &[NodeAddr]) -> Result<Bytes> {

@@ -25,6 +25,8 @@ fn register(ctx: &Ctx) -> Register {
         addr: ctx.config.advertise.clone(),
         stats: ctx.stats(),
         inventory: ctx.store.inventory(),
+        domain: ctx.config.domain.clone(),
+        spare: ctx.config.spare,
         cluster,
         seq_seen,
         set_aside: ctx.store.set_aside_list(),

@@ -1,6 +1,10 @@
-//! How well a file is protected, from the live copies of each chunk. One
-//! definition shared by `stat` (client side) and `fsck` (coordinator side).
+//! How well a file is protected, from the live copies of each stripe
+//! member. One definition shared by `stat` (client side), `fsck` and
+//! `fsck --what-if` (coordinator side); whether a loss pattern decodes is
+//! decided by `codes::Code::is_decodable`, the same function the client,
+//! the nodes and repair use.
 
+use codes::Code;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -26,30 +30,43 @@ impl Health {
     }
 }
 
-/// Live copies of each chunk of one stripe.
+/// Live copies of each member of one stripe.
 pub struct StripeCopies {
     pub data: Vec<u32>,
-    /// `None` when the file has no parity.
-    pub parity: Option<u32>,
+    /// One entry per parity, in member order.
+    pub parity: Vec<u32>,
 }
 
-/// Health of one stripe whose data chunks target `replication` copies.
-pub fn stripe_health(s: &StripeCopies, replication: u32) -> Health {
-    let parity_live = s.parity.unwrap_or(0);
-    let unreadable = s.data.iter().filter(|&&n| n == 0).count();
-    if unreadable > 1 || (unreadable == 1 && parity_live == 0) {
+/// Health of one stripe coded with `code` whose data chunks target
+/// `replication` copies (parities target one).
+pub fn stripe_health(code: &Code, s: &StripeCopies, replication: u32) -> Health {
+    let k = code.k();
+    let data = s.data.len();
+    let live = |m: usize| -> u32 {
+        if m < k {
+            s.data.get(m).copied().unwrap_or(0)
+        } else {
+            s.parity.get(m - k).copied().unwrap_or(0)
+        }
+    };
+    let members: Vec<usize> = code.real_members(data).collect();
+    let lost: Vec<usize> = members.iter().copied().filter(|&m| live(m) == 0).collect();
+    if data == 0 || !code.is_decodable(data, &lost) {
         return Health::Lost;
     }
-    let below = s.data.iter().any(|&n| n < replication) || s.parity == Some(0);
+    let below = s.data.iter().any(|&n| n < replication) || s.parity.contains(&0);
     if !below {
         // A file stored without redundancy is healthy at its own target.
         return Health::Healthy;
     }
-    // Failures the weakest chunk still survives: its own copies, plus one
-    // rebuild from parity if every other chunk of the stripe is readable.
-    let weakest = s.data.iter().copied().min().unwrap_or(0);
-    let spare = weakest + u32::from(parity_live > 0);
-    if spare <= 1 {
+    // At risk when one more failure (of a member's last copy) would leave a
+    // pattern the code cannot decode.
+    let fragile = members.iter().copied().filter(|&m| live(m) == 1).any(|m| {
+        let mut more = lost.clone();
+        more.push(m);
+        !code.is_decodable(data, &more)
+    });
+    if fragile {
         Health::AtRisk
     } else {
         Health::Degraded
@@ -58,12 +75,13 @@ pub fn stripe_health(s: &StripeCopies, replication: u32) -> Health {
 
 /// The worst stripe decides.
 pub fn file_health<'a>(
+    code: &Code,
     stripes: impl IntoIterator<Item = &'a StripeCopies>,
     replication: u32,
 ) -> Health {
     stripes
         .into_iter()
-        .map(|s| stripe_health(s, replication))
+        .map(|s| stripe_health(code, s, replication))
         .max()
         .unwrap_or(Health::Healthy)
 }
@@ -72,27 +90,54 @@ pub fn file_health<'a>(
 mod tests {
     use super::*;
 
-    fn h(data: &[u32], parity: Option<u32>, r: u32) -> Health {
+    fn h(scheme: &str, data: &[u32], parity: &[u32], r: u32) -> Health {
+        let code = Code::new(scheme.parse().unwrap()).unwrap();
         stripe_health(
+            &code,
             &StripeCopies {
                 data: data.to_vec(),
-                parity,
+                parity: parity.to_vec(),
             },
             r,
         )
     }
 
     #[test]
-    fn classification() {
-        assert_eq!(h(&[2, 2], Some(1), 2), Health::Healthy);
-        assert_eq!(h(&[1, 2], Some(1), 2), Health::Degraded);
-        assert_eq!(h(&[1, 2], None, 2), Health::AtRisk);
-        assert_eq!(h(&[2, 2], Some(0), 2), Health::Degraded);
-        assert_eq!(h(&[1, 1], Some(1), 1), Health::Healthy);
-        assert_eq!(h(&[0, 1], Some(1), 1), Health::AtRisk);
-        assert_eq!(h(&[1, 1], Some(0), 1), Health::AtRisk);
-        assert_eq!(h(&[0, 0], Some(1), 1), Health::Lost);
-        assert_eq!(h(&[0, 1], None, 1), Health::Lost);
-        assert_eq!(h(&[1], None, 1), Health::Healthy);
+    fn classification_xor_and_none() {
+        assert_eq!(h("xor:2", &[2, 2], &[1], 2), Health::Healthy);
+        assert_eq!(h("xor:2", &[1, 2], &[1], 2), Health::Degraded);
+        assert_eq!(h("none", &[1], &[], 2), Health::AtRisk);
+        assert_eq!(h("xor:2", &[2, 2], &[0], 2), Health::Degraded);
+        assert_eq!(h("xor:2", &[1, 1], &[1], 1), Health::Healthy);
+        assert_eq!(h("xor:2", &[0, 1], &[1], 1), Health::AtRisk);
+        assert_eq!(h("xor:2", &[1, 1], &[0], 1), Health::AtRisk);
+        assert_eq!(h("xor:2", &[0, 0], &[1], 1), Health::Lost);
+        assert_eq!(h("none", &[0], &[], 1), Health::Lost);
+        assert_eq!(h("none", &[1], &[], 1), Health::Healthy);
+        // A short xor stripe: one data chunk and its parity.
+        assert_eq!(h("xor:4", &[0], &[1], 1), Health::AtRisk);
+    }
+
+    #[test]
+    fn classification_rs_and_lrc() {
+        assert_eq!(h("rs:4+2", &[1, 1, 1, 1], &[1, 1], 1), Health::Healthy);
+        assert_eq!(h("rs:4+2", &[0, 1, 1, 1], &[1, 1], 1), Health::Degraded);
+        assert_eq!(h("rs:4+2", &[0, 1, 1, 1], &[1, 0], 1), Health::AtRisk);
+        assert_eq!(h("rs:4+2", &[0, 0, 1, 1], &[1, 0], 1), Health::Lost);
+        // LRC: 3 losses with every 4th still decodable are merely degraded.
+        let d = [0, 1, 1, 0, 1, 1];
+        assert_eq!(h("lrc:6+2+2", &d, &[1, 1, 0, 1], 1), Health::Degraded);
+        assert_eq!(
+            h("lrc:6+2+2", &[0, 0, 0, 1, 1, 1], &[1, 1, 1, 1], 1),
+            Health::AtRisk
+        );
+        assert_eq!(
+            h("lrc:6+2+2", &[0, 0, 0, 0, 1, 1], &[1, 1, 1, 1], 1),
+            Health::AtRisk
+        );
+        assert_eq!(
+            h("lrc:6+2+2", &[0, 0, 0, 0, 0, 1], &[1, 1, 1, 1], 1),
+            Health::Lost
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::ids::{ChunkId, ClusterId, FileName, NodeId};
 use crate::token::BlockToken;
+pub use codes::Scheme;
 use serde::{Deserialize, Serialize};
 
 /// How the stored bytes of a chunk encode its raw bytes.
@@ -135,6 +136,11 @@ pub struct Register {
     pub stats: NodeStats,
     /// Every chunk the node holds, so the coordinator can reconcile.
     pub inventory: Vec<ChunkId>,
+    /// Failure domain (rack, enclosure): placement spreads a stripe's
+    /// members over domains. Defaults to the node id.
+    pub domain: String,
+    /// A hot spare: takes no new writes until repair needs it.
+    pub spare: bool,
     /// The cluster this node joined, once it has joined one.
     pub cluster: Option<ClusterId>,
     /// The highest catalog sequence number a coordinator of that cluster
@@ -210,13 +216,29 @@ pub struct RepairOrder {
 pub enum RepairSource {
     /// Copy the stored bytes from the first of these nodes that serves them.
     Copy(Vec<NodeAddr>),
-    /// XOR the raw bytes of every part (the rest of the stripe), trim to the
-    /// chunk's length, and check its SHA-256.
-    Rebuild(Vec<RebuildPart>),
+    /// Decode the chunk from other members of its stripe (the read plan
+    /// `codes::Code::read_plan` chose), cut it to the chunk's length, and
+    /// check its SHA-256.
+    Rebuild(Rebuild),
+}
+
+/// A rebuild: which member of which stripe, and the members to read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rebuild {
+    pub scheme: Scheme,
+    /// Data chunks the stripe really has (fewer than K for a short stripe).
+    pub data: u32,
+    /// Member index of the chunk to produce (data first, then parities).
+    pub member: u32,
+    /// Length of the stripe's parity members: the length decoding runs at.
+    pub parity_len: u64,
+    pub parts: Vec<RebuildPart>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RebuildPart {
+    /// Member index within the stripe.
+    pub member: u32,
     pub header: ChunkHeader,
     pub nodes: Vec<NodeAddr>,
 }
@@ -233,6 +255,8 @@ pub enum CoordRequest {
         name: FileName,
         size: u64,
         force: bool,
+        /// Overrides the cluster's default scheme for this file.
+        scheme: Option<Scheme>,
     },
     /// Make a planned upload visible under its name; acknowledged only once
     /// durable.
@@ -325,7 +349,7 @@ pub enum CoordResponse {
     File(FileInfo),
     Files(Vec<FileSummary>),
     Removed,
-    Status(ClusterStatus),
+    Status(Box<ClusterStatus>),
     Fsck(FsckReport),
     Done,
     /// A new client key, as `NAME:HEX` for a key file.
@@ -346,6 +370,8 @@ pub struct PutPlan {
     pub upload_id: u64,
     pub chunk_size: u64,
     pub replication: u32,
+    /// Erasure code of every stripe of the file.
+    pub scheme: Scheme,
     pub stripes: Vec<StripePlan>,
 }
 
@@ -353,7 +379,8 @@ pub struct PutPlan {
 pub struct StripePlan {
     /// Data chunks in file order; each entry lists its replica nodes.
     pub data: Vec<ChunkPlan>,
-    pub parity: Option<ChunkPlan>,
+    /// Parities in the scheme's member order (one copy each).
+    pub parity: Vec<ChunkPlan>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -401,7 +428,7 @@ pub fn check_attrs(a: &Attrs) -> Result<(), String> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StripeCommit {
     pub data: Vec<ChunkHeader>,
-    pub parity: Option<ChunkHeader>,
+    pub parity: Vec<ChunkHeader>,
 }
 
 /// One line of `ls`.
@@ -422,6 +449,7 @@ pub struct FileInfo {
     pub created_ms: u64,
     pub chunk_size: u64,
     pub replication: u32,
+    pub scheme: Scheme,
     pub stripes: Vec<StripeInfo>,
     pub attrs: Attrs,
 }
@@ -429,7 +457,8 @@ pub struct FileInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StripeInfo {
     pub data: Vec<ChunkInfo>,
-    pub parity: Option<ChunkInfo>,
+    /// Parities in the scheme's member order.
+    pub parity: Vec<ChunkInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -445,6 +474,8 @@ pub struct ChunkInfo {
 pub struct Location {
     pub node: NodeAddr,
     pub alive: bool,
+    /// The node's failure domain (rack, enclosure), for `stat`.
+    pub domain: String,
 }
 
 /// Liveness of a node as the coordinator sees it.
@@ -471,6 +502,12 @@ pub struct NodeStatus {
     pub stats: NodeStats,
     /// Being drained: takes no new chunks, its copies are moved away.
     pub draining: bool,
+    pub domain: String,
+    /// Still a hot spare (holds nothing yet). A spare that received
+    /// repaired copies becomes a regular node.
+    pub spare: bool,
+    /// Started as a spare and has since taken over data.
+    pub was_spare: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -489,8 +526,13 @@ pub struct ClusterStatus {
     pub bytes: u64,
     pub chunks: u64,
     pub replication: u32,
-    pub parity: bool,
-    pub stripe: u32,
+    /// The scheme a put without `--parity` gets now (`xor` narrowed to the
+    /// live node count).
+    pub scheme: Scheme,
+    /// Every stripe must survive the loss of one whole domain.
+    pub ha: bool,
+    /// Storage per scheme in use.
+    pub schemes: Vec<SchemeUsage>,
     pub chunk_size: u64,
     /// Chunks with fewer live copies than their target (parity blocks
     /// included).
@@ -500,6 +542,18 @@ pub struct ClusterStatus {
     /// Uploads planned but not yet committed.
     pub pending_uploads: u64,
     pub repair: RepairStatus,
+}
+
+/// Storage used by the files of one scheme and replication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemeUsage {
+    pub scheme: Scheme,
+    pub replication: u32,
+    pub files: u64,
+    /// Bytes of the files themselves.
+    pub logical_bytes: u64,
+    /// Raw bytes of every copy of every member (data x R, parities once).
+    pub stored_bytes: u64,
 }
 
 /// Where repair stands.
@@ -513,6 +567,8 @@ pub struct RepairStatus {
     /// Repairs completed since the coordinator started.
     pub done_chunks: u64,
     pub done_bytes: u64,
+    /// Bytes read by those repairs (a rebuild reads its read plan).
+    pub read_bytes: u64,
     pub failed: u64,
     /// Bytes per second repaired during the current or last incident.
     pub rate_bytes_per_s: u64,

@@ -6,14 +6,6 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Parity {
-    /// One XOR parity block per stripe.
-    Xor,
-    /// Replicas only.
-    None,
-}
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Address for clients and nodes.
@@ -29,12 +21,17 @@ pub struct Args {
     /// Copies of each data chunk, on distinct nodes.
     #[arg(long, default_value_t = 2)]
     pub replication: u32,
-    /// Parity scheme.
-    #[arg(long, value_enum, default_value = "xor")]
-    pub parity: Parity,
-    /// Data chunks per parity stripe [default: live nodes - 1, at most 4].
+    /// Erasure code of new files: none, xor, rs:K+M (Reed-Solomon) or
+    /// lrc:K+L+G (K data in L local XOR groups plus G global parities).
+    #[arg(long, default_value = "xor", value_parser = parse_scheme)]
+    pub parity: protocol::Scheme,
+    /// Data chunks per xor stripe [default: live nodes - 1, at most 4].
     #[arg(long)]
     pub stripe: Option<u32>,
+    /// Enclosure-level HA: refuse any put whose stripes would not survive
+    /// the loss of one whole failure domain (`node --domain`).
+    #[arg(long)]
+    pub ha: bool,
     /// Chunk size (e.g. 64MiB, 1MiB, 4096).
     #[arg(long, default_value = "64MiB")]
     pub chunk_size: String,
@@ -71,6 +68,11 @@ pub struct Args {
     pub read_only: bool,
 }
 
+/// `--parity` values, with the scheme's own one-line error.
+pub fn parse_scheme(s: &str) -> std::result::Result<protocol::Scheme, String> {
+    s.parse().map_err(|e: codes::Error| e.to_string())
+}
+
 pub async fn run(a: Args) -> Result<()> {
     let chunk_size = parse_size(&a.chunk_size).map_err(anyhow::Error::msg)?;
     if chunk_size == 0 || chunk_size > protocol::chunk::MAX_CHUNK_LEN {
@@ -91,8 +93,14 @@ pub async fn run(a: Args) -> Result<()> {
     let mut cfg = coord::CoordConfig::new(a.data.clone());
     cfg.nodes = a.nodes.into_iter().filter(|n| !n.is_empty()).collect();
     cfg.replication = a.replication;
-    cfg.parity = matches!(a.parity, Parity::Xor);
+    cfg.scheme = match (a.parity, a.stripe) {
+        (protocol::Scheme::Xor { .. }, Some(k)) => format!("xor:{k}")
+            .parse()
+            .map_err(|e: codes::Error| anyhow::anyhow!("--stripe: {e}"))?,
+        (s, _) => s,
+    };
     cfg.stripe = a.stripe;
+    cfg.ha = a.ha;
     cfg.chunk_size = chunk_size;
     cfg.heartbeat = Duration::from_millis(a.heartbeat_ms);
     cfg.dead_after = a.dead_after;

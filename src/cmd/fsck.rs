@@ -16,7 +16,8 @@ pub struct Args {
     /// Also read and verify every copy of every chunk (slow: reads it all).
     #[arg(long)]
     pub deep: bool,
-    /// Answer for the case these nodes failed now (comma-separated ids).
+    /// Answer for the case these nodes failed now (comma-separated ids;
+    /// `domain=NAME` stands for every node of that failure domain).
     #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
     pub what_if: Vec<String>,
     /// Machine-readable output.
@@ -40,14 +41,36 @@ pub async fn run(a: Args) -> Result<()> {
         .iter()
         .map(|n| file_name(n))
         .collect::<Result<Vec<_>>>()?;
-    let what_if = a
-        .what_if
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| NodeId::new(s).map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()?;
     let cfg = a.client.config()?;
     let mut coord = a.client.connect().await?;
+    let mut what_if = Vec::new();
+    let mut status = None;
+    for s in a.what_if.iter().filter(|s| !s.is_empty()) {
+        match s.strip_prefix("domain=") {
+            Some(d) => {
+                if status.is_none() {
+                    status = Some(coord.status().await?);
+                }
+                let nodes: Vec<NodeId> = status
+                    .as_ref()
+                    .map(|st| {
+                        st.nodes
+                            .iter()
+                            .filter(|n| n.domain == d)
+                            .map(|n| n.id.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if nodes.is_empty() {
+                    bail!("--what-if domain={d}: no node of this cluster is in domain {d:?}");
+                }
+                what_if.extend(nodes);
+            }
+            None => what_if.push(NodeId::new(s).map_err(anyhow::Error::msg)?),
+        }
+    }
+    what_if.sort();
+    what_if.dedup();
     let mut report = coord.fsck(names, what_if).await?;
     let (mut verified, mut bad) = (0u64, Vec::new());
     if a.deep {
@@ -61,7 +84,7 @@ pub async fn run(a: Args) -> Result<()> {
             for s in &info.stripes {
                 let mut copies = protocol::health::StripeCopies {
                     data: Vec::new(),
-                    parity: None,
+                    parity: Vec::new(),
                 };
                 for (ci, c) in s.data.iter().chain(s.parity.iter()).enumerate() {
                     let mut ok = 0u32;
@@ -96,12 +119,16 @@ pub async fn run(a: Args) -> Result<()> {
                     if ci < s.data.len() {
                         copies.data.push(ok);
                     } else {
-                        copies.parity = Some(ok);
+                        copies.parity.push(ok);
                     }
                 }
                 readable.push(copies);
             }
-            let found = protocol::health::file_health(&readable, info.replication);
+            // The same decodability function as the coordinator's fsck.
+            let found = match codes::Code::new(info.scheme) {
+                Ok(code) => protocol::health::file_health(&code, &readable, info.replication),
+                Err(_) => Health::Lost,
+            };
             if found > f.health {
                 f.health = found;
             }

@@ -34,6 +34,14 @@ pub struct Args {
     /// Seconds between background scrub passes.
     #[arg(long, default_value_t = 86_400)]
     pub scrub_interval_s: u64,
+    /// Failure domain (rack, enclosure, region): a stripe's members are
+    /// spread over domains [default: the node's own id].
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+    /// Hot spare: takes no new writes; repair rebuilds onto it first, after
+    /// which it is a regular node.
+    #[arg(long)]
+    pub spare: bool,
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -65,6 +73,18 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
     cfg.secret = secret;
+    if let Some(d) = &a.domain {
+        if d.is_empty()
+            || d.len() > 64
+            || !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            anyhow::bail!("--domain {d:?}: use 1 to 64 letters, digits, '-', '_' or '.'");
+        }
+    }
+    cfg.domain = a.domain.unwrap_or_default();
+    cfg.spare = a.spare;
     cfg.group_commit_max =
         crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
     announce(&format!(

@@ -15,6 +15,10 @@ pub struct Args {
     /// Replace an existing file of that name.
     #[arg(long)]
     pub force: bool,
+    /// This file's erasure code (none, xor:K, rs:K+M, lrc:K+L+G)
+    /// [default: the cluster's].
+    #[arg(long, value_parser = super::coord::parse_scheme)]
+    pub parity: Option<protocol::Scheme>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -32,7 +36,8 @@ pub async fn run(a: Args) -> Result<()> {
             file_name(base)?
         }
     };
-    let cfg = a.client.config()?;
+    let mut cfg = a.client.config()?;
+    cfg.scheme = a.parity;
     let total = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
     let bar = crate::progress::Progress::new("put", name.as_str(), total);
     let res = client::put::put(&cfg, &a.file, name, a.force, bar.callback()).await;
@@ -40,7 +45,7 @@ pub async fn run(a: Args) -> Result<()> {
     let s = res?;
     let secs = s.elapsed.as_secs_f64();
     outln!(
-        "put {}: {} in {:.1} s, {}, {} chunk{}, {} replica{}{}",
+        "put {}: {} in {:.1} s, {}, {} chunk{}, {} replica{} + {}",
         s.name,
         bytes(s.size),
         secs,
@@ -49,7 +54,7 @@ pub async fn run(a: Args) -> Result<()> {
         if s.chunks == 1 { "" } else { "s" },
         s.replication,
         if s.replication == 1 { "" } else { "s" },
-        if s.parity { " + xor" } else { "" }
+        s.scheme
     );
     Ok(())
 }

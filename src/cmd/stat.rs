@@ -16,10 +16,13 @@ fn health(f: &FileInfo) -> protocol::health::Health {
         .iter()
         .map(|s| StripeCopies {
             data: s.data.iter().map(|c| live_copies(c) as u32).collect(),
-            parity: s.parity.as_ref().map(|p| live_copies(p) as u32),
+            parity: s.parity.iter().map(|p| live_copies(p) as u32).collect(),
         })
         .collect();
-    file_health(&stripes, f.replication)
+    match codes::Code::new(f.scheme) {
+        Ok(code) => file_health(&code, &stripes, f.replication),
+        Err(_) => protocol::health::Health::Lost,
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -32,8 +35,9 @@ pub struct Args {
     pub client: ClientArgs,
 }
 
-fn chunk_json(c: &ChunkInfo) -> serde_json::Value {
+fn chunk_json(c: &ChunkInfo, role: &str) -> serde_json::Value {
     serde_json::json!({
+        "role": role,
         "id": c.header.id.to_hex(),
         "raw_len": c.header.raw_len,
         "stored_len": c.header.stored_len,
@@ -42,6 +46,7 @@ fn chunk_json(c: &ChunkInfo) -> serde_json::Value {
         "live_copies": live_copies(c),
         "locations": c.locations.iter().map(|l| serde_json::json!({
             "node": l.node.id.as_str(), "addr": l.node.addr, "alive": l.alive,
+            "domain": l.domain,
         })).collect::<Vec<_>>(),
     })
 }
@@ -52,7 +57,14 @@ fn where_(c: &ChunkInfo) -> String {
     }
     c.locations
         .iter()
-        .map(|l| format!("{}{}", l.node.id, if l.alive { "" } else { " (dead)" }))
+        .map(|l| {
+            format!(
+                "{} [{}]{}",
+                l.node.id,
+                l.domain,
+                if l.alive { "" } else { " (dead)" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -61,7 +73,8 @@ pub async fn run(a: Args) -> Result<()> {
     let name = file_name(&a.name)?;
     let f = a.client.connect().await?.lookup(name).await?;
     let health = health(&f);
-    let parity = f.stripes.iter().any(|s| s.parity.is_some());
+    let roles = f.scheme.parity_roles();
+    let role = |j: usize| roles.get(j).map(|r| r.to_string()).unwrap_or_default();
     if a.json {
         print_json(&serde_json::json!({
             "name": f.name.as_str(),
@@ -69,11 +82,11 @@ pub async fn run(a: Args) -> Result<()> {
             "created_ms": f.created_ms,
             "chunk_size": f.chunk_size,
             "replication": f.replication,
-            "parity": if parity { "xor" } else { "none" },
+            "scheme": f.scheme.to_string(),
             "health": health.as_str(),
             "stripes": f.stripes.iter().map(|s| serde_json::json!({
-                "data": s.data.iter().map(chunk_json).collect::<Vec<_>>(),
-                "parity": s.parity.as_ref().map(chunk_json),
+                "data": s.data.iter().map(|c| chunk_json(c, "data")).collect::<Vec<_>>(),
+                "parity": s.parity.iter().enumerate().map(|(j, c)| chunk_json(c, &role(j))).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }));
         return Ok(());
@@ -87,9 +100,11 @@ pub async fn run(a: Args) -> Result<()> {
         bytes(f.chunk_size)
     );
     outln!(
-        "protection:  {} replica(s){}",
+        "protection:  {} replica(s) of data + {} ({:.2}x for full stripes)",
         f.replication,
-        if parity { " + xor parity" } else { "" }
+        f.scheme,
+        (f.replication as usize * f.scheme.data_count() + f.scheme.parity_count()) as f64
+            / f.scheme.data_count() as f64
     );
     outln!("health:      {}", health.as_str());
     let mut index = 0;
@@ -105,13 +120,15 @@ pub async fn run(a: Args) -> Result<()> {
             );
             index += 1;
         }
-        if let Some(p) = &s.parity {
+        for (j, p) in s.parity.iter().enumerate() {
             outln!(
-                "  parity     {}  {:>10} -> {:>10}  {}",
+                "  {:<10} {}  {:>10} -> {:>10}  {}  ({})",
+                format!("parity {j}"),
                 &p.header.id.to_hex()[..12],
                 bytes(p.header.raw_len),
                 bytes(p.header.stored_len),
-                where_(p)
+                where_(p),
+                role(j)
             );
         }
     }

@@ -22,6 +22,23 @@ fn state(s: NodeState) -> &'static str {
     }
 }
 
+/// `R=2+xor:4`, `rs:6+3` (one copy of data is the norm for codes).
+fn label(u: &protocol::SchemeUsage) -> String {
+    if u.replication == 1 {
+        u.scheme.to_string()
+    } else {
+        format!("R={}+{}", u.replication, u.scheme)
+    }
+}
+
+fn overhead(u: &protocol::SchemeUsage) -> f64 {
+    if u.logical_bytes == 0 {
+        0.0
+    } else {
+        u.stored_bytes as f64 / u.logical_bytes as f64
+    }
+}
+
 pub async fn run(a: Args) -> Result<()> {
     let s = a.client.connect().await?.status().await?;
     if a.json {
@@ -31,7 +48,8 @@ pub async fn run(a: Args) -> Result<()> {
                 "last_heartbeat_ms_ago": n.last_heartbeat_ms_ago,
                 "chunks": n.catalog_chunks, "stored_chunks": n.stats.chunks,
                 "bytes": n.stats.bytes, "free_bytes": n.stats.free_bytes,
-                "draining": n.draining,
+                "draining": n.draining, "domain": n.domain, "spare": n.spare,
+                "was_spare": n.was_spare,
                 "scrub_passes": n.stats.scrub_passes, "scrub_running": n.stats.scrub_running,
                 "corrupt_found": n.stats.corrupt_found,
                 "orphans_set_aside": n.stats.orphans, "quarantined": n.stats.quarantined,
@@ -39,13 +57,19 @@ pub async fn run(a: Args) -> Result<()> {
             "cluster": s.cluster, "read_only": s.read_only,
             "catalog_behind": s.catalog_behind.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
             "files": s.files, "bytes": s.bytes, "chunks": s.chunks,
-            "replication": s.replication, "parity": if s.parity { "xor" } else { "none" },
-            "stripe": s.stripe, "chunk_size": s.chunk_size,
+            "replication": s.replication, "scheme": s.scheme.to_string(), "ha": s.ha,
+            "chunk_size": s.chunk_size,
+            "schemes": s.schemes.iter().map(|u| serde_json::json!({
+                "scheme": u.scheme.to_string(), "replication": u.replication, "files": u.files,
+                "logical_bytes": u.logical_bytes, "stored_bytes": u.stored_bytes,
+                "overhead": overhead(u),
+            })).collect::<Vec<_>>(),
             "pending_uploads": s.pending_uploads,
             "repair": {
                 "waiting_chunks": s.repair.waiting_chunks, "waiting_bytes": s.repair.waiting_bytes,
                 "in_flight_chunks": s.repair.in_flight_chunks, "in_flight_bytes": s.repair.in_flight_bytes,
                 "done_chunks": s.repair.done_chunks, "done_bytes": s.repair.done_bytes,
+                "read_bytes": s.repair.read_bytes,
                 "failed": s.repair.failed, "rate_bytes_per_s": s.repair.rate_bytes_per_s,
                 "last_mttr_ms": s.repair.last_mttr_ms, "incident_open_ms": s.repair.incident_open_ms,
                 "parallel": s.repair.parallel,
@@ -59,16 +83,23 @@ pub async fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "cluster {}{}: {} replica(s){}, stripe {}, chunk size {}",
+        "cluster {}{}: {} replica(s) + {}{}, chunk size {}",
         s.cluster,
         if s.read_only { " (READ-ONLY)" } else { "" },
         s.replication,
-        if s.parity { " + xor" } else { "" },
-        s.stripe,
+        s.scheme,
+        if s.ha {
+            ", HA over failure domains"
+        } else {
+            ""
+        },
         bytes(s.chunk_size)
     );
+    let mut nodes: Vec<&protocol::NodeStatus> = s.nodes.iter().collect();
+    nodes.sort_by(|a, b| (&a.domain, &a.id).cmp(&(&b.domain, &b.id)));
     outln!(
-        "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
+        "{:<12} {:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
+        "DOMAIN",
         "NODE",
         "ADDR",
         "STATE",
@@ -77,15 +108,17 @@ pub async fn run(a: Args) -> Result<()> {
         "STORED",
         "FREE"
     );
-    for n in &s.nodes {
+    for n in nodes {
         let st = match (n.state, n.draining, n.catalog_chunks) {
             (NodeState::Dead, _, _) => "dead",
             (_, true, 0) => "drained",
             (_, true, _) => "draining",
+            (_, false, _) if n.spare => "spare",
             (s, false, _) => state(s),
         };
         outln!(
-            "{:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}",
+            "{:<12} {:<10} {:<22} {:<8} {:>9} {:>7} {:>10} {:>10}{}",
+            n.domain,
             n.id.as_str(),
             n.addr,
             st,
@@ -95,6 +128,30 @@ pub async fn run(a: Args) -> Result<()> {
             n.catalog_chunks,
             bytes(n.stats.bytes),
             n.stats.free_bytes.map(bytes).unwrap_or_else(|| "?".into()),
+            if n.was_spare {
+                "  (was a spare; took over data)"
+            } else {
+                ""
+            },
+        );
+    }
+    let spares = s.nodes.iter().filter(|n| n.spare).count();
+    let domains: std::collections::BTreeSet<&str> =
+        s.nodes.iter().map(|n| n.domain.as_str()).collect();
+    outln!(
+        "{} node(s) in {} domain(s), {} spare(s) standing by",
+        s.nodes.len(),
+        domains.len(),
+        spares
+    );
+    for u in &s.schemes {
+        outln!(
+            "scheme {:<14} {:>5} file(s): {} logical, {} stored, overhead {:.2}x",
+            label(u),
+            u.files,
+            bytes(u.logical_bytes),
+            bytes(u.stored_bytes),
+            overhead(u)
         );
     }
     let (orphans, quarantined) = s.nodes.iter().fold((0, 0), |(o, q), n| {
@@ -131,6 +188,14 @@ pub async fn run(a: Args) -> Result<()> {
         r.rate_bytes_per_s as f64 / 1e6,
         r.parallel
     );
+    if r.done_bytes > 0 {
+        outln!(
+            "repair traffic: {} read for {} rebuilt ({:.2} bytes read per byte)",
+            bytes(r.read_bytes),
+            bytes(r.done_bytes),
+            r.read_bytes as f64 / r.done_bytes as f64
+        );
+    }
     match (r.incident_open_ms, r.last_mttr_ms) {
         (Some(ms), _) => outln!(
             "repair: node lost {:.1} s ago, re-protection in progress",

@@ -5,7 +5,6 @@ use super::cluster_state::{
     all_alive, flag, last_log_line, pid_runs, stop_pids, ClusterState, Proc, ProcState,
     DEFAULT_DIR, POLL,
 };
-use super::coord::Parity;
 use super::shutdown_signal;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs::File;
@@ -32,9 +31,19 @@ pub struct Args {
     /// Copies of each data chunk, on distinct nodes.
     #[arg(long, default_value_t = 2)]
     pub replication: u32,
-    /// Parity scheme.
-    #[arg(long, value_enum, default_value = "xor")]
-    pub parity: Parity,
+    /// Erasure code of new files: none, xor, rs:K+M or lrc:K+L+G.
+    #[arg(long, default_value = "xor", value_parser = super::coord::parse_scheme)]
+    pub parity: protocol::Scheme,
+    /// Spread the nodes over this many failure domains (rack1..rackD, node
+    /// i in rack ((i-1) mod D)+1) [default: each node its own domain].
+    #[arg(long, value_name = "D")]
+    pub domains: Option<u32>,
+    /// The last S of the nodes are hot spares.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub spares: u32,
+    /// Refuse puts whose stripes would not survive losing one domain.
+    #[arg(long)]
+    pub ha: bool,
     /// Where the cluster keeps its data, logs and cluster.json.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
     pub data: PathBuf,
@@ -75,6 +84,16 @@ pub async fn run(a: Args) -> Result<()> {
     }
     if a.replication == 0 {
         bail!("--replication must be at least 1");
+    }
+    if a.domains == Some(0) {
+        bail!("--domains must be at least 1");
+    }
+    if a.spares >= a.nodes {
+        bail!(
+            "--spares {} leaves no regular node (--nodes is {}); spares are counted among the nodes",
+            a.spares,
+            a.nodes
+        );
     }
     if a.replication > a.nodes {
         bail!(
@@ -332,12 +351,11 @@ async fn start_all(
             "--replication".into(),
             a.replication.to_string(),
             "--parity".into(),
-            match a.parity {
-                Parity::Xor => "xor",
-                Parity::None => "none",
-            }
-            .into(),
+            a.parity.to_string(),
         ];
+        if a.ha {
+            v.push("--ha".into());
+        }
         if let Some(s) = &a.chunk_size {
             v.extend(["--chunk-size".into(), s.clone()]);
         }
@@ -363,7 +381,7 @@ async fn start_all(
             Some(p) if p != 0 => format!("127.0.0.1:{}", u32::from(p) + i),
             _ => "127.0.0.1:0".to_string(),
         };
-        let argv = vec![
+        let mut argv: Vec<String> = vec![
             exe.into(),
             "node".into(),
             "--id".into(),
@@ -375,6 +393,12 @@ async fn start_all(
             "--coord".into(),
             coord_addr.clone(),
         ];
+        if let Some(d) = a.domains {
+            argv.extend(["--domain".into(), format!("rack{}", (i - 1) % d + 1)]);
+        }
+        if i > a.nodes - a.spares {
+            argv.push("--spare".into());
+        }
         let log = log_dir.join(format!("{id}.log"));
         pending.push(spawn(&id, argv, &log, pids)?);
     }
@@ -555,16 +579,20 @@ fn parse_ready(line: &str) -> Option<String> {
 fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_flag: &str) {
     let mut out = String::new();
     out += &format!(
-        "cluster up in {:.2} s: {} node{}, {} replica{}{}\n",
+        "cluster up in {:.2} s: {} node{}, {} replica{} + {}{}{}\n",
         took.as_secs_f64(),
         st.nodes.len(),
         if st.nodes.len() == 1 { "" } else { "s" },
         a.replication,
         if a.replication == 1 { "" } else { "s" },
-        if matches!(a.parity, Parity::Xor) {
-            " + xor parity"
+        a.parity,
+        a.domains
+            .map(|d| format!(", {d} domains"))
+            .unwrap_or_default(),
+        if a.spares > 0 {
+            format!(", {} spare(s)", a.spares)
         } else {
-            ""
+            String::new()
         }
     );
     for p in st.procs() {

@@ -240,6 +240,12 @@ pub struct Builder {
     attach: bool,
     /// `--reserve` for every node (free space they must keep).
     reserve: Option<String>,
+    /// `--domain` of node i is `domains[i % len]` when set.
+    domains: Vec<String>,
+    /// The last `spares` nodes start with `--spare`.
+    spares: usize,
+    /// `coord --ha`.
+    ha: bool,
     /// `--reserve` for one node, overriding `reserve`.
     reserve_for: Vec<(usize, String)>,
     /// `coord --delete-grace` and `--orphan-grace`: short by default so
@@ -263,6 +269,9 @@ impl Default for Builder {
             secret: None,
             attach: false,
             reserve: None,
+            domains: Vec::new(),
+            spares: 0,
+            ha: false,
             reserve_for: Vec::new(),
             delete_grace: "0s".into(),
             orphan_grace: "1s".into(),
@@ -280,7 +289,22 @@ impl Builder {
         self.replication = r;
         self
     }
-    /// `"xor"` or `"none"`.
+    /// Node i gets `--domain rack{(i mod n) + 1}`.
+    pub fn domains(mut self, n: usize) -> Self {
+        self.domains = (1..=n).map(|d| format!("rack{d}")).collect();
+        self
+    }
+    /// The last `n` nodes are hot spares.
+    pub fn spares(mut self, n: usize) -> Self {
+        self.spares = n;
+        self
+    }
+    /// `coord --ha`.
+    pub fn ha(mut self) -> Self {
+        self.ha = true;
+        self
+    }
+    /// `"none"`, `"xor"`, `"rs:K+M"`, `"lrc:K+L+G"`.
     pub fn parity(mut self, p: &'static str) -> Self {
         self.parity = p;
         self
@@ -529,6 +553,9 @@ impl Cluster {
         if let Some(k) = self.cfg.stripe {
             args.extend(["--stripe".into(), k.to_string()]);
         }
+        if self.cfg.ha {
+            args.push("--ha".into());
+        }
         if self.cfg.attach {
             let addrs: Vec<String> = self.node_addrs.iter().flatten().cloned().collect();
             args.extend(["--nodes".into(), addrs.join(",")]);
@@ -585,6 +612,13 @@ impl Cluster {
             .or(self.cfg.reserve.as_ref());
         if let Some(r) = reserve {
             args.extend(["--reserve".into(), r.clone()]);
+        }
+        if !self.cfg.domains.is_empty() {
+            let d = self.cfg.domains[i % self.cfg.domains.len()].clone();
+            args.extend(["--domain".into(), d]);
+        }
+        if i + self.cfg.spares >= self.cfg.nodes {
+            args.push("--spare".into());
         }
         let log = self.node_log(i);
         let start = Instant::now();
@@ -896,13 +930,13 @@ impl Drop for Cluster {
     }
 }
 
-/// Chunk `data[pos]` of stripe `stripe` (or its parity if `pos` is None)
-/// from a `stat --json` value.
+/// Chunk `data[pos]` of stripe `stripe` (or its first parity if `pos` is
+/// None) from a `stat --json` value.
 pub fn chunk_of(stat: &serde_json::Value, stripe: usize, pos: Option<usize>) -> &serde_json::Value {
     let s = &stat["stripes"][stripe];
     match pos {
         Some(p) => &s["data"][p],
-        None => &s["parity"],
+        None => &s["parity"][0],
     }
 }
 
@@ -957,7 +991,7 @@ pub fn catalog_placement(c: &Cluster) -> std::collections::BTreeSet<(String, Str
                 .as_array()
                 .expect("data")
                 .iter()
-                .chain(s["parity"].is_object().then_some(&s["parity"]));
+                .chain(s["parity"].as_array().into_iter().flatten());
             for ch in chunks {
                 let id = ch["id"].as_str().expect("id").to_string();
                 for n in holders(ch) {

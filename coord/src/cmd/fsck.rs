@@ -95,6 +95,7 @@ fn check(
         let Some(f) = st.catalog.files.get(name) else {
             continue;
         };
+        let code = f.code();
         let mut stripes = Vec::new();
         let mut chunks = Vec::new();
         let mut index = 0u64;
@@ -103,7 +104,7 @@ fn check(
                 |c: &crate::catalog::ChunkEntry| c.nodes.iter().filter(|n| live(n)).count() as u32;
             stripes.push(StripeCopies {
                 data: s.data.iter().map(count).collect(),
-                parity: s.parity.as_ref().map(count),
+                parity: s.parity.iter().map(count).collect(),
             });
             let all = s
                 .data
@@ -140,7 +141,7 @@ fn check(
         files.push(FileHealth {
             name: name.clone(),
             size: f.size,
-            health: file_health(&stripes, f.replication),
+            health: file_health(&code, &stripes, f.replication),
             chunks,
         });
     }

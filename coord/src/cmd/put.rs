@@ -10,13 +10,13 @@
 use super::now_ms;
 use crate::catalog::{ChunkEntry, FileEntry, Record, StripeEntry};
 use crate::error::{Error, Result};
-use crate::placement::{self, Layout};
+use crate::placement::{self, Holders, Layout, Policy};
 use crate::state::{Coord, Upload};
 use protocol::{
     BlockOp, ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId,
-    PutPlan,
+    PutPlan, Scheme,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// An upload not committed within this time (or longer for big files, see
@@ -41,7 +41,14 @@ fn upload_ttl(size: u64) -> Duration {
         .min(MAX_UPLOAD_TTL)
 }
 
-pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool, owner: &str) -> Result<PutPlan> {
+pub fn plan(
+    coord: &Coord,
+    name: FileName,
+    size: u64,
+    force: bool,
+    scheme: Option<Scheme>,
+    owner: &str,
+) -> Result<PutPlan> {
     let cfg = &coord.config;
     if cfg.read_only {
         return Err(Error::ReadOnly);
@@ -80,14 +87,25 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool, owner: &str) 
             cfg.max_planned_chunks
         )));
     }
-    let mut nodes = st
+    // Spares take no new writes.
+    let nodes: Vec<placement::Candidate> = st
         .members
-        .writable(Instant::now(), cfg, &st.catalog.draining);
-    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        .candidates(Instant::now(), cfg, &st.catalog.draining, &st.used_spares)
+        .into_iter()
+        .filter(|c| !c.spare)
+        .collect();
+    let scheme = match scheme {
+        // A scheme named for this put is used as given.
+        Some(s) => s,
+        None => placement::effective_scheme(cfg.scheme, cfg.stripe, cfg.replication, nodes.len()),
+    };
+    let code = codes::Code::new(scheme).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let domains = st.members.domains();
     let layout = Layout {
+        code: &code,
         replication: cfg.replication,
-        parity: cfg.parity,
-        stripe: cfg.stripe,
+        ha: cfg.ha,
+        domains: &domains,
     };
     let stripes = if chunks == 0 {
         Vec::new()
@@ -126,9 +144,10 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool, owner: &str) 
         upload_id: st.next_upload,
         chunk_size: cfg.chunk_size,
         replication: cfg.replication,
+        scheme,
         stripes,
     };
-    tracing::info!(%name, size, chunks, upload = plan.upload_id, "put planned");
+    tracing::info!(%name, size, chunks, %scheme, upload = plan.upload_id, "put planned");
     st.uploads.insert(
         plan.upload_id,
         Upload {
@@ -173,7 +192,7 @@ fn build_entry(up: &Upload, commit: &CommitPut) -> Result<FileEntry> {
         })
     };
     for (sc, sp) in commit.stripes.iter().zip(&up.plan.stripes) {
-        if sc.data.len() != sp.data.len() || sc.parity.is_some() != sp.parity.is_some() {
+        if sc.data.len() != sp.data.len() || sc.parity.len() != sp.parity.len() {
             return bad("stripe shape differs from the plan".into());
         }
         let mut data = Vec::new();
@@ -195,15 +214,13 @@ fn build_entry(up: &Upload, commit: &CommitPut) -> Result<FileEntry> {
             size += h.raw_len;
             data.push(check(h, p)?);
         }
-        let parity = match (&sc.parity, &sp.parity) {
-            (Some(h), Some(p)) => {
-                if h.raw_len != longest {
-                    return bad("parity length differs from its stripe's longest chunk".into());
-                }
-                Some(check(h, p)?)
+        let mut parity = Vec::new();
+        for (h, p) in sc.parity.iter().zip(&sp.parity) {
+            if h.raw_len != longest {
+                return bad("parity length differs from its stripe's longest chunk".into());
             }
-            _ => None,
-        };
+            parity.push(check(h, p)?);
+        }
         stripes.push(StripeEntry { data, parity });
     }
     if size != up.size {
@@ -215,6 +232,7 @@ fn build_entry(up: &Upload, commit: &CommitPut) -> Result<FileEntry> {
         created_ms: now_ms(),
         chunk_size: cs,
         replication: up.plan.replication,
+        scheme: up.plan.scheme,
         stripes,
         attrs: commit.attrs.clone(),
     })
@@ -271,23 +289,27 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
 }
 
 /// Picks a new node for one copy of a planned chunk after the client failed
-/// to store it on `failed`. Prefers nodes that keep the stripe independent
-/// (not its parity holder; for parity, no holder of its data; with single
-/// copies, no holder of a sibling chunk), then the least used in the plan.
+/// to store it on `failed`, by the same placement policy as the plan:
+/// nodes that keep the stripe independent (and, with `--ha`, domain-safe)
+/// first, then the least used in the plan; a node the client failed on is
+/// never offered again.
 pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) -> Result<NodeAddr> {
     let cfg = &coord.config;
     let mut guard = coord.lock();
     let st = &mut *guard;
-    let mut writable = st
+    let cands: Vec<placement::Candidate> = st
         .members
-        .writable(Instant::now(), cfg, &st.catalog.draining);
-    writable.sort_by(|a, b| a.id.cmp(&b.id));
+        .candidates(Instant::now(), cfg, &st.catalog.draining, &st.used_spares)
+        .into_iter()
+        .filter(|c| !c.spare)
+        .collect();
+    let domains = st.members.domains();
     let up = st
         .uploads
         .get_mut(&upload_id)
         .ok_or(Error::NoSuchUpload(upload_id))?;
     up.failed.insert(failed.clone());
-    let mut uses: HashMap<NodeId, usize> = HashMap::new();
+    let mut uses: HashMap<NodeId, u64> = HashMap::new();
     for s in &up.plan.stripes {
         for c in s.data.iter().chain(s.parity.iter()) {
             for n in &c.nodes {
@@ -298,66 +320,64 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
     let replication = up.plan.replication;
     let failed_set = up.failed.clone();
     let name = up.name.clone();
+    let code = codes::Code::new(up.plan.scheme).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let k = code.k();
     for s in up.plan.stripes.iter_mut() {
-        let position = s
+        let member = s
             .data
             .iter()
             .position(|c| c.id == chunk)
-            .map(Some)
-            .or_else(|| s.parity.as_ref().filter(|p| p.id == chunk).map(|_| None));
-        let Some(slot) = position else { continue };
-        let mut avoid: HashSet<NodeId> = HashSet::new();
-        match slot {
-            Some(i) => {
-                avoid.extend(
-                    s.parity
-                        .iter()
-                        .flat_map(|p| p.nodes.iter().map(|n| n.id.clone())),
-                );
-                if replication == 1 {
-                    for (j, d) in s.data.iter().enumerate() {
-                        if j != i {
-                            avoid.extend(d.nodes.iter().map(|n| n.id.clone()));
-                        }
-                    }
-                }
-            }
-            None => avoid.extend(
-                s.data
-                    .iter()
-                    .flat_map(|d| d.nodes.iter().map(|n| n.id.clone())),
-            ),
+            .or_else(|| s.parity.iter().position(|p| p.id == chunk).map(|j| k + j));
+        let Some(member) = member else { continue };
+        let mut holders: Holders = vec![Vec::new(); code.members()];
+        for (i, c) in s.data.iter().enumerate() {
+            holders[i] = c.nodes.iter().map(|n| n.id.clone()).collect();
         }
-        let target = match slot {
-            Some(i) => &mut s.data[i],
-            None => s.parity.as_mut().expect("found above"),
-        };
-        let Some(at) = target.nodes.iter().position(|n| n.id == failed) else {
+        for (j, c) in s.parity.iter().enumerate() {
+            holders[k + j] = c.nodes.iter().map(|n| n.id.clone()).collect();
+        }
+        let Some(at) = holders[member].iter().position(|n| *n == failed) else {
             return Err(Error::BadRequest(format!(
                 "{failed} holds no copy of chunk {chunk}"
             )));
         };
-        let pick = |strict: bool| {
-            writable
-                .iter()
-                .filter(|n| !failed_set.contains(&n.id))
-                .filter(|n| !target.nodes.iter().any(|t| t.id == n.id))
-                .filter(|n| !strict || !avoid.contains(&n.id))
-                .min_by_key(|n| uses.get(&n.id).copied().unwrap_or(0))
-                .cloned()
+        holders[member].remove(at);
+        let policy = Policy {
+            code: &code,
+            data: s.data.len(),
+            replication,
+            ha: cfg.ha,
+            domains: &domains,
         };
-        let Some(new) = pick(true).or_else(|| pick(false)) else {
+        // Under HA a put only ever lands domain-safe; otherwise a fallback
+        // node beats failing the put (repair relocates it later).
+        let new = policy
+            .pick(&cands, &holders, member, &uses, &failed_set, false, true)
+            .or_else(|| {
+                (!cfg.ha)
+                    .then(|| {
+                        policy.pick(&cands, &holders, member, &uses, &failed_set, false, false)
+                    })
+                    .flatten()
+            })
+            .map(|p| p.node);
+        let Some(new) = new else {
             return Err(Error::NotEnoughNodes {
-                live: writable
+                live: cands
                     .iter()
-                    .filter(|n| !failed_set.contains(&n.id))
+                    .filter(|n| !failed_set.contains(&n.node.id))
                     .count(),
-                needed: target.nodes.len(),
+                needed: code.members(),
                 replication,
-                parity: false,
+                scheme: up.plan.scheme.to_string(),
             });
         };
         tracing::warn!(%name, %chunk, %failed, new = %new.id, "put: replacing a failed target");
+        let target = if member < k {
+            &mut s.data[member]
+        } else {
+            &mut s.parity[member - k]
+        };
         target.nodes[at] = new.clone();
         return Ok(new);
     }
@@ -426,12 +446,18 @@ pub async fn concat(
     let created_ms = now_ms();
     let (summary, entry) = {
         let mut st = coord.lock();
-        let mut seen = HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        // One scheme per file: parts must share theirs.
+        let scheme = match parts.first().and_then(|p| st.catalog.files.get(p)) {
+            Some(f) => f.scheme,
+            None => return Err(Error::NoSuchFile(parts[0].clone())),
+        };
         let mut entry = FileEntry {
             size: 0,
             created_ms,
             chunk_size: 0,
             replication: u32::MAX,
+            scheme,
             stripes: Vec::new(),
             attrs,
         };
@@ -446,6 +472,12 @@ pub async fn concat(
                 .files
                 .get(p)
                 .ok_or_else(|| Error::NoSuchFile(p.clone()))?;
+            if f.scheme != scheme {
+                return Err(Error::BadRequest(format!(
+                    "concat parts must share one protection scheme: {p} has {}, the first part {scheme}",
+                    f.scheme
+                )));
+            }
             entry.size += f.size;
             entry.chunk_size = entry.chunk_size.max(f.chunk_size);
             entry.replication = entry.replication.min(f.replication);

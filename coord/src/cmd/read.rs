@@ -18,6 +18,12 @@ fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
                 addr: st.members.addr_of(n),
             },
             alive: st.members.is_alive(n, now, &coord.config),
+            domain: st
+                .members
+                .members
+                .get(n)
+                .map(|m| m.domain.clone())
+                .unwrap_or_else(|| n.to_string()),
         })
         .collect();
     // Live copies first; the client tries them in this order.
@@ -43,6 +49,7 @@ pub fn lookup(coord: &Coord, name: &FileName) -> Result<FileInfo> {
         created_ms: f.created_ms,
         chunk_size: f.chunk_size,
         replication: f.replication,
+        scheme: f.scheme,
         stripes: f
             .stripes
             .iter()
@@ -52,7 +59,11 @@ pub fn lookup(coord: &Coord, name: &FileName) -> Result<FileInfo> {
                     .iter()
                     .map(|c| chunk_info(&st, coord, c, now))
                     .collect(),
-                parity: s.parity.as_ref().map(|c| chunk_info(&st, coord, c, now)),
+                parity: s
+                    .parity
+                    .iter()
+                    .map(|c| chunk_info(&st, coord, c, now))
+                    .collect(),
             })
             .collect(),
         attrs: f.attrs.clone(),

@@ -3,8 +3,8 @@
 use crate::membership::Membership;
 use crate::placement;
 use crate::state::Coord;
-use protocol::{ClusterStatus, NodeStatus, UnderProtected};
-use std::collections::HashMap;
+use protocol::{ClusterStatus, NodeStatus, Scheme, SchemeUsage, UnderProtected};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 /// Under-protected chunks listed in full; beyond that only counted, so the
@@ -19,8 +19,24 @@ pub fn status(coord: &Coord) -> ClusterStatus {
     let mut under = Vec::new();
     let mut under_total = 0u64;
     let (mut bytes, mut chunks) = (0, 0);
+    let mut usage: BTreeMap<(String, u32), SchemeUsage> = BTreeMap::new();
     for (name, f) in &st.catalog.files {
         bytes += f.size;
+        let u = usage
+            .entry((f.scheme.to_string(), f.replication))
+            .or_insert_with(|| SchemeUsage {
+                scheme: f.scheme,
+                replication: f.replication,
+                files: 0,
+                logical_bytes: 0,
+                stored_bytes: 0,
+            });
+        u.files += 1;
+        u.logical_bytes += f.size;
+        u.stored_bytes += f
+            .chunks()
+            .map(|(c, parity)| c.header.raw_len * u64::from(f.target(parity)))
+            .sum::<u64>();
         for (c, parity) in f.chunks() {
             chunks += 1;
             let mut live = 0;
@@ -60,12 +76,16 @@ pub fn status(coord: &Coord) -> ClusterStatus {
             catalog_chunks: per_node.get(&m.id).copied().unwrap_or(0),
             stats: m.stats.clone(),
             draining: st.catalog.draining.contains(&m.id),
+            domain: m.domain.clone(),
+            spare: m.spare && !st.used_spares.contains(&m.id),
+            was_spare: m.spare && st.used_spares.contains(&m.id),
         })
         .collect();
     let live = nodes
         .iter()
-        .filter(|n| n.state == protocol::NodeState::Alive)
+        .filter(|n| n.state == protocol::NodeState::Alive && !n.spare)
         .count();
+    let scheme: Scheme = placement::effective_scheme(cfg.scheme, cfg.stripe, cfg.replication, live);
     ClusterStatus {
         cluster: coord.cluster.to_string(),
         read_only: cfg.read_only,
@@ -80,15 +100,9 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         bytes,
         chunks,
         replication: cfg.replication,
-        parity: cfg.parity,
-        stripe: placement::stripe_width(
-            &placement::Layout {
-                replication: cfg.replication,
-                parity: cfg.parity,
-                stripe: cfg.stripe,
-            },
-            live,
-        ) as u32,
+        scheme,
+        ha: cfg.ha,
+        schemes: usage.into_values().collect(),
         chunk_size: cfg.chunk_size,
         nodes,
         under_replicated: under,
