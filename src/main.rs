@@ -69,13 +69,15 @@ enum Command {
     /// How safe is a layout? Years of failures in simulated time, with the
     /// real placement, decodability and repair planner.
     Sim(cmd::sim::Args),
+    /// Serve the cluster over S3 (aws cli, rclone, boto3, ...).
+    S3(cmd::s3::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(
         cli.command,
-        Command::Node(_) | Command::Coord(_) | Command::Up(_)
+        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
     );
     init_tracing(if server { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
             Command::Kill(a) => cmd::kill::run(a).await,
             Command::Start(a) => cmd::start::run(a).await,
             Command::Sim(a) => cmd::sim::run(a).await,
+            Command::S3(a) => cmd::s3::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

@@ -879,6 +879,7 @@ mod tests {
             replication: 1,
             scheme: protocol::Scheme::None,
             stripes: Vec::new(),
+            attrs: Default::default(),
         };
         e.stripes.push(StripeEntry {
             data: vec![ChunkEntry {

@@ -175,6 +175,7 @@ impl Base {
             replication: layout.replication,
             scheme,
             stripes,
+            attrs: Default::default(),
         };
         Ok(Base {
             layout: layout.clone(),
