@@ -182,10 +182,10 @@ impl Params {
                 return bad(format!("{what} must be a non-negative number"));
             }
         }
-        if !(self.repair.node_mbps > 0.0) {
+        if self.repair.node_mbps.is_nan() || self.repair.node_mbps <= 0.0 {
             return bad("--repair-mbps must be positive");
         }
-        if self.repair.fixed_hours.is_some_and(|h| !(h > 0.0)) {
+        if self.repair.fixed_hours.is_some_and(|h| h.is_nan() || h <= 0.0) {
             return bad("--repair-hours must be positive");
         }
         if !(self.years > 0.0 && self.years <= 1000.0) {
@@ -222,7 +222,7 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         _ => return bad(format!("{s:?}: unknown size unit (try 16TB)")),
     };
     let b = v * mult;
-    if !(b >= 1.0 && b < 1e20) {
+    if !(1.0..1e20).contains(&b) {
         return bad(format!("{s:?} is out of range"));
     }
     Ok(b as u64)

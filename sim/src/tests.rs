@@ -182,7 +182,7 @@ fn what_if_agrees(p: &Params, domain: usize, decodable: &Decodable) -> Result<()
     let r = crate::scenario::run(p, &format!("fail domain d{domain} at 1d"), decodable)
         .map_err(|e| e.to_string())?;
     let sim_lost = r.steps[0].lost > 0.0 || r.settled.lost > 0.0;
-    if (what_if == 0) == !sim_lost {
+    if (what_if > 0) == sim_lost {
         Ok(())
     } else {
         Err(format!(
