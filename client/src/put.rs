@@ -93,9 +93,17 @@ pub async fn put_with(
             let s = coord
                 .commit(CommitPut { upload_id, stripes })
                 .await
-                .map_err(|e| Error::PutFailed {
-                    name: name.to_string(),
-                    cause: e.to_string(),
+                .map_err(|e| match e {
+                    // Refused: the coordinator answered, nothing changed.
+                    Error::Coord(_) => Error::PutFailed {
+                        name: name.to_string(),
+                        cause: e.to_string(),
+                    },
+                    // No answer: the commit may have been applied.
+                    other => Error::CommitUnknown {
+                        name: name.to_string(),
+                        cause: other.to_string(),
+                    },
                 })?;
             Ok(PutSummary {
                 name: s.name,
