@@ -202,8 +202,8 @@ impl OpSchedule {
     pub fn next_op(&mut self) -> OpPlan {
         let r = &mut self.rng;
         let kind = match r.gen_range(0..100) {
-            0..=24 => OpKind::Put,
-            25..=39 => OpKind::Overwrite,
+            0..=14 => OpKind::Put,
+            15..=39 => OpKind::Overwrite,
             40..=69 => OpKind::Get,
             70..=79 => OpKind::Rm,
             80..=87 => OpKind::Ls,

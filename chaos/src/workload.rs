@@ -68,7 +68,11 @@ pub async fn run(sh: Arc<Shared>, mut cs: ClientState) -> ClientState {
     let mut sched = OpSchedule::new(sh.seed, cs.id, NAMES, sh.chunk_size);
     while !sh.stop.load(Ordering::Relaxed) {
         let op = sched.next_op();
-        execute(&sh, &mut cs, &op).await;
+        if execute(&sh, &mut cs, &op).await == Outcome::Failed {
+            // The coordinator is down or refusing: do not spin (timing only;
+            // the schedule stays the same).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     cs
 }
@@ -99,7 +103,7 @@ impl Done {
     }
 }
 
-async fn execute(sh: &Shared, cs: &mut ClientState, op: &OpPlan) {
+async fn execute(sh: &Shared, cs: &mut ClientState, op: &OpPlan) -> Outcome {
     let start = sh.history.now();
     let name = cs.names[op.name].clone();
     let done = match op.kind {
@@ -127,6 +131,7 @@ async fn execute(sh: &Shared, cs: &mut ClientState, op: &OpPlan) {
         error: done.error,
         violation: done.violation,
     });
+    done.outcome
 }
 
 /// Checks an observation against the model; records a violation.
