@@ -56,11 +56,7 @@ pub async fn run(sh: Arc<Shared>, cluster: Arc<Cluster>, seed: u64, kinds: Vec<F
         if plan.kind == FaultKind::Partition && !cluster.has_proxies() {
             if !partition_notice {
                 partition_notice = true;
-                tracing::warn!("partition faults skipped: the nodes of an attached cluster do not reach the coordinator through a chaos proxy");
-                sh.history.note(
-                    "notice",
-                    serde_json::json!("partition faults skipped: attached cluster has no proxies"),
-                );
+                sh.notice("partition faults skipped: the nodes of an attached cluster do not reach the coordinator through a chaos proxy");
             }
             continue;
         }

@@ -109,6 +109,9 @@ pub struct Shared {
     pub violations: Mutex<BTreeMap<Violation, u64>>,
     /// The first few violation messages, for the report.
     pub examples: Mutex<Vec<String>>,
+    /// Things the user should know (faults skipped, a cluster that did not
+    /// heal), for the report.
+    pub notices: Mutex<Vec<String>>,
     phase: Mutex<&'static str>,
 }
 
@@ -227,6 +230,15 @@ impl Shared {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
+    }
+
+    pub fn notice(&self, msg: &str) {
+        tracing::info!("{msg}");
+        self.history.note("notice", serde_json::json!(msg));
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg.to_string());
     }
 
     fn set_phase(&self, p: &'static str) {
@@ -371,6 +383,7 @@ async fn drive(
         faults_total: AtomicU64::new(0),
         violations: Mutex::default(),
         examples: Mutex::default(),
+        notices: Mutex::default(),
         phase: Mutex::new("running"),
     });
     sh.history.note(
@@ -439,10 +452,10 @@ async fn drive(
         serde_json::json!({"healthy": healed, "seconds": heal_secs}),
     );
     if !healed {
-        tracing::warn!(
-            "the cluster was not healthy within {} s; checking anyway",
+        sh.notice(&format!(
+            "the cluster was not healthy within {} s after the faults stopped; checked anyway",
             cfg.heal_timeout.as_secs()
-        );
+        ));
     }
 
     // Check: every name read back and judged against its model.

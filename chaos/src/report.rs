@@ -39,6 +39,7 @@ pub struct Report {
     pub healed: bool,
     pub heal_secs: f64,
     pub examples: Vec<String>,
+    pub notices: Vec<String>,
     pub history: PathBuf,
     pub run_dir: PathBuf,
 }
@@ -98,6 +99,7 @@ impl Report {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            notices: sh.notices.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             history,
             run_dir: run_dir.to_path_buf(),
         }
@@ -166,6 +168,9 @@ impl fmt::Display for Report {
             }
         }
         writeln!(f)?;
+        for n in &self.notices {
+            writeln!(f, "notice: {n}")?;
+        }
         writeln!(f, "history: {}", self.history.display())?;
         write!(
             f,
