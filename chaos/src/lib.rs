@@ -74,8 +74,11 @@ pub struct Config {
     /// How long deletes may take to reach every node after the run.
     pub orphan_grace: Duration,
     /// Called about once a second with the live counters.
-    pub live: Option<Arc<dyn Fn(&Live) + Send + Sync>>,
+    pub live: Option<LiveFn>,
 }
+
+/// Receives the live figures about once a second.
+pub type LiveFn = Arc<dyn Fn(&Live) + Send + Sync>;
 
 /// The live line's figures.
 #[derive(Debug, Clone)]

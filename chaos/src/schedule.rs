@@ -239,7 +239,7 @@ impl OpSchedule {
 pub fn content(seed: u64, size: u64) -> Vec<u8> {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let mut v = vec![0u8; size as usize];
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         r.fill(&mut v[..]);
     } else {
         let word: [u8; 16] = r.gen();
