@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::proxy::Proxy;
 use localcluster::{send_signal, spawn, wait_gone, ClusterState, ProcState};
-use protocol::Secret;
+use protocol::Credential;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub struct OwnCluster {
 pub struct Cluster {
     /// Where `cluster.json` is.
     pub dir: PathBuf,
-    pub secret: Option<Secret>,
+    pub secret: Option<Credential>,
     /// Started here (stopped at the end) rather than attached to.
     pub own: bool,
     /// Per node, in `cluster.json` order; only for nodes started here.
@@ -79,6 +79,12 @@ impl Cluster {
             o.chunk_size.clone(),
             s("--heartbeat-ms"),
             o.heartbeat_ms.to_string(),
+            // Short grace periods, so that a run's deletes and set-aside
+            // copies are gone by the time orphans are counted.
+            s("--delete-grace"),
+            s("1s"),
+            s("--orphan-grace"),
+            s("5s"),
         ];
         let coord = spawn("chaos", "coord", argv, &log_dir.join("coord.log"), pids)?
             .ready()
@@ -137,7 +143,7 @@ impl Cluster {
     }
 
     /// A cluster started by `dfs-sim up --data DIR`.
-    pub async fn attach(dir: &Path, secret: Option<Secret>) -> Result<Cluster> {
+    pub async fn attach(dir: &Path, secret: Option<Credential>) -> Result<Cluster> {
         let st = ClusterState::load(dir)?;
         if !st.coord.is_running() {
             return Err(Error::Setup(format!(
@@ -171,7 +177,7 @@ impl Cluster {
 
     pub fn client_config(&self) -> client::ClientConfig {
         let mut cfg = client::ClientConfig::new(self.coord_addr());
-        cfg.secret = self.secret.clone();
+        cfg.cred = self.secret.clone();
         cfg
     }
 

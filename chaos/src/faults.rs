@@ -160,23 +160,33 @@ async fn inject(c: &Cluster, plan: &FaultPlan, target: &str) -> crate::Result<Op
     }
 }
 
-/// Every chunk file of a node, sorted (so a pick is an index).
+/// Every chunk file of a node's live set, sorted (so a pick is an index).
 pub fn chunk_files(data: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(dirs) = std::fs::read_dir(data.join("chunks")) {
         for d in dirs.flatten() {
-            if let Ok(files) = std::fs::read_dir(d.path()) {
-                for f in files.flatten() {
-                    let p = f.path();
-                    if p.extension().is_some_and(|e| e == "chunk") {
-                        out.push(p);
-                    }
-                }
-            }
+            out.extend(files_in(&d.path()));
         }
     }
     out.sort();
     out
+}
+
+/// Chunk files a node set aside as unknown to the catalog (deleted after
+/// the coordinator's orphan grace period).
+pub fn set_aside_files(data: &Path) -> Vec<PathBuf> {
+    files_in(&data.join("orphans"))
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(files) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    files
+        .flatten()
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "chunk"))
+        .collect()
 }
 
 fn damage(kind: FaultKind, f: &Path, pick: u64) -> std::io::Result<()> {

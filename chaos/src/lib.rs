@@ -29,7 +29,7 @@ use cluster::{Cluster, OwnCluster};
 use history::{History, Outcome};
 use model::Violation;
 use protocol::health::Health;
-use protocol::Secret;
+use protocol::Credential;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,7 +56,7 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Attach to the cluster of `dfs-sim up --data DIR` instead.
     pub attach: Option<PathBuf>,
-    pub secret: Option<Secret>,
+    pub secret: Option<Credential>,
     /// Allow more impaired nodes at once than the scheme tolerates
     /// (operations may then fail; wrong bytes are still violations, and so
     /// are losses: set `lost_is_expected` to not count them).
@@ -97,7 +97,7 @@ pub struct Shared {
     pub prefix: String,
     pub run_dir: PathBuf,
     pub chunk_size: u64,
-    pub secret: Option<Secret>,
+    pub secret: Option<Credential>,
     pub history: History,
     pub stop: AtomicBool,
     stop_notify: tokio::sync::Notify,
@@ -130,7 +130,7 @@ impl Shared {
                 .map(|a| a.clone())
                 .unwrap_or_default(),
         );
-        c.secret = self.secret.clone();
+        c.cred = self.secret.clone();
         c
     }
 
@@ -547,7 +547,14 @@ async fn orphans_now(sh: &Shared, cluster: &Cluster) -> Result<BTreeSet<String>>
     }
     let mut out = BTreeSet::new();
     for i in 0..cluster.node_ids.len() {
-        for f in faults::chunk_files(&cluster.node_data(i)?) {
+        let data = cluster.node_data(i)?;
+        let mut files = faults::chunk_files(&data);
+        // Our own cluster's set-aside grace is short: what is still set
+        // aside after it counts too. An attached cluster's may be a day.
+        if cluster.own {
+            files.extend(faults::set_aside_files(&data));
+        }
+        for f in files {
             let stem = f
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

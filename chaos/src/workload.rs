@@ -53,7 +53,9 @@ impl ClientState {
             id,
             models: names.iter().map(|_| NameModel::absent()).collect(),
             names,
-            pool: Arc::new(NodePool::new(Role::Client, sh.secret.clone())),
+            // Nodes take clients anonymously, with block tokens from the
+            // coordinator.
+            pool: Arc::new(NodePool::new(Role::Client, None)),
             tmp,
         })
     }

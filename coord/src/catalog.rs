@@ -15,6 +15,9 @@ pub struct Catalog {
     /// Nodes being drained: they take no new chunks and their copies are
     /// moved away. Durable, so a restart does not forget a drain.
     pub draining: BTreeSet<NodeId>,
+    /// Client keys in force, by name (`dfs-sim key create`). Kept with the
+    /// catalog because the coordinator is the one that checks them.
+    pub keys: BTreeMap<String, [u8; 32]>,
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
@@ -86,6 +89,15 @@ pub enum Record {
     /// A removed node: forget its address and drain state.
     Forget {
         node: NodeId,
+    },
+    /// A client key issued.
+    KeyCreate {
+        name: String,
+        key: [u8; 32],
+    },
+    /// A client key revoked.
+    KeyRevoke {
+        name: String,
     },
 }
 
@@ -220,6 +232,14 @@ impl Catalog {
             Record::Forget { node } => {
                 self.node_addrs.remove(node);
                 self.draining.remove(node);
+                Vec::new()
+            }
+            Record::KeyCreate { name, key } => {
+                self.keys.insert(name.clone(), *key);
+                Vec::new()
+            }
+            Record::KeyRevoke { name } => {
+                self.keys.remove(name);
                 Vec::new()
             }
             Record::Drain { node, on } => {

@@ -121,10 +121,10 @@ pub fn last_log_line(log: &Path) -> Option<String> {
 /// Node ids and their states as the coordinator at `coord` sees them.
 pub async fn node_states(
     coord: &str,
-    secret: Option<protocol::Secret>,
+    cred: Option<protocol::Credential>,
 ) -> Result<Vec<(String, protocol::NodeState)>> {
     let mut cfg = client::ClientConfig::new(coord);
-    cfg.secret = secret;
+    cfg.cred = cred;
     let s = client::CoordClient::connect(&cfg).await?.status().await?;
     Ok(s.nodes
         .into_iter()
@@ -133,8 +133,8 @@ pub async fn node_states(
 }
 
 /// Whether the coordinator reports every one of `ids` alive.
-pub async fn all_alive(coord: &str, secret: Option<protocol::Secret>, ids: &[&str]) -> bool {
-    match node_states(coord, secret).await {
+pub async fn all_alive(coord: &str, cred: Option<protocol::Credential>, ids: &[&str]) -> bool {
+    match node_states(coord, cred).await {
         Ok(states) => ids.iter().all(|id| {
             states
                 .iter()

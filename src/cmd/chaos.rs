@@ -1,7 +1,7 @@
 //! `dfs-sim chaos`: faults thrown at a real cluster while clients work,
 //! then a verdict (see the `chaos` crate). Exit status 1 on any violation.
 
-use crate::format::parse_size;
+use crate::format::{parse_duration, parse_size};
 use anyhow::{anyhow, bail, Result};
 use chaos::FaultKind;
 use localcluster::{ClusterState, DEFAULT_DIR};
@@ -71,23 +71,6 @@ pub struct Args {
     pub secret_file: Option<PathBuf>,
 }
 
-/// `500ms`, `30s`, `10m`, `1h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 30s, 10m)"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" | "min" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    })
-}
-
 pub async fn run(a: Args) -> Result<()> {
     let seed = a.seed.unwrap_or_else(rand_seed);
     let faults = a
@@ -124,7 +107,18 @@ pub async fn run(a: Args) -> Result<()> {
     } else {
         (a.replication, a.parity.clone())
     };
-    let secret = super::load_secret(a.secret_file.as_ref())?;
+    // Deletes of an attached cluster wait out its own grace period first.
+    let mut orphan_grace = a.orphan_grace;
+    if a.attach {
+        let st = ClusterState::load(&a.data)?;
+        let delete_grace = localcluster::flag(&st.coord.argv, "--delete-grace")
+            .map(parse_duration)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or(Duration::from_secs(60));
+        orphan_grace = orphan_grace.max(delete_grace + Duration::from_secs(15));
+    }
+    let secret = super::client_credential(a.secret_file.as_ref(), None)?;
     let exe = std::env::current_exe()?;
     eprintln!(
         "chaos: seed {seed} (replay with --seed {seed}), {} for {:?}",
@@ -176,7 +170,7 @@ pub async fn run(a: Args) -> Result<()> {
         clients: a.clients,
         faults,
         heal_timeout: a.heal_timeout,
-        orphan_grace: a.orphan_grace,
+        orphan_grace,
         live: Some(live),
     };
     let report = chaos::run(cfg).await?;
@@ -204,18 +198,4 @@ fn rand_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     t ^ (u64::from(std::process::id()) << 32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("1 fortnight").is_err());
-    }
 }

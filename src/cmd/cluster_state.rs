@@ -11,13 +11,13 @@ use anyhow::Result;
 
 /// Node ids and their states as the coordinator at `coord` sees them.
 pub async fn node_states(coord: &str) -> Result<Vec<(String, protocol::NodeState)>> {
-    Ok(localcluster::node_states(coord, super::load_secret(None)?).await?)
+    Ok(localcluster::node_states(coord, super::client_credential(None, None)?).await?)
 }
 
 /// Whether the coordinator reports every one of `ids` alive.
 pub async fn all_alive(coord: &str, ids: &[&str]) -> bool {
-    match super::load_secret(None) {
-        Ok(secret) => localcluster::all_alive(coord, secret, ids).await,
+    match super::client_credential(None, None) {
+        Ok(cred) => localcluster::all_alive(coord, cred, ids).await,
         Err(_) => false,
     }
 }

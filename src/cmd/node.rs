@@ -37,6 +37,9 @@ pub struct Args {
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without a secret.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -44,6 +47,8 @@ pub async fn run(a: Args) -> Result<()> {
     let data = a
         .data
         .unwrap_or_else(|| PathBuf::from(format!("dfs-data/node-{id}")));
+    let secret = load_secret(a.secret_file.as_ref())?;
+    super::check_exposure(&a.listen, secret.is_some(), a.insecure)?;
     let listener = bind(&a.listen).await?;
     let local = listener.local_addr()?.to_string();
     let mut cfg = node::NodeConfig::new(
@@ -55,7 +60,7 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.reserve_bytes = crate::format::parse_size(&a.reserve).map_err(anyhow::Error::msg)?;
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
-    cfg.secret = load_secret(a.secret_file.as_ref())?;
+    cfg.secret = secret;
     announce(&format!(
         "node {id} listening on {local}, data in {}",
         data.display()

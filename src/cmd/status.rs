@@ -34,7 +34,10 @@ pub async fn run(a: Args) -> Result<()> {
                 "draining": n.draining,
                 "scrub_passes": n.stats.scrub_passes, "scrub_running": n.stats.scrub_running,
                 "corrupt_found": n.stats.corrupt_found,
+                "orphans_set_aside": n.stats.orphans, "quarantined": n.stats.quarantined,
             })).collect::<Vec<_>>(),
+            "cluster": s.cluster, "read_only": s.read_only,
+            "catalog_behind": s.catalog_behind.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
             "files": s.files, "bytes": s.bytes, "chunks": s.chunks,
             "replication": s.replication, "parity": if s.parity { "xor" } else { "none" },
             "stripe": s.stripe, "chunk_size": s.chunk_size,
@@ -56,7 +59,9 @@ pub async fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "cluster: {} replica(s){}, stripe {}, chunk size {}",
+        "cluster {}{}: {} replica(s){}, stripe {}, chunk size {}",
+        s.cluster,
+        if s.read_only { " (READ-ONLY)" } else { "" },
         s.replication,
         if s.parity { " + xor" } else { "" },
         s.stripe,
@@ -90,6 +95,20 @@ pub async fn run(a: Args) -> Result<()> {
             n.catalog_chunks,
             bytes(n.stats.bytes),
             n.stats.free_bytes.map(bytes).unwrap_or_else(|| "?".into()),
+        );
+    }
+    let (orphans, quarantined) = s.nodes.iter().fold((0, 0), |(o, q), n| {
+        (o + n.stats.orphans, q + n.stats.quarantined)
+    });
+    if orphans + quarantined > 0 {
+        outln!(
+            "set aside on nodes: {orphans} orphan copies (unknown to the catalog), {quarantined} corrupt copies in quarantine; deleted after the grace period"
+        );
+    }
+    if !s.catalog_behind.is_empty() {
+        outln!(
+            "WARNING: nodes {} have seen a newer catalog than this coordinator holds (stale --data?); nothing is deleted on them",
+            s.catalog_behind.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",")
         );
     }
     outln!(

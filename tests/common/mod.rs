@@ -240,6 +240,12 @@ pub struct Builder {
     attach: bool,
     /// `--reserve` for every node (free space they must keep).
     reserve: Option<String>,
+    /// `coord --delete-grace` and `--orphan-grace`: short by default so
+    /// tests see deletes promptly; safety tests set them as they need.
+    delete_grace: String,
+    orphan_grace: String,
+    /// Extra coordinator arguments.
+    coord_args: Vec<String>,
 }
 
 impl Default for Builder {
@@ -255,6 +261,9 @@ impl Default for Builder {
             secret: None,
             attach: false,
             reserve: None,
+            delete_grace: "0s".into(),
+            orphan_grace: "1s".into(),
+            coord_args: Vec::new(),
         }
     }
 }
@@ -287,6 +296,18 @@ impl Builder {
     }
     pub fn dead_after(mut self, n: u32) -> Self {
         self.dead_after = n;
+        self
+    }
+    pub fn delete_grace(mut self, d: &str) -> Self {
+        self.delete_grace = d.into();
+        self
+    }
+    pub fn orphan_grace(mut self, d: &str) -> Self {
+        self.orphan_grace = d.into();
+        self
+    }
+    pub fn coord_arg(mut self, a: &str) -> Self {
+        self.coord_args.push(a.into());
         self
     }
     /// Attach mode: nodes start without `--coord` and the coordinator is
@@ -447,7 +468,12 @@ impl Cluster {
             self.cfg.heartbeat_ms.to_string(),
             "--dead-after".into(),
             self.cfg.dead_after.to_string(),
+            "--delete-grace".into(),
+            self.cfg.delete_grace.clone(),
+            "--orphan-grace".into(),
+            self.cfg.orphan_grace.clone(),
         ];
+        args.extend(self.cfg.coord_args.iter().cloned());
         if let Some(k) = self.cfg.stripe {
             args.extend(["--stripe".into(), k.to_string()]);
         }
