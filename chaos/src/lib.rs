@@ -75,6 +75,9 @@ pub struct Config {
     pub orphan_grace: Duration,
     /// Called about once a second with the live counters.
     pub live: Option<LiveFn>,
+    /// Set to `true` to end the run early (Ctrl-C): faults stop, the
+    /// cluster heals, and the check runs on what happened so far.
+    pub interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Receives the live figures about once a second.
@@ -423,7 +426,18 @@ async fn drive(
         kinds.clone(),
     ));
 
-    tokio::time::sleep(cfg.duration).await;
+    let interrupted = async {
+        match cfg.interrupt.clone() {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(cfg.duration) => {}
+        _ = interrupted => sh.notice("interrupted: ended early, then healed and checked"),
+    }
     sh.stop.store(true, Ordering::Relaxed);
     sh.stop_notify.notify_waiters();
     sh.set_phase("stopping");

@@ -153,6 +153,14 @@ pub async fn run(a: Args) -> Result<()> {
             eprintln!("{line}");
         }
     });
+    // Ctrl-C ends the run early; the cluster still heals, is checked and
+    // (if chaos started it) stopped.
+    let (int_tx, int_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        eprintln!("\nchaos: interrupted; healing and checking what ran so far");
+        let _ = int_tx.send(true);
+    });
     let cfg = chaos::Config {
         exe,
         duration: a.duration,
@@ -172,6 +180,7 @@ pub async fn run(a: Args) -> Result<()> {
         heal_timeout: a.heal_timeout,
         orphan_grace,
         live: Some(live),
+        interrupt: Some(int_rx),
     };
     let report = chaos::run(cfg).await?;
     if tty {
