@@ -58,8 +58,8 @@ pub struct Config {
     pub attach: Option<PathBuf>,
     pub secret: Option<Credential>,
     /// Allow more impaired nodes at once than the scheme tolerates
-    /// (operations may then fail; wrong bytes are still violations, and so
-    /// are losses: set `lost_is_expected` to not count them).
+    /// (operations may then fail, and a file may end unreadable; wrong,
+    /// stale or resurrected contents are still violations).
     pub beyond_tolerance: bool,
     /// Where the history goes [default: `RUN_DIR/history.jsonl`].
     pub history: Option<PathBuf>,
@@ -106,6 +106,9 @@ pub struct Shared {
     stop_notify: tokio::sync::Notify,
     /// Impaired nodes allowed at once.
     pub tolerance: usize,
+    /// More impaired at once than the scheme survives: a file left
+    /// unreadable is a notice, not a loss (wrong or stale bytes still are).
+    pub beyond: bool,
     coord_addr: Mutex<String>,
     active: Mutex<faults::Active>,
     pub ops: Mutex<BTreeMap<(String, Outcome), u64>>,
@@ -381,6 +384,7 @@ async fn drive(
         stop: AtomicBool::new(false),
         stop_notify: tokio::sync::Notify::new(),
         tolerance,
+        beyond: cfg.beyond_tolerance,
         coord_addr: Mutex::new(cluster.coord_addr()),
         active: Mutex::default(),
         ops: Mutex::default(),

@@ -351,6 +351,15 @@ pub async fn final_check(sh: &Shared, cs: &mut ClientState, idx: usize) {
     }
     // Unreadable after healing: whatever it held is lost.
     let mut d = last.unwrap_or_else(|| Done::new(Outcome::Failed));
+    if sh.beyond {
+        sh.notice(&format!(
+            "{name} unreadable after healing ({}); allowed with --beyond-tolerance",
+            d.error.as_deref().unwrap_or("?")
+        ));
+        sh.count("final-get", d.outcome);
+        write_final(sh, cs.id, &name, start, d);
+        return;
+    }
     let msg = format!(
         "{}: final get of {name} failed ({}), allowed {}",
         Violation::Lost.as_str(),
