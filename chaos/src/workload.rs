@@ -185,7 +185,9 @@ async fn put(sh: &Shared, cs: &mut ClientState, op: &OpPlan, name: &FileName) ->
         }
         Ok(Err(e)) => match &e {
             CError::Coord(w) if w.kind == ErrorKind::FileExists => {
-                let d = Done::err(Outcome::Failed, &e);
+                let mut d = Done::err(Outcome::Failed, &e);
+                d.hash = Some(hash);
+                d.size = Some(op.size);
                 return observe(sh, cs, op.name, Some(Seen::Present(None)), d, "put");
             }
             CError::CommitUnknown { .. } => {
