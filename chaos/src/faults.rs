@@ -273,14 +273,11 @@ async fn undo(sh: &Shared, c: &Cluster, plan: &FaultPlan, target: &str) -> crate
             c.kill(target).await?;
             restart_until_up(c, target).await
         }
-        // A deleted file is noticed when the node re-registers with its
-        // inventory (a scrub skips ids whose file is gone); flipped or
-        // truncated ones by a scrub pass.
-        FaultKind::DiskDelete => {
-            c.kill(target).await?;
-            restart_until_up(c, target).await
+        // The node finds the damage by a scrub pass (a missing file is
+        // reported like a corrupt one) and the coordinator repairs it.
+        FaultKind::DiskFlip | FaultKind::DiskTruncate | FaultKind::DiskDelete => {
+            sh.scrub_and_wait(c, target).await
         }
-        FaultKind::DiskFlip | FaultKind::DiskTruncate => sh.scrub_and_wait(c, target).await,
     }
 }
 
