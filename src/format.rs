@@ -44,23 +44,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("1k").unwrap(), 1024);
-        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-        assert_eq!(bytes(1 << 30), "1.0 GiB");
-        assert_eq!(bytes(12), "12 B");
-    }
-}
-
 /// Parses a duration: a number with an optional unit `ms`, `s` (default),
 /// `m`, `h` or `d` (`24h`, `90s`, `500ms`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -83,4 +66,41 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
     };
     Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1k").unwrap(), 1024);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(bytes(1 << 30), "1.0 GiB");
+        assert_eq!(bytes(12), "12 B");
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("24h").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            super::parse_duration("90").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            super::parse_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(super::parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(super::parse_duration("1y").is_err());
+        assert!(super::parse_duration("h").is_err());
+    }
 }

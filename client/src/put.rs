@@ -333,7 +333,7 @@ struct Retry {
     failed: Vec<(NodeAddr, String)>,
     attempt: u32,
     /// The coordinator's write grant for this chunk (any node).
-    token: Option<protocol::BlockToken>,
+    token: Option<Box<protocol::BlockToken>>,
 }
 
 fn record(
@@ -423,7 +423,7 @@ async fn store_chunk(
         progress,
         failed: Vec::new(),
         attempt: 0,
-        token: plan.token,
+        token: plan.token.map(Box::new),
     };
     store_copies(pool, plan.nodes, job).await
 }
@@ -436,7 +436,7 @@ async fn store_copies(
 ) -> Result<Outcome, String> {
     let results = join_all(nodes.iter().map(|n| {
         let (pool, header, stored, token) = (&pool, &job.header, &job.stored, &job.token);
-        async move { pool.store(&n.addr, header, stored, token.as_ref()).await }
+        async move { pool.store(&n.addr, header, stored, token.as_deref()).await }
     }))
     .await;
     for (n, r) in nodes.into_iter().zip(results) {

@@ -9,20 +9,20 @@ use anyhow::{bail, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[command(subcommand)]
+    /// `create NAME` prints a new key as `NAME:HEX` (the content of a key
+    /// file for `--key-file`, or the value of DFS_KEY); `revoke NAME` ends
+    /// it at once; `list` names the keys in force.
+    #[arg(value_enum)]
     pub action: Action,
+    pub name: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Action {
-    /// Issue a key; prints `NAME:HEX`, the content of a key file for
-    /// `--key-file` (or the value of DFS_KEY).
-    Create { name: String },
-    /// Revoke a key: connections using it are refused from now on.
-    Revoke { name: String },
-    /// Names of the keys in force.
+    Create,
+    Revoke,
     List,
 }
 
@@ -32,9 +32,15 @@ pub async fn run(a: Args) -> Result<()> {
         bail!("managing keys needs the cluster secret: pass --secret-file FILE or set DFS_SECRET");
     }
     let mut coord = client::CoordClient::connect(&cfg).await?;
+    let name = || {
+        a.name
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("name the key: dfs-sim key {:?} NAME", a.action))
+    };
     match a.action {
-        Action::Create { name } => outln!("{}", coord.key_create(name).await?),
-        Action::Revoke { name } => {
+        Action::Create => outln!("{}", coord.key_create(name()?).await?),
+        Action::Revoke => {
+            let name = name()?;
             coord.key_revoke(name.clone()).await?;
             outln!("key {name} revoked");
         }

@@ -240,6 +240,8 @@ pub struct Builder {
     attach: bool,
     /// `--reserve` for every node (free space they must keep).
     reserve: Option<String>,
+    /// `--reserve` for one node, overriding `reserve`.
+    reserve_for: Vec<(usize, String)>,
     /// `coord --delete-grace` and `--orphan-grace`: short by default so
     /// tests see deletes promptly; safety tests set them as they need.
     delete_grace: String,
@@ -261,6 +263,7 @@ impl Default for Builder {
             secret: None,
             attach: false,
             reserve: None,
+            reserve_for: Vec::new(),
             delete_grace: "0s".into(),
             orphan_grace: "1s".into(),
             coord_args: Vec::new(),
@@ -318,6 +321,10 @@ impl Builder {
     }
     /// Every node keeps this much free (`--reserve`), e.g. "1PiB" to make
     /// every disk "full".
+    pub fn node_reserve_for(mut self, i: usize, r: &str) -> Self {
+        self.reserve_for.push((i, r.to_string()));
+        self
+    }
     pub fn node_reserve(mut self, r: &str) -> Self {
         self.reserve = Some(r.to_string());
         self
@@ -347,6 +354,7 @@ impl Builder {
             secret_file,
             dir,
             cfg: self.clone(),
+            coord_data: None,
         };
         if self.attach {
             for i in 0..self.nodes {
@@ -376,6 +384,8 @@ pub struct Cluster {
     secret_file: Option<PathBuf>,
     dir: tempfile::TempDir,
     cfg: Builder,
+    /// Set by [`Cluster::restart_coord_with`].
+    coord_data: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -457,7 +467,7 @@ impl Cluster {
             "--listen".into(),
             listen.into(),
             "--data".into(),
-            self.dir.path().join("coord").display().to_string(),
+            self.coord_data().display().to_string(),
             "--replication".into(),
             self.cfg.replication.to_string(),
             "--parity".into(),
@@ -524,7 +534,14 @@ impl Cluster {
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
         }
-        if let Some(r) = &self.cfg.reserve {
+        let reserve = self
+            .cfg
+            .reserve_for
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, r)| r)
+            .or(self.cfg.reserve.as_ref());
+        if let Some(r) = reserve {
             args.extend(["--reserve".into(), r.clone()]);
         }
         let log = self.node_log(i);
@@ -551,6 +568,7 @@ impl Cluster {
         let mut c = Command::new(BIN);
         c.env("DFS_COORD", &self.coord_addr)
             .env_remove("DFS_SECRET")
+            .env_remove("DFS_KEY")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .current_dir(self.dir.path());
@@ -627,6 +645,17 @@ impl Cluster {
 
     /// `get` that must succeed and return exactly `want`; returns stdout.
     #[track_caller]
+    /// `get_exact` with extra client arguments (e.g. `--key-file F`).
+    pub fn get_exact_with(&self, name: &str, want: &[u8], extra: &[&str]) {
+        let path = self.scratch(&format!("out-{}-{}", sanitize(name), unique()));
+        let mut args = vec!["get", name, "--out", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ok(self.run(&args), &format!("get {name}"));
+        let data = std::fs::read(&path).expect("get wrote no file");
+        let _ = std::fs::remove_file(&path);
+        assert_same_bytes(&data, want, &format!("get {name}"));
+    }
+
     pub fn get_exact(&self, name: &str, want: &[u8]) -> String {
         let (o, data) = self.get_bytes(name);
         let out = ok(o, &format!("get {name}"));
@@ -726,6 +755,27 @@ impl Cluster {
     pub fn kill_coord(&mut self) {
         let mut p = self.coord.take().expect("coordinator already down");
         p.kill();
+    }
+
+    /// The coordinator's data directory (see [`Cluster::restart_coord_with`]).
+    pub fn coord_data(&self) -> PathBuf {
+        self.coord_data
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("coord"))
+    }
+
+    /// Restarts the coordinator on another data dir (`None`: the usual one)
+    /// with extra arguments for this start only.
+    pub fn restart_coord_with(&mut self, data: Option<&Path>, extra: &[&str]) {
+        assert!(self.coord.is_none(), "coordinator is still running");
+        self.coord_data = data.map(Path::to_path_buf);
+        let saved = self.cfg.coord_args.clone();
+        self.cfg
+            .coord_args
+            .extend(extra.iter().map(|s| s.to_string()));
+        let addr = self.coord_addr.clone();
+        self.spawn_coord(&addr);
+        self.cfg.coord_args = saved;
     }
 
     /// Starts the coordinator again on the same data dir and address, so
