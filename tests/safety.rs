@@ -432,7 +432,14 @@ fn floods_leave_a_legitimate_client_served() {
         );
     });
     // With every flood in place, the legitimate client is served at once.
-    for what in [vec!["status", "--json"], vec!["get", "x", "--out", "-"]] {
+    let small = c.scratch("small");
+    std::fs::write(&small, random_bytes(10, 4096)).unwrap();
+    let small = small.to_str().unwrap().to_string();
+    for what in [
+        vec!["status", "--json"],
+        vec!["get", "x", "--out", "-"],
+        vec!["put", &small, "--name", "legit"],
+    ] {
         let mut args: Vec<&str> = what.clone();
         args.extend(["--key-file", &good]);
         let t = Instant::now();

@@ -5,7 +5,7 @@
 use crate::catalog::{Catalog, Garbage, Record};
 use crate::config::CoordConfig;
 use crate::error::{Error, Result};
-use crate::journal::{Journal, OpenMode};
+use crate::journal::{Journal, OpenMode, SnapshotSource};
 use crate::membership::Membership;
 use protocol::{
     BlockOp, BlockToken, ChunkId, ClusterId, FileName, NodeId, PutPlan, SessionMsg, TokenKey,
@@ -71,6 +71,8 @@ pub struct Coord {
     seq: AtomicU64,
     /// Signs block tokens (secured clusters only).
     pub token_key: Option<TokenKey>,
+    /// A background snapshot is being written.
+    snapshotting: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     journal: mpsc::Sender<JournalReq>,
 }
@@ -94,6 +96,7 @@ impl Coord {
             cluster: journal.cluster(),
             seq: AtomicU64::new(journal.seq()),
             token_key: config.secret.as_ref().map(TokenKey::from_secret),
+            snapshotting: std::sync::atomic::AtomicBool::new(false),
             config,
             state: Mutex::new(State {
                 catalog,
@@ -215,6 +218,59 @@ impl Coord {
     }
 }
 
+/// Reads the live catalog for a snapshot, one batch per hold of the lock.
+struct Live<'a>(&'a Coord);
+
+impl SnapshotSource for Live<'_> {
+    fn head(&mut self) -> Result<Vec<u8>> {
+        self.0
+            .lock()
+            .catalog
+            .head_bytes()
+            .map_err(|e| Error::Journal(format!("encode snapshot: {e}")))
+    }
+    fn batch(&mut self, after: Option<&FileName>) -> Result<Option<(Vec<u8>, FileName)>> {
+        self.0
+            .lock()
+            .catalog
+            .batch_bytes(after, crate::journal::SNAP_BATCH)
+            .map_err(|e| Error::Journal(format!("encode snapshot: {e}")))
+    }
+}
+
+/// Rotates the journal and writes a fuzzy snapshot of the live catalog in
+/// the background: appends and commits go on meanwhile, and the catalog
+/// lock is taken one batch of files at a time (never cloned).
+fn start_snapshot(coord: &Arc<Coord>, journal: &mut Journal) {
+    let seq = match journal.rotate() {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, "journal rotation failed; no snapshot now");
+            return;
+        }
+    };
+    coord.snapshotting.store(true, Ordering::Release);
+    let (dir, cluster) = (journal.dir().to_path_buf(), journal.cluster());
+    let coord = coord.clone();
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let res = crate::journal::write_snapshot(&dir, cluster, seq, Live(&coord))
+            .and_then(|bytes| crate::journal::drop_rotated(&dir, seq).map(|_| bytes));
+        match res {
+            Ok(bytes) => tracing::info!(
+                seq,
+                bytes,
+                ms = start.elapsed().as_millis() as u64,
+                "catalog snapshot written"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot failed; the rotated journal is kept and replayed")
+            }
+        }
+        coord.snapshotting.store(false, Ordering::Release);
+    });
+}
+
 /// The journal writer: batches whatever requests are queued, appends and
 /// fsyncs them once, applies them to the catalog, then acknowledges.
 async fn writer(
@@ -271,19 +327,9 @@ async fn writer(
                 }
             }
         }
-        if journal.needs_snapshot() {
-            let catalog = coord.lock().catalog.clone();
-            journal = match tokio::task::spawn_blocking(move || {
-                if let Err(e) = journal.snapshot(&catalog) {
-                    tracing::error!(error = %e, "snapshot failed; journal keeps growing");
-                }
-                journal
-            })
-            .await
-            {
-                Ok(j) => j,
-                Err(_) => return,
-            };
+        let files = coord.lock().catalog.files.len();
+        if !coord.snapshotting.load(Ordering::Acquire) && journal.needs_snapshot(files) {
+            start_snapshot(&coord, &mut journal);
         }
     }
 }
