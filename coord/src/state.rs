@@ -350,6 +350,7 @@ fn test_bug_forget_recent_puts(catalog: &mut crate::catalog::Catalog) {
         .unwrap_or(0);
     let before = catalog.files.len();
     catalog.files.retain(|_, f| f.created_ms + 5_000 < now_ms);
+    catalog.reindex();
     tracing::error!(
         forgotten = before - catalog.files.len(),
         "DFS_TEST_BUG=ack-before-fsync: forgot recently acknowledged files"
