@@ -87,18 +87,10 @@ impl Membership {
         gen
     }
 
-    /// Records a heartbeat. Returns whether the node had been declared
-    /// dead: its copies may have been dropped from the catalog meanwhile
-    /// without it being told (deletes go to live nodes only), so it must
-    /// register again with its inventory to have them reconciled.
-    pub fn heartbeat(&mut self, id: &NodeId, stats: NodeStats) -> bool {
-        match self.members.get_mut(id) {
-            Some(m) => {
-                m.last_heartbeat = Some(Instant::now());
-                m.stats = stats;
-                m.reported == NodeState::Dead
-            }
-            None => false,
+    pub fn heartbeat(&mut self, id: &NodeId, stats: NodeStats) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.last_heartbeat = Some(Instant::now());
+            m.stats = stats;
         }
     }
 

@@ -158,17 +158,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             m = conn.recv::<SessionMsg>() => match m {
-                Ok(SessionMsg::Heartbeat(stats)) => {
-                    // Back from the dead on the same connection (a hang, not
-                    // a crash): close the session so that the node registers
-                    // again and copies dropped meanwhile are deleted (found by
-                    // `dfs-sim chaos`: SIGSTOP outlasting `dead_after` left
-                    // orphan chunks).
-                    if coord.lock().members.heartbeat(&id, stats) {
-                        tracing::warn!(node = %id, "node declared dead is back on its old session; closing it so that it registers again");
-                        break;
-                    }
-                }
+                Ok(SessionMsg::Heartbeat(stats)) => coord.lock().members.heartbeat(&id, stats),
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
                     crate::repair::done(&coord, &id, task, chunk, error).await
                 }
