@@ -121,7 +121,11 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let store = Arc::new(ChunkStore::open(&config.data_dir, config.reserve_bytes)?);
+    let store = Arc::new(ChunkStore::open_with(
+        &config.data_dir,
+        config.reserve_bytes,
+        config.group_commit_max,
+    )?);
     let identity = crate::identity::Identity::load(&config.data_dir)?;
     let (events, events_rx) = mpsc::channel(4096);
     let max_connections = config.max_connections;

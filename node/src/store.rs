@@ -48,6 +48,8 @@ pub struct ChunkStore {
     quarantine_dir: PathBuf,
     orphans_dir: PathBuf,
     reserve_bytes: u64,
+    /// Chunks at most this long are committed in groups (0: never).
+    group_max_len: u64,
     index: Mutex<HashMap<ChunkId, u64>>,
     /// Ids deleted recently. A client put of an aborted upload can still be
     /// in flight when the coordinator's delete arrives; it must not land
@@ -60,7 +62,7 @@ pub struct ChunkStore {
 /// Chunks at most this long are committed in groups; larger ones are
 /// fsynced on their own (a group sync would also flush other writers'
 /// large dirty data, and a large chunk's own fsync dominates anyway).
-const GROUP_MAX_LEN: u64 = 256 * 1024;
+pub const GROUP_MAX_LEN: u64 = 256 * 1024;
 /// Most chunks one group commit covers.
 const GROUP_MAX: usize = 256;
 
@@ -138,6 +140,12 @@ impl ChunkStore {
     /// Opens (creating if needed) the store, removes leftovers of uploads cut
     /// short by a crash, and indexes the chunk files present.
     pub fn open(data_dir: &Path, reserve_bytes: u64) -> Result<Self> {
+        Self::open_with(data_dir, reserve_bytes, GROUP_MAX_LEN)
+    }
+
+    /// [`ChunkStore::open`] with the group-commit threshold chosen
+    /// (`node --group-commit`; 0 turns group commit off).
+    pub fn open_with(data_dir: &Path, reserve_bytes: u64, group_max_len: u64) -> Result<Self> {
         let chunks_dir = data_dir.join("chunks");
         let tmp_dir = data_dir.join("tmp");
         let quarantine_dir = data_dir.join("quarantine");
@@ -181,6 +189,7 @@ impl ChunkStore {
             quarantine_dir,
             orphans_dir,
             reserve_bytes,
+            group_max_len,
             index: Mutex::new(index),
             tombstones: Mutex::new(HashMap::new()),
         })
@@ -384,7 +393,7 @@ impl ChunkStore {
         let file = file.ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
         let final_path = self.path_of(&header.id);
         let tmp = guard.0.clone().unwrap_or_default();
-        if header.stored_len <= GROUP_MAX_LEN {
+        if header.stored_len <= self.group_max_len {
             // Small chunks share their syncs with whatever else arrived.
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.group

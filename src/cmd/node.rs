@@ -40,6 +40,10 @@ pub struct Args {
     /// Allow listening on a non-loopback address without a secret.
     #[arg(long)]
     pub insecure: bool,
+    /// Chunks up to this size are made durable in groups (one sync for all
+    /// that arrived meanwhile); 0 fsyncs each chunk on its own.
+    #[arg(long, default_value = "256KiB")]
+    pub group_commit: String,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -61,6 +65,8 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
     cfg.secret = secret;
+    cfg.group_commit_max =
+        crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
     announce(&format!(
         "node {id} listening on {local}, data in {}",
         data.display()

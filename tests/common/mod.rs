@@ -964,7 +964,19 @@ pub fn wait_disks_match_catalog(c: &Cluster) {
         let missing: Vec<_> = want.difference(&have).collect();
         let garbage: Vec<_> = have.difference(&want).collect();
         if start.elapsed() > DEADLINE {
-            panic!("disks never matched the catalog: missing on disk: {missing:?}; garbage on disk: {garbage:?}");
+            // Where the missing copies went, if anywhere.
+            let aside: Vec<String> = missing
+                .iter()
+                .flat_map(|(n, id)| {
+                    let d = c.node_data_dir(Cluster::node_index(n));
+                    ["orphans", "quarantine"]
+                        .into_iter()
+                        .filter(move |sub| d.join(sub).join(format!("{id}.chunk")).exists())
+                        .map(move |sub| format!("{n}/{sub}/{id}"))
+                })
+                .collect();
+            c.dump_logs();
+            panic!("disks never matched the catalog: missing on disk: {missing:?} (set aside: {aside:?}); garbage on disk: {garbage:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
