@@ -69,13 +69,15 @@ enum Command {
     /// Throw seeded faults at a cluster while clients work, then check that
     /// nothing acknowledged was lost and no wrong byte was returned.
     Chaos(cmd::chaos::Args),
+    /// Serve the cluster over S3 (aws cli, rclone, boto3, ...).
+    S3(cmd::s3::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(
         cli.command,
-        Command::Node(_) | Command::Coord(_) | Command::Up(_)
+        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
     );
     // chaos's own clients retry through faults on purpose: only errors
     // (violations among them) go to its stderr; the live line says the rest.
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
             Command::Kill(a) => cmd::kill::run(a).await,
             Command::Start(a) => cmd::start::run(a).await,
             Command::Chaos(a) => cmd::chaos::run(a).await,
+            Command::S3(a) => cmd::s3::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

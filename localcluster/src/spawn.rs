@@ -162,11 +162,12 @@ impl Pending {
     }
 }
 
-/// The address in "coordinator listening on ADDR, data in DIR" or
-/// "node n1 listening on ADDR, data in DIR".
+/// The address in "coordinator listening on ADDR, data in DIR",
+/// "node n1 listening on ADDR, data in DIR" or "S3 gateway listening on
+/// ADDR, endpoint ...".
 pub fn parse_ready(line: &str) -> Option<String> {
     let rest = line.split_once(" listening on ")?.1;
-    let addr = rest.split_once(", data in ")?.0;
+    let addr = rest.split_once(", ")?.0;
     (!addr.is_empty()).then(|| addr.to_string())
 }
 
@@ -183,6 +184,11 @@ mod tests {
         assert_eq!(
             parse_ready("node n1 listening on 127.0.0.1:39001, data in d, with comma").as_deref(),
             Some("127.0.0.1:39001")
+        );
+        assert_eq!(
+            parse_ready("S3 gateway listening on 127.0.0.1:9000, endpoint http://127.0.0.1:9000")
+                .as_deref(),
+            Some("127.0.0.1:9000")
         );
         assert_eq!(parse_ready("something else"), None);
     }
