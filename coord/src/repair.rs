@@ -277,10 +277,14 @@ fn scan(coord: &Coord) -> Plan {
                             .filter(|n| !keep.contains(n))
                             .cloned()
                             .collect();
+                        // Dead holders too: one that was only hung
+                        // (SIGSTOP, a long pause) comes back on its old
+                        // session without registering again, and would keep
+                        // the dropped copy forever (found by `dfs-sim chaos`
+                        // as orphan chunks). One that is gone has its copy
+                        // set aside when it registers, like any garbage.
                         for n in &drop {
-                            if alive.contains(&n) {
-                                deletes.entry(n.clone()).or_default().push(id);
-                            }
+                            deletes.entry(n.clone()).or_default().push(id);
                         }
                         plan.records.push(Record::DropCopies {
                             chunk: id,
@@ -572,6 +576,10 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
             node: node.clone(),
         }])
         .await;
+    // The file may have gone between the check above and the record.
+    if let Ok(garbage) = &res {
+        coord.collect(garbage.clone());
+    }
     let mut st = coord.lock();
     let Some(t) = st.repairs.in_flight.remove(&chunk) else {
         return;
