@@ -69,6 +69,9 @@ enum Command {
     /// How safe is a layout? Years of failures in simulated time, with the
     /// real placement, decodability and repair planner.
     Sim(cmd::sim::Args),
+    /// Throw seeded faults at a cluster while clients work, then check that
+    /// nothing acknowledged was lost and no wrong byte was returned.
+    Chaos(cmd::chaos::Args),
     /// Serve the cluster over S3 (aws cli, rclone, boto3, ...).
     S3(cmd::s3::Args),
 }
@@ -79,7 +82,16 @@ fn main() -> ExitCode {
         cli.command,
         Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
     );
-    init_tracing(if server { "info" } else { "warn" });
+    // chaos's own clients retry through faults on purpose: only errors
+    // (violations among them) go to its stderr; the live line says the rest.
+    let chaos = matches!(cli.command, Command::Chaos(_));
+    init_tracing(if server {
+        "info"
+    } else if chaos {
+        "error"
+    } else {
+        "warn"
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,6 +122,7 @@ fn main() -> ExitCode {
             Command::Kill(a) => cmd::kill::run(a).await,
             Command::Start(a) => cmd::start::run(a).await,
             Command::Sim(a) => cmd::sim::run(a).await,
+            Command::Chaos(a) => cmd::chaos::run(a).await,
             Command::S3(a) => cmd::s3::run(a).await,
         }
     });

@@ -26,6 +26,10 @@ pub enum Error {
     },
     #[error("put of {name} failed: {cause}; nothing was committed")]
     PutFailed { name: String, cause: String },
+    /// The commit was sent but no answer came back (the coordinator died
+    /// or the connection broke): the put may or may not have taken effect.
+    #[error("put of {name}: no answer to the commit ({cause}); the file may or may not have been stored, check with `dfs-sim stat {name}`")]
+    CommitUnknown { name: String, cause: String },
     #[error("{0}")]
     Unreadable(String),
     #[error("{0}")]

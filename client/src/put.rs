@@ -197,9 +197,17 @@ pub async fn put_source(
                     attrs,
                 })
                 .await
-                .map_err(|e| Error::PutFailed {
-                    name: name.to_string(),
-                    cause: e.to_string(),
+                .map_err(|e| match e {
+                    // Refused: the coordinator answered, nothing changed.
+                    Error::Coord(_) => Error::PutFailed {
+                        name: name.to_string(),
+                        cause: e.to_string(),
+                    },
+                    // No answer: the commit may have been applied.
+                    other => Error::CommitUnknown {
+                        name: name.to_string(),
+                        cause: other.to_string(),
+                    },
                 })?;
             Ok(PutSummary {
                 name: s.name,

@@ -401,14 +401,19 @@ impl Catalog {
                 Some(old) => self.unindex(&old),
                 None => Vec::new(),
             },
-            Record::AddCopy { chunk, node } => {
-                if let Some(c) = self.chunk_mut(chunk) {
+            Record::AddCopy { chunk, node } => match self.chunk_mut(chunk) {
+                Some(c) => {
                     if !c.nodes.contains(node) {
                         c.nodes.push(node.clone());
                     }
+                    Vec::new()
                 }
-                Vec::new()
-            }
+                // The file was replaced or removed between the copy being
+                // made (a repair, a registration) and this record: the copy
+                // is garbage, or it would stay on the node unknown to the
+                // catalog (found by `dfs-sim chaos` as orphan chunks).
+                None => vec![(*chunk, vec![node.clone()])],
+            },
             Record::DropCopies { chunk, nodes } => {
                 if let Some(c) = self.chunk_mut(chunk) {
                     c.nodes.retain(|n| !nodes.contains(n));
@@ -593,7 +598,7 @@ mod tests {
             chunk: id2,
             nodes: vec![NodeId::new("c").unwrap()],
         });
-        assert_eq!(cat.chunk(&id2).unwrap().1.nodes, vec![b]);
+        assert_eq!(cat.chunk(&id2).unwrap().1.nodes, vec![b.clone()]);
         // Serialise, reload, reindex.
         let bytes = postcard::to_allocvec(&cat).unwrap();
         let mut back: Catalog = postcard::from_bytes(&bytes).unwrap();
@@ -601,6 +606,14 @@ mod tests {
         assert!(back.chunk(&id2).unwrap().2);
         assert_eq!(back.apply(&Record::RemoveFile { name }).len(), 3);
         assert!(back.files.is_empty());
+        // A copy added after its file went away is garbage at once.
+        assert_eq!(
+            back.apply(&Record::AddCopy {
+                chunk: id2,
+                node: b.clone()
+            }),
+            vec![(id2, vec![b])]
+        );
     }
 }
 

@@ -48,7 +48,7 @@ pub struct Trim {
     pub chunk: ChunkId,
     /// No longer counted as holders (dead, draining or excess).
     pub drop: Vec<NodeId>,
-    /// Those of `drop` that are alive and should delete their copy.
+    /// Nodes told to delete their copy (every dropped holder).
     pub delete_on: Vec<NodeId>,
 }
 
@@ -247,7 +247,12 @@ fn assess<'a>(
                     .filter(|n| !keep.contains(n))
                     .cloned()
                     .collect();
-                let delete_on = drop.iter().filter(|n| alive.contains(n)).cloned().collect();
+                // Dead holders too: one that was only hung (SIGSTOP, a long
+                // pause) comes back on its old session without registering
+                // again, and would keep the dropped copy forever (found by
+                // `dfs-sim chaos` as orphan chunks). One that is gone has its
+                // copy set aside when it registers, like any garbage.
+                let delete_on = drop.clone();
                 trims.push(Trim {
                     chunk: id,
                     drop,

@@ -409,6 +409,10 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
             node: node.clone(),
         }])
         .await;
+    // The file may have gone between the check above and the record.
+    if let Ok(garbage) = &res {
+        coord.collect(garbage.clone());
+    }
     let mut st = coord.lock();
     let Some(t) = st.repairs.in_flight.remove(&chunk) else {
         return;

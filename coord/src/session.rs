@@ -153,8 +153,10 @@ pub async fn serve(
         return;
     }
     tracing::info!(node = %id, addr = %reg.addr, chunks = reg.inventory.len(), set_aside = reg.set_aside.len(), "node registered");
-    if let Err(e) = coord.commit(records).await {
-        tracing::error!(node = %id, error = %e, "could not record reconciliation");
+    match coord.commit(records).await {
+        // Copies counted again for files removed meanwhile.
+        Ok(garbage) => coord.collect(garbage),
+        Err(e) => tracing::error!(node = %id, error = %e, "could not record reconciliation"),
     }
     if !actions.reclaim.is_empty() {
         tracing::info!(node = %id, chunks = actions.reclaim.len(), "node holds needed copies aside; reclaiming them");

@@ -82,7 +82,7 @@ pub struct Coord {
 impl Coord {
     /// Loads the catalog and starts the journal writer.
     pub fn open(config: CoordConfig) -> Result<Arc<Coord>> {
-        let (journal, catalog) = Journal::open(
+        let (journal, mut catalog) = Journal::open(
             &config.data_dir,
             config.snapshot_every,
             OpenMode {
@@ -90,6 +90,7 @@ impl Coord {
                 read_only: config.read_only,
             },
         )?;
+        test_bug_forget_recent_puts(&mut catalog);
         let mut members = Membership::default();
         members.seed(&catalog.node_addrs);
         let (tx, rx) = mpsc::channel(1024);
@@ -344,4 +345,27 @@ async fn writer(
             start_snapshot(&coord, &mut journal);
         }
     }
+}
+
+/// TEST ONLY, inert unless the environment says `DFS_TEST_BUG=ack-before-fsync`
+/// (used by `tests/chaos.rs` to prove that `dfs-sim chaos` catches lost
+/// writes): pretend the coordinator acknowledged commits before their
+/// journal records were durable, by forgetting at start every file
+/// committed in the last few seconds, as such a coordinator would after a
+/// crash. Never set it on a cluster whose data matters.
+fn test_bug_forget_recent_puts(catalog: &mut crate::catalog::Catalog) {
+    if std::env::var("DFS_TEST_BUG").as_deref() != Ok("ack-before-fsync") {
+        return;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let before = catalog.files.len();
+    catalog.files.retain(|_, f| f.created_ms + 5_000 < now_ms);
+    catalog.reindex();
+    tracing::error!(
+        forgotten = before - catalog.files.len(),
+        "DFS_TEST_BUG=ack-before-fsync: forgot recently acknowledged files"
+    );
 }

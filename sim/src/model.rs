@@ -185,7 +185,11 @@ impl Params {
         if self.repair.node_mbps.is_nan() || self.repair.node_mbps <= 0.0 {
             return bad("--repair-mbps must be positive");
         }
-        if self.repair.fixed_hours.is_some_and(|h| h.is_nan() || h <= 0.0) {
+        if self
+            .repair
+            .fixed_hours
+            .is_some_and(|h| h.is_nan() || h <= 0.0)
+        {
             return bad("--repair-hours must be positive");
         }
         if !(self.years > 0.0 && self.years <= 1000.0) {

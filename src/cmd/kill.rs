@@ -23,7 +23,7 @@ pub async fn run(a: Args) -> Result<()> {
     let dir = a.data.as_path();
     // Record it stopped before signalling, so `up` does not report the exit
     // as unexpected.
-    let (pid, coord) = ClusterState::update(dir, |s| {
+    let (pid, coord) = ClusterState::update(dir, |s| -> Result<_> {
         let coord = s.coord.addr.clone();
         let n = s.node_mut(&a.node)?;
         if !n.is_running() {
@@ -54,11 +54,11 @@ pub async fn run(a: Args) -> Result<()> {
     })?;
     let signal = if a.hard { "KILL" } else { "TERM" };
     if let Err(e) = send_signal(pid, signal) {
-        ClusterState::update(dir, |s| {
+        ClusterState::update(dir, |s| -> Result<_> {
             s.node_mut(&a.node)?.state = ProcState::Running;
             Ok(())
         })?;
-        return Err(e);
+        return Err(e.into());
     }
     let mut how = if a.hard {
         "crashed (SIGKILL)"

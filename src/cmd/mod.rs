@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments and what it does.
 
+pub mod chaos;
 pub mod cluster_state;
 pub mod coord;
 pub mod drain;

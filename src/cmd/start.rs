@@ -24,7 +24,7 @@ pub struct Args {
 pub async fn run(a: Args) -> Result<()> {
     let dir = a.data.as_path();
     let t0 = Instant::now();
-    let (mut child, node) = ClusterState::update(dir, |s| {
+    let (mut child, node) = ClusterState::update(dir, |s| -> Result<_> {
         if !s.coord.is_running() {
             bail!(
                 "the cluster in {} is not running (no coordinator); start it with `dfs-sim up --data {}`",
@@ -67,7 +67,7 @@ pub async fn run(a: Args) -> Result<()> {
     let deadline = Instant::now() + ALIVE_TIMEOUT;
     while !all_alive(&coord, &ids).await {
         if let Some(status) = child.try_wait()? {
-            ClusterState::update(dir, |s| {
+            ClusterState::update(dir, |s| -> Result<_> {
                 let n = s.node_mut(&node.id)?;
                 if n.pid == Some(pid) {
                     n.state = ProcState::Exited;

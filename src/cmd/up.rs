@@ -2,22 +2,17 @@
 //! processes, in the foreground, until Ctrl-C.
 
 use super::cluster_state::{
-    all_alive, flag, last_log_line, pid_runs, stop_pids, ClusterState, Proc, ProcState,
-    DEFAULT_DIR, POLL,
+    all_alive, last_log_line, pid_runs, stop_pids, ClusterState, ProcState, DEFAULT_DIR, POLL,
 };
 use super::shutdown_signal;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use localcluster::{spawn, Started};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// How long a process may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the nodes may take to be seen alive by the coordinator.
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a process may take to exit after SIGTERM before SIGKILL.
@@ -69,12 +64,6 @@ struct S3Info {
     addr: String,
     access: String,
     secret: String,
-}
-
-/// A child announced it was listening.
-struct Started {
-    child: Child,
-    proc: Proc,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -400,7 +389,7 @@ async fn start_all(
             argv.push("--spare".into());
         }
         let log = log_dir.join(format!("{id}.log"));
-        pending.push(spawn(&id, argv, &log, pids)?);
+        pending.push(spawn("up", &id, argv, &log, pids)?);
     }
     let mut nodes = Vec::new();
     for p in pending {
@@ -422,7 +411,7 @@ async fn start_all(
     while !all_alive(&coord_addr, &ids).await {
         for c in &mut children {
             if let Some(status) = c.child.try_wait()? {
-                return Err(died(&c.proc, &status.to_string()));
+                return Err(c.proc.died(&status.to_string()).into());
             }
         }
         if Instant::now() >= deadline {
@@ -451,129 +440,13 @@ async fn start_all(
     Ok(state)
 }
 
-fn died(p: &Proc, status: &str) -> anyhow::Error {
-    let last = last_log_line(&p.log)
-        .map(|l| format!(": {l}"))
-        .unwrap_or_default();
-    anyhow!(
-        "{} exited during startup ({status}); see {}{last}",
-        p.id,
-        p.log.display()
-    )
-}
-
-/// A spawned child whose ready line is still to come.
-struct Pending {
-    child: Child,
-    proc: Proc,
-    ready: oneshot::Receiver<String>,
-}
-
-fn spawn(id: &str, argv: Vec<String>, log: &Path, pids: &mut Vec<u32>) -> Result<Pending> {
-    let mut out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    let _ = writeln!(out, "--- dfs-sim up: {}", argv.join(" "));
-    let err = out.try_clone()?;
-    let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err));
-    // Our own process group: Ctrl-C reaches only `up`, which then stops
-    // the children in order.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = tokio::process::Command::from(cmd)
-        .spawn()
-        .with_context(|| format!("cannot start {id} ({})", argv[0]))?;
-    let pid = child.id().ok_or_else(|| anyhow!("{id} exited at once"))?;
-    pids.push(pid);
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = oneshot::channel();
-    // Hand the first line over, and copy every line to the log.
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
-        let mut tx = Some(tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = writeln!(out, "{line}");
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let (addr, data) = ready_fields(&argv);
-    Ok(Pending {
-        child,
-        proc: Proc {
-            id: id.to_string(),
-            addr,
-            data,
-            log: log.to_path_buf(),
-            state: ProcState::Running,
-            pid: Some(pid),
-            argv,
-        },
-        ready: rx,
-    })
-}
-
-/// The `--listen` and `--data` values of a command line.
-fn ready_fields(argv: &[String]) -> (String, PathBuf) {
-    let value = |name| flag(argv, name).unwrap_or_default();
-    (
-        value("--listen").to_string(),
-        PathBuf::from(value("--data")),
-    )
-}
-
-impl Pending {
-    /// Waits for "... listening on ADDR, data in DIR" and records the real
-    /// address (it may have been port 0) in the command line too.
-    async fn ready(mut self) -> Result<Started> {
-        let line = tokio::select! {
-            l = &mut self.ready => l.ok(),
-            _ = tokio::time::sleep(READY_TIMEOUT) => {
-                let _ = self.child.start_kill();
-                bail!("{} did not start within {} s; see {}", self.proc.id,
-                    READY_TIMEOUT.as_secs(), self.proc.log.display());
-            }
-        };
-        let Some(line) = line else {
-            // Stdout closed before a line: it exited.
-            let status = self.child.wait().await?;
-            return Err(died(&self.proc, &status.to_string()));
-        };
-        let addr = parse_ready(&line)
-            .ok_or_else(|| anyhow!("{} printed an unexpected line: {line}", self.proc.id))?;
-        if let Some(i) = self.proc.argv.iter().position(|a| a == "--listen") {
-            self.proc.argv[i + 1] = addr.clone();
-        }
-        self.proc.addr = addr;
-        Ok(Started {
-            child: self.child,
-            proc: self.proc,
-        })
-    }
-}
-
 async fn spawn_ready(
     id: &str,
     argv: Vec<String>,
     log: &Path,
     pids: &mut Vec<u32>,
 ) -> Result<Started> {
-    spawn(id, argv, log, pids)?.ready().await
-}
-
-/// The address in "coordinator listening on ADDR, data in DIR",
-/// "node n1 listening on ADDR, data in DIR" or "S3 gateway listening on
-/// ADDR, endpoint ...".
-fn parse_ready(line: &str) -> Option<String> {
-    let rest = line.split_once(" listening on ")?.1;
-    let addr = rest.split_once(", ")?.0;
-    (!addr.is_empty()).then(|| addr.to_string())
+    Ok(spawn("up", id, argv, log, pids)?.ready().await?)
 }
 
 fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_flag: &str) {
@@ -620,7 +493,7 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_f
 /// A child ended. `kill` marks what it stops; anything else exited on its
 /// own: say so once, record it, restart nothing.
 fn child_exited(dir: &Path, id: &str, pid: u32, status: String, data_flag: &str) {
-    let res = ClusterState::update(dir, |s| {
+    let res = ClusterState::update(dir, |s| -> Result<_> {
         let p = if id == "coord" {
             &mut s.coord
         } else {
@@ -686,7 +559,7 @@ async fn shutdown(dir: &Path, our_pids: &[u32]) -> Result<()> {
         .collect();
     forced.extend(stop_pids(&rest, STOP_GRACE).await);
     if state.is_some() {
-        ClusterState::update(dir, |s| {
+        ClusterState::update(dir, |s| -> Result<_> {
             for p in std::iter::once(&mut s.coord).chain(s.nodes.iter_mut()) {
                 if p.state == ProcState::Running && !p.pid.is_some_and(|pid| pid_runs(pid, &p.argv))
                 {
@@ -705,33 +578,4 @@ async fn shutdown(dir: &Path, our_pids: &[u32]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ready_lines() {
-        assert_eq!(
-            parse_ready("coordinator listening on 127.0.0.1:4000, data in /x/coord").as_deref(),
-            Some("127.0.0.1:4000")
-        );
-        assert_eq!(
-            parse_ready("node n1 listening on 127.0.0.1:39001, data in d, with comma").as_deref(),
-            Some("127.0.0.1:39001")
-        );
-        assert_eq!(parse_ready("something else"), None);
-    }
-
-    #[test]
-    fn flags_of_a_command_line() {
-        let argv: Vec<String> = ["x", "node", "--listen", "127.0.0.1:0", "--data", "/d/n1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let (addr, data) = ready_fields(&argv);
-        assert_eq!(addr, "127.0.0.1:0");
-        assert_eq!(data, PathBuf::from("/d/n1"));
-    }
 }

@@ -1,0 +1,340 @@
+//! The cluster under test: processes of the real `dfs-sim` binary, either
+//! started here (coordinator, one proxy per node, nodes) or attached to
+//! from a `dfs-sim up` directory. Either way `cluster.json` is the record of
+//! what runs, kept up to date with the `localcluster` code `up`, `kill` and
+//! `start` use, so `up` sees our kills as deliberate and stops our restarts
+//! when it exits.
+
+use crate::error::{Error, Result};
+use crate::proxy::Proxy;
+use localcluster::{send_signal, spawn, wait_gone, ClusterState, ProcState};
+use protocol::Credential;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the nodes may take to be seen alive after the cluster starts.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How chaos starts its own cluster.
+#[derive(Debug, Clone)]
+pub struct OwnCluster {
+    pub exe: PathBuf,
+    pub nodes: u32,
+    pub replication: u32,
+    pub parity: String,
+    pub chunk_size: String,
+    pub heartbeat_ms: u64,
+}
+
+pub struct Cluster {
+    /// Where `cluster.json` is.
+    pub dir: PathBuf,
+    pub secret: Option<Credential>,
+    /// Started here (stopped at the end) rather than attached to.
+    pub own: bool,
+    /// Per node, in `cluster.json` order; only for nodes started here.
+    proxies: Vec<Option<Proxy>>,
+    /// What the proxies forward to.
+    coord_target: Arc<Mutex<String>>,
+    pub node_ids: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts a coordinator, a proxy per node and the nodes under `dir`, and
+    /// records them in `dir/cluster.json`.
+    pub async fn start(dir: &Path, o: &OwnCluster) -> Result<Cluster> {
+        let log_dir = dir.join("logs");
+        std::fs::create_dir_all(&log_dir)
+            .map_err(Error::io(format!("cannot create {}", log_dir.display())))?;
+        let exe = o.exe.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        let res = Self::start_procs(dir, &log_dir, &exe, o, &mut pids).await;
+        if res.is_err() {
+            localcluster::stop_pids(&pids, Duration::from_secs(5)).await;
+        }
+        res
+    }
+
+    async fn start_procs(
+        dir: &Path,
+        log_dir: &Path,
+        exe: &str,
+        o: &OwnCluster,
+        pids: &mut Vec<u32>,
+    ) -> Result<Cluster> {
+        let s = |x: &str| x.to_string();
+        let argv = vec![
+            s(exe),
+            s("coord"),
+            s("--listen"),
+            s("127.0.0.1:0"),
+            s("--data"),
+            dir.join("coord").to_string_lossy().into_owned(),
+            s("--replication"),
+            o.replication.to_string(),
+            s("--parity"),
+            o.parity.clone(),
+            s("--chunk-size"),
+            o.chunk_size.clone(),
+            s("--heartbeat-ms"),
+            o.heartbeat_ms.to_string(),
+            // Short grace periods, so that a run's deletes and set-aside
+            // copies are gone by the time orphans are counted.
+            s("--delete-grace"),
+            s("1s"),
+            s("--orphan-grace"),
+            s("5s"),
+        ];
+        let coord = spawn("chaos", "coord", argv, &log_dir.join("coord.log"), pids)?
+            .ready()
+            .await?;
+        reap(coord.child);
+        let coord_target = Arc::new(Mutex::new(coord.proc.addr.clone()));
+        let mut proxies = Vec::new();
+        let mut pending = Vec::new();
+        for i in 1..=o.nodes {
+            let id = format!("n{i}");
+            let proxy = Proxy::start(coord_target.clone()).await?;
+            let argv = vec![
+                s(exe),
+                s("node"),
+                s("--id"),
+                id.clone(),
+                s("--listen"),
+                s("127.0.0.1:0"),
+                s("--data"),
+                dir.join(&id).to_string_lossy().into_owned(),
+                s("--coord"),
+                proxy.addr.clone(),
+            ];
+            proxies.push(Some(proxy));
+            pending.push(spawn(
+                "chaos",
+                &id,
+                argv,
+                &log_dir.join(format!("{id}.log")),
+                pids,
+            )?);
+        }
+        let mut nodes = Vec::new();
+        for p in pending {
+            let st = p.ready().await?;
+            reap(st.child);
+            nodes.push(st.proc);
+        }
+        let state = ClusterState {
+            up_pid: std::process::id(),
+            coord: coord.proc,
+            nodes,
+            log_dir: log_dir.to_path_buf(),
+        };
+        state.save(dir)?;
+        let c = Cluster {
+            dir: dir.to_path_buf(),
+            secret: None,
+            own: true,
+            proxies,
+            coord_target,
+            node_ids: state.nodes.iter().map(|n| n.id.clone()).collect(),
+        };
+        c.wait_all_alive(ALIVE_TIMEOUT).await?;
+        Ok(c)
+    }
+
+    /// A cluster started by `dfs-sim up --data DIR`.
+    pub async fn attach(dir: &Path, secret: Option<Credential>) -> Result<Cluster> {
+        let st = ClusterState::load(dir)?;
+        if !st.coord.is_running() {
+            return Err(Error::Setup(format!(
+                "the cluster in {} has no running coordinator; start it with `dfs-sim up --data {}`",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let c = Cluster {
+            dir: dir.to_path_buf(),
+            secret,
+            own: false,
+            proxies: st.nodes.iter().map(|_| None).collect(),
+            coord_target: Arc::new(Mutex::new(st.coord.addr.clone())),
+            node_ids: st.nodes.iter().map(|n| n.id.clone()).collect(),
+        };
+        c.wait_all_alive(ALIVE_TIMEOUT).await?;
+        Ok(c)
+    }
+
+    pub fn state(&self) -> Result<ClusterState> {
+        Ok(ClusterState::load(&self.dir)?)
+    }
+
+    pub fn coord_addr(&self) -> String {
+        self.coord_target
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn client_config(&self) -> client::ClientConfig {
+        let mut cfg = client::ClientConfig::new(self.coord_addr());
+        cfg.cred = self.secret.clone();
+        cfg
+    }
+
+    pub fn has_proxies(&self) -> bool {
+        self.proxies.iter().all(|p| p.is_some()) && !self.proxies.is_empty()
+    }
+
+    /// Data directory of node `i`.
+    pub fn node_data(&self, i: usize) -> Result<PathBuf> {
+        Ok(self.state()?.node(&self.node_ids[i])?.data.clone())
+    }
+
+    pub async fn wait_all_alive(&self, within: Duration) -> Result<()> {
+        let ids: Vec<&str> = self.node_ids.iter().map(|s| s.as_str()).collect();
+        let deadline = Instant::now() + within;
+        while !localcluster::all_alive(&self.coord_addr(), self.secret.clone(), &ids).await {
+            if Instant::now() >= deadline {
+                return Err(Error::Setup(format!(
+                    "the coordinator did not see all {} nodes alive within {} s; see the logs in {}",
+                    ids.len(),
+                    within.as_secs(),
+                    self.dir.join("logs").display()
+                )));
+            }
+            tokio::time::sleep(localcluster::POLL).await;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs process `id` ("coord" or a node), recorded as stopped first
+    /// so that `up` does not report it as a crash.
+    pub async fn kill(&self, id: &str) -> Result<()> {
+        let pid = ClusterState::update(&self.dir, |s| -> Result<Option<u32>> {
+            let p = if id == "coord" {
+                &mut s.coord
+            } else {
+                s.node_mut(id)?
+            };
+            let running = p.is_running();
+            p.state = ProcState::Stopped;
+            Ok(if running { p.pid } else { None })
+        })?;
+        if let Some(pid) = pid {
+            // A stopped process cannot die until it is continued.
+            send_signal(pid, "KILL")?;
+            let _ = send_signal(pid, "CONT");
+            if !wait_gone(&[pid], Duration::from_secs(10)).await.is_empty() {
+                return Err(Error::Setup(format!("{id} (pid {pid}) survives SIGKILL")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts process `id` again with its recorded command line, plus
+    /// `extra` arguments (later flags win), and waits for its ready line.
+    pub async fn restart(&self, id: &str, extra: &[String]) -> Result<()> {
+        let st = self.state()?;
+        let p = if id == "coord" {
+            st.coord.clone()
+        } else {
+            st.node(id)?.clone()
+        };
+        let mut argv = p.argv.clone();
+        for pair in extra.chunks(2) {
+            match argv.iter().position(|a| *a == pair[0]) {
+                Some(i) if pair.len() == 2 => argv[i + 1] = pair[1].clone(),
+                _ => argv.extend(pair.iter().cloned()),
+            }
+        }
+        let mut pids = Vec::new();
+        let started = spawn("chaos", id, argv, &p.log, &mut pids)?.ready().await?;
+        reap(started.child);
+        let pid = pids.first().copied();
+        ClusterState::update(&self.dir, |s| -> Result<()> {
+            let q = if id == "coord" {
+                &mut s.coord
+            } else {
+                s.node_mut(id)?
+            };
+            q.pid = pid;
+            q.state = ProcState::Running;
+            Ok(())
+        })?;
+        if id == "coord" {
+            if let Ok(mut t) = self.coord_target.lock() {
+                *t = started.proc.addr;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the recorded process `id` runs.
+    pub fn running(&self, id: &str) -> bool {
+        self.state().is_ok_and(|s| {
+            if id == "coord" {
+                s.coord.is_running()
+            } else {
+                s.node(id).is_ok_and(|n| n.is_running())
+            }
+        })
+    }
+
+    pub fn signal(&self, id: &str, sig: &str) -> Result<()> {
+        let st = self.state()?;
+        let p = if id == "coord" {
+            &st.coord
+        } else {
+            st.node(id)?
+        };
+        if let Some(pid) = p.pid.filter(|_| p.is_running()) {
+            send_signal(pid, sig)?;
+        }
+        Ok(())
+    }
+
+    pub fn partition(&self, i: usize, cut: bool) {
+        if let Some(Some(p)) = self.proxies.get(i) {
+            if cut {
+                p.partition()
+            } else {
+                p.heal()
+            }
+        }
+    }
+
+    /// Stops every process of a cluster started here.
+    pub async fn stop(&self) {
+        let Ok(st) = self.state() else { return };
+        let running: Vec<u32> = st
+            .procs()
+            .filter(|p| p.is_running())
+            .filter_map(|p| p.pid)
+            .collect();
+        for &pid in &running {
+            let _ = send_signal(pid, "CONT");
+        }
+        let nodes: Vec<u32> = st
+            .nodes
+            .iter()
+            .filter(|p| p.is_running())
+            .filter_map(|p| p.pid)
+            .collect();
+        localcluster::stop_pids(&nodes, Duration::from_secs(10)).await;
+        localcluster::stop_pids(&running, Duration::from_secs(10)).await;
+        let _ = ClusterState::update(&self.dir, |s| -> Result<()> {
+            for p in std::iter::once(&mut s.coord).chain(s.nodes.iter_mut()) {
+                p.state = ProcState::Stopped;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits for a child in the background, so a killed one does not linger as
+/// a zombie.
+fn reap(mut child: tokio::process::Child) {
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+}
