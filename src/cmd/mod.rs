@@ -85,6 +85,7 @@ pub fn announce(line: &str) {
     let _ = out.flush();
 }
 
-pub fn print_json(v: &serde_json::Value) {
+/// Prints a typed report (`client::report`) as pretty JSON.
+pub fn print_json<T: serde::Serialize>(v: &T) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
