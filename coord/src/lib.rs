@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod journal;
 pub mod membership;
+pub mod metrics;
 pub mod placement;
 pub mod repair;
 pub mod server;
@@ -19,4 +20,5 @@ pub mod state;
 
 pub use config::CoordConfig;
 pub use error::{Error, Result};
-pub use server::run;
+pub use server::{run, serve};
+pub use state::Coord;

@@ -11,7 +11,7 @@ use protocol::{
 };
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -110,12 +110,28 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
     }
     while let Some(req) = conn.next_request::<NodeRequest>(&mut stop).await {
         let keep_going = match req {
-            NodeRequest::Put(header) => put(&mut conn, &ctx, header).await,
-            NodeRequest::Get(id) => get(&mut conn, &ctx, id).await,
+            NodeRequest::Put(header) => {
+                let (t, len) = (Instant::now(), header.stored_len);
+                let ok = put(&mut conn, &ctx, header).await;
+                crate::metrics::op("put", t, ok, if ok { len } else { 0 }, 0);
+                ok
+            }
+            NodeRequest::Get(id) => {
+                let t = Instant::now();
+                let (keep_going, sent) = get(&mut conn, &ctx, id).await;
+                crate::metrics::op("get", t, sent.is_some(), 0, sent.unwrap_or(0));
+                keep_going
+            }
             NodeRequest::Delete(ids) => {
                 let count = ctx.store.delete(&ids).await;
                 tracing::info!(count, "deleted chunks");
                 conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
+            }
+            NodeRequest::Preview { id, max_len } => {
+                let t = Instant::now();
+                let ok = preview(&mut conn, &ctx, id, max_len).await;
+                crate::metrics::op("preview", t, ok, 0, 0);
+                ok
             }
             NodeRequest::Ping => conn.reply(&NodeResponse::Pong(ctx.stats())).await.is_ok(),
             NodeRequest::Attach => {
@@ -171,8 +187,9 @@ async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Resul
 }
 
 /// Streams a chunk out, verifying its CRC on the way; a mismatch is reported
-/// in the trailer and the file is quarantined.
-async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
+/// in the trailer and the file is quarantined. Returns whether the
+/// connection can go on, and the bytes sent when the read succeeded.
+async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> (bool, Option<u64>) {
     let mut r = match ctx.store.open_chunk(&id).await {
         Ok(r) => r,
         Err(e) => {
@@ -180,7 +197,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
                 ctx.corrupt(&id, reason).await;
             }
             tracing::warn!(chunk = %id, error = %e, "get failed");
-            return conn.reply_err(e.to_wire()).await.is_ok();
+            return (conn.reply_err(e.to_wire()).await.is_ok(), None);
         }
     };
     if conn
@@ -188,13 +205,13 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
         .await
         .is_err()
     {
-        return false;
+        return (false, None);
     }
     loop {
         match r.next_piece().await {
             Ok(Some(piece)) => {
                 if conn.write_data(&piece).await.is_err() {
-                    return false;
+                    return (false, None);
                 }
             }
             Ok(None) => break,
@@ -202,7 +219,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
                 // Cannot signal inside a data stream: closing tells the
                 // reader the chunk is incomplete.
                 tracing::error!(chunk = %id, error = %e, "read failed mid-stream");
-                return false;
+                return (false, None);
             }
         }
     }
@@ -210,5 +227,46 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
     if !ok {
         ctx.corrupt(&id, "CRC mismatch while serving a read").await;
     }
-    conn.reply(&NodeResponse::End { ok }).await.is_ok()
+    let sent = ok.then_some(r.header.stored_len);
+    (conn.reply(&NodeResponse::End { ok }).await.is_ok(), sent)
+}
+
+/// Verifies a whole copy, then answers with its first raw bytes (the
+/// dashboard's hex view). A corrupt copy is quarantined as on any read.
+async fn preview(conn: &mut Connection, ctx: &Ctx, id: ChunkId, max_len: u32) -> bool {
+    let max_len = max_len.min(protocol::PREVIEW_MAX) as usize;
+    let res = async {
+        let mut r = ctx.store.open_chunk(&id).await?;
+        let header = r.header.clone();
+        let mut stored = bytes::BytesMut::with_capacity(header.stored_len as usize);
+        while let Some(piece) = r.next_piece().await? {
+            stored.extend_from_slice(&piece);
+        }
+        let h2 = header.clone();
+        let raw =
+            tokio::task::spawn_blocking(move || protocol::chunk::decode(&h2, stored.freeze()))
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                .map_err(|e| Error::Corrupt {
+                    chunk: id,
+                    reason: e.to_string(),
+                })?;
+        Ok::<_, Error>((header, raw.slice(..raw.len().min(max_len)).to_vec()))
+    }
+    .await;
+    match res {
+        Ok((header, bytes)) => {
+            let crc = crc32fast::hash(&bytes);
+            conn.reply(&NodeResponse::Preview { header, bytes, crc })
+                .await
+                .is_ok()
+        }
+        Err(e) => {
+            if let Error::Corrupt { reason, .. } = &e {
+                ctx.corrupt(&id, reason).await;
+            }
+            tracing::warn!(chunk = %id, error = %e, "preview failed");
+            conn.reply_err(e.to_wire()).await.is_ok()
+        }
+    }
 }

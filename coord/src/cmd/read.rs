@@ -69,3 +69,43 @@ pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
         })
         .collect()
 }
+
+/// Largest page `list_page` returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// One page of names starting with `prefix`, strictly after `after`, in
+/// name order, at most `limit` (capped at [`MAX_PAGE`]); and whether more
+/// follow. Costs the page, not the namespace: the catalog is ordered by
+/// name, so the walk starts at the cursor.
+pub fn list_page(
+    coord: &Coord,
+    prefix: &str,
+    after: Option<&FileName>,
+    limit: usize,
+) -> (Vec<FileSummary>, bool) {
+    use std::ops::Bound;
+    let limit = limit.clamp(1, MAX_PAGE);
+    let st = coord.lock();
+    let start = match after {
+        Some(a) => Bound::Excluded(a.clone()),
+        None => match FileName::new(prefix) {
+            Ok(p) => Bound::Included(p),
+            Err(_) => Bound::Unbounded,
+        },
+    };
+    let mut it = st
+        .catalog
+        .files
+        .range((start, Bound::Unbounded))
+        .skip_while(|(n, _)| n.as_str() < prefix)
+        .take_while(|(n, _)| n.as_str().starts_with(prefix))
+        .map(|(n, f)| FileSummary {
+            name: n.clone(),
+            size: f.size,
+            chunks: f.stripes.iter().map(|s| s.data.len() as u64).sum(),
+            created_ms: f.created_ms,
+        });
+    let page: Vec<FileSummary> = it.by_ref().take(limit).collect();
+    let more = it.next().is_some();
+    (page, more)
+}
