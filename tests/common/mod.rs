@@ -136,7 +136,8 @@ struct Proc {
     child: Child,
     addr: String,
     /// Stdout lines after the ready line (e.g. the `--http` address).
-    lines: mpsc::Receiver<String>,
+    /// (In a mutex so a `&Cluster` can be shared between threads.)
+    lines: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Proc {
@@ -226,7 +227,7 @@ fn spawn(args: &[String], log: &Path, prefix: &str) -> Result<Proc, SpawnError> 
     Ok(Proc {
         child,
         addr,
-        lines: rx,
+        lines: std::sync::Mutex::new(rx),
     })
 }
 
@@ -591,6 +592,8 @@ impl Cluster {
         }
         let line = p
             .lines
+            .lock()
+            .unwrap()
             .recv_timeout(DEADLINE)
             .expect("no --http line after the ready line");
         let url = line
