@@ -205,3 +205,49 @@ fn off_loopback_needs_a_token() {
         .unwrap();
     common::fails_with(out, "not a loopback address", "coord --http 0.0.0.0:0");
 }
+
+#[test]
+fn a_token_guards_the_api_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    /// Kills the coordinator even when an assertion fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(common::BIN)
+        .args(["coord", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--http-token-file")
+        .arg(&token)
+        .arg("--data")
+        .arg(dir.path().join("coord"))
+        .env_remove("DFS_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = lines
+        .find_map(|l| {
+            l.ok()?
+                .strip_prefix("dashboard on ")
+                .map(|u| u.trim_end_matches('/').to_string())
+        })
+        .expect("dashboard line");
+    let (code, body) = Cluster::http_get(&format!("{url}/api/status"));
+    assert_eq!(code, 401, "{body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("token"));
+    let (code, _) = Cluster::http_get(&format!("{url}/api/status?token=wrong"));
+    assert_eq!(code, 401);
+    let (code, body) = Cluster::http_get(&format!("{url}/api/status?token=s3cret-token"));
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = Cluster::http_get(&format!("{url}/metrics?token=s3cret-token"));
+    assert_eq!(code, 200);
+}
