@@ -246,6 +246,8 @@ async function tick() {
     renderRepair(s);
     await loadFiles();
     await loadFile();
+    // For load-time measurements: when the first live data was on screen.
+    if (!performance.getEntriesByName("dfs-first-data").length) performance.mark("dfs-first-data");
     $("conn").textContent = "live";
     $("conn").classList.remove("bad");
   } catch (e) {
