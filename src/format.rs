@@ -44,6 +44,30 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// Parses a duration: a number with an optional unit `ms`, `s` (default),
+/// `m`, `h` or `d` (`24h`, `90s`, `500ms`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 24h, 90s, 500ms)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        "d" => n.saturating_mul(86_400_000),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +82,25 @@ mod tests {
         assert!(parse_size("5 parsecs").is_err());
         assert_eq!(bytes(1 << 30), "1.0 GiB");
         assert_eq!(bytes(12), "12 B");
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("24h").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            super::parse_duration("90").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            super::parse_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(super::parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(super::parse_duration("1y").is_err());
+        assert!(super::parse_duration("h").is_err());
     }
 }

@@ -54,6 +54,8 @@ enum Command {
     Drain(cmd::drain::Args),
     /// Remove a stopped node that holds nothing from the cluster's records.
     Forget(cmd::drain::ForgetArgs),
+    /// Issue, revoke or list client keys (secured clusters; needs the secret).
+    Key(cmd::key::Args),
     /// Verify every stored copy now (corrupt ones are repaired).
     Scrub(cmd::scrub::Args),
     /// Measure small-file operations per second.
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
             Command::Fsck(a) => cmd::fsck::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
             Command::Forget(a) => cmd::drain::forget(a).await,
+            Command::Key(a) => cmd::key::run(a).await,
             Command::Scrub(a) => cmd::scrub::run(a).await,
             Command::Up(a) => cmd::up::run(a).await,
             Command::Kill(a) => cmd::kill::run(a).await,

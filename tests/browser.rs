@@ -111,6 +111,25 @@ async fn wait_js(c: &Client, script: &str, what: &str, ok: impl Fn(&Value) -> bo
     }
 }
 
+/// Clicks the element `css` selects. The page redraws its lists on every
+/// poll, so an element found a moment ago may be gone: find it again.
+async fn click(c: &Client, css: &str) {
+    let start = Instant::now();
+    loop {
+        let res = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.click().await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => return,
+            Err(_) if start.elapsed() < DEADLINE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
+}
+
 async fn shot(c: &Client, dir: &Path, name: &str) -> PathBuf {
     eprintln!("[{:?}] {name}", START.get_or_init(Instant::now).elapsed());
     let png = c.screenshot().await.expect("screenshot");
@@ -272,12 +291,7 @@ async fn dashboard_in_a_real_browser() {
     shot(&c, &dir, "3-repaired").await;
 
     // A file's page: the stripe map, then the hex view of its first chunk.
-    c.find(Locator::Css("tr.file-row[data-name='docs/f1']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "tr.file-row[data-name='docs/f1']").await;
     let members = wait_js(
         &c,
         "return [...document.querySelectorAll('#stripe-map tr.member')].map(r => r.innerText);",
@@ -287,12 +301,7 @@ async fn dashboard_in_a_real_browser() {
     .await;
     let text = members.to_string();
     assert!(text.contains("parity") && text.contains("data 0"), "{text}");
-    c.find(Locator::Css("#stripe-map tr.member .hex-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#stripe-map tr.member .hex-btn").await;
     let hex = wait_js(
         &c,
         "return document.getElementById('hex-view').textContent;",
@@ -326,12 +335,7 @@ async fn dashboard_in_a_real_browser() {
     c.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
     let (a, b) = (Cluster::node_id(0), Cluster::node_id(2));
     for n in [&a, &b] {
-        c.find(Locator::Css(&format!(".tile[data-node='{n}']")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, &format!(".tile[data-node='{n}']")).await;
     }
     wait_js(
         &c,

@@ -390,9 +390,11 @@ fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
 fn handshaken(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut hello = b"DFS1".to_vec();
-    varint(1, &mut hello); // protocol version
+    varint(2, &mut hello); // protocol version
     varint(0, &mut hello); // Role::Client
     hello.extend_from_slice(&[7u8; 32]); // nonce
+    hello.push(0); // key_name: None
+    hello.push(0); // cluster: None
     s.write_all(&frame(TAG_MESSAGE, &hello)).unwrap();
     let (tag, _challenge) = read_frame(&mut s).expect("challenge");
     assert_eq!(tag, TAG_MESSAGE);
@@ -431,6 +433,7 @@ fn put_header(id: [u8; 16], len: u64, crc: u32) -> Vec<u8> {
     varint(0, &mut m); // Codec::Raw
     varint(len, &mut m); // stored_len
     varint(u64::from(crc), &mut m); // stored_crc
+    m.push(0); // token: None
     frame(TAG_MESSAGE, &m)
 }
 

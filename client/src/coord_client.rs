@@ -20,7 +20,13 @@ impl CoordClient {
             Ok(c) => c,
             Err(source) => return Err(Error::NoCoordinator { addr, source }),
         };
-        handshake::initiate(&mut conn, Role::Client, cfg.secret.as_ref())
+        // The cluster secret makes an operator (drain, keys...); a client
+        // key, or nothing on an unsecured cluster, a client.
+        let role = match cfg.cred {
+            Some(protocol::Credential::Internal(_)) => Role::Admin,
+            _ => Role::Client,
+        };
+        handshake::initiate(&mut conn, role, cfg.cred.as_ref(), None)
             .await
             .map_err(|source| Error::Protocol {
                 peer: format!("coordinator {addr}"),
@@ -121,6 +127,26 @@ impl CoordClient {
     pub async fn fsck(&mut self, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result<FsckReport> {
         match self.call(CoordRequest::Fsck { names, what_if }).await? {
             CoordResponse::Fsck(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn key_create(&mut self, name: String) -> Result<String> {
+        match self.call(CoordRequest::KeyCreate { name }).await? {
+            CoordResponse::Key(k) => Ok(k),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    pub async fn key_revoke(&mut self, name: String) -> Result<()> {
+        self.call(CoordRequest::KeyRevoke { name })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn key_list(&mut self) -> Result<Vec<String>> {
+        match self.call(CoordRequest::KeyList).await? {
+            CoordResponse::Keys(k) => Ok(k),
             _ => Err(self.unexpected()),
         }
     }

@@ -66,7 +66,7 @@ pub async fn get(
     progress: Progress,
 ) -> Result<GetSummary> {
     let mut coord = CoordClient::connect(cfg).await?;
-    let pool = Arc::new(NodePool::new(Role::Client, cfg.secret.clone()));
+    let pool = Arc::new(NodePool::new(Role::Client, None));
     get_with(&mut coord, &pool, cfg.inflight, name, out, progress).await
 }
 
@@ -241,7 +241,10 @@ async fn read_any(
     // already failed during this get after the rest.
     order.sort_by_key(|l| stats.suspect(&l.node.addr));
     for loc in order {
-        let res = match pool.fetch(&loc.node.addr, &c.header).await {
+        let res = match pool
+            .fetch(&loc.node.addr, &c.header, c.token.as_ref())
+            .await
+        {
             Ok(stored) => {
                 let h = c.header.clone();
                 let res = tokio::task::spawn_blocking(move || chunk::decode(&h, stored))

@@ -56,7 +56,7 @@ pub async fn put(
         )));
     }
     let mut coord = CoordClient::connect(cfg).await?;
-    let pool = Arc::new(NodePool::new(Role::Client, cfg.secret.clone()));
+    let pool = Arc::new(NodePool::new(Role::Client, None));
     let src = Source {
         reader: Box::new(file),
         size: meta.len(),
@@ -324,6 +324,8 @@ struct Retry {
     progress: Option<Progress>,
     failed: Vec<(NodeAddr, String)>,
     attempt: u32,
+    /// The coordinator's write grant for this chunk (any node).
+    token: Option<Box<protocol::BlockToken>>,
 }
 
 fn record(
@@ -413,6 +415,7 @@ async fn store_chunk(
         progress,
         failed: Vec::new(),
         attempt: 0,
+        token: plan.token.map(Box::new),
     };
     store_copies(pool, plan.nodes, job).await
 }
@@ -424,8 +427,8 @@ async fn store_copies(
     mut job: Retry,
 ) -> Result<Outcome, String> {
     let results = join_all(nodes.iter().map(|n| {
-        let (pool, header, stored) = (&pool, &job.header, &job.stored);
-        async move { pool.store(&n.addr, header, stored).await }
+        let (pool, header, stored, token) = (&pool, &job.header, &job.stored, &job.token);
+        async move { pool.store(&n.addr, header, stored, token.as_deref()).await }
     }))
     .await;
     for (n, r) in nodes.into_iter().zip(results) {

@@ -43,6 +43,13 @@ fn parity_str(parity: bool) -> &'static str {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub nodes: Vec<NodeReport>,
+    /// The cluster's identity (hex).
+    pub cluster: String,
+    /// The coordinator serves reads only (`coord --read-only`).
+    pub read_only: bool,
+    /// Nodes that have seen a newer catalog than this coordinator holds
+    /// (no delete is sent to them).
+    pub catalog_behind: Vec<String>,
     pub files: u64,
     pub bytes: u64,
     pub chunks: u64,
@@ -72,6 +79,8 @@ pub struct NodeReport {
     pub scrub_passes: u64,
     pub scrub_running: bool,
     pub corrupt_found: u64,
+    pub orphans_set_aside: u64,
+    pub quarantined: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,8 +127,13 @@ impl From<&ClusterStatus> for StatusReport {
                     scrub_passes: n.stats.scrub_passes,
                     scrub_running: n.stats.scrub_running,
                     corrupt_found: n.stats.corrupt_found,
+                    orphans_set_aside: n.stats.orphans,
+                    quarantined: n.stats.quarantined,
                 })
                 .collect(),
+            cluster: s.cluster.clone(),
+            read_only: s.read_only,
+            catalog_behind: s.catalog_behind.iter().map(|n| n.to_string()).collect(),
             files: s.files,
             bytes: s.bytes,
             chunks: s.chunks,

@@ -15,6 +15,9 @@ pub struct Catalog {
     /// Nodes being drained: they take no new chunks and their copies are
     /// moved away. Durable, so a restart does not forget a drain.
     pub draining: BTreeSet<NodeId>,
+    /// Client keys in force, by name (`dfs-sim key create`). Kept with the
+    /// catalog because the coordinator is the one that checks them.
+    pub keys: BTreeMap<String, [u8; 32]>,
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
@@ -86,6 +89,15 @@ pub enum Record {
     /// A removed node: forget its address and drain state.
     Forget {
         node: NodeId,
+    },
+    /// A client key issued.
+    KeyCreate {
+        name: String,
+        key: [u8; 32],
+    },
+    /// A client key revoked.
+    KeyRevoke {
+        name: String,
     },
 }
 
@@ -159,6 +171,54 @@ impl Catalog {
         garbage
     }
 
+    /// Everything but the files, encoded: the first part of a snapshot.
+    /// Taking the files out for the encoding (and putting them back) is
+    /// O(1), and means a field added to the catalog is never forgotten.
+    pub fn head_bytes(&mut self) -> Result<Vec<u8>, postcard::Error> {
+        let files = std::mem::take(&mut self.files);
+        let res = postcard::to_allocvec(&*self);
+        self.files = files;
+        res
+    }
+
+    /// Up to `max` files after `after` (in name order), encoded, and the
+    /// last name; `None` when there are no more. Snapshots are written a
+    /// batch at a time so the catalog lock is never held for long.
+    pub fn batch_bytes(
+        &self,
+        after: Option<&FileName>,
+        max: usize,
+    ) -> Result<Option<(Vec<u8>, FileName)>, postcard::Error> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let batch: Vec<(&FileName, &FileEntry)> = self
+            .files
+            .range::<FileName, _>((lower, Bound::Unbounded))
+            .take(max)
+            .collect();
+        let Some((last, _)) = batch.last() else {
+            return Ok(None);
+        };
+        let last = (*last).clone();
+        Ok(Some((postcard::to_allocvec(&batch)?, last)))
+    }
+
+    /// A catalog from a snapshot's head, without files yet.
+    pub fn from_head(bytes: &[u8]) -> Result<Catalog, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
+    /// Adds a batch written by [`Catalog::batch_bytes`]; call
+    /// [`Catalog::reindex`] after the last one.
+    pub fn load_batch(&mut self, bytes: &[u8]) -> Result<(), postcard::Error> {
+        let batch: Vec<(FileName, FileEntry)> = postcard::from_bytes(bytes)?;
+        self.files.extend(batch);
+        Ok(())
+    }
+
     pub fn locate(&self, id: &ChunkId) -> Option<&ChunkRef> {
         self.index.get(id)
     }
@@ -220,6 +280,14 @@ impl Catalog {
             Record::Forget { node } => {
                 self.node_addrs.remove(node);
                 self.draining.remove(node);
+                Vec::new()
+            }
+            Record::KeyCreate { name, key } => {
+                self.keys.insert(name.clone(), *key);
+                Vec::new()
+            }
+            Record::KeyRevoke { name } => {
+                self.keys.remove(name);
                 Vec::new()
             }
             Record::Drain { node, on } => {

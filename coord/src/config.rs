@@ -33,6 +33,30 @@ pub struct CoordConfig {
     pub repair_parallel: usize,
     /// A repair not reported done by then is re-planned elsewhere.
     pub repair_timeout: Duration,
+    /// Copies a node holds that the catalog does not know are set aside,
+    /// and deleted only after this long (and only while the catalog is known
+    /// complete for that node): a coordinator started on the wrong or an
+    /// old directory, or a journal that lost records, costs nothing.
+    pub orphan_grace: Duration,
+    /// Copies of removed or replaced files are deleted this long after the
+    /// change, so a reader that looked the file up before finishes
+    /// byte-exact (GFS's lazy deletion).
+    pub delete_grace: Duration,
+    /// Keep the valid journal records on both sides of a damaged entry.
+    pub recover: bool,
+    /// Serve what the catalog holds and change nothing: no journal writes,
+    /// no repairs, no deletes (for inspecting a damaged journal).
+    pub read_only: bool,
+    /// How long a read token granted by `Lookup` stays valid.
+    pub read_token_ttl: Duration,
+    /// Most uploads planned and not yet committed, in all.
+    pub max_uploads: usize,
+    /// Most uploads one peer (client key, or address without keys) may have
+    /// open at once.
+    pub max_uploads_per_peer: usize,
+    /// Most chunks planned across all open uploads: bounds the memory a
+    /// flood of huge plans can take.
+    pub max_planned_chunks: u64,
 }
 
 impl CoordConfig {
@@ -50,11 +74,24 @@ impl CoordConfig {
             snapshot_every: 1024,
             repair_parallel: 8,
             repair_timeout: Duration::from_secs(120),
+            orphan_grace: Duration::from_secs(24 * 3600),
+            delete_grace: Duration::from_secs(60),
+            recover: false,
+            read_only: false,
+            read_token_ttl: Duration::from_secs(3600),
+            max_uploads: 1024,
+            max_uploads_per_peer: 128,
+            max_planned_chunks: 262_144,
         }
     }
 
     /// How long without a heartbeat before a node is dead.
     pub fn dead_timeout(&self) -> Duration {
         self.heartbeat * self.dead_after.max(1)
+    }
+
+    /// Whether peers must prove who they are (a secret is configured).
+    pub fn secured(&self) -> bool {
+        self.secret.is_some()
     }
 }

@@ -25,6 +25,12 @@ pub enum Error {
     BadRequest(String),
     #[error("journal: {0}")]
     Journal(String),
+    #[error("the coordinator runs --read-only: no change is accepted")]
+    ReadOnly,
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("too busy: {0}")]
+    Overloaded(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -40,7 +46,9 @@ impl Error {
             Error::FileExists(_) | Error::Busy(_) => ErrorKind::FileExists,
             Error::NotEnoughNodes { .. } => ErrorKind::NotEnoughNodes,
             Error::NoSuchUpload(_) => ErrorKind::NoSuchUpload,
-            Error::BadCommit(_) | Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::BadCommit(_) | Error::BadRequest(_) | Error::ReadOnly => ErrorKind::BadRequest,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Overloaded(_) => ErrorKind::Overloaded,
             _ => ErrorKind::Internal,
         };
         WireError::new(kind, self.to_string())

@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod journal;
+mod legacy;
 pub mod membership;
 pub mod metrics;
 pub mod placement;

@@ -21,6 +21,12 @@ pub struct Member {
     pub session: Option<(u64, mpsc::Sender<SessionMsg>)>,
     /// Last state logged, to log transitions once.
     pub reported: NodeState,
+    /// The node has seen a newer catalog than ours: nothing is deleted or
+    /// set aside on it.
+    pub behind: bool,
+    /// Copies the node holds aside (orphans, quarantined corrupt copies):
+    /// since when, and whether corrupt. Purged after the orphan grace.
+    pub set_aside: std::collections::HashMap<protocol::ChunkId, (Instant, bool)>,
 }
 
 #[derive(Default)]
@@ -43,6 +49,8 @@ impl Membership {
                     stats: NodeStats::default(),
                     session: None,
                     reported: NodeState::Dead,
+                    behind: false,
+                    set_aside: Default::default(),
                 },
             );
         }
@@ -65,6 +73,8 @@ impl Membership {
             stats: NodeStats::default(),
             session: None,
             reported: NodeState::Dead,
+            behind: false,
+            set_aside: Default::default(),
         });
         m.addr = addr.to_string();
         m.last_heartbeat = Some(Instant::now());
@@ -115,8 +125,10 @@ impl Membership {
     }
 
     /// Nodes fit to receive new chunks: session open, not dead, not being
-    /// drained. A heartbeat that is merely late (a loaded machine) does not
-    /// take a node out of placement; a closed session does at once.
+    /// drained, and room for a whole chunk beyond the node's reserve (as of
+    /// its last heartbeat). A heartbeat that is merely late (a loaded
+    /// machine) does not take a node out of placement; a closed session
+    /// does at once.
     pub fn writable(
         &self,
         now: Instant,
@@ -129,6 +141,7 @@ impl Membership {
                 m.session.is_some()
                     && Self::state(m, now, cfg) != NodeState::Dead
                     && !draining.contains(&m.id)
+                    && m.stats.usable_bytes().is_none_or(|u| u >= cfg.chunk_size)
             })
             .map(|m| NodeAddr {
                 id: m.id.clone(),

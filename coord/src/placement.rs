@@ -76,6 +76,7 @@ pub fn plan(
             .map(|i| ChunkPlan {
                 id: ChunkId::random(),
                 nodes: (0..r).map(|j| others[(i + j) % m].clone()).collect(),
+                token: None,
             })
             .collect();
         stripes.push(StripePlan {
@@ -83,6 +84,7 @@ pub fn plan(
             parity: parity_node.map(|p| ChunkPlan {
                 id: ChunkId::random(),
                 nodes: vec![p.clone()],
+                token: None,
             }),
         });
     }

@@ -114,6 +114,9 @@ impl Repairs {
 
 /// The repair loop: scan, journal, send; until the coordinator stops.
 pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
+    if coord.config.read_only {
+        return;
+    }
     let period =
         (coord.config.heartbeat / 6).clamp(Duration::from_millis(20), Duration::from_millis(500));
     loop {
@@ -130,11 +133,13 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
             tracing::error!(error = %e, "repair: could not journal trimmed locations");
             continue;
         }
-        let st = coord.lock();
-        for (node, ids) in deletes {
-            st.members.send(&node, SessionMsg::Delete(ids));
-        }
-        drop(st);
+        // Trimmed copies go after the delete grace, like every delete.
+        coord.collect(
+            deletes
+                .into_iter()
+                .flat_map(|(node, ids)| ids.into_iter().map(move |id| (id, vec![node.clone()])))
+                .collect(),
+        );
         for (node, order) in orders {
             let chunk = order.header.id;
             let sent = coord.lock().members.send(&node, SessionMsg::Repair(order));

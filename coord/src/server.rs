@@ -2,11 +2,11 @@
 
 use crate::cmd;
 use crate::config::CoordConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::session::{self, Origin};
 use crate::state::Coord;
-use protocol::handshake;
-use protocol::{Connection, CoordRequest, CoordResponse, FileName};
+use protocol::handshake::{self, Acceptor, KeyStore, Peer, Role};
+use protocol::{Connection, CoordRequest, CoordResponse, FileName, Secret};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,10 @@ pub async fn serve(
     }
     tracing::info!(
         listen = %listener.local_addr()?,
+        cluster = %coord.cluster,
+        data = %coord.config.data_dir.display(),
+        secured = coord.config.secured(),
+        read_only = coord.config.read_only,
         replication = coord.config.replication,
         parity = coord.config.parity,
         chunk_size = coord.config.chunk_size,
@@ -77,17 +81,87 @@ async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
             for (node, died) in st.members.check(now, &coord.config) {
                 st.repairs.node_died(&node, died);
             }
+            let window = coord.config.delete_grace.max(Duration::from_secs(60));
+            st.reports
+                .retain(|_, at| now.saturating_duration_since(*at) < window);
         }
         cmd::put::expire(&coord, now);
+        coord.flush_deletes(now);
+        session::purge_set_aside(&coord, now);
+    }
+}
+
+/// Client keys, looked up in the catalog at each handshake, so a revoked
+/// key is refused from the next connection on.
+struct CatalogKeys(Arc<Coord>);
+
+impl KeyStore for CatalogKeys {
+    fn client_key(&self, name: &str) -> Option<Secret> {
+        let key = *self.0.lock().catalog.keys.get(name)?;
+        Secret::new(key.to_vec()).ok()
+    }
+}
+
+/// What a peer may ask, by its (proved) role. Without a secret the cluster
+/// is a trusted loopback one and roles are only claimed.
+fn allowed(peer: &Peer, req: &CoordRequest, secured: bool) -> std::result::Result<(), String> {
+    // Unsecured clusters are trusted loopback ones: anyone is an operator.
+    let admin = !secured || peer.is(Role::Admin, true);
+    match req {
+        CoordRequest::Register(_) if peer.is(Role::Node, secured) => Ok(()),
+        CoordRequest::Register(_) => {
+            Err("only a node holding the cluster secret may register".into())
+        }
+        _ if peer.role == Role::Node || peer.role == Role::Coord => {
+            Err("nodes may only register".into())
+        }
+        CoordRequest::Drain { .. }
+        | CoordRequest::Forget { .. }
+        | CoordRequest::Scrub { .. }
+        | CoordRequest::KeyCreate { .. }
+        | CoordRequest::KeyRevoke { .. }
+        | CoordRequest::KeyList
+            if !admin =>
+        {
+            Err("this operation needs the cluster secret (--secret-file), not a client key".into())
+        }
+        _ => Ok(()),
     }
 }
 
 async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
-    if let Err(e) = handshake::accept(&mut conn, coord.config.secret.as_ref()).await {
-        tracing::warn!(error = %e, "handshake failed, closing connection");
-        return;
-    }
+    let policy = Acceptor {
+        secret: coord.config.secret.clone(),
+        cluster: Some(coord.cluster),
+        keys: Some(Arc::new(CatalogKeys(coord.clone()))),
+        anonymous_clients: false,
+    };
+    let peer = match handshake::accept(&mut conn, &policy).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "handshake failed, closing connection");
+            return;
+        }
+    };
+    drop(policy);
+    let owner = match (&peer.key_name, conn.peer()) {
+        (Some(k), _) => format!("key {k}"),
+        (None, Some(a)) => a.ip().to_string(),
+        (None, None) => "unknown".into(),
+    };
+    let secured = coord.config.secured();
     while let Some(req) = conn.next_request::<CoordRequest>(&mut stop).await {
+        if let Err(why) = allowed(&peer, &req, secured) {
+            tracing::warn!(role = ?peer.role, key = ?peer.key_name, "refused: {why}");
+            if conn
+                .reply_err(Error::Forbidden(why).to_wire())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let (op, started) = (op_name(&req), Instant::now());
         let res = match req {
             CoordRequest::Register(reg) => {
@@ -95,7 +169,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 return;
             }
             CoordRequest::PlanPut { name, size, force } => {
-                cmd::put::plan(&coord, name, size, force).map(CoordResponse::Plan)
+                cmd::put::plan(&coord, name, size, force, &owner).map(CoordResponse::Plan)
             }
             CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
                 .await
@@ -119,6 +193,13 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::Fsck { names, what_if } => {
                 cmd::fsck::fsck(&coord, names, what_if).map(CoordResponse::Fsck)
             }
+            CoordRequest::KeyCreate { name } => cmd::keys::create(&coord, name)
+                .await
+                .map(CoordResponse::Key),
+            CoordRequest::KeyRevoke { name } => cmd::keys::revoke(&coord, name)
+                .await
+                .map(|_| CoordResponse::Done),
+            CoordRequest::KeyList => Ok(CoordResponse::Keys(cmd::keys::list(&coord))),
             CoordRequest::Drain { node, cancel } => cmd::maintain::drain(&coord, node, cancel)
                 .await
                 .map(|_| CoordResponse::Done),
@@ -167,6 +248,9 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::Forget { .. } => "forget",
         CoordRequest::Scrub { .. } => "scrub",
         CoordRequest::ReportBad { .. } => "report_bad",
+        CoordRequest::KeyCreate { .. } => "key_create",
+        CoordRequest::KeyRevoke { .. } => "key_revoke",
+        CoordRequest::KeyList => "key_list",
     }
 }
 

@@ -1,11 +1,12 @@
 //! The coordinator's side of node sessions: registration (with inventory
 //! reconciliation), heartbeats in, commands out.
 
-use crate::catalog::Record;
+use crate::catalog::{Garbage, Record};
 use crate::state::{Coord, State};
-use protocol::handshake::{self, Role};
+use protocol::handshake::{self, Credential, Role};
 use protocol::{
-    ChunkId, Connection, CoordResponse, NodeId, NodeRequest, Register, RegisterAck, SessionMsg,
+    ChunkId, Connection, CoordResponse, ErrorKind, NodeId, NodeRequest, Register, RegisterAck,
+    SessionMsg, WireError,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,10 +51,24 @@ pub async fn dial_loop(coord: Arc<Coord>, addr: String, mut stop: watch::Receive
 
 async fn attach(coord: &Coord, addr: &str) -> protocol::Result<(Connection, Register)> {
     let mut conn = Connection::connect(addr).await?;
-    handshake::initiate(&mut conn, Role::Coord, coord.config.secret.as_ref()).await?;
+    let cred = coord.config.secret.clone().map(Credential::Internal);
+    handshake::initiate(&mut conn, Role::Coord, cred.as_ref(), Some(coord.cluster)).await?;
     conn.send(&NodeRequest::Attach).await?;
     let reg: Register = conn.recv_reply().await?;
     Ok((conn, reg))
+}
+
+/// Why a registration is refused, if it is.
+fn refuse(coord: &Coord, reg: &Register) -> Option<String> {
+    match reg.cluster {
+        Some(c) if c != coord.cluster => Some(format!(
+            "node {} belongs to cluster {c}, but this coordinator's catalog ({}) is cluster {}: refusing it. Was the coordinator started with the wrong --data?",
+            reg.node_id,
+            coord.config.data_dir.display(),
+            coord.cluster
+        )),
+        _ => None,
+    }
 }
 
 /// Runs one registered session until it breaks or the coordinator stops.
@@ -65,8 +80,25 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let id = reg.node_id.clone();
+    if let Some(why) = refuse(&coord, &reg) {
+        tracing::error!(node = %id, "{why}");
+        let _ = conn
+            .reply_err(WireError::new(ErrorKind::Forbidden, why))
+            .await;
+        return;
+    }
+    let seq = coord.seq();
+    let behind = reg.seq_seen > seq;
+    if behind {
+        tracing::error!(
+            node = %id,
+            node_saw = reg.seq_seen,
+            catalog_seq = seq,
+            "node has seen a newer catalog than this coordinator holds (a stale copy of the data directory?): nothing will be deleted or set aside on it"
+        );
+    }
     let (tx, mut rx) = mpsc::channel(256);
-    let (gen, records, deletes) = {
+    let (gen, records, actions) = {
         let mut st = coord.lock();
         let mut records = Vec::new();
         if st.catalog.node_addrs.get(&id) != Some(&reg.addr) {
@@ -76,12 +108,28 @@ pub async fn serve(
             });
         }
         let gen = st.members.register(&id, &reg.addr, reg.stats.clone(), tx);
-        let (more, deletes) = reconcile(&st, &coord, &id, &reg.inventory);
+        let (more, actions) = reconcile(&st, &coord, &id, &reg, behind);
         records.extend(more);
-        (gen, records, deletes)
+        if let Some(m) = st.members.members.get_mut(&id) {
+            m.behind = behind;
+            let now = Instant::now();
+            m.set_aside = reg
+                .set_aside
+                .iter()
+                .filter(|a| !actions.reclaim.contains(&a.id))
+                .map(|a| {
+                    let since = now.checked_sub(Duration::from_secs(a.age_s)).unwrap_or(now);
+                    (a.id, (since, a.corrupt))
+                })
+                .chain(actions.set_aside.iter().map(|c| (*c, (now, false))))
+                .collect();
+        }
+        (gen, records, actions)
     };
     let ack = RegisterAck {
         heartbeat_ms: coord.config.heartbeat.as_millis() as u64,
+        cluster: coord.cluster,
+        catalog_seq: seq,
     };
     let sent = match origin {
         Origin::Node => conn.reply(&CoordResponse::Registered(ack)).await,
@@ -92,14 +140,19 @@ pub async fn serve(
         coord.lock().members.session_closed(&id, gen);
         return;
     }
-    tracing::info!(node = %id, addr = %reg.addr, chunks = reg.inventory.len(), "node registered");
+    tracing::info!(node = %id, addr = %reg.addr, chunks = reg.inventory.len(), set_aside = reg.set_aside.len(), "node registered");
     if let Err(e) = coord.commit(records).await {
         tracing::error!(node = %id, error = %e, "could not record reconciliation");
     }
-    if !deletes.is_empty() {
-        tracing::info!(node = %id, chunks = deletes.len(), "node holds unreferenced chunks; deleting");
-        let _ = conn.send(&SessionMsg::Delete(deletes)).await;
+    if !actions.reclaim.is_empty() {
+        tracing::info!(node = %id, chunks = actions.reclaim.len(), "node holds needed copies aside; reclaiming them");
+        let _ = conn.send(&SessionMsg::Reclaim(actions.reclaim)).await;
     }
+    if !actions.set_aside.is_empty() {
+        tracing::warn!(node = %id, chunks = actions.set_aside.len(), grace_s = coord.config.orphan_grace.as_secs(), "node holds copies the catalog does not know; setting them aside (deleted only after the orphan grace period)");
+        let _ = conn.send(&SessionMsg::SetAside(actions.set_aside)).await;
+    }
+    coord.collect(actions.excess);
     loop {
         tokio::select! {
             m = conn.recv::<SessionMsg>() => match m {
@@ -107,7 +160,13 @@ pub async fn serve(
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
                     crate::repair::done(&coord, &id, task, chunk, error).await
                 }
-                Ok(SessionMsg::Corrupt(chunk)) => crate::repair::corrupt(&coord, &id, chunk).await,
+                Ok(SessionMsg::Corrupt(chunk)) => {
+                    if let Some(m) = coord.lock().members.members.get_mut(&id) {
+                        m.set_aside.insert(chunk, (Instant::now(), true));
+                    }
+                    crate::repair::corrupt(&coord, &id, chunk).await
+                }
+                Ok(SessionMsg::Missing(chunk)) => crate::repair::corrupt(&coord, &id, chunk).await,
                 Ok(other) => tracing::debug!(node = %id, ?other, "ignoring session message"),
                 Err(e) => {
                     tracing::debug!(node = %id, error = %e, "session read ended");
@@ -125,56 +184,144 @@ pub async fn serve(
     coord.lock().members.session_closed(&id, gen);
 }
 
+/// What registration asks of a node besides the journal records.
+#[derive(Default)]
+struct Actions {
+    /// Copies the catalog does not know: move aside, never delete yet.
+    set_aside: Vec<ChunkId>,
+    /// Set-aside copies the catalog needs: move back.
+    reclaim: Vec<ChunkId>,
+    /// Copies of known chunks that are fully protected elsewhere.
+    excess: Garbage,
+}
+
 /// Compares a node's inventory with the catalog. Copies still needed are
-/// counted again; copies of chunks that are fully protected elsewhere, or of
-/// no committed file and no upload in progress, are deleted. Chunks the
-/// catalog places on the node but the node no longer has are dropped from
-/// its entry, which makes them visibly under-protected.
+/// counted again (including set-aside ones, which are reclaimed); excess
+/// copies of known chunks are deleted after the delete grace; copies of no
+/// committed file and no upload in progress are set aside, never deleted
+/// here. Nothing at all is set aside or deleted on a node that has seen a
+/// newer catalog, or while the catalog is empty. Chunks the catalog places on
+/// the node but the node no longer has are dropped from its entry, which
+/// makes them visibly under-protected.
 fn reconcile(
     st: &State,
     coord: &Coord,
     node: &NodeId,
-    inventory: &[ChunkId],
-) -> (Vec<Record>, Vec<ChunkId>) {
+    reg: &Register,
+    behind: bool,
+) -> (Vec<Record>, Actions) {
     let now = Instant::now();
-    let inv: HashSet<ChunkId> = inventory.iter().copied().collect();
+    let inv: HashSet<ChunkId> = reg.inventory.iter().copied().collect();
     let pending: HashSet<ChunkId> = st.uploads.values().flat_map(|u| u.chunk_ids()).collect();
+    let trusted = !behind && !st.catalog.files.is_empty();
     let mut records = Vec::new();
-    let mut deletes = Vec::new();
+    let mut actions = Actions::default();
+    let below_target = |id: &ChunkId| -> Option<bool> {
+        let (f, c, parity) = st.catalog.chunk(id)?;
+        let live = c
+            .nodes
+            .iter()
+            .filter(|n| *n != node && st.members.is_alive(n, now, &coord.config))
+            .count() as u32;
+        Some(live < f.target(parity))
+    };
     for id in &inv {
         match st.catalog.chunk(id) {
-            Some((f, c, parity)) => {
-                if c.nodes.contains(node) {
-                    continue;
-                }
-                let live = c
-                    .nodes
-                    .iter()
-                    .filter(|n| st.members.is_alive(n, now, &coord.config))
-                    .count() as u32;
-                if live < f.target(parity) {
+            Some((_, c, _)) if c.nodes.contains(node) => {}
+            Some(_) => {
+                if below_target(id) == Some(true) {
                     records.push(Record::AddCopy {
                         chunk: *id,
                         node: node.clone(),
                     });
-                } else {
-                    deletes.push(*id);
+                } else if trusted {
+                    actions.excess.push((*id, vec![node.clone()]));
                 }
             }
             None if pending.contains(id) => {}
-            None => deletes.push(*id),
+            None if trusted => actions.set_aside.push(*id),
+            None => {}
         }
     }
+    for a in &reg.set_aside {
+        if a.corrupt || inv.contains(&a.id) {
+            continue;
+        }
+        let listed = st
+            .catalog
+            .chunk(&a.id)
+            .is_some_and(|(_, c, _)| c.nodes.contains(node));
+        if listed || below_target(&a.id) == Some(true) {
+            actions.reclaim.push(a.id);
+            if !listed {
+                records.push(Record::AddCopy {
+                    chunk: a.id,
+                    node: node.clone(),
+                });
+            }
+        }
+    }
+    let reclaimed: HashSet<ChunkId> = actions.reclaim.iter().copied().collect();
     for f in st.catalog.files.values() {
         for (c, _) in f.chunks() {
-            if c.nodes.contains(node) && !inv.contains(&c.header.id) {
-                tracing::warn!(%node, chunk = %c.header.id, "node lost a chunk copy");
+            let id = c.header.id;
+            if c.nodes.contains(node) && !inv.contains(&id) && !reclaimed.contains(&id) {
+                tracing::warn!(%node, chunk = %id, "node lost a chunk copy");
                 records.push(Record::DropCopies {
-                    chunk: c.header.id,
+                    chunk: id,
                     nodes: vec![node.clone()],
                 });
             }
         }
     }
-    (records, deletes)
+    (records, actions)
+}
+
+/// Deletes set-aside copies whose grace period is over, on nodes for which
+/// the catalog is known complete: the node is of this cluster (checked at
+/// registration), has not seen a newer catalog, the catalog is not empty,
+/// and the chunk is still unknown or not needed there.
+pub fn purge_set_aside(coord: &Coord, now: Instant) {
+    if coord.config.read_only {
+        return;
+    }
+    let grace = coord.config.orphan_grace;
+    let mut guard = coord.lock();
+    let st = &mut *guard;
+    if st.catalog.files.is_empty() {
+        return;
+    }
+    let pending: HashSet<ChunkId> = st.uploads.values().flat_map(|u| u.chunk_ids()).collect();
+    let mut sends = Vec::new();
+    for m in st.members.members.values_mut() {
+        if m.behind || m.session.is_none() {
+            continue;
+        }
+        let due: Vec<ChunkId> = m
+            .set_aside
+            .iter()
+            .filter(|(id, (since, corrupt))| {
+                now.saturating_duration_since(*since) >= grace
+                    && !pending.contains(id)
+                    && (*corrupt
+                        || st
+                            .catalog
+                            .chunk(id)
+                            .is_none_or(|(_, c, _)| !c.nodes.contains(&m.id)))
+            })
+            .map(|(id, _)| *id)
+            .take(4096)
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        for id in &due {
+            m.set_aside.remove(id);
+        }
+        sends.push((m.id.clone(), due));
+    }
+    for (node, ids) in sends {
+        tracing::info!(%node, chunks = ids.len(), "purging set-aside copies past their grace period");
+        st.members.send(&node, SessionMsg::Purge(ids));
+    }
 }

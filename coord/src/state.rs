@@ -5,12 +5,15 @@
 use crate::catalog::{Catalog, Garbage, Record};
 use crate::config::CoordConfig;
 use crate::error::{Error, Result};
-use crate::journal::Journal;
+use crate::journal::{Journal, OpenMode, SnapshotSource};
 use crate::membership::Membership;
-use protocol::{ChunkId, FileName, NodeId, PutPlan, SessionMsg};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use protocol::{
+    BlockOp, BlockToken, ChunkId, ClusterId, FileName, NodeId, PutPlan, SessionMsg, TokenKey,
+};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// A planned, not yet committed upload.
@@ -23,6 +26,8 @@ pub struct Upload {
     /// Nodes the client failed to write to during this upload: never
     /// offered again as replacements.
     pub failed: HashSet<NodeId>,
+    /// Who planned it (client key name, or peer address), for the per-peer cap.
+    pub owner: String,
 }
 
 impl Upload {
@@ -45,12 +50,29 @@ pub struct State {
     pub rotation: u64,
     pub next_upload: u64,
     pub repairs: crate::repair::Repairs,
+    /// Deletes waiting for their grace period, oldest first.
+    pub pending_deletes: VecDeque<(Instant, NodeId, Vec<ChunkId>)>,
+    /// Recent `ReportBad`s by (chunk, node): repeats are ignored for a while,
+    /// so one reader (or a hostile one) cannot make a node verify a chunk
+    /// over and over.
+    pub reports: HashMap<(ChunkId, NodeId), Instant>,
+    /// Start of the current one-second window of `ReportBad`s and how many
+    /// were accepted in it.
+    pub report_window: (Instant, u32),
 }
 
 type JournalReq = (Vec<Record>, oneshot::Sender<Result<Garbage>>);
 
 pub struct Coord {
     pub config: CoordConfig,
+    /// The cluster this catalog belongs to.
+    pub cluster: ClusterId,
+    /// Sequence number of the last durable journal record.
+    seq: AtomicU64,
+    /// Signs block tokens (secured clusters only).
+    pub token_key: Option<TokenKey>,
+    /// A background snapshot is being written.
+    snapshotting: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     journal: mpsc::Sender<JournalReq>,
 }
@@ -58,11 +80,22 @@ pub struct Coord {
 impl Coord {
     /// Loads the catalog and starts the journal writer.
     pub fn open(config: CoordConfig) -> Result<Arc<Coord>> {
-        let (journal, catalog) = Journal::open(&config.data_dir, config.snapshot_every)?;
+        let (journal, catalog) = Journal::open(
+            &config.data_dir,
+            config.snapshot_every,
+            OpenMode {
+                recover: config.recover,
+                read_only: config.read_only,
+            },
+        )?;
         let mut members = Membership::default();
         members.seed(&catalog.node_addrs);
         let (tx, rx) = mpsc::channel(1024);
         let coord = Arc::new(Coord {
+            cluster: journal.cluster(),
+            seq: AtomicU64::new(journal.seq()),
+            token_key: config.secret.as_ref().map(TokenKey::from_secret),
+            snapshotting: std::sync::atomic::AtomicBool::new(false),
             config,
             state: Mutex::new(State {
                 catalog,
@@ -72,6 +105,9 @@ impl Coord {
                 rotation: rand::random::<u8>() as u64,
                 next_upload: rand::random::<u32>() as u64,
                 repairs: Default::default(),
+                pending_deletes: VecDeque::new(),
+                reports: HashMap::new(),
+                report_window: (Instant::now(), 0),
             }),
             journal: tx,
         });
@@ -85,10 +121,31 @@ impl Coord {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sequence number of the last durable record.
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// A block token for `op` on `chunk`, in a secured cluster.
+    pub fn grant(
+        &self,
+        chunk: ChunkId,
+        op: BlockOp,
+        max_len: u64,
+        ttl: Duration,
+    ) -> Option<BlockToken> {
+        let key = self.token_key.as_ref()?;
+        let expires = protocol::token::now_ms().saturating_add(ttl.as_millis() as u64);
+        Some(key.sign(chunk, op, max_len, expires))
+    }
+
     /// Makes records durable and applies them. Returns once they are on disk.
     pub async fn commit(&self, records: Vec<Record>) -> Result<Garbage> {
         if records.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.config.read_only {
+            return Err(Error::ReadOnly);
         }
         let (tx, rx) = oneshot::channel();
         self.journal
@@ -99,10 +156,13 @@ impl Coord {
             .map_err(|_| Error::Journal("journal writer stopped".into()))?
     }
 
-    /// Asks the nodes holding unreferenced copies to delete them. Nodes that
-    /// are down are reconciled when they register again.
+    /// Schedules the deletion of copies the catalog no longer references
+    /// (removed or replaced files, aborted uploads, excess copies): they go
+    /// after `delete_grace`, so readers that looked a file up before finish.
+    /// Copies on nodes that are down then become orphans when those nodes
+    /// register, and are set aside rather than deleted.
     pub fn collect(&self, garbage: Garbage) {
-        if garbage.is_empty() {
+        if garbage.is_empty() || self.config.read_only {
             return;
         }
         let mut per_node: BTreeMap<NodeId, Vec<ChunkId>> = BTreeMap::new();
@@ -111,16 +171,103 @@ impl Coord {
                 per_node.entry(n).or_default().push(chunk);
             }
         }
-        let st = self.lock();
+        let due = Instant::now() + self.config.delete_grace;
+        let mut st = self.lock();
         for (node, ids) in per_node {
+            st.pending_deletes.push_back((due, node, ids));
+        }
+        drop(st);
+        if self.config.delete_grace.is_zero() {
+            self.flush_deletes(Instant::now());
+        }
+    }
+
+    /// Sends the deletes whose grace period is over.
+    pub fn flush_deletes(&self, now: Instant) {
+        let mut st = self.lock();
+        while st
+            .pending_deletes
+            .front()
+            .is_some_and(|(due, _, _)| *due <= now)
+        {
+            let Some((_, node, ids)) = st.pending_deletes.pop_front() else {
+                break;
+            };
+            // A chunk may have become referenced again meanwhile (never by
+            // design: ids are random and never reused), so check anyway.
+            let ids: Vec<ChunkId> = ids
+                .into_iter()
+                .filter(|id| match st.catalog.chunk(id) {
+                    Some((_, c, _)) => !c.nodes.contains(&node),
+                    None => true,
+                })
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
             let n = ids.len();
-            if st.members.send(&node, SessionMsg::Delete(ids)) {
+            if st.members.members.get(&node).is_some_and(|m| m.behind) {
+                tracing::warn!(%node, chunks = n, "not deleting on a node that has seen a newer catalog than ours");
+            } else if st.members.send(&node, SessionMsg::Delete(ids)) {
                 tracing::info!(%node, chunks = n, "asked node to delete unreferenced chunks");
             } else {
-                tracing::info!(%node, chunks = n, "node unreachable; its unreferenced chunks go when it registers");
+                tracing::info!(%node, chunks = n, "node unreachable; its unreferenced chunks are set aside when it registers");
             }
         }
     }
+}
+
+/// Reads the live catalog for a snapshot, one batch per hold of the lock.
+struct Live<'a>(&'a Coord);
+
+impl SnapshotSource for Live<'_> {
+    fn head(&mut self) -> Result<Vec<u8>> {
+        self.0
+            .lock()
+            .catalog
+            .head_bytes()
+            .map_err(|e| Error::Journal(format!("encode snapshot: {e}")))
+    }
+    fn batch(&mut self, after: Option<&FileName>) -> Result<Option<(Vec<u8>, FileName)>> {
+        self.0
+            .lock()
+            .catalog
+            .batch_bytes(after, crate::journal::SNAP_BATCH)
+            .map_err(|e| Error::Journal(format!("encode snapshot: {e}")))
+    }
+}
+
+/// Rotates the journal and writes a fuzzy snapshot of the live catalog in
+/// the background: appends and commits go on meanwhile, and the catalog
+/// lock is taken one batch of files at a time (never cloned).
+fn start_snapshot(coord: &Arc<Coord>, journal: &mut Journal) {
+    let seq = match journal.rotate() {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, "journal rotation failed; no snapshot now");
+            return;
+        }
+    };
+    coord.snapshotting.store(true, Ordering::Release);
+    let (dir, cluster) = (journal.dir().to_path_buf(), journal.cluster());
+    let coord = coord.clone();
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let res = crate::journal::write_snapshot(&dir, cluster, seq, Live(&coord))
+            .and_then(|bytes| crate::journal::drop_rotated(&dir, seq).map(|_| bytes));
+        match res {
+            Ok(bytes) => tracing::info!(
+                seq,
+                bytes,
+                ms = start.elapsed().as_millis() as u64,
+                "catalog snapshot written"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot failed; the rotated journal is kept and replayed")
+            }
+        }
+        coord.snapshotting.store(false, Ordering::Release);
+    });
 }
 
 /// The journal writer: batches whatever requests are queued, appends and
@@ -153,6 +300,7 @@ async fn writer(
         };
         journal = j;
         let Some(coord) = coord.upgrade() else { return };
+        coord.seq.store(journal.seq(), Ordering::Release);
         match res {
             Err(e) => {
                 tracing::error!(error = %e, "journal append failed");
@@ -178,19 +326,9 @@ async fn writer(
                 }
             }
         }
-        if journal.needs_snapshot() {
-            let catalog = coord.lock().catalog.clone();
-            journal = match tokio::task::spawn_blocking(move || {
-                if let Err(e) = journal.snapshot(&catalog) {
-                    tracing::error!(error = %e, "snapshot failed; journal keeps growing");
-                }
-                journal
-            })
-            .await
-            {
-                Ok(j) => j,
-                Err(_) => return,
-            };
+        let files = coord.lock().catalog.files.len();
+        if !coord.snapshotting.load(Ordering::Acquire) && journal.needs_snapshot(files) {
+            start_snapshot(&coord, &mut journal);
         }
     }
 }

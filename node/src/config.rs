@@ -34,6 +34,12 @@ pub struct NodeConfig {
     pub scrub_interval: std::time::Duration,
     /// Repairs this node runs at once.
     pub repair_parallel: usize,
+    /// Chunks of at most this many stored bytes are made durable in groups
+    /// (one file-system sync for all that arrived meanwhile) rather than one
+    /// fsync each; 0 fsyncs every chunk on its own. Group commit pays off
+    /// for many small chunks on a disk of their own; on a file system other
+    /// programs write heavily to, its syncs also flush their data.
+    pub group_commit_max: u64,
 }
 
 impl NodeConfig {
@@ -49,6 +55,7 @@ impl NodeConfig {
             scrub_rate: 32 * 1024 * 1024,
             scrub_interval: std::time::Duration::from_secs(24 * 3600),
             repair_parallel: 4,
+            group_commit_max: crate::store::GROUP_MAX_LEN,
         }
     }
 }

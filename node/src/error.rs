@@ -16,6 +16,13 @@ pub enum Error {
     DiskFull(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("this node belongs to another cluster ({mine}); the coordinator is of cluster {theirs}: refusing it (wrong --coord, or a coordinator started on the wrong --data?)")]
+    WrongCluster {
+        mine: protocol::ClusterId,
+        theirs: protocol::ClusterId,
+    },
+    #[error("not allowed: {0}")]
+    Forbidden(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,6 +35,7 @@ impl Error {
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::DiskFull(_) => ErrorKind::DiskFull,
             Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::Forbidden(_) | Error::WrongCluster { .. } => ErrorKind::Forbidden,
             Error::Io(e) if is_disk_full(e) => ErrorKind::DiskFull,
             _ => ErrorKind::Internal,
         };

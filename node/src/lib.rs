@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod metrics;
 pub mod repair;
 pub mod scrub;

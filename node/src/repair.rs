@@ -49,6 +49,14 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
 }
 
 async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
+    // Refuse before moving a byte: a full node must not cost the cluster a
+    // whole transfer per attempt.
+    if !ctx.store.has_room(order.header.stored_len) {
+        return Err(Error::DiskFull(format!(
+            "no room for a {}-byte copy beyond the reserve",
+            order.header.stored_len
+        )));
+    }
     let stored = match &order.source {
         RepairSource::Copy(nodes) => fetch_any(ctx, &order.header, nodes).await?,
         RepairSource::Rebuild(parts) => {
@@ -101,7 +109,7 @@ fn rebuild(want: &ChunkHeader, raws: Vec<Bytes>) -> Result<Bytes> {
 async fn fetch_any(ctx: &Ctx, header: &ChunkHeader, nodes: &[NodeAddr]) -> Result<Bytes> {
     let mut errors = Vec::new();
     for n in nodes {
-        match ctx.pool.fetch(&n.addr, header).await {
+        match ctx.pool.fetch(&n.addr, header, None).await {
             Ok(b) => return Ok(b),
             Err(e) => errors.push(format!("{}: {e}", n.id)),
         }

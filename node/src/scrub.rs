@@ -67,8 +67,14 @@ async fn pass(ctx: &Ctx, rate: Option<u64>) {
                 bad += 1;
                 ctx.corrupt(id, &reason).await;
             }
-            // Deleted since the pass started: nothing to check.
-            Err(Error::NoSuchChunk(_)) => {}
+            // Deleted or set aside since the pass started: nothing to
+            // check. Gone behind the node's back: missing is bad.
+            Err(Error::NoSuchChunk(_)) => {
+                if !ctx.store.tombstoned(id) && !ctx.store.is_set_aside(id) {
+                    bad += 1;
+                    ctx.missing(id);
+                }
+            }
             Err(e) => tracing::warn!(chunk = %id, error = %e, "scrub could not read chunk"),
         }
         if let Some(rate) = rate.filter(|r| *r > 0) {

@@ -5,12 +5,14 @@ use crate::error::{Error, Result};
 use crate::session;
 use crate::store::ChunkStore;
 use protocol::data_client::NodePool;
-use protocol::handshake::{self, Role};
+use protocol::handshake::{self, Acceptor, Credential, Peer, Role};
 use protocol::{
-    ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse, NodeStats, SessionMsg,
+    BlockOp, BlockToken, ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse, NodeStats,
+    SessionMsg, TokenKey,
 };
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -18,6 +20,18 @@ use tokio::sync::{mpsc, watch, Semaphore};
 /// How long in-flight requests get to finish after shutdown is requested;
 /// what is still running then is cut off (its temp files are removed).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Slowest rate at which a peer may send a chunk: a put stream trickling
+/// slower than this is cut off, so slow peers cannot pin a connection and a
+/// temp file forever (plus [`TRANSFER_GRACE`] for latency).
+pub const MIN_TRANSFER_RATE: u64 = 256 * 1024;
+const TRANSFER_GRACE: Duration = Duration::from_secs(10);
+
+/// Full verifications (decompression + SHA-256, a whole chunk in memory)
+/// running at once on a coordinator's order; more orders wait their turn,
+/// and past [`MAX_VERIFY_QUEUE`] waiting ones are dropped.
+const VERIFY_PARALLEL: usize = 2;
+const MAX_VERIFY_QUEUE: usize = 1024;
 
 /// Shared state of a running node.
 pub(crate) struct Ctx {
@@ -31,6 +45,14 @@ pub(crate) struct Ctx {
     pub pool: NodePool,
     pub scrub: crate::scrub::ScrubState,
     pub repairs: Arc<Semaphore>,
+    /// The cluster this node belongs to, once it joined one.
+    pub identity: Mutex<crate::identity::Identity>,
+    /// Checks block tokens (secured clusters).
+    pub token_key: Option<TokenKey>,
+    /// Chunks being (or waiting to be) verified on order: duplicates of an
+    /// order in progress are dropped.
+    pub verifying: Mutex<HashSet<ChunkId>>,
+    pub verify_slots: Arc<Semaphore>,
 }
 
 impl Ctx {
@@ -38,6 +60,44 @@ impl Ctx {
         let mut s = self.store.stats();
         self.scrub.fill(&mut s);
         s
+    }
+
+    pub fn cluster(&self) -> Option<protocol::ClusterId> {
+        self.identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cluster
+    }
+
+    /// Verifies a copy on the coordinator's order, at most once at a time
+    /// per chunk and [`VERIFY_PARALLEL`] at once; a missing copy is reported
+    /// as such (missing is bad).
+    pub fn verify_ordered(self: &Arc<Self>, id: ChunkId) {
+        {
+            let mut v = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
+            if v.len() >= MAX_VERIFY_QUEUE || !v.insert(id) {
+                return;
+            }
+        }
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            let _slot = ctx.verify_slots.clone().acquire_owned().await;
+            match ctx.store.verify(&id).await {
+                Err(crate::Error::Corrupt { reason, .. }) => ctx.corrupt(&id, &reason).await,
+                Err(crate::Error::NoSuchChunk(_)) => ctx.missing(&id),
+                _ => {}
+            }
+            ctx.verifying
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+
+    /// Tells the coordinator a copy it counts on is not here.
+    pub fn missing(&self, id: &ChunkId) {
+        tracing::error!(chunk = %id, "chunk copy missing from disk");
+        let _ = self.events.try_send(SessionMsg::Missing(*id));
     }
 
     /// Quarantines a copy found corrupt and tells the coordinator, which
@@ -61,12 +121,21 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let store = Arc::new(ChunkStore::open(&config.data_dir, config.reserve_bytes)?);
+    let store = Arc::new(ChunkStore::open_with(
+        &config.data_dir,
+        config.reserve_bytes,
+        config.group_commit_max,
+    )?);
+    let identity = crate::identity::Identity::load(&config.data_dir)?;
     let (events, events_rx) = mpsc::channel(4096);
     let max_connections = config.max_connections;
     let ctx = Arc::new(Ctx {
-        pool: NodePool::new(Role::Node, config.secret.clone()),
+        pool: NodePool::new(Role::Node, config.secret.clone().map(Credential::Internal)),
         repairs: Arc::new(Semaphore::new(config.repair_parallel.max(1))),
+        identity: Mutex::new(identity),
+        token_key: config.secret.as_ref().map(TokenKey::from_secret),
+        verifying: Mutex::new(HashSet::new()),
+        verify_slots: Arc::new(Semaphore::new(VERIFY_PARALLEL)),
         config,
         store,
         events,
@@ -101,40 +170,87 @@ pub async fn run(
 /// Serves one connection: handshake, then requests one after another.
 /// Any malformed input closes this connection only.
 async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    match handshake::accept(&mut conn, ctx.config.secret.as_ref()).await {
-        Ok(role) => tracing::debug!(?role, "peer connected"),
+    let policy = Acceptor {
+        secret: ctx.config.secret.clone(),
+        cluster: ctx.cluster(),
+        keys: None,
+        anonymous_clients: true,
+    };
+    let peer = match handshake::accept(&mut conn, &policy).await {
+        Ok(p) => {
+            tracing::debug!(role = ?p.role, proved = p.proved, "peer connected");
+            p
+        }
         Err(e) => {
             tracing::warn!(error = %e, "handshake failed, closing connection");
             return;
         }
-    }
+    };
+    let secured = ctx.config.secret.is_some();
+    // Nodes and the coordinator (proved by the internal secret) move chunks
+    // freely; everyone else needs a block token per chunk.
+    let trusted = peer.is(Role::Node, secured) || peer.is(Role::Coord, secured);
     while let Some(req) = conn.next_request::<NodeRequest>(&mut stop).await {
         let keep_going = match req {
-            NodeRequest::Put(header) => {
-                let (t, len) = (Instant::now(), header.stored_len);
-                let ok = put(&mut conn, &ctx, header).await;
-                crate::metrics::op("put", t, ok, if ok { len } else { 0 }, 0);
-                ok
+            NodeRequest::Put { header, token } => {
+                match check_token(
+                    &ctx,
+                    trusted,
+                    token.as_ref(),
+                    &header.id,
+                    BlockOp::Write,
+                    header.stored_len,
+                ) {
+                    Ok(()) => {
+                        let (t, len) = (Instant::now(), header.stored_len);
+                        let ok = put(&mut conn, &ctx, header).await;
+                        crate::metrics::op("put", t, ok, if ok { len } else { 0 }, 0);
+                        ok
+                    }
+                    // The data frames that follow are not read: close.
+                    Err(e) => {
+                        let _ = conn.reply_err(e.to_wire()).await;
+                        false
+                    }
+                }
             }
-            NodeRequest::Get(id) => {
-                let t = Instant::now();
-                let (keep_going, sent) = get(&mut conn, &ctx, id).await;
-                crate::metrics::op("get", t, sent.is_some(), 0, sent.unwrap_or(0));
-                keep_going
-            }
-            NodeRequest::Delete(ids) => {
-                let count = ctx.store.delete(&ids).await;
-                tracing::info!(count, "deleted chunks");
-                conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
+            NodeRequest::Get { id, token } => {
+                match check_token(&ctx, trusted, token.as_ref(), &id, BlockOp::Read, 0) {
+                    Ok(()) => {
+                        let t = Instant::now();
+                        let (keep_going, sent) = get(&mut conn, &ctx, id).await;
+                        crate::metrics::op("get", t, sent.is_some(), 0, sent.unwrap_or(0));
+                        keep_going
+                    }
+                    Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
+                }
             }
             NodeRequest::Preview { id, max_len } => {
-                let t = Instant::now();
-                let ok = preview(&mut conn, &ctx, id, max_len).await;
-                crate::metrics::op("preview", t, ok, 0, 0);
-                ok
+                // Only the coordinator (for its dashboard) may ask.
+                if !peer.is(Role::Coord, secured) {
+                    refuse(&mut conn, &peer, "only the coordinator may preview chunks").await
+                } else {
+                    let t = Instant::now();
+                    let ok = preview(&mut conn, &ctx, id, max_len).await;
+                    crate::metrics::op("preview", t, ok, 0, 0);
+                    ok
+                }
+            }
+            NodeRequest::Delete(ids) => {
+                if !peer.is(Role::Coord, secured) {
+                    refuse(&mut conn, &peer, "only the coordinator may delete chunks").await
+                } else {
+                    let count = ctx.store.delete(&ids).await;
+                    tracing::info!(count, "deleted chunks");
+                    conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
+                }
             }
             NodeRequest::Ping => conn.reply(&NodeResponse::Pong(ctx.stats())).await.is_ok(),
             NodeRequest::Attach => {
+                if !peer.is(Role::Coord, secured) {
+                    refuse(&mut conn, &peer, "only the coordinator may attach").await;
+                    return;
+                }
                 session::attached(conn, ctx, stop).await;
                 return;
             }
@@ -143,6 +259,32 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
             return;
         }
     }
+}
+
+fn check_token(
+    ctx: &Ctx,
+    trusted: bool,
+    token: Option<&BlockToken>,
+    id: &ChunkId,
+    op: BlockOp,
+    len: u64,
+) -> Result<()> {
+    match (&ctx.token_key, trusted) {
+        (Some(key), false) => key
+            .check(token, id, op, len, protocol::token::now_ms())
+            .map_err(|e| {
+                tracing::warn!(chunk = %id, ?op, error = %e, "refused a data request");
+                Error::Forbidden(e.to_string())
+            }),
+        _ => Ok(()),
+    }
+}
+
+async fn refuse(conn: &mut Connection, peer: &Peer, why: &str) -> bool {
+    tracing::warn!(role = ?peer.role, proved = peer.proved, "refused: {why}");
+    conn.reply_err(Error::Forbidden(why.into()).to_wire())
+        .await
+        .is_ok()
 }
 
 /// Receives a chunk. Returns whether the connection can serve another
@@ -167,8 +309,19 @@ async fn put(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> bool {
 
 async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Result<()> {
     let mut w = ctx.store.create(&header).await?;
+    let deadline = Instant::now()
+        + TRANSFER_GRACE
+        + Duration::from_secs(header.stored_len / MIN_TRANSFER_RATE);
     while w.remaining() > 0 {
-        let data = conn.recv_data().await?;
+        let data = tokio::time::timeout_at(deadline.into(), conn.recv_data())
+            .await
+            .map_err(|_| {
+                Error::BadRequest(format!(
+                    "chunk {} arrived slower than {} KiB/s; dropped",
+                    header.id,
+                    MIN_TRANSFER_RATE / 1024
+                ))
+            })??;
         w.write(data).await?;
     }
     ctx.store.commit(w).await?;

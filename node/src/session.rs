@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::server::Ctx;
-use protocol::handshake::{self, Role};
+use protocol::handshake::{self, Credential, Role};
 use protocol::{Connection, CoordRequest, CoordResponse, Register, RegisterAck, SessionMsg};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +16,33 @@ use tokio::sync::watch;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 fn register(ctx: &Ctx) -> Register {
+    let (cluster, seq_seen) = {
+        let id = ctx.identity.lock().unwrap_or_else(|p| p.into_inner());
+        (id.cluster, id.seq_seen)
+    };
     Register {
         node_id: ctx.config.id.clone(),
         addr: ctx.config.advertise.clone(),
         stats: ctx.stats(),
         inventory: ctx.store.inventory(),
+        cluster,
+        seq_seen,
+        set_aside: ctx.store.set_aside_list(),
     }
+}
+
+/// Checks the coordinator's answer against this node's cluster (recording
+/// it on first join).
+fn accept_ack(ctx: &Ctx, ack: &RegisterAck) -> Result<()> {
+    let res = ctx
+        .identity
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .accept(ack.cluster, ack.catalog_seq);
+    if let Err(e) = &res {
+        tracing::error!(error = %e, "refusing the coordinator");
+    }
+    res
 }
 
 /// Keeps a session with the coordinator at `coord` open until `stop`.
@@ -57,10 +78,14 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coord: String, mut stop: watch::Rec
 
 async fn open(ctx: &Ctx, coord: &str) -> Result<(Connection, RegisterAck)> {
     let mut conn = Connection::connect(coord).await?;
-    handshake::initiate(&mut conn, Role::Node, ctx.config.secret.as_ref()).await?;
+    let cred = ctx.config.secret.clone().map(Credential::Internal);
+    handshake::initiate(&mut conn, Role::Node, cred.as_ref(), ctx.cluster()).await?;
     conn.send(&CoordRequest::Register(register(ctx))).await?;
     match conn.recv_reply::<CoordResponse>().await? {
-        CoordResponse::Registered(ack) => Ok((conn, ack)),
+        CoordResponse::Registered(ack) => {
+            accept_ack(ctx, &ack)?;
+            Ok((conn, ack))
+        }
         _ => Err(protocol::Error::Unexpected {
             expected: "Registered",
             got: "another response",
@@ -74,6 +99,7 @@ pub(crate) async fn attached(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watc
     let res: Result<()> = async {
         conn.reply(&register(&ctx)).await?;
         let ack: RegisterAck = conn.recv_reply().await?;
+        accept_ack(&ctx, &ack)?;
         tracing::info!("coordinator attached");
         run(conn, &ctx, ack.heartbeat_ms, &mut stop).await
     }
@@ -122,13 +148,19 @@ async fn run(
                 SessionMsg::Repair(order) => {
                     tokio::spawn(crate::repair::execute(ctx.clone(), order));
                 }
-                SessionMsg::Verify(id) => {
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        if let Err(crate::Error::Corrupt { reason, .. }) = ctx.store.verify(&id).await {
-                            ctx.corrupt(&id, &reason).await;
-                        }
-                    });
+                SessionMsg::Verify(id) => ctx.verify_ordered(id),
+                SessionMsg::SetAside(ids) => {
+                    // Like deletes, done before the next message is read.
+                    let n = ctx.store.set_aside(&ids).await;
+                    tracing::warn!(count = n, "set aside copies the catalog does not know (kept until the orphan grace period ends)");
+                }
+                SessionMsg::Reclaim(ids) => {
+                    let n = ctx.store.reclaim(&ids).await;
+                    tracing::info!(count = n, "reclaimed set-aside copies the catalog needs");
+                }
+                SessionMsg::Purge(ids) => {
+                    let n = ctx.store.purge(&ids).await;
+                    tracing::info!(count = n, "purged set-aside copies past their grace period");
                 }
                 SessionMsg::Scrub => ctx.scrub.request(),
                 other => tracing::debug!(?other, "ignoring session message"),

@@ -5,8 +5,14 @@
 //! ```text
 //! chunks/ab/ab12…ef.chunk   one file per chunk, named by its ChunkId only
 //! tmp/                      chunks being received (wiped at start)
-//! quarantine/               chunks found corrupt, kept for inspection
+//! quarantine/<id>.chunk     chunks found corrupt, kept until the coordinator
+//!                           purges them after the grace period
+//! orphans/<id>.chunk        chunks the catalog did not know, set aside (never
+//!                           deleted on sight); reclaimed or purged later
 //! ```
+//!
+//! The modification time of a set-aside file is the time it was set aside:
+//! its age, reported at registration, decides when its grace period ends.
 //!
 //! Format of a chunk file:
 //!
@@ -40,12 +46,91 @@ pub struct ChunkStore {
     chunks_dir: PathBuf,
     tmp_dir: PathBuf,
     quarantine_dir: PathBuf,
+    orphans_dir: PathBuf,
     reserve_bytes: u64,
+    /// Chunks at most this long are committed in groups (0: never).
+    group_max_len: u64,
     index: Mutex<HashMap<ChunkId, u64>>,
     /// Ids deleted recently. A client put of an aborted upload can still be
     /// in flight when the coordinator's delete arrives; it must not land
     /// afterwards and linger as garbage.
     tombstones: Mutex<HashMap<ChunkId, std::time::Instant>>,
+    /// Small chunks waiting for the group committer.
+    group: std::sync::mpsc::Sender<Pending>,
+}
+
+/// Chunks at most this long are committed in groups; larger ones are
+/// fsynced on their own (a group sync would also flush other writers'
+/// large dirty data, and a large chunk's own fsync dominates anyway).
+pub const GROUP_MAX_LEN: u64 = 256 * 1024;
+/// Most chunks one group commit covers.
+const GROUP_MAX: usize = 256;
+
+/// A received small chunk whose bytes are written to its temp file, waiting
+/// to be made durable and visible.
+struct Pending {
+    tmp: PathBuf,
+    final_path: PathBuf,
+    /// Kept open until the group is synced.
+    file: std::fs::File,
+    done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+}
+
+/// The group committer: every chunk that arrived while the previous group
+/// was being synced is made durable by one `syncfs` of the store's file
+/// system, linked into place, and the links made durable by a second
+/// `syncfs`; only then is any of them acknowledged. Two syncs per group
+/// instead of two per chunk; never an acknowledgement before its sync.
+fn group_committer(chunks_dir: PathBuf, rx: std::sync::mpsc::Receiver<Pending>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let synced = syncfs(&chunks_dir);
+        let mut linked = Vec::with_capacity(batch.len());
+        for p in batch {
+            let res = synced.as_ref().map_err(clone_err).and_then(|_| {
+                if let Some(d) = p.final_path.parent() {
+                    create_dir_durably(d)?;
+                }
+                std::fs::hard_link(&p.tmp, &p.final_path)
+            });
+            linked.push((p, res));
+        }
+        let links_synced = if linked.iter().any(|(_, r)| r.is_ok()) {
+            syncfs(&chunks_dir)
+        } else {
+            Ok(())
+        };
+        for (p, res) in linked {
+            let res = res.and_then(|_| links_synced.as_ref().map(|_| ()).map_err(clone_err));
+            drop(p.file);
+            let _ = p.done.send(res);
+        }
+    }
+}
+
+fn clone_err(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// Flushes every dirty page and inode of the file system holding `path`.
+fn syncfs(path: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is an open file descriptor for the duration of the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// How long a deleted id refuses client puts.
@@ -55,11 +140,18 @@ impl ChunkStore {
     /// Opens (creating if needed) the store, removes leftovers of uploads cut
     /// short by a crash, and indexes the chunk files present.
     pub fn open(data_dir: &Path, reserve_bytes: u64) -> Result<Self> {
+        Self::open_with(data_dir, reserve_bytes, GROUP_MAX_LEN)
+    }
+
+    /// [`ChunkStore::open`] with the group-commit threshold chosen
+    /// (`node --group-commit`; 0 turns group commit off).
+    pub fn open_with(data_dir: &Path, reserve_bytes: u64, group_max_len: u64) -> Result<Self> {
         let chunks_dir = data_dir.join("chunks");
         let tmp_dir = data_dir.join("tmp");
         let quarantine_dir = data_dir.join("quarantine");
-        for d in [&chunks_dir, &tmp_dir, &quarantine_dir] {
-            std::fs::create_dir_all(d)?;
+        let orphans_dir = data_dir.join("orphans");
+        for d in [&chunks_dir, &tmp_dir, &quarantine_dir, &orphans_dir] {
+            create_dir_durably(d)?;
         }
         for e in std::fs::read_dir(&tmp_dir)? {
             let _ = std::fs::remove_file(e?.path());
@@ -85,11 +177,19 @@ impl ChunkStore {
             }
         }
         tracing::info!(chunks = index.len(), dir = %data_dir.display(), "chunk store opened");
+        let (group, rx) = std::sync::mpsc::channel();
+        let dir = chunks_dir.clone();
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || group_committer(dir, rx))?;
         Ok(ChunkStore {
+            group,
             chunks_dir,
             tmp_dir,
             quarantine_dir,
+            orphans_dir,
             reserve_bytes,
+            group_max_len,
             index: Mutex::new(index),
             tombstones: Mutex::new(HashMap::new()),
         })
@@ -120,8 +220,120 @@ impl ChunkStore {
             chunks: idx.len() as u64,
             bytes: idx.values().sum(),
             free_bytes: free_bytes(&self.chunks_dir),
+            orphans: count_files(&self.orphans_dir),
+            quarantined: count_files(&self.quarantine_dir),
+            reserve_bytes: self.reserve_bytes,
             ..NodeStats::default()
         }
+    }
+
+    /// Whether `bytes` more fit beyond the reserve (unknown free space: yes).
+    pub fn has_room(&self, bytes: u64) -> bool {
+        free_bytes(&self.chunks_dir).is_none_or(|free| free >= bytes + self.reserve_bytes)
+    }
+
+    /// Whether `id` is held aside (orphan or quarantined).
+    pub fn is_set_aside(&self, id: &ChunkId) -> bool {
+        let name = format!("{id}.chunk");
+        self.orphans_dir.join(&name).exists() || self.quarantine_dir.join(&name).exists()
+    }
+
+    /// Every copy held aside, with its age, for registration.
+    pub fn set_aside_list(&self) -> Vec<protocol::SetAside> {
+        let mut out = Vec::new();
+        for (dir, corrupt) in [(&self.orphans_dir, false), (&self.quarantine_dir, true)] {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".chunk"))
+                    .and_then(ChunkId::from_hex)
+                else {
+                    continue;
+                };
+                let age_s = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                out.push(protocol::SetAside { id, age_s, corrupt });
+            }
+        }
+        out
+    }
+
+    /// Moves copies the catalog does not know out of the live set. Never
+    /// deletes: a coordinator that is wrong about its catalog costs nothing.
+    pub async fn set_aside(&self, ids: &[ChunkId]) -> u64 {
+        let mut n = 0;
+        for id in ids {
+            let to = self.orphans_dir.join(format!("{id}.chunk"));
+            if move_stamped(&self.path_of(id), &to).is_ok() {
+                n += 1;
+            }
+            self.index().remove(id);
+        }
+        let _ = fsync_dir(self.orphans_dir.clone()).await;
+        for id in ids {
+            if let Some(d) = self.path_of(id).parent() {
+                let _ = fsync_dir(d.to_path_buf()).await;
+            }
+        }
+        n
+    }
+
+    /// Moves set-aside copies back into the live set (the catalog needs
+    /// them after all); each is checked (header, length) before it counts.
+    pub async fn reclaim(&self, ids: &[ChunkId]) -> u64 {
+        let mut n = 0;
+        for id in ids {
+            let from = self.orphans_dir.join(format!("{id}.chunk"));
+            let to = self.path_of(id);
+            if let Some(d) = to.parent() {
+                let _ = create_dir_durably(d);
+            }
+            if to.exists() || std::fs::rename(&from, &to).is_err() {
+                continue;
+            }
+            match self.open_chunk_at(id, &to).await {
+                Ok(r) => {
+                    let size = std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+                    drop(r);
+                    self.index().insert(*id, size);
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(chunk = %id, error = %e, "reclaimed copy is unusable; quarantining it");
+                    let _ = move_stamped(&to, &self.quarantine_dir.join(format!("{id}.chunk")));
+                }
+            }
+            if let Some(d) = to.parent() {
+                let _ = fsync_dir(d.to_path_buf()).await;
+            }
+        }
+        let _ = fsync_dir(self.orphans_dir.clone()).await;
+        n
+    }
+
+    /// Deletes set-aside copies whose grace period the coordinator found
+    /// over. Only files in `orphans/` and `quarantine/` are touched.
+    pub async fn purge(&self, ids: &[ChunkId]) -> u64 {
+        let mut n = 0;
+        for id in ids {
+            for dir in [&self.orphans_dir, &self.quarantine_dir] {
+                if std::fs::remove_file(dir.join(format!("{id}.chunk"))).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        let _ = fsync_dir(self.orphans_dir.clone()).await;
+        let _ = fsync_dir(self.quarantine_dir.clone()).await;
+        n
     }
 
     /// Starts receiving a chunk. Refuses up front when the disk cannot hold it.
@@ -161,7 +373,7 @@ impl ChunkStore {
     pub async fn commit(&self, w: ChunkWriter) -> Result<()> {
         let ChunkWriter {
             file,
-            mut guard,
+            guard,
             header,
             crc,
             written,
@@ -179,21 +391,53 @@ impl ChunkStore {
             });
         }
         let file = file.ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
+        let final_path = self.path_of(&header.id);
+        let tmp = guard.0.clone().unwrap_or_default();
+        if header.stored_len <= self.group_max_len {
+            // Small chunks share their syncs with whatever else arrived.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.group
+                .send(Pending {
+                    tmp,
+                    final_path,
+                    file,
+                    done: tx,
+                })
+                .map_err(|_| Error::Io(std::io::Error::other("group committer stopped")))?;
+            return match rx.await {
+                Ok(Ok(())) => {
+                    let size = 12 + header.stored_len + postcard_len(&header);
+                    self.index().insert(header.id, size);
+                    Ok(())
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    self.same_as_existing(&header).await
+                }
+                Ok(Err(e)) => Err(disk_err(e)),
+                Err(_) => Err(Error::Io(std::io::Error::other("group committer stopped"))),
+            };
+        }
         // fdatasync: the data and the size, not timestamps nobody reads.
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?
             .map_err(disk_err)?;
-        let final_path = self.path_of(&header.id);
         let dir = final_path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        tokio::fs::create_dir_all(&dir).await?;
-        let tmp = guard.0.take().unwrap_or_default();
-        if let Err(e) = tokio::fs::rename(&tmp, &final_path).await {
-            guard.0 = Some(tmp);
-            return Err(e.into());
+        if !dir.is_dir() {
+            create_dir_durably(&dir)?;
+        }
+        // Link, not rename: a copy already present under this id is never
+        // replaced (a put reusing an id cannot overwrite a good copy). The
+        // same bytes again are fine (a retried put); others are refused.
+        match std::fs::hard_link(&tmp, &final_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return self.same_as_existing(&header).await;
+            }
+            Err(e) => return Err(e.into()),
         }
         fsync_dir(dir).await?;
         let size = 12 + header.stored_len + postcard_len(&header);
@@ -201,11 +445,27 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// A put of an id already present: fine if it is the same chunk (a
+    /// retried put), refused otherwise; the present copy is never replaced.
+    async fn same_as_existing(&self, header: &ChunkHeader) -> Result<()> {
+        match self.open_chunk(&header.id).await.map(|r| r.header) {
+            Ok(h) if h == *header => Ok(()),
+            _ => Err(Error::BadRequest(format!(
+                "chunk {} already exists here with other contents; not replaced",
+                header.id
+            ))),
+        }
+    }
+
     /// Opens a chunk for streaming: checks the header against the file's
     /// size and the expected id before a byte is sent.
     pub async fn open_chunk(&self, id: &ChunkId) -> Result<ChunkReader> {
         let path = self.path_of(id);
-        let mut file = match tokio::fs::File::open(&path).await {
+        self.open_chunk_at(id, &path).await
+    }
+
+    async fn open_chunk_at(&self, id: &ChunkId, path: &Path) -> Result<ChunkReader> {
+        let mut file = match tokio::fs::File::open(path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.index().remove(id);
@@ -247,7 +507,7 @@ impl ChunkStore {
     pub async fn quarantine(&self, id: &ChunkId, reason: &str) {
         let from = self.path_of(id);
         let to = self.quarantine_dir.join(format!("{}.chunk", id));
-        match tokio::fs::rename(&from, &to).await {
+        match move_stamped(&from, &to) {
             Ok(()) => tracing::error!(chunk = %id, reason, "chunk quarantined"),
             Err(e) => {
                 tracing::error!(chunk = %id, reason, error = %e, "could not quarantine chunk")
@@ -295,6 +555,11 @@ impl ChunkStore {
                 if let Some(d) = p.parent() {
                     dirs.insert(d.to_path_buf());
                 }
+            }
+            // A copy of a removed file may have been set aside meanwhile.
+            if std::fs::remove_file(self.orphans_dir.join(format!("{id}.chunk"))).is_ok() {
+                n += 1;
+                dirs.insert(self.orphans_dir.clone());
             }
             self.index().remove(id);
         }
@@ -435,6 +700,41 @@ impl ChunkReader {
     pub fn crc_ok(&self) -> bool {
         self.remaining == 0 && self.crc.clone().finalize() == self.header.stored_crc
     }
+}
+
+/// Renames `from` to `to` and stamps it with the current time: the start of
+/// its grace period.
+fn move_stamped(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    let f = std::fs::OpenOptions::new().write(true).open(to)?;
+    f.set_modified(std::time::SystemTime::now())
+}
+
+fn count_files(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.count() as u64)
+        .unwrap_or(0)
+}
+
+/// Creates `dir` (and parents) and fsyncs the parent of every directory it
+/// created, so the new directory entries survive a power loss.
+pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// fsyncs a directory so a rename or unlink in it survives a crash.

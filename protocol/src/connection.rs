@@ -64,6 +64,9 @@ impl Frame {
 pub struct Connection {
     framed: Framed<TcpStream, LengthDelimitedCodec>,
     peer: Option<SocketAddr>,
+    /// Set by the accept loop: lets it see when this connection waits for a
+    /// request, so idle connections can be evicted at the connection cap.
+    activity: Option<std::sync::Arc<crate::server::Activity>>,
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -79,7 +82,11 @@ impl Connection {
         let peer = stream.peer_addr().ok();
         let mut framed = Framed::with_capacity(stream, codec(), 256 * 1024);
         framed.set_backpressure_boundary(2 * DATA_FRAME_MAX);
-        Connection { framed, peer }
+        Connection {
+            framed,
+            peer,
+            activity: None,
+        }
     }
 
     /// Connects with a deadline, so a black-holed address fails in seconds.
@@ -93,6 +100,10 @@ impl Connection {
 
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    pub(crate) fn set_activity(&mut self, a: std::sync::Arc<crate::server::Activity>) {
+        self.activity = Some(a);
     }
 
     /// Queues a message without flushing; pair with [`Connection::flush`].
@@ -224,10 +235,20 @@ impl Connection {
         &mut self,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Option<T> {
+        if let Some(a) = &self.activity {
+            a.set_idle(true);
+        }
         let r = tokio::select! {
             r = self.recv_opt::<T>() => r,
             _ = stop.changed() => return None,
+            _ = tokio::time::sleep(crate::server::IDLE_TIMEOUT) => {
+                tracing::debug!("closing a connection idle for {:?}", crate::server::IDLE_TIMEOUT);
+                return None;
+            }
         };
+        if let Some(a) = &self.activity {
+            a.set_idle(false);
+        }
         match r {
             Ok(r) => r,
             Err(e) => {

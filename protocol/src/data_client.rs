@@ -3,12 +3,12 @@
 //! small pool of handshaken connections reused across chunks.
 
 use crate::chunk::check_bounds;
-use crate::handshake::{self, Role};
-use crate::{ChunkHeader, Connection, NodeRequest, NodeResponse, Secret};
+use crate::handshake::{self, Credential, Role};
+use crate::{BlockToken, ChunkHeader, Connection, NodeRequest, NodeResponse};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a node may stay silent in the middle of a transfer before it is
 /// treated as failed: a hung node must not hang a put or a get forever.
@@ -19,28 +19,39 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// read for long. Generous for a loaded machine, short against a 64 MiB read.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A pooled connection idle longer than this is not reused: nodes close
+/// connections idle for [`crate::server::IDLE_TIMEOUT`], and a request sent
+/// on a connection the node just closed would fail for nothing.
+const POOL_MAX_IDLE: Duration = Duration::from_secs(20);
+
 /// Idle connections per node address.
 pub struct NodePool {
     role: Role,
-    secret: Option<Secret>,
-    idle: Mutex<HashMap<String, Vec<Connection>>>,
+    cred: Option<Credential>,
+    idle: Mutex<HashMap<String, Vec<(Connection, Instant)>>>,
 }
 
 impl NodePool {
-    pub fn new(role: Role, secret: Option<Secret>) -> Self {
+    /// A pool opening connections as `role`. Clients pass no credential:
+    /// nodes take them anonymously and check a block token on every request.
+    /// Nodes and the coordinator pass the internal secret.
+    pub fn new(role: Role, cred: Option<Credential>) -> Self {
         NodePool {
             role,
-            secret,
+            cred,
             idle: Mutex::new(HashMap::new()),
         }
     }
 
     fn take_idle(&self, addr: &str) -> Option<Connection> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(addr)
-            .and_then(Vec::pop)
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(addr)?;
+        while let Some((c, since)) = list.pop() {
+            if since.elapsed() < POOL_MAX_IDLE {
+                return Some(c);
+            }
+        }
+        None
     }
 
     async fn conn(&self, addr: &str) -> crate::Result<Connection> {
@@ -49,7 +60,7 @@ impl NodePool {
         }
         tokio::time::timeout(OPEN_TIMEOUT, async {
             let mut c = Connection::connect(addr).await?;
-            handshake::initiate(&mut c, self.role, self.secret.as_ref()).await?;
+            handshake::initiate(&mut c, self.role, self.cred.as_ref(), None).await?;
             Ok(c)
         })
         .await
@@ -62,7 +73,7 @@ impl NodePool {
             .unwrap_or_else(|p| p.into_inner())
             .entry(addr.to_string())
             .or_default()
-            .push(c);
+            .push((c, Instant::now()));
     }
 
     /// Stores one copy; returns once the node has it durably.
@@ -71,10 +82,15 @@ impl NodePool {
         addr: &str,
         header: &ChunkHeader,
         stored: &Bytes,
+        token: Option<&BlockToken>,
     ) -> crate::Result<()> {
         let mut c = self.conn(addr).await?;
         let sent = tokio::time::timeout(IO_TIMEOUT * 4, async {
-            c.send(&NodeRequest::Put(header.clone())).await?;
+            c.send(&NodeRequest::Put {
+                header: header.clone(),
+                token: token.cloned(),
+            })
+            .await?;
             c.send_data(stored).await
         })
         .await
@@ -112,13 +128,24 @@ impl NodePool {
     /// The node's header must match it; lengths are bounded by it; the
     /// node's own CRC verdict is honoured. The caller still decodes and
     /// checks SHA-256.
-    pub async fn fetch(&self, addr: &str, want: &ChunkHeader) -> crate::Result<Bytes> {
+    pub async fn fetch(
+        &self,
+        addr: &str,
+        want: &ChunkHeader,
+        token: Option<&BlockToken>,
+    ) -> crate::Result<Bytes> {
         check_bounds(want).map_err(|e| bad(e.to_string()))?;
         let mut c = self.conn(addr).await?;
         let io = |what| crate::Error::Timeout(what);
-        tokio::time::timeout(IO_TIMEOUT, c.send(&NodeRequest::Get(want.id)))
-            .await
-            .map_err(|_| io("sending a read request"))??;
+        tokio::time::timeout(
+            IO_TIMEOUT,
+            c.send(&NodeRequest::Get {
+                id: want.id,
+                token: token.cloned(),
+            }),
+        )
+        .await
+        .map_err(|_| io("sending a read request"))??;
         let got = match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>())
             .await
             .map_err(|_| io("waiting for a chunk"))??

@@ -46,6 +46,10 @@ pub enum ErrorKind {
     NoSuchUpload,
     NoSuchNode,
     Internal,
+    /// The peer may not do this (role, key, token).
+    Forbidden,
+    /// A per-peer or global limit was reached; try again later.
+    Overloaded,
 }
 
 /// An error sent back to the peer instead of a response.

@@ -44,6 +44,41 @@ impl fmt::Debug for ChunkId {
     }
 }
 
+/// The identity of a cluster, created by the first start of its coordinator
+/// and recorded by every node when it first joins. A coordinator started on
+/// the wrong data directory has another id, so nodes refuse it instead of
+/// obeying a catalog that does not describe their chunks (HDFS cluster IDs).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClusterId(pub [u8; 16]);
+
+impl ClusterId {
+    pub fn random() -> Self {
+        ClusterId(rand::random())
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(ClusterId(out))
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterId({self})")
+    }
+}
+
 /// A node's operator-given name (`n1`). Validated so it is safe in logs and in
 /// a default data directory name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -13,13 +13,15 @@ pub mod health;
 pub mod ids;
 pub mod message;
 pub mod server;
+pub mod token;
 
 pub use connection::{Connection, Frame, DATA_FRAME_MAX, MAX_FRAME_LEN};
 pub use error::{Error, ErrorKind, Result, WireError};
-pub use handshake::{Role, Secret};
-pub use ids::{ChunkId, FileName, NodeId};
+pub use handshake::{Credential, Role, Secret};
+pub use ids::{ChunkId, ClusterId, FileName, NodeId};
 pub use message::*;
+pub use token::{BlockOp, BlockToken, TokenKey};
 
 /// Bumped on every incompatible change of any message; peers with different
 /// versions refuse each other in the handshake instead of misreading frames.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

@@ -7,7 +7,8 @@
 //! long-lived *session*, opened by either side, over which heartbeats and
 //! commands flow.
 
-use crate::ids::{ChunkId, FileName, NodeId};
+use crate::ids::{ChunkId, ClusterId, FileName, NodeId};
+use crate::token::BlockToken;
 use serde::{Deserialize, Serialize};
 
 /// How the stored bytes of a chunk encode its raw bytes.
@@ -42,12 +43,22 @@ pub struct ChunkHeader {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NodeRequest {
     /// Store a chunk: followed by data frames totalling `stored_len` bytes.
-    /// Answered with `NodeResponse::Stored` once the chunk is durable.
-    Put(ChunkHeader),
+    /// Answered with `NodeResponse::Stored` once the chunk is durable. A
+    /// client needs a write token for the chunk (secured clusters); an id the
+    /// node already holds is never replaced.
+    Put {
+        header: ChunkHeader,
+        token: Option<BlockToken>,
+    },
     /// Read a chunk: answered with `NodeResponse::Chunk(header)`, then data
-    /// frames, then `NodeResponse::End` carrying the node's own verdict.
-    Get(ChunkId),
-    /// Delete chunks (garbage collection, `rm`); missing ids are not errors.
+    /// frames, then `NodeResponse::End` carrying the node's own verdict. A
+    /// client needs a read token (secured clusters).
+    Get {
+        id: ChunkId,
+        token: Option<BlockToken>,
+    },
+    /// Delete chunks; only the coordinator may (it normally uses the
+    /// session); missing ids are not errors.
     Delete(Vec<ChunkId>),
     /// Liveness and usage probe.
     Ping,
@@ -102,6 +113,33 @@ pub struct NodeStats {
     pub scrub_running: bool,
     /// Copies found corrupt (by scrub or on read) since the node started.
     pub corrupt_found: u64,
+    /// Copies set aside because the catalog did not know them, waiting for
+    /// their grace period (or to be reclaimed).
+    pub orphans: u64,
+    /// Corrupt copies kept in quarantine until their grace period ends.
+    pub quarantined: u64,
+    /// Free space the node keeps in reserve: placement counts only what is
+    /// free beyond it.
+    pub reserve_bytes: u64,
+}
+
+impl NodeStats {
+    /// Bytes this node can still take, known from its last report.
+    pub fn usable_bytes(&self) -> Option<u64> {
+        self.free_bytes
+            .map(|f| f.saturating_sub(self.reserve_bytes))
+    }
+}
+
+/// A copy a node holds outside its live chunks (an orphan set aside, or a
+/// corrupt copy in quarantine), reported at registration so the
+/// coordinator can reclaim it or, after the grace period, purge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    pub id: ChunkId,
+    /// Seconds since it was set aside.
+    pub age_s: u64,
+    pub corrupt: bool,
 }
 
 /// First message of a session from the node's side.
@@ -113,6 +151,14 @@ pub struct Register {
     pub stats: NodeStats,
     /// Every chunk the node holds, so the coordinator can reconcile.
     pub inventory: Vec<ChunkId>,
+    /// The cluster this node joined, once it has joined one.
+    pub cluster: Option<ClusterId>,
+    /// The highest catalog sequence number a coordinator of that cluster
+    /// has shown this node: a catalog older than that (a stale copy of the
+    /// coordinator's directory) must not be trusted to delete anything.
+    pub seq_seen: u64,
+    /// Orphans and quarantined copies held aside.
+    pub set_aside: Vec<SetAside>,
 }
 
 /// The coordinator's answer to [`Register`].
@@ -121,6 +167,10 @@ pub struct RegisterAck {
     /// The node heartbeats this often; set by the coordinator so the whole
     /// cluster shares one value.
     pub heartbeat_ms: u64,
+    /// The coordinator's cluster; a new node records it.
+    pub cluster: ClusterId,
+    /// The catalog's sequence number now.
+    pub catalog_seq: u64,
 }
 
 /// Messages on an established session, in either direction.
@@ -128,8 +178,22 @@ pub struct RegisterAck {
 pub enum SessionMsg {
     /// Node -> coordinator, every `heartbeat_ms`.
     Heartbeat(NodeStats),
-    /// Coordinator -> node: delete these chunks (orphans, removed files).
+    /// Coordinator -> node: delete these copies (of removed or replaced
+    /// files after their grace period, excess copies). Also removes a
+    /// set-aside copy of the same id.
     Delete(Vec<ChunkId>),
+    /// Coordinator -> node: the catalog does not know these copies; move
+    /// them aside (never delete them yet).
+    SetAside(Vec<ChunkId>),
+    /// Coordinator -> node: these set-aside copies are needed after all;
+    /// move them back.
+    Reclaim(Vec<ChunkId>),
+    /// Coordinator -> node: these set-aside copies passed their grace period
+    /// and the catalog is known complete for them: delete them.
+    Purge(Vec<ChunkId>),
+    /// Node -> coordinator: a copy the coordinator counts on is missing (a
+    /// verify order, scrub or read found no file).
+    Missing(ChunkId),
     /// Coordinator -> node: make a verified copy of a chunk here, by
     /// fetching it from other nodes (data never passes the coordinator).
     Repair(RepairOrder),
@@ -237,6 +301,17 @@ pub enum CoordRequest {
         node: NodeId,
         reason: String,
     },
+    /// Operator: issue a client key (answered with `Key`).
+    KeyCreate {
+        name: String,
+    },
+    /// Operator: revoke a client key; connections using it are refused from
+    /// now on.
+    KeyRevoke {
+        name: String,
+    },
+    /// Operator: names of the client keys in force.
+    KeyList,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +327,9 @@ pub enum CoordResponse {
     Status(ClusterStatus),
     Fsck(FsckReport),
     Done,
+    /// A new client key, as `NAME:HEX` for a key file.
+    Key(String),
+    Keys(Vec<String>),
 }
 
 /// A node as clients see it.
@@ -281,6 +359,8 @@ pub struct StripePlan {
 pub struct ChunkPlan {
     pub id: ChunkId,
     pub nodes: Vec<NodeAddr>,
+    /// Write grant for this chunk (secured clusters).
+    pub token: Option<BlockToken>,
 }
 
 /// What the client stored, stripe by stripe, in the plan's order.
@@ -327,6 +407,8 @@ pub struct ChunkInfo {
     pub header: ChunkHeader,
     /// Nodes believed to hold a copy, live ones first.
     pub locations: Vec<Location>,
+    /// Read grant for this chunk (secured clusters).
+    pub token: Option<BlockToken>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,6 +445,15 @@ pub struct NodeStatus {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterStatus {
+    /// The cluster's identity (hex).
+    pub cluster: String,
+    /// Started with `--read-only` (a damaged journal being inspected): no
+    /// change is accepted, nothing is repaired or deleted.
+    pub read_only: bool,
+    /// Nodes that have seen a newer catalog than this coordinator holds: no
+    /// delete is sent to them (the coordinator's directory may be a stale
+    /// copy).
+    pub catalog_behind: Vec<NodeId>,
     pub nodes: Vec<NodeStatus>,
     pub files: u64,
     pub bytes: u64,

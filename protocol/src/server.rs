@@ -1,15 +1,89 @@
 //! The accept loop both servers (coordinator and node) run: a cap on
 //! concurrent connections, one task per connection, a broadcast stop, and a
 //! bounded drain on shutdown.
+//!
+//! Connections cannot pin a server: one that sends no request for
+//! [`IDLE_TIMEOUT`] is closed, and when the cap is reached the connection
+//! idle the longest (waiting for a request, or for its handshake) is closed
+//! to make room, so a flood of idle peers never locks out a working one.
 
 use crate::connection::Connection;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+/// A connection that sends no request for this long is closed. Sessions
+/// (heartbeats) never wait this long; pooled client connections are reused
+/// only well within it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the accept loop knows of one connection: whether it is idle, and
+/// the signal that evicts it.
+pub struct Activity {
+    /// Milliseconds since the server started at which the connection became
+    /// idle, plus one; 0 while it serves a request.
+    idle_since: AtomicU64,
+    epoch: Instant,
+    evict: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Self {
+        let a = Activity {
+            idle_since: AtomicU64::new(0),
+            epoch,
+            evict: tokio::sync::Notify::new(),
+        };
+        a.set_idle(true);
+        a
+    }
+
+    pub(crate) fn set_idle(&self, idle: bool) {
+        let v = if idle {
+            self.epoch.elapsed().as_millis() as u64 + 1
+        } else {
+            0
+        };
+        self.idle_since.store(v, Ordering::Relaxed);
+    }
+
+    fn idle_since(&self) -> Option<u64> {
+        match self.idle_since.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    conns: HashMap<u64, Arc<Activity>>,
+}
+
+impl Registry {
+    /// Signals the connection idle the longest; false if none is idle.
+    fn evict_oldest_idle(&self) -> bool {
+        let oldest = self
+            .conns
+            .values()
+            .filter_map(|a| a.idle_since().map(|t| (t, a)))
+            .min_by_key(|(t, _)| *t);
+        match oldest {
+            Some((_, a)) => {
+                a.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Background tasks of a server and the signal that stops them.
 pub struct Tasks {
@@ -58,22 +132,63 @@ pub async fn serve<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let sem = Arc::new(Semaphore::new(max_connections.max(1)));
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let epoch = Instant::now();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = tasks.set.join_next(), if !tasks.set.is_empty() => {}
-            permit = sem.clone().acquire_owned() => {
-                let Ok(permit) = permit else { break };
-                let accepted = tokio::select! {
-                    _ = &mut shutdown => break,
-                    a = listener.accept() => a,
-                };
+            accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, peer)) => {
-                        let conn = handler(Connection::new(stream), tasks.stop_signal());
+                        // At the cap, make room by closing the connection
+                        // idle the longest; wait only if every one is busy.
+                        let permit = match sem.clone().try_acquire_owned() {
+                            Ok(p) => p,
+                            Err(_) => {
+                                let evicted = registry
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .evict_oldest_idle();
+                                if evicted {
+                                    tracing::debug!("connection cap reached: closing the longest-idle connection");
+                                }
+                                let p = tokio::select! {
+                                    _ = &mut shutdown => break,
+                                    p = sem.clone().acquire_owned() => p,
+                                };
+                                let Ok(p) = p else { break };
+                                p
+                            }
+                        };
+                        let activity = Arc::new(Activity::new(epoch));
+                        let id = {
+                            let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
+                            r.next += 1;
+                            let id = r.next;
+                            r.conns.insert(id, activity.clone());
+                            id
+                        };
+                        let mut c = Connection::new(stream);
+                        c.set_activity(activity.clone());
+                        let conn = handler(c, tasks.stop_signal());
+                        let registry = registry.clone();
                         tasks.set.spawn(async move {
-                            conn.await;
+                            let evicted = async {
+                                loop {
+                                    activity.evict.notified().await;
+                                    // Busy again since it was picked: keep it.
+                                    if activity.idle_since().is_some() {
+                                        return;
+                                    }
+                                }
+                            };
+                            tokio::select! {
+                                _ = conn => {}
+                                _ = evicted => tracing::debug!("idle connection evicted"),
+                            }
+                            registry.lock().unwrap_or_else(|p| p.into_inner()).conns.remove(&id);
                             drop(permit);
                         }.instrument(tracing::info_span!("conn", %peer)));
                     }

@@ -261,7 +261,7 @@ pub fn last_log_line(log: &Path) -> Option<String> {
 /// Node ids and their states as the coordinator at `coord` sees them.
 pub async fn node_states(coord: &str) -> Result<Vec<(String, protocol::NodeState)>> {
     let mut cfg = client::ClientConfig::new(coord);
-    cfg.secret = super::load_secret(None)?;
+    cfg.cred = super::client_credential(None, None)?;
     let s = client::CoordClient::connect(&cfg).await?.status().await?;
     Ok(s.nodes
         .into_iter()

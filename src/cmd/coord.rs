@@ -58,6 +58,25 @@ pub struct Args {
     /// secret]; needed when --http is not a loopback address.
     #[arg(long, value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without a secret.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Copies the catalog does not know are set aside and deleted only this
+    /// long after (e.g. 24h, 30m, 10s).
+    #[arg(long, default_value = "24h")]
+    pub orphan_grace: String,
+    /// Copies of removed or replaced files are deleted this long after the
+    /// change, so readers that started before finish.
+    #[arg(long, default_value = "60s")]
+    pub delete_grace: String,
+    /// Start on a damaged journal, keeping every valid record on both sides
+    /// of the damage (the damaged journal is kept beside the new one).
+    #[arg(long, conflicts_with = "read_only")]
+    pub recover: bool,
+    /// Serve what the catalog holds (reads only): no changes, no repairs, no
+    /// deletes. For inspecting a damaged journal.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -93,6 +112,17 @@ pub async fn run(a: Args) -> Result<()> {
     let web_cfg = web::WebConfig {
         token: super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
     };
+    super::check_exposure(&a.listen, cfg.secret.is_some(), a.insecure)?;
+    cfg.orphan_grace =
+        crate::format::parse_duration(&a.orphan_grace).map_err(anyhow::Error::msg)?;
+    cfg.delete_grace =
+        crate::format::parse_duration(&a.delete_grace).map_err(anyhow::Error::msg)?;
+    cfg.recover = a.recover;
+    cfg.read_only = a.read_only;
+    // The absolute path, so a coordinator started from the wrong directory
+    // says so at once.
+    let data = std::path::absolute(&a.data).unwrap_or(a.data.clone());
+    cfg.data_dir = data.clone();
     let listener = bind(&a.listen).await?;
     let http = match &a.http {
         Some(addr) => {
@@ -106,7 +136,7 @@ pub async fn run(a: Args) -> Result<()> {
     let coord = coord::Coord::open(cfg)?;
     announce(&format!(
         "coordinator listening on {local}, data in {}",
-        a.data.display()
+        data.display()
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let web_task = match http {

@@ -41,23 +41,38 @@ pub async fn run(a: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let cfg = a.client.config()?;
     let mut coord = a.client.connect().await?;
-    let report = coord.fsck(names, what_if).await?;
+    let mut report = coord.fsck(names, what_if).await?;
     let (mut verified, mut bad) = (0u64, Vec::new());
     if a.deep {
-        let pool = NodePool::new(Role::Client, cfg.secret.clone());
-        for f in &report.files {
+        let _ = &cfg;
+        let pool = NodePool::new(Role::Client, None);
+        for f in report.files.iter_mut() {
             let info = coord.lookup(f.name.clone()).await?;
+            // Copies that actually verified: a file whose chunks cannot be
+            // read or rebuilt from them is lost, whatever the catalog says.
+            let mut readable = Vec::new();
             for s in &info.stripes {
-                for c in s.data.iter().chain(s.parity.iter()) {
+                let mut copies = protocol::health::StripeCopies {
+                    data: Vec::new(),
+                    parity: None,
+                };
+                for (ci, c) in s.data.iter().chain(s.parity.iter()).enumerate() {
+                    let mut ok = 0u32;
                     for loc in c.locations.iter().filter(|l| l.alive) {
-                        let res = match pool.fetch(&loc.node.addr, &c.header).await {
+                        let res = match pool
+                            .fetch(&loc.node.addr, &c.header, c.token.as_ref())
+                            .await
+                        {
                             Ok(stored) => chunk::decode(&c.header, stored)
                                 .map(|_| ())
                                 .map_err(|e| e.to_string()),
                             Err(e) => Err(e.to_string()),
                         };
                         match res {
-                            Ok(()) => verified += 1,
+                            Ok(()) => {
+                                verified += 1;
+                                ok += 1;
+                            }
                             Err(reason) => {
                                 let _ = coord
                                     .report_bad(c.header.id, loc.node.id.clone(), reason.clone())
@@ -71,7 +86,17 @@ pub async fn run(a: Args) -> Result<()> {
                             }
                         }
                     }
+                    if ci < s.data.len() {
+                        copies.data.push(ok);
+                    } else {
+                        copies.parity = Some(ok);
+                    }
                 }
+                readable.push(copies);
+            }
+            let found = protocol::health::file_health(&readable, info.replication);
+            if found > f.health {
+                f.health = found;
             }
         }
     }

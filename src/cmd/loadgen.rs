@@ -51,7 +51,7 @@ pub async fn run(a: Args) -> Result<()> {
             (a.op, a.count, a.size, a.concurrency, a.prefix.clone());
         workers.spawn(async move {
             let mut coord = CoordClient::connect(&cfg).await?;
-            let pool = Arc::new(NodePool::new(Role::Client, cfg.secret.clone()));
+            let pool = Arc::new(NodePool::new(Role::Client, None));
             let mut i = w;
             while i < count {
                 let name = file_name(&format!("{prefix}/{i}"))?;

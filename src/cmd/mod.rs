@@ -5,6 +5,7 @@ pub mod coord;
 pub mod drain;
 pub mod fsck;
 pub mod get;
+pub mod key;
 pub mod kill;
 pub mod loadgen;
 pub mod ls;
@@ -28,15 +29,20 @@ pub struct ClientArgs {
     /// Coordinator address.
     #[arg(long, env = "DFS_COORD", default_value = client::config::DEFAULT_COORD)]
     pub coord: String,
-    /// File holding the cluster's shared secret (else DFS_SECRET, if set).
+    /// File holding the cluster's shared secret, for operator commands
+    /// (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// File holding a client key (`NAME:HEX`, from `dfs-sim key create`;
+    /// else DFS_KEY, if set).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
     pub fn config(&self) -> Result<ClientConfig> {
         let mut cfg = ClientConfig::new(self.coord.clone());
-        cfg.secret = load_secret(self.secret_file.as_ref())?;
+        cfg.cred = client_credential(self.secret_file.as_ref(), self.key_file.as_ref())?;
         Ok(cfg)
     }
 
@@ -74,6 +80,35 @@ pub fn http_token(
         );
     }
     Ok(Some(t.to_string()))
+}
+
+/// A client's credential: a client key if one is given, else the cluster
+/// secret (which makes an operator), else none (unsecured clusters).
+pub fn client_credential(
+    secret_file: Option<&PathBuf>,
+    key_file: Option<&PathBuf>,
+) -> Result<Option<protocol::Credential>> {
+    if let Some(k) = protocol::Credential::load_client_key(key_file.map(|p| p.as_path()))
+        .map_err(anyhow::Error::msg)?
+    {
+        return Ok(Some(k));
+    }
+    Ok(load_secret(secret_file)?.map(protocol::Credential::Internal))
+}
+
+/// Refuses to serve a non-loopback address without a secret: anyone who
+/// can reach it could otherwise read, write and delete (Garage's rule).
+pub fn check_exposure(listen: &str, secured: bool, insecure: bool) -> Result<()> {
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| listen.starts_with("localhost:"));
+    if !loopback && !secured && !insecure {
+        anyhow::bail!(
+            "refusing to listen on {listen} without a secret: anyone who can reach it could read, write and delete data. Pass --secret-file FILE (the same file on the coordinator and every node), or --insecure if this network is trusted"
+        );
+    }
+    Ok(())
 }
 
 pub fn file_name(s: &str) -> Result<FileName> {

@@ -44,6 +44,13 @@ pub struct Args {
     /// secret]; needed when --http is not a loopback address.
     #[arg(long, value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without a secret.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Chunks up to this size are made durable in groups (one sync for all
+    /// that arrived meanwhile); 0 fsyncs each chunk on its own.
+    #[arg(long, default_value = "256KiB")]
+    pub group_commit: String,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -51,6 +58,8 @@ pub async fn run(a: Args) -> Result<()> {
     let data = a
         .data
         .unwrap_or_else(|| PathBuf::from(format!("dfs-data/node-{id}")));
+    let secret = load_secret(a.secret_file.as_ref())?;
+    super::check_exposure(&a.listen, secret.is_some(), a.insecure)?;
     let listener = bind(&a.listen).await?;
     let local = listener.local_addr()?.to_string();
     let mut cfg = node::NodeConfig::new(
@@ -62,7 +71,9 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.reserve_bytes = crate::format::parse_size(&a.reserve).map_err(anyhow::Error::msg)?;
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
-    cfg.secret = load_secret(a.secret_file.as_ref())?;
+    cfg.secret = secret;
+    cfg.group_commit_max =
+        crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
     let web_cfg = web::WebConfig {
         token: super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
     };

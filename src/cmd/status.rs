@@ -22,7 +22,9 @@ pub async fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "cluster: {} replica(s){}, stripe {}, chunk size {}",
+        "cluster {}{}: {} replica(s){}, stripe {}, chunk size {}",
+        s.cluster,
+        if s.read_only { " (READ-ONLY)" } else { "" },
         s.replication,
         if s.parity { " + xor" } else { "" },
         s.stripe,
@@ -56,6 +58,20 @@ pub async fn run(a: Args) -> Result<()> {
             n.catalog_chunks,
             bytes(n.stats.bytes),
             n.stats.free_bytes.map(bytes).unwrap_or_else(|| "?".into()),
+        );
+    }
+    let (orphans, quarantined) = s.nodes.iter().fold((0, 0), |(o, q), n| {
+        (o + n.stats.orphans, q + n.stats.quarantined)
+    });
+    if orphans + quarantined > 0 {
+        outln!(
+            "set aside on nodes: {orphans} orphan copies (unknown to the catalog), {quarantined} corrupt copies in quarantine; deleted after the grace period"
+        );
+    }
+    if !s.catalog_behind.is_empty() {
+        outln!(
+            "WARNING: nodes {} have seen a newer catalog than this coordinator holds (stale --data?); nothing is deleted on them",
+            s.catalog_behind.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",")
         );
     }
     outln!(

@@ -254,6 +254,14 @@ pub struct Builder {
     reserve: Option<String>,
     /// `--http 127.0.0.1:0` on the coordinator and every node.
     http: bool,
+    /// `--reserve` for one node, overriding `reserve`.
+    reserve_for: Vec<(usize, String)>,
+    /// `coord --delete-grace` and `--orphan-grace`: short by default so
+    /// tests see deletes promptly; safety tests set them as they need.
+    delete_grace: String,
+    orphan_grace: String,
+    /// Extra coordinator arguments.
+    coord_args: Vec<String>,
 }
 
 impl Default for Builder {
@@ -270,6 +278,10 @@ impl Default for Builder {
             attach: false,
             reserve: None,
             http: false,
+            reserve_for: Vec::new(),
+            delete_grace: "0s".into(),
+            orphan_grace: "1s".into(),
+            coord_args: Vec::new(),
         }
     }
 }
@@ -304,6 +316,18 @@ impl Builder {
         self.dead_after = n;
         self
     }
+    pub fn delete_grace(mut self, d: &str) -> Self {
+        self.delete_grace = d.into();
+        self
+    }
+    pub fn orphan_grace(mut self, d: &str) -> Self {
+        self.orphan_grace = d.into();
+        self
+    }
+    pub fn coord_arg(mut self, a: &str) -> Self {
+        self.coord_args.push(a.into());
+        self
+    }
     /// Attach mode: nodes start without `--coord` and the coordinator is
     /// given their addresses with `--nodes`; restarted nodes keep their port.
     pub fn attach(mut self) -> Self {
@@ -312,6 +336,10 @@ impl Builder {
     }
     /// Every node keeps this much free (`--reserve`), e.g. "1PiB" to make
     /// every disk "full".
+    pub fn node_reserve_for(mut self, i: usize, r: &str) -> Self {
+        self.reserve_for.push((i, r.to_string()));
+        self
+    }
     pub fn node_reserve(mut self, r: &str) -> Self {
         self.reserve = Some(r.to_string());
         self
@@ -347,6 +375,7 @@ impl Builder {
             dir,
             cfg: self.clone(),
             http_urls: Default::default(),
+            coord_data: None,
         };
         if self.attach {
             for i in 0..self.nodes {
@@ -378,6 +407,8 @@ pub struct Cluster {
     cfg: Builder,
     /// `--http` URLs announced so far (coordinator under `usize::MAX`).
     http_urls: std::collections::HashMap<usize, String>,
+    /// Set by [`Cluster::restart_coord_with`].
+    coord_data: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -460,7 +491,7 @@ impl Cluster {
             "--listen".into(),
             listen.into(),
             "--data".into(),
-            self.dir.path().join("coord").display().to_string(),
+            self.coord_data().display().to_string(),
             "--replication".into(),
             self.cfg.replication.to_string(),
             "--parity".into(),
@@ -471,7 +502,12 @@ impl Cluster {
             self.cfg.heartbeat_ms.to_string(),
             "--dead-after".into(),
             self.cfg.dead_after.to_string(),
+            "--delete-grace".into(),
+            self.cfg.delete_grace.clone(),
+            "--orphan-grace".into(),
+            self.cfg.orphan_grace.clone(),
         ];
+        args.extend(self.cfg.coord_args.iter().cloned());
         if let Some(k) = self.cfg.stripe {
             args.extend(["--stripe".into(), k.to_string()]);
         }
@@ -526,7 +562,14 @@ impl Cluster {
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
         }
-        if let Some(r) = &self.cfg.reserve {
+        let reserve = self
+            .cfg
+            .reserve_for
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, r)| r)
+            .or(self.cfg.reserve.as_ref());
+        if let Some(r) = reserve {
             args.extend(["--reserve".into(), r.clone()]);
         }
         if self.cfg.http {
@@ -630,6 +673,7 @@ impl Cluster {
         let mut c = Command::new(BIN);
         c.env("DFS_COORD", &self.coord_addr)
             .env_remove("DFS_SECRET")
+            .env_remove("DFS_KEY")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .current_dir(self.dir.path());
@@ -706,6 +750,17 @@ impl Cluster {
 
     /// `get` that must succeed and return exactly `want`; returns stdout.
     #[track_caller]
+    /// `get_exact` with extra client arguments (e.g. `--key-file F`).
+    pub fn get_exact_with(&self, name: &str, want: &[u8], extra: &[&str]) {
+        let path = self.scratch(&format!("out-{}-{}", sanitize(name), unique()));
+        let mut args = vec!["get", name, "--out", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ok(self.run(&args), &format!("get {name}"));
+        let data = std::fs::read(&path).expect("get wrote no file");
+        let _ = std::fs::remove_file(&path);
+        assert_same_bytes(&data, want, &format!("get {name}"));
+    }
+
     pub fn get_exact(&self, name: &str, want: &[u8]) -> String {
         let (o, data) = self.get_bytes(name);
         let out = ok(o, &format!("get {name}"));
@@ -805,6 +860,27 @@ impl Cluster {
     pub fn kill_coord(&mut self) {
         let mut p = self.coord.take().expect("coordinator already down");
         p.kill();
+    }
+
+    /// The coordinator's data directory (see [`Cluster::restart_coord_with`]).
+    pub fn coord_data(&self) -> PathBuf {
+        self.coord_data
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("coord"))
+    }
+
+    /// Restarts the coordinator on another data dir (`None`: the usual one)
+    /// with extra arguments for this start only.
+    pub fn restart_coord_with(&mut self, data: Option<&Path>, extra: &[&str]) {
+        assert!(self.coord.is_none(), "coordinator is still running");
+        self.coord_data = data.map(Path::to_path_buf);
+        let saved = self.cfg.coord_args.clone();
+        self.cfg
+            .coord_args
+            .extend(extra.iter().map(|s| s.to_string()));
+        let addr = self.coord_addr.clone();
+        self.spawn_coord(&addr);
+        self.cfg.coord_args = saved;
     }
 
     /// Starts the coordinator again on the same data dir and address, so
@@ -993,7 +1069,19 @@ pub fn wait_disks_match_catalog(c: &Cluster) {
         let missing: Vec<_> = want.difference(&have).collect();
         let garbage: Vec<_> = have.difference(&want).collect();
         if start.elapsed() > DEADLINE {
-            panic!("disks never matched the catalog: missing on disk: {missing:?}; garbage on disk: {garbage:?}");
+            // Where the missing copies went, if anywhere.
+            let aside: Vec<String> = missing
+                .iter()
+                .flat_map(|(n, id)| {
+                    let d = c.node_data_dir(Cluster::node_index(n));
+                    ["orphans", "quarantine"]
+                        .into_iter()
+                        .filter(move |sub| d.join(sub).join(format!("{id}.chunk")).exists())
+                        .map(move |sub| format!("{n}/{sub}/{id}"))
+                })
+                .collect();
+            c.dump_logs();
+            panic!("disks never matched the catalog: missing on disk: {missing:?} (set aside: {aside:?}); garbage on disk: {garbage:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -30,7 +30,14 @@ pub struct AppState {
 }
 
 pub fn router(coord: Arc<coord::Coord>, prom: PrometheusHandle, cfg: &crate::WebConfig) -> Router {
-    let pool = Arc::new(NodePool::new(Role::Coord, coord.config.secret.clone()));
+    let pool = Arc::new(NodePool::new(
+        Role::Coord,
+        coord
+            .config
+            .secret
+            .clone()
+            .map(protocol::handshake::Credential::Internal),
+    ));
     let state = AppState { coord, prom, pool };
     let token = Token(cfg.token.clone().map(Arc::from));
     let guarded = Router::new()

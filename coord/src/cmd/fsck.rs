@@ -5,32 +5,96 @@ use crate::error::{Error, Result};
 use crate::state::Coord;
 use protocol::health::{file_health, StripeCopies};
 use protocol::{ChunkHealth, FileHealth, FileName, FsckReport, NodeId, RepairState};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Bound;
 use std::time::Instant;
 
+/// Most file names one `Fsck` may list (duplicates are dropped first).
+pub const MAX_FSCK_NAMES: usize = 10_000;
+/// Most nodes one what-if may name.
+pub const MAX_WHAT_IF: usize = 1_000;
+/// Files examined per hold of the catalog lock: a whole-namespace fsck
+/// never stops puts and heartbeats for longer than one batch.
+const BATCH: usize = 1024;
+
 pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result<FsckReport> {
-    let st = coord.lock();
-    let now = Instant::now();
-    let gone: HashSet<&NodeId> = what_if.iter().collect();
-    for n in &what_if {
-        if !st.members.members.contains_key(n) {
-            return Err(Error::BadRequest(format!("no node {n} in this cluster")));
-        }
+    if names.len() > MAX_FSCK_NAMES * 4 || what_if.len() > MAX_WHAT_IF {
+        return Err(Error::BadRequest(format!(
+            "fsck takes at most {MAX_FSCK_NAMES} file names and {MAX_WHAT_IF} what-if nodes"
+        )));
     }
-    let live = |n: &NodeId| !gone.contains(n) && st.members.is_alive(n, now, &coord.config);
-    let selected: Vec<&FileName> = if names.is_empty() {
-        st.catalog.files.keys().collect()
-    } else {
+    let names: BTreeSet<FileName> = names.into_iter().collect();
+    if names.len() > MAX_FSCK_NAMES {
+        return Err(Error::BadRequest(format!(
+            "fsck takes at most {MAX_FSCK_NAMES} distinct file names ({} given); leave them out to check every file",
+            names.len()
+        )));
+    }
+    let what_if: Vec<NodeId> = what_if
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    {
+        let st = coord.lock();
+        for n in &what_if {
+            if !st.members.members.contains_key(n) {
+                return Err(Error::BadRequest(format!("no node {n} in this cluster")));
+            }
+        }
         for n in &names {
             if !st.catalog.files.contains_key(n) {
                 return Err(Error::NoSuchFile(n.clone()));
             }
         }
-        names.iter().collect()
-    };
+    }
     let mut files = Vec::new();
-    for name in selected {
-        let f = &st.catalog.files[name];
+    if names.is_empty() {
+        let mut after: Option<FileName> = None;
+        loop {
+            let st = coord.lock();
+            let lower = match &after {
+                Some(a) => Bound::Excluded(a.clone()),
+                None => Bound::Unbounded,
+            };
+            let batch: Vec<&FileName> = st
+                .catalog
+                .files
+                .range((lower, Bound::Unbounded))
+                .take(BATCH)
+                .map(|(n, _)| n)
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            after = batch.last().map(|n| (*n).clone());
+            files.extend(check(coord, &st, batch, &what_if));
+        }
+    } else {
+        let names: Vec<FileName> = names.into_iter().collect();
+        for batch in names.chunks(BATCH) {
+            let st = coord.lock();
+            // A file removed since the check above is simply left out.
+            files.extend(check(coord, &st, batch.iter().collect(), &what_if));
+        }
+    }
+    Ok(FsckReport { what_if, files })
+}
+
+fn check(
+    coord: &Coord,
+    st: &crate::state::State,
+    names: Vec<&FileName>,
+    what_if: &[NodeId],
+) -> Vec<FileHealth> {
+    let now = Instant::now();
+    let gone: HashSet<&NodeId> = what_if.iter().collect();
+    let live = |n: &NodeId| !gone.contains(n) && st.members.is_alive(n, now, &coord.config);
+    let mut files = Vec::new();
+    for name in names {
+        let Some(f) = st.catalog.files.get(name) else {
+            continue;
+        };
         let mut stripes = Vec::new();
         let mut chunks = Vec::new();
         let mut index = 0u64;
@@ -80,5 +144,5 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
             chunks,
         });
     }
-    Ok(FsckReport { what_if, files })
+    files
 }

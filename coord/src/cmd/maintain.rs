@@ -87,11 +87,33 @@ pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
     Ok(())
 }
 
+/// Verify orders sent per second at most, whoever reports.
+const MAX_REPORTS_PER_S: u32 = 50;
+
 /// A reader saw a bad copy. The node is asked to verify it rather than the
-/// copy being dropped on the client's word alone.
+/// copy being dropped on the client's word alone. The same (chunk, node) is
+/// verified at most once a minute, and at most [`MAX_REPORTS_PER_S`] orders
+/// go out per second: a flood of reports costs the nodes nothing.
 pub fn report_bad(coord: &Coord, chunk: ChunkId, node: NodeId, reason: &str) -> Result<()> {
-    let st = coord.lock();
-    tracing::warn!(%chunk, %node, reason, "reader reported a bad copy; asking the node to verify it");
+    let mut st = coord.lock();
+    let now = std::time::Instant::now();
+    if st.catalog.chunk(&chunk).is_none() {
+        return Ok(());
+    }
+    if st.reports.contains_key(&(chunk, node.clone())) {
+        tracing::debug!(%chunk, %node, "repeated bad-copy report ignored");
+        return Ok(());
+    }
+    let (start, count) = st.report_window;
+    if now.saturating_duration_since(start) >= std::time::Duration::from_secs(1) {
+        st.report_window = (now, 0);
+    } else if count >= MAX_REPORTS_PER_S {
+        tracing::debug!(%chunk, %node, "bad-copy reports over the rate limit; ignored");
+        return Ok(());
+    }
+    st.report_window.1 += 1;
+    st.reports.insert((chunk, node.clone()), now);
+    tracing::warn!(%chunk, %node, reason = %reason.chars().take(200).collect::<String>(), "reader reported a bad copy; asking the node to verify it");
     st.members.send(&node, SessionMsg::Verify(chunk));
     Ok(())
 }

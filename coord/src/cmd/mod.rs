@@ -2,6 +2,7 @@
 //! changes state only through the journal, and builds its response.
 
 pub mod fsck;
+pub mod keys;
 pub mod maintain;
 pub mod put;
 pub mod read;

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::placement::{self, Layout};
 use crate::state::{Coord, Upload};
 use protocol::{
-    ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId, PutPlan,
+    BlockOp, ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId,
+    PutPlan,
 };
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -30,12 +31,21 @@ const MIN_UPLOAD_RATE: u64 = 1024 * 1024;
 /// `Lookup`. 32,768 chunks of 64 MiB is 2 TiB.
 pub const MAX_CHUNKS_PER_FILE: u64 = 32_768;
 
+/// No upload may stay open longer than this, however large: a client that
+/// trickles a huge file forever cannot pin its plan.
+const MAX_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+
 fn upload_ttl(size: u64) -> Duration {
-    MIN_UPLOAD_TTL.max(Duration::from_secs(size / MIN_UPLOAD_RATE))
+    MIN_UPLOAD_TTL
+        .max(Duration::from_secs(size / MIN_UPLOAD_RATE))
+        .min(MAX_UPLOAD_TTL)
 }
 
-pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<PutPlan> {
+pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool, owner: &str) -> Result<PutPlan> {
     let cfg = &coord.config;
+    if cfg.read_only {
+        return Err(Error::ReadOnly);
+    }
     let mut st = coord.lock();
     if !force && st.catalog.files.contains_key(&name) {
         return Err(Error::FileExists(name));
@@ -45,6 +55,29 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<Put
         return Err(Error::BadRequest(format!(
             "a file of {size} bytes would need {chunks} chunks of {} bytes; the limit is {MAX_CHUNKS_PER_FILE} per file (raise the coordinator's --chunk-size)",
             cfg.chunk_size
+        )));
+    }
+    if st.uploads.len() >= cfg.max_uploads {
+        return Err(Error::Overloaded(format!(
+            "{} uploads are open; try again when some finish",
+            st.uploads.len()
+        )));
+    }
+    let mine = st.uploads.values().filter(|u| u.owner == owner).count();
+    if mine >= cfg.max_uploads_per_peer {
+        return Err(Error::Overloaded(format!(
+            "{owner} has {mine} uploads open, the most one client may; finish or abort some"
+        )));
+    }
+    let planned: u64 = st
+        .uploads
+        .values()
+        .map(|u| u.size.div_ceil(u.plan.chunk_size.max(1)))
+        .sum();
+    if planned + chunks > cfg.max_planned_chunks {
+        return Err(Error::Overloaded(format!(
+            "{planned} chunks are planned in open uploads; this one would pass the limit of {}",
+            cfg.max_planned_chunks
         )));
     }
     let mut nodes = st
@@ -59,8 +92,35 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<Put
     let stripes = if chunks == 0 {
         Vec::new()
     } else {
-        placement::plan(&nodes, chunks, &layout, &mut st.rotation)?
+        placement::plan(&nodes, chunks, &layout, &mut st.rotation).map_err(|e| {
+            // Say so when full disks are what is missing.
+            let full: Vec<String> = st
+                .members
+                .members
+                .values()
+                .filter(|m| m.session.is_some())
+                .filter(|m| m.stats.usable_bytes().is_some_and(|u| u < cfg.chunk_size))
+                .map(|m| m.id.to_string())
+                .collect();
+            if full.is_empty() {
+                e
+            } else {
+                Error::BadRequest(format!(
+                    "{e}: disk full on {} (less than a chunk free beyond their reserve)",
+                    full.join(", ")
+                ))
+            }
+        })?
     };
+    // Write grants, valid for as long as the upload may stay open.
+    let ttl = upload_ttl(size);
+    let max_len = protocol::chunk::max_stored_len(cfg.chunk_size);
+    let mut stripes = stripes;
+    for s in stripes.iter_mut() {
+        for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
+            c.token = coord.grant(c.id, BlockOp::Write, max_len, ttl);
+        }
+    }
     st.next_upload += 1;
     let plan = PutPlan {
         upload_id: st.next_upload,
@@ -76,8 +136,9 @@ pub fn plan(coord: &Coord, name: FileName, size: u64, force: bool) -> Result<Put
             size,
             force,
             plan: plan.clone(),
-            expires: Instant::now() + upload_ttl(size),
+            expires: Instant::now() + ttl,
             failed: Default::default(),
+            owner: owner.to_string(),
         },
     );
     Ok(plan)

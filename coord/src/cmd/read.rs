@@ -3,7 +3,9 @@
 use crate::catalog::ChunkEntry;
 use crate::error::{Error, Result};
 use crate::state::{Coord, State};
-use protocol::{ChunkInfo, FileInfo, FileName, FileSummary, Location, NodeAddr, StripeInfo};
+use protocol::{
+    BlockOp, ChunkInfo, FileInfo, FileName, FileSummary, Location, NodeAddr, StripeInfo,
+};
 use std::time::Instant;
 
 fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkInfo {
@@ -23,6 +25,7 @@ fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
     ChunkInfo {
         header: c.header.clone(),
         locations,
+        token: coord.grant(c.header.id, BlockOp::Read, 0, coord.config.read_token_ttl),
     }
 }
 

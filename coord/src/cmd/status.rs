@@ -67,6 +67,15 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         .filter(|n| n.state == protocol::NodeState::Alive)
         .count();
     ClusterStatus {
+        cluster: coord.cluster.to_string(),
+        read_only: cfg.read_only,
+        catalog_behind: st
+            .members
+            .members
+            .values()
+            .filter(|m| m.behind)
+            .map(|m| m.id.clone())
+            .collect(),
         files: st.catalog.files.len() as u64,
         bytes,
         chunks,

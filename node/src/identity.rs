@@ -1,0 +1,108 @@
+//! Which cluster this node belongs to, and how new a catalog it has seen.
+//!
+//! ```text
+//! <data>/cluster.id    hex cluster id, written once when the node first joins
+//! <data>/cluster.seq   highest catalog sequence number a coordinator showed it
+//! ```
+//!
+//! Both are written temp + fsync + rename + directory fsync. A node refuses
+//! a coordinator (or peer) of another cluster, and its `cluster.seq` tells a
+//! coordinator whose catalog is older than the node's data (a stale copy of
+//! its directory) that it must not delete anything here.
+
+use crate::error::{Error, Result};
+use protocol::ClusterId;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const ID_FILE: &str = "cluster.id";
+const SEQ_FILE: &str = "cluster.seq";
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    dir: PathBuf,
+    pub cluster: Option<ClusterId>,
+    pub seq_seen: u64,
+}
+
+impl Identity {
+    pub fn load(dir: &Path) -> Result<Identity> {
+        let cluster = match std::fs::read_to_string(dir.join(ID_FILE)) {
+            Ok(s) => Some(ClusterId::from_hex(&s).ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "{} is not a cluster id; refusing to guess which cluster this node belongs to",
+                    dir.join(ID_FILE).display()
+                ))
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let seq_seen = std::fs::read_to_string(dir.join(SEQ_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Identity {
+            dir: dir.to_path_buf(),
+            cluster,
+            seq_seen,
+        })
+    }
+
+    /// Checks a coordinator's answer against what this node knows, records
+    /// the cluster on first join and the newest catalog seen.
+    pub fn accept(&mut self, cluster: ClusterId, seq: u64) -> Result<()> {
+        match self.cluster {
+            Some(mine) if mine != cluster => {
+                return Err(Error::WrongCluster {
+                    mine,
+                    theirs: cluster,
+                })
+            }
+            Some(_) => {}
+            None => {
+                write_atomic(&self.dir, ID_FILE, cluster.to_string().as_bytes())?;
+                tracing::info!(%cluster, "joined cluster");
+                self.cluster = Some(cluster);
+            }
+        }
+        if seq > self.seq_seen {
+            write_atomic(&self.dir, SEQ_FILE, seq.to_string().as_bytes())?;
+            self.seq_seen = seq;
+        }
+        Ok(())
+    }
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_once_and_refuses_another_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut id = Identity::load(dir.path()).unwrap();
+        assert!(id.cluster.is_none());
+        let a = ClusterId::random();
+        id.accept(a, 10).unwrap();
+        let mut again = Identity::load(dir.path()).unwrap();
+        assert_eq!(again.cluster, Some(a));
+        assert_eq!(again.seq_seen, 10);
+        // An older catalog of the same cluster is accepted (the coordinator
+        // decides not to delete), and does not lower what was seen.
+        again.accept(a, 3).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap().seq_seen, 10);
+        let err = again.accept(ClusterId::random(), 99).unwrap_err();
+        assert!(err.to_string().contains("another cluster"), "{err}");
+        assert_eq!(Identity::load(dir.path()).unwrap().cluster, Some(a));
+    }
+}
