@@ -110,7 +110,11 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.repair_parallel = a.repair_parallel;
     cfg.secret = load_secret(a.secret_file.as_ref())?;
     let web_cfg = web::WebConfig {
-        token: super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
+        // Only a process serving HTTP reads (and checks) a token.
+        token: match a.http {
+            Some(_) => super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
+            None => None,
+        },
     };
     super::check_exposure(&a.listen, cfg.secret.is_some(), a.insecure)?;
     cfg.orphan_grace =

@@ -76,7 +76,7 @@ pub fn http_token(
     }
     if !t.bytes().all(|b| b.is_ascii_graphic()) {
         anyhow::bail!(
-            "the http token must be printable ASCII without spaces (it travels in a header)"
+            "the http token must be printable ASCII without spaces (it travels in a header); give one with --http-token-file"
         );
     }
     Ok(Some(t.to_string()))

@@ -75,7 +75,11 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.group_commit_max =
         crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
     let web_cfg = web::WebConfig {
-        token: super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
+        // Only a process serving HTTP reads (and checks) a token.
+        token: match a.http {
+            Some(_) => super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
+            None => None,
+        },
     };
     let http = match &a.http {
         Some(addr) => {
