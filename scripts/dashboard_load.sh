@@ -12,8 +12,11 @@ NODES=${1:-100}
 FILES=${2:-10000}
 RUNS=${3:-5}
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=$PWD/target/release/dfs-sim
+# DFS_BIN=path skips the release build (e.g. a debug binary at hand).
+if [ -z "${DFS_BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+BIN=${DFS_BIN:-$PWD/target/release/dfs-sim}
 WORK=$(mktemp -d)
 cleanup() {
     [ -n "${UP_PID:-}" ] && kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null || true
@@ -55,7 +58,7 @@ measure() {
     echo "$out"
 }
 
-echo "dashboard load: $NODES nodes, $FILES files, release build, loopback"
+echo "dashboard load: $NODES nodes, $FILES files, $BIN, loopback"
 results=()
 for r in $(seq "$RUNS"); do
     m=$(measure "$r")
