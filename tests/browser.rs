@@ -22,14 +22,29 @@ static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// chromedriver, killed on drop.
+/// chromedriver, killed on drop; its browser session is ended first, since
+/// a killed chromedriver leaves its Chromium running (a failed assertion must
+/// not leak a browser).
 struct Driver {
     child: Child,
     port: u16,
+    session: Option<String>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(id) = &self.session {
+            use std::io::{Read, Write};
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    s,
+                    "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+                );
+                // The answer comes once the browser has quit.
+                let _ = s.read(&mut [0u8; 512]);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -63,7 +78,11 @@ fn start_driver(log: &Path) -> Driver {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromedriver");
-    let d = Driver { child, port };
+    let d = Driver {
+        child,
+        port,
+        session: None,
+    };
     common::wait_until(DEADLINE, "chromedriver listening", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -221,9 +240,10 @@ async fn dashboard_in_a_real_browser() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let driver = start_driver(&dir.join("chromedriver.log"));
+    let mut driver = start_driver(&dir.join("chromedriver.log"));
     let c = connect(&driver, &dir.join("chrome-profile")).await;
     let session = c.session_id().await.unwrap().expect("a session id");
+    driver.session = Some(session.clone());
 
     // First load: how long until the first paint and until the tiles show.
     c.goto(&format!("{base}/")).await.unwrap();
@@ -370,6 +390,7 @@ async fn dashboard_in_a_real_browser() {
     let errors = errors_in(&console_log(driver.port, &session));
     eprintln!("[{:?}] close", START.get_or_init(Instant::now).elapsed());
     c.close().await.unwrap();
+    driver.session = None;
     eprintln!("[{:?}] closed", START.get_or_init(Instant::now).elapsed());
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
 }
