@@ -66,13 +66,15 @@ enum Command {
     Kill(cmd::kill::Args),
     /// Restart a node stopped with `kill`.
     Start(cmd::start::Args),
+    /// Serve the cluster over S3 (aws cli, rclone, boto3, ...).
+    S3(cmd::s3::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(
         cli.command,
-        Command::Node(_) | Command::Coord(_) | Command::Up(_)
+        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
     );
     init_tracing(if server { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
             Command::Up(a) => cmd::up::run(a).await,
             Command::Kill(a) => cmd::kill::run(a).await,
             Command::Start(a) => cmd::start::run(a).await,
+            Command::S3(a) => cmd::s3::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

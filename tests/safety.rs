@@ -445,8 +445,9 @@ fn floods_leave_a_legitimate_client_served() {
         let t = Instant::now();
         ok(bare(&c, &args), "legitimate request under flood");
         let took = t.elapsed();
+        eprintln!("under the floods: {what:?} answered in {took:?}");
         assert!(
-            took < Duration::from_millis(2500),
+            took < Duration::from_secs(1),
             "{what:?} took {took:?} under the floods"
         );
     }

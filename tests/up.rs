@@ -121,6 +121,30 @@ fn up_put_get_kill_start_and_stop() {
         }
     };
     eprintln!("cluster up after {:?}", t0.elapsed());
+    // `up` runs an S3 gateway too and says how to reach it; an unsigned
+    // request gets S3's AccessDenied.
+    let s3 = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("up prints the S3 endpoint");
+        if let Some(rest) = line.strip_prefix("S3 endpoint: http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    {
+        use std::io::{Read, Write};
+        let mut sock = std::net::TcpStream::connect(&s3).expect("S3 gateway reachable");
+        write!(
+            sock,
+            "GET / HTTP/1.1\r\nHost: {s3}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        sock.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.1 403") && resp.contains("AccessDenied"),
+            "{resp}"
+        );
+    }
 
     // The address works at once.
     let src = tmp.path().join("src.bin");
@@ -196,6 +220,10 @@ fn up_put_get_kill_start_and_stop() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        std::net::TcpStream::connect(&s3).is_err(),
+        "the S3 gateway stopped with the cluster"
+    );
     // Nothing removed.
     for sub in ["coord", "n1", "n2", "n3", "logs/n1.log", "cluster.json"] {
         assert!(dir.join(sub).exists(), "{sub} missing");

@@ -117,6 +117,42 @@ impl CoordClient {
         }
     }
 
+    /// One page of names with `prefix` after `after`, in name order.
+    pub async fn list_page(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<FileSummary>> {
+        match self
+            .call(CoordRequest::ListPage {
+                prefix,
+                after,
+                limit,
+            })
+            .await?
+        {
+            CoordResponse::Files(f) => Ok(f),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Makes `name` the concatenation of `parts` (which disappear).
+    pub async fn concat(
+        &mut self,
+        name: FileName,
+        parts: Vec<FileName>,
+        attrs: protocol::Attrs,
+    ) -> Result<FileSummary> {
+        match self
+            .call(CoordRequest::Concat { name, parts, attrs })
+            .await?
+        {
+            CoordResponse::Committed(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn remove(&mut self, name: FileName) -> Result<()> {
         match self.call(CoordRequest::Remove { name }).await? {
             CoordResponse::Removed => Ok(()),

@@ -30,6 +30,10 @@ pub enum Error {
     Unreadable(String),
     #[error("{0}")]
     Usage(String),
+    /// The caller's final check refused the commit of a put (its bytes did
+    /// not match a digest it was sent with); nothing was committed.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -95,7 +95,7 @@ pub async fn get_with(
         .flat_map(|(si, s)| (0..s.data.len()).map(move |ci| (si, ci)))
         .collect();
     let chunks = positions.len() as u64;
-    let chunk_size = info.chunk_size;
+    let offsets = chunk_offsets(&info);
     let res = match sink.positioned() {
         // A file is written at each chunk's offset as soon as the chunk is
         // verified, from blocking threads: writing (a copy into the page
@@ -106,9 +106,9 @@ pub async fn get_with(
                 .map(|(index, (si, ci))| {
                     let (pool, info, stats, file) =
                         (pool.clone(), info.clone(), stats.clone(), file.clone());
+                    let offset = offsets[index];
                     async move {
                         let raw = read_chunk(&pool, &info, si, ci, &stats).await?;
-                        let offset = index as u64 * chunk_size;
                         write_at(file, raw, offset).await
                     }
                 })
@@ -185,6 +185,74 @@ pub async fn get_with(
         rebuilt: stats.rebuilt.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
     })
+}
+
+/// Where each data chunk starts in the file, in file order. From each
+/// chunk's `raw_len`, not `index x chunk_size`: a file joined from S3
+/// multipart parts has chunks of different lengths.
+fn chunk_offsets(info: &FileInfo) -> Vec<u64> {
+    let mut at = 0u64;
+    info.stripes
+        .iter()
+        .flat_map(|s| s.data.iter())
+        .map(|c| {
+            let o = at;
+            at += c.header.raw_len;
+            o
+        })
+        .collect()
+}
+
+/// The bytes `range` (end exclusive, within the file) of a looked-up file,
+/// as a stream of verified pieces in order: only the chunks that overlap the
+/// range are fetched, `inflight` at a time, each verified (and rebuilt from
+/// parity if need be) exactly as `get` does. Memory stays at `inflight`
+/// chunks whatever the range.
+pub fn range_stream(
+    pool: Arc<NodePool>,
+    info: Arc<FileInfo>,
+    inflight: usize,
+    range: std::ops::Range<u64>,
+) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
+    let stats = Arc::new(Stats {
+        failed: AtomicU64::new(0),
+        rebuilt: AtomicU64::new(0),
+        suspects: Default::default(),
+        bad: Default::default(),
+    });
+    let offsets = chunk_offsets(&info);
+    let wanted: Vec<(usize, usize, u64)> = info
+        .stripes
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            s.data
+                .iter()
+                .enumerate()
+                .map(move |(ci, c)| (si, ci, c.header.raw_len))
+        })
+        .zip(offsets)
+        .filter(|((_, _, len), off)| *off < range.end && off + len > range.start)
+        .map(|((si, ci, _), off)| (si, ci, off))
+        .collect();
+    stream::iter(wanted)
+        .map(move |(si, ci, off)| {
+            let (pool, info, stats) = (pool.clone(), info.clone(), stats.clone());
+            let range = range.clone();
+            async move {
+                let raw = read_chunk(&pool, &info, si, ci, &stats).await?;
+                let from = range.start.saturating_sub(off) as usize;
+                let to = ((range.end - off) as usize).min(raw.len());
+                if from > to {
+                    return Err(Error::Unreadable(format!(
+                        "{}: chunk at {off} is shorter than the catalog says",
+                        info.name
+                    )));
+                }
+                Ok(raw.slice(from..to))
+            }
+        })
+        .buffered(inflight.max(1))
 }
 
 /// Reads data chunk `ci` of stripe `si`: any verified copy, else parity.

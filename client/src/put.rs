@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use protocol::chunk;
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
-use protocol::{ChunkHeader, ChunkPlan, CommitPut, FileName, NodeAddr, StripeCommit};
+use protocol::{Attrs, ChunkHeader, ChunkPlan, CommitPut, FileName, NodeAddr, StripeCommit};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -81,6 +81,53 @@ pub async fn put_with(
     force: bool,
     progress: Progress,
 ) -> Result<PutSummary> {
+    let finish: Finish = Box::new(|| Ok(Attrs::new()));
+    put_source(coord, pool, inflight, src, name, force, finish, progress).await
+}
+
+/// Called once every byte was read and stored, just before the commit: it
+/// returns the metadata to keep with the file, or refuses the commit (e.g.
+/// an S3 `Content-MD5` that does not match what was read), which aborts the
+/// put.
+pub type Finish = Box<dyn FnOnce() -> std::result::Result<Attrs, String> + Send>;
+
+/// Streams `size` bytes from an async reader (an HTTP body) through the
+/// same pipeline as a file put: the bytes are read chunk by chunk as the
+/// pipeline has room, never held whole.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_stream<R>(
+    coord: &mut CoordClient,
+    pool: &Arc<NodePool>,
+    inflight: usize,
+    reader: R,
+    size: u64,
+    name: FileName,
+    force: bool,
+    finish: Finish,
+    progress: Progress,
+) -> Result<PutSummary>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
+    let src = Source {
+        reader: Box::new(tokio_util::io::SyncIoBridge::new(reader)),
+        size,
+    };
+    put_source(coord, pool, inflight, src, name, force, finish, progress).await
+}
+
+/// [`put_with`] with metadata decided after the bytes were read.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_source(
+    coord: &mut CoordClient,
+    pool: &Arc<NodePool>,
+    inflight: usize,
+    src: Source,
+    name: FileName,
+    force: bool,
+    finish: Finish,
+    progress: Progress,
+) -> Result<PutSummary> {
     let start = Instant::now();
     let size = src.size;
     let plan = coord.plan_put(name.clone(), size, force).await?;
@@ -90,8 +137,21 @@ pub async fn put_with(
     match stream(coord, pool, inflight, src, &plan, progress).await {
         Ok((stripes, stored_bytes)) => {
             let chunks = stripes.iter().map(|s| s.data.len() as u64).sum();
+            let attrs = match finish() {
+                Ok(a) => a,
+                Err(cause) => {
+                    if let Err(e) = coord.abort(upload_id).await {
+                        tracing::debug!(error = %e, "abort failed; the upload will expire");
+                    }
+                    return Err(Error::Rejected(cause));
+                }
+            };
             let s = coord
-                .commit(CommitPut { upload_id, stripes })
+                .commit(CommitPut {
+                    upload_id,
+                    stripes,
+                    attrs,
+                })
                 .await
                 .map_err(|e| Error::PutFailed {
                     name: name.to_string(),

@@ -878,6 +878,7 @@ mod tests {
             chunk_size: 10,
             replication: 1,
             stripes: Vec::new(),
+            attrs: Default::default(),
         };
         e.stripes.push(StripeEntry {
             data: vec![ChunkEntry {

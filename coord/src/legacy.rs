@@ -76,6 +76,7 @@ fn file(f: FileEntryV1) -> FileEntry {
                 parity: s.parity.map(chunk),
             })
             .collect(),
+        attrs: Default::default(),
     }
 }
 

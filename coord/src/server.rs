@@ -188,6 +188,21 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::List { prefix } => {
                 Ok(CoordResponse::Files(cmd::read::list(&coord, &prefix)))
             }
+            CoordRequest::ListPage {
+                prefix,
+                after,
+                limit,
+            } => Ok(CoordResponse::Files(cmd::read::list_page(
+                &coord,
+                &prefix,
+                after.as_deref(),
+                limit,
+            ))),
+            CoordRequest::Concat { name, parts, attrs } => {
+                cmd::put::concat(&coord, name, parts, attrs)
+                    .await
+                    .map(CoordResponse::Committed)
+            }
             CoordRequest::Remove { name } => remove(&coord, name).await,
             CoordRequest::Status => Ok(CoordResponse::Status(cmd::status::status(&coord))),
             CoordRequest::Fsck { names, what_if } => {
@@ -251,6 +266,8 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::KeyCreate { .. } => "key_create",
         CoordRequest::KeyRevoke { .. } => "key_revoke",
         CoordRequest::KeyList => "key_list",
+        CoordRequest::ListPage { .. } => "list_page",
+        CoordRequest::Concat { .. } => "concat",
     }
 }
 

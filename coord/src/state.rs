@@ -193,13 +193,23 @@ impl Coord {
             let Some((_, node, ids)) = st.pending_deletes.pop_front() else {
                 break;
             };
-            // A chunk may have become referenced again meanwhile (never by
-            // design: ids are random and never reused), so check anyway.
+            // The node may hold this chunk again by now: a repair may have
+            // made (or found, "already here") a copy there, journaled or
+            // still in flight. Deleting it then would leave the catalog
+            // counting a copy that is gone.
             let ids: Vec<ChunkId> = ids
                 .into_iter()
-                .filter(|id| match st.catalog.chunk(id) {
-                    Some((_, c, _)) => !c.nodes.contains(&node),
-                    None => true,
+                .filter(|id| {
+                    let listed = st
+                        .catalog
+                        .chunk(id)
+                        .is_some_and(|(_, c, _)| c.nodes.contains(&node));
+                    let repairing = st
+                        .repairs
+                        .in_flight
+                        .get(id)
+                        .is_some_and(|t| t.target == node);
+                    !listed && !repairing
                 })
                 .collect();
             if ids.is_empty() {

@@ -133,8 +133,10 @@ impl fmt::Debug for NodeId {
     }
 }
 
-/// The longest file name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 1024;
+/// The longest file name accepted, in bytes. Room for an S3 key of 1,024
+/// bytes after the gateway's escaping (at most 3 bytes per byte) and its
+/// bucket directory.
+pub const MAX_NAME_LEN: usize = 4096;
 
 /// A file name in the namespace: `/`-separated segments, none empty, `.` or
 /// `..`, no control characters or backslashes. Names are catalog keys only,
@@ -177,6 +179,15 @@ impl FileName {
     /// The last segment, used as the default output name of `get`.
     pub fn base_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+/// Lets ordered maps keyed by `FileName` be ranged by plain strings (a
+/// listing that resumes after a name); consistent because both order by the
+/// same bytes.
+impl std::borrow::Borrow<str> for FileName {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 

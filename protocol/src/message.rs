@@ -271,6 +271,23 @@ pub enum CoordRequest {
     List {
         prefix: String,
     },
+    /// One page of `List`: names with `prefix` strictly after `after`, in
+    /// name order, at most `limit` (capped at [`MAX_LIST_PAGE`]). Lets a
+    /// caller walk any number of files in bounded replies.
+    ListPage {
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    },
+    /// Atomically make `name` the concatenation of `parts` (existing files,
+    /// in order): the new file takes over their stripes and chunks as they
+    /// are, no bytes move, and the parts disappear. Used to complete an S3
+    /// multipart upload without copying data.
+    Concat {
+        name: FileName,
+        parts: Vec<FileName>,
+        attrs: Attrs,
+    },
     Remove {
         name: FileName,
     },
@@ -368,6 +385,33 @@ pub struct ChunkPlan {
 pub struct CommitPut {
     pub upload_id: u64,
     pub stripes: Vec<StripeCommit>,
+    /// Small metadata kept with the file (S3 content type, user metadata,
+    /// ETag); bounded by [`check_attrs`].
+    pub attrs: Attrs,
+}
+
+/// Free-form metadata of a file, as sorted key/value pairs.
+pub type Attrs = std::collections::BTreeMap<String, String>;
+
+/// Most bytes (keys plus values) of one file's [`Attrs`]: S3 allows 2 KiB of
+/// user metadata; the rest is room for content type and ETag.
+pub const MAX_ATTRS_BYTES: usize = 8 * 1024;
+
+/// Most files one `ListPage` answers with.
+pub const MAX_LIST_PAGE: u32 = 10_000;
+
+/// Most parts one `Concat` may join (S3 allows 10,000 per upload).
+pub const MAX_CONCAT_PARTS: usize = 10_000;
+
+/// Refuses attrs that would bloat the catalog.
+pub fn check_attrs(a: &Attrs) -> Result<(), String> {
+    let total: usize = a.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_ATTRS_BYTES {
+        return Err(format!(
+            "file metadata is {total} bytes; the limit is {MAX_ATTRS_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -383,6 +427,7 @@ pub struct FileSummary {
     pub size: u64,
     pub chunks: u64,
     pub created_ms: u64,
+    pub attrs: Attrs,
 }
 
 /// A file's full catalog entry with live locations: what `get` and `stat` need.
@@ -394,6 +439,7 @@ pub struct FileInfo {
     pub chunk_size: u64,
     pub replication: u32,
     pub stripes: Vec<StripeInfo>,
+    pub attrs: Attrs,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

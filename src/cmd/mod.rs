@@ -12,6 +12,7 @@ pub mod ls;
 pub mod node;
 pub mod put;
 pub mod rm;
+pub mod s3;
 pub mod scrub;
 pub mod start;
 pub mod stat;

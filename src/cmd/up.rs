@@ -49,6 +49,17 @@ pub struct Args {
     /// port [default: coordinator on 4000 if free, else any; nodes on any].
     #[arg(long, value_name = "P")]
     pub base_port: Option<u16>,
+    /// Do not start an S3 gateway (by default one listens on 127.0.0.1:9000
+    /// if free, else any port; with --base-port P on P+N+1).
+    #[arg(long)]
+    pub no_s3: bool,
+}
+
+/// The S3 gateway `up` runs next to the cluster.
+struct S3Info {
+    addr: String,
+    access: String,
+    secret: String,
 }
 
 /// A child announced it was listening.
@@ -98,6 +109,17 @@ pub async fn run(a: Args) -> Result<()> {
             return Err(e);
         }
     };
+    let s3 = if a.no_s3 {
+        None
+    } else {
+        match start_s3(&a, &dir, &log_dir, &exe, &state.coord.addr, &mut pids).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                stop_pids(&pids, STOP_GRACE).await;
+                return Err(e);
+            }
+        }
+    };
     let elapsed = t0.elapsed();
     let data_flag = if a.data == Path::new(DEFAULT_DIR) {
         String::new()
@@ -105,6 +127,9 @@ pub async fn run(a: Args) -> Result<()> {
         format!(" --data {}", a.data.display())
     };
     print_summary(&a, &dir, &state, elapsed, &data_flag);
+    if let Some(s3) = &s3 {
+        print_s3(s3);
+    }
 
     // Foreground: report children that exit, until Ctrl-C or SIGTERM.
     let signal = shutdown_signal();
@@ -116,6 +141,104 @@ pub async fn run(a: Args) -> Result<()> {
         }
     }
     shutdown(&dir, &pids).await
+}
+
+/// Starts `dfs-sim s3` for the cluster with the keys kept in `DIR/s3.keys`
+/// (made on first use, readable only by the owner). The gateway is not in
+/// cluster.json: `kill`/`start` manage nodes; `up` stops it on exit.
+async fn start_s3(
+    a: &Args,
+    dir: &Path,
+    log_dir: &Path,
+    exe: &str,
+    coord: &str,
+    pids: &mut Vec<u32>,
+) -> Result<S3Info> {
+    let keys = dir.join("s3.keys");
+    if !keys.exists() {
+        let hex = |n: usize| -> String {
+            (0..n)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect()
+        };
+        let line = format!("DFS{} {}\n", hex(8).to_uppercase(), hex(20));
+        let tmp = dir.join("s3.keys.tmp");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.write_all(line.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &keys)?;
+    }
+    let creds = super::s3::credentials(Some(&keys))?;
+    let (access, secret) = creds.0[0].clone();
+    let (listen, fallback) = match a.base_port {
+        Some(0) => ("127.0.0.1:0".to_string(), false),
+        Some(p) => (format!("127.0.0.1:{}", u32::from(p) + a.nodes + 1), false),
+        None => match std::net::TcpListener::bind("127.0.0.1:9000") {
+            Ok(l) => {
+                drop(l);
+                ("127.0.0.1:9000".to_string(), true)
+            }
+            Err(_) => ("127.0.0.1:0".to_string(), false),
+        },
+    };
+    let argv = |listen: &str| -> Vec<String> {
+        vec![
+            exe.into(),
+            "s3".into(),
+            "--listen".into(),
+            listen.into(),
+            "--coord".into(),
+            coord.into(),
+            "--credentials-file".into(),
+            keys.to_string_lossy().into_owned(),
+        ]
+    };
+    let log = log_dir.join("s3.log");
+    let started = match spawn_ready("s3", argv(&listen), &log, pids).await {
+        Ok(s) => s,
+        Err(_) if fallback => spawn_ready("s3", argv("127.0.0.1:0"), &log, pids).await?,
+        Err(e) => return Err(e),
+    };
+    let addr = started.proc.addr.clone();
+    let mut child = started.child;
+    tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("cannot wait: {e}"),
+        };
+        super::announce(&format!(
+            "S3 gateway exited ({status}); its log is in the logs directory"
+        ));
+    });
+    Ok(S3Info {
+        addr,
+        access,
+        secret,
+    })
+}
+
+/// How to reach the gateway from aws cli, rclone and SDKs.
+fn print_s3(s3: &S3Info) {
+    let S3Info {
+        addr,
+        access,
+        secret,
+    } = s3;
+    super::announce(&format!(
+        "\nS3 endpoint: http://{addr}  access key: {access}  secret key: {secret}\n\
+         export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1\n\
+         aws --endpoint-url http://{addr} s3 mb s3://photos\n\
+         rclone config create dfs s3 provider Other endpoint http://{addr} access_key_id {access} secret_access_key {secret}"
+    ));
 }
 
 /// Creates DIR and returns it absolute, so recorded command lines work from
@@ -430,11 +553,12 @@ async fn spawn_ready(
     spawn(id, argv, log, pids)?.ready().await
 }
 
-/// The address in "coordinator listening on ADDR, data in DIR" or
-/// "node n1 listening on ADDR, data in DIR".
+/// The address in "coordinator listening on ADDR, data in DIR",
+/// "node n1 listening on ADDR, data in DIR" or "S3 gateway listening on
+/// ADDR, endpoint ...".
 fn parse_ready(line: &str) -> Option<String> {
     let rest = line.split_once(" listening on ")?.1;
-    let addr = rest.split_once(", data in ")?.0;
+    let addr = rest.split_once(", ")?.0;
     (!addr.is_empty()).then(|| addr.to_string())
 }
 

@@ -376,6 +376,7 @@ impl Builder {
             cfg: self.clone(),
             http_urls: Default::default(),
             coord_data: None,
+            gateways: Vec::new(),
         };
         if self.attach {
             for i in 0..self.nodes {
@@ -409,9 +410,50 @@ pub struct Cluster {
     http_urls: std::collections::HashMap<usize, String>,
     /// Set by [`Cluster::restart_coord_with`].
     coord_data: Option<PathBuf>,
+    /// S3 gateways started with [`Cluster::start_s3`].
+    gateways: Vec<Proc>,
 }
 
 impl Cluster {
+    /// Starts an S3 gateway (`dfs-sim s3`) for this cluster accepting the
+    /// key pair; returns its `host:port`.
+    pub fn start_s3(&mut self, access: &str, secret: &str, extra: &[&str]) -> String {
+        let keys = self
+            .dir
+            .path()
+            .join(format!("s3-{}.keys", self.gateways.len()));
+        std::fs::write(&keys, format!("{access} {secret}\n")).expect("write keys");
+        let mut args: Vec<String> = vec![
+            "s3".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--coord".into(),
+            self.coord_addr.clone(),
+            "--credentials-file".into(),
+            keys.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(f) = &self.secret_file {
+            args.extend(["--secret-file".into(), f.display().to_string()]);
+        }
+        let log = self
+            .dir
+            .path()
+            .join(format!("s3-{}.log", self.gateways.len()));
+        let p = match spawn(&args, &log, "S3 gateway listening on") {
+            Ok(p) => p,
+            Err(SpawnError::Exited(why)) => panic!("S3 gateway did not start:\n{why}"),
+        };
+        let addr = p.addr.clone();
+        self.gateways.push(p);
+        addr
+    }
+
+    /// Pid of the `i`th gateway started.
+    pub fn s3_pid(&self, i: usize) -> u32 {
+        self.gateways[i].pid()
+    }
+
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -926,6 +968,12 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             logs.push((format!("node {}", Self::node_id(i)), self.node_log(i)));
         }
+        for i in 0..self.gateways.len() {
+            logs.push((
+                format!("S3 gateway {i}"),
+                self.dir.path().join(format!("s3-{i}.log")),
+            ));
+        }
         for (who, path) in logs {
             eprintln!(
                 "===== last lines of {who} log ({}) =====\n{}",
@@ -940,6 +988,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.dump_logs();
+        }
+        for p in self.gateways.iter_mut() {
+            p.kill();
         }
         for p in self.nodes.iter_mut().flatten() {
             p.kill();

@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 /// Default page of the file list.
 const DEFAULT_LIMIT: usize = 100;
+/// Largest page the page may ask for.
+const MAX_LIMIT: usize = 1000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -131,12 +133,14 @@ async fn files(
         .map(file_name)
         .transpose()?;
     let what_if = node_ids(q.what_if.as_deref())?;
-    let (page, more) = cmd::read::list_page(
-        &s.coord,
-        &q.prefix,
-        after.as_ref(),
-        q.limit.unwrap_or(DEFAULT_LIMIT),
-    );
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as u32;
+    let list = |after: Option<&str>| cmd::read::list_page(&s.coord, &q.prefix, after, limit);
+    let page = list(after.as_ref().map(|a| a.as_str()));
+    // A page may stop short of `limit` (replies are bounded in bytes too):
+    // whether more follow is asked, not guessed from the length.
+    let more = page.last().is_some_and(|l| {
+        !cmd::read::list_page(&s.coord, &q.prefix, Some(l.name.as_str()), 1).is_empty()
+    });
     let names: Vec<FileName> = page.iter().map(|f| f.name.clone()).collect();
     // The files of this page only: a name removed since the listing is
     // simply skipped rather than failing the page.
@@ -149,8 +153,10 @@ async fn files(
         match cmd::fsck::fsck(&s.coord, names.clone(), what_if.clone()) {
             Ok(r) => FsckJson::from(&r),
             Err(coord::Error::NoSuchFile(_)) => {
-                let (p, _) = cmd::read::list_page(&s.coord, &q.prefix, after.as_ref(), names.len());
-                let names = p.into_iter().map(|f| f.name).collect();
+                let names = list(after.as_ref().map(|a| a.as_str()))
+                    .into_iter()
+                    .map(|f| f.name)
+                    .collect();
                 FsckJson::from(&cmd::fsck::fsck(&s.coord, names, what_if.clone())?)
             }
             Err(e) => return Err(e.into()),

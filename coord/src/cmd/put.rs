@@ -209,12 +209,14 @@ fn build_entry(up: &Upload, commit: &CommitPut) -> Result<FileEntry> {
     if size != up.size {
         return bad(format!("{size} bytes committed, {} planned", up.size));
     }
+    protocol::check_attrs(&commit.attrs).map_err(Error::BadCommit)?;
     Ok(FileEntry {
         size,
         created_ms: now_ms(),
         chunk_size: cs,
         replication: up.plan.replication,
         stripes,
+        attrs: commit.attrs.clone(),
     })
 }
 
@@ -240,6 +242,7 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         size: entry.size,
         chunks: entry.stripes.iter().map(|s| s.data.len() as u64).sum(),
         created_ms: entry.created_ms,
+        attrs: entry.attrs.clone(),
     };
     let res = coord
         .commit(vec![Record::PutFile {
@@ -401,4 +404,93 @@ fn discard(coord: &Coord, up: &Upload) {
         .map(|c| (c.id, c.nodes.iter().map(|n| n.id.clone()).collect()))
         .collect();
     coord.collect(garbage);
+}
+
+/// `Concat`: `name` becomes `parts` joined in order, by one journal record;
+/// no chunk is copied or collected. Fails if a part is missing, named twice,
+/// busy, or is `name` itself.
+pub async fn concat(
+    coord: &Coord,
+    name: FileName,
+    parts: Vec<FileName>,
+    attrs: protocol::Attrs,
+) -> Result<FileSummary> {
+    if parts.is_empty() || parts.len() > protocol::MAX_CONCAT_PARTS {
+        return Err(Error::BadRequest(format!(
+            "concat takes 1 to {} parts, got {}",
+            protocol::MAX_CONCAT_PARTS,
+            parts.len()
+        )));
+    }
+    protocol::check_attrs(&attrs).map_err(Error::BadRequest)?;
+    let created_ms = now_ms();
+    let (summary, entry) = {
+        let mut st = coord.lock();
+        let mut seen = HashSet::new();
+        let mut entry = FileEntry {
+            size: 0,
+            created_ms,
+            chunk_size: 0,
+            replication: u32::MAX,
+            stripes: Vec::new(),
+            attrs,
+        };
+        for p in &parts {
+            if p == &name || !seen.insert(p) {
+                return Err(Error::BadRequest(format!(
+                    "concat part {p} is named twice or is the target"
+                )));
+            }
+            let f = st
+                .catalog
+                .files
+                .get(p)
+                .ok_or_else(|| Error::NoSuchFile(p.clone()))?;
+            entry.size += f.size;
+            entry.chunk_size = entry.chunk_size.max(f.chunk_size);
+            entry.replication = entry.replication.min(f.replication);
+            entry.stripes.extend(f.stripes.iter().cloned());
+        }
+        let chunks: u64 = entry.stripes.iter().map(|s| s.data.len() as u64).sum();
+        if chunks > MAX_CHUNKS_PER_FILE {
+            return Err(Error::BadRequest(format!(
+                "the joined file would have {chunks} chunks; the limit is {MAX_CHUNKS_PER_FILE}"
+            )));
+        }
+        let mut taken = Vec::new();
+        for n in parts.iter().chain(std::iter::once(&name)) {
+            if !st.busy.insert(n.clone()) {
+                for t in taken {
+                    st.busy.remove(&t);
+                }
+                return Err(Error::Busy(n.clone()));
+            }
+            taken.push(n.clone());
+        }
+        let summary = FileSummary {
+            name: name.clone(),
+            size: entry.size,
+            chunks,
+            created_ms,
+            attrs: entry.attrs.clone(),
+        };
+        (summary, entry)
+    };
+    let res = coord
+        .commit(vec![Record::Concat {
+            name: name.clone(),
+            parts: parts.clone(),
+            entry,
+        }])
+        .await;
+    {
+        let mut st = coord.lock();
+        for n in parts.iter().chain(std::iter::once(&name)) {
+            st.busy.remove(n);
+        }
+    }
+    let garbage = res?;
+    tracing::info!(%name, parts = parts.len(), size = summary.size, "concat committed");
+    coord.collect(garbage);
+    Ok(summary)
 }

@@ -1,6 +1,6 @@
 //! `Lookup` and `List`: read-only views of the catalog.
 
-use crate::catalog::ChunkEntry;
+use crate::catalog::{ChunkEntry, FileEntry};
 use crate::error::{Error, Result};
 use crate::state::{Coord, State};
 use protocol::{
@@ -55,7 +55,18 @@ pub fn lookup(coord: &Coord, name: &FileName) -> Result<FileInfo> {
                 parity: s.parity.as_ref().map(|c| chunk_info(&st, coord, c, now)),
             })
             .collect(),
+        attrs: f.attrs.clone(),
     })
+}
+
+fn summary(n: &FileName, f: &FileEntry) -> FileSummary {
+    FileSummary {
+        name: n.clone(),
+        size: f.size,
+        chunks: f.stripes.iter().map(|s| s.data.len() as u64).sum(),
+        created_ms: f.created_ms,
+        attrs: f.attrs.clone(),
+    }
 }
 
 pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
@@ -64,51 +75,45 @@ pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
         .files
         .iter()
         .filter(|(n, _)| n.as_str().starts_with(prefix))
-        .map(|(n, f)| FileSummary {
-            name: n.clone(),
-            size: f.size,
-            chunks: f.stripes.iter().map(|s| s.data.len() as u64).sum(),
-            created_ms: f.created_ms,
-        })
+        .map(|(n, f)| summary(n, f))
         .collect()
 }
 
-/// Largest page `list_page` returns.
-pub const MAX_PAGE: usize = 1000;
-
-/// One page of names starting with `prefix`, strictly after `after`, in
-/// name order, at most `limit` (capped at [`MAX_PAGE`]); and whether more
-/// follow. Costs the page, not the namespace: the catalog is ordered by
-/// name, so the walk starts at the cursor.
-pub fn list_page(
-    coord: &Coord,
-    prefix: &str,
-    after: Option<&FileName>,
-    limit: usize,
-) -> (Vec<FileSummary>, bool) {
+/// One bounded page of names with `prefix` after `after`, in name order.
+/// Starts the walk at the later of `after` and `prefix` in the ordered map,
+/// so a page costs its own length, not the size of the namespace.
+pub fn list_page(coord: &Coord, prefix: &str, after: Option<&str>, limit: u32) -> Vec<FileSummary> {
     use std::ops::Bound;
-    let limit = limit.clamp(1, MAX_PAGE);
+    let limit = limit.clamp(1, protocol::MAX_LIST_PAGE) as usize;
     let st = coord.lock();
     let start = match after {
-        Some(a) => Bound::Excluded(a.clone()),
-        None => match FileName::new(prefix) {
-            Ok(p) => Bound::Included(p),
-            Err(_) => Bound::Unbounded,
-        },
+        Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+        _ => Bound::Included(prefix.to_string()),
     };
-    let mut it = st
-        .catalog
+    // Names and attrs are bounded per file but not per page: stop early
+    // rather than build a reply larger than a frame. The caller resumes
+    // after the last name it got.
+    let mut budget = LIST_PAGE_BYTES;
+    st.catalog
         .files
-        .range((start, Bound::Unbounded))
-        .skip_while(|(n, _)| n.as_str() < prefix)
+        .range::<str, _>((start.as_ref().map(|s| s.as_str()), Bound::Unbounded))
         .take_while(|(n, _)| n.as_str().starts_with(prefix))
-        .map(|(n, f)| FileSummary {
-            name: n.clone(),
-            size: f.size,
-            chunks: f.stripes.iter().map(|s| s.data.len() as u64).sum(),
-            created_ms: f.created_ms,
-        });
-    let page: Vec<FileSummary> = it.by_ref().take(limit).collect();
-    let more = it.next().is_some();
-    (page, more)
+        .take(limit)
+        .take_while(|(n, f)| {
+            let cost = 64
+                + n.as_str().len()
+                + f.attrs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 4)
+                    .sum::<usize>();
+            let fits = cost <= budget || budget == LIST_PAGE_BYTES;
+            budget = budget.saturating_sub(cost);
+            fits
+        })
+        .map(|(n, f)| summary(n, f))
+        .collect()
 }
+
+/// Most encoded bytes (estimated) one `ListPage` reply carries: half a
+/// frame, leaving room for the encoding's overhead.
+const LIST_PAGE_BYTES: usize = protocol::MAX_FRAME_LEN / 2;

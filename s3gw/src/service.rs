@@ -1,0 +1,1157 @@
+//! The `S3` trait implemented on top of the `client` crate.
+//!
+//! Every request opens its own control connection to the coordinator (a
+//! loopback connect and handshake, far below an HTTP request's cost) and
+//! shares one pool of node connections; nothing is cached, so gateways stay
+//! interchangeable.
+
+use crate::names::{self, BUCKETS, PARTS, UPLOADS};
+use crate::Config;
+use bytes::Bytes;
+use client::CoordClient;
+use futures_util::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use protocol::data_client::NodePool;
+use protocol::handshake::Role;
+use protocol::{Attrs, ErrorKind, FileInfo, FileName, FileSummary};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+/// Attribute keys kept on files written through S3.
+const ETAG: &str = "s3.etag";
+const CONTENT_TYPE: &str = "s3.content-type";
+const META: &str = "s3.meta.";
+/// On an upload marker: the object key the upload will complete into.
+const UPLOAD_KEY: &str = "s3.key";
+
+/// Names asked of the coordinator per listing page.
+const PAGE: u32 = 1000;
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Config,
+    pool: Arc<NodePool>,
+}
+
+impl Gateway {
+    pub fn new(cfg: Config) -> Self {
+        // Node connections carry block tokens the coordinator issues per
+        // put and lookup, as for any client, not a credential of their own.
+        let pool = Arc::new(NodePool::new(Role::Client, None));
+        Gateway {
+            inner: Arc::new(Inner { cfg, pool }),
+        }
+    }
+
+    async fn coord(&self) -> S3Result<CoordClient> {
+        CoordClient::connect(&self.inner.cfg.client)
+            .await
+            .map_err(s3e)
+    }
+
+    fn inflight(&self) -> usize {
+        self.inner.cfg.client.inflight
+    }
+
+    /// `NoSuchBucket` unless the bucket's marker exists.
+    async fn check_bucket(&self, c: &mut CoordClient, bucket: &str) -> S3Result<()> {
+        let marker =
+            names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        match c.lookup(marker).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => {
+                Err(s3_error!(NoSuchBucket, "no bucket {bucket}"))
+            }
+            Err(e) => Err(s3e(e)),
+        }
+    }
+
+    /// Looks an object up; a missing one is `NoSuchBucket` or `NoSuchKey`.
+    async fn lookup_object(
+        &self,
+        c: &mut CoordClient,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<FileInfo> {
+        let name = object_name(bucket, key)?;
+        match c.lookup(name).await {
+            Ok(i) => Ok(i),
+            Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => {
+                self.check_bucket(c, bucket).await?;
+                Err(s3_error!(NoSuchKey, "no key {key:?} in bucket {bucket}"))
+            }
+            Err(e) => Err(s3e(e)),
+        }
+    }
+
+    /// Streams an HTTP body of `len` bytes into a file, computing its MD5 on
+    /// the way; `Content-MD5`, when sent, must match or nothing is committed.
+    /// Returns the MD5 as hex.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_body(
+        &self,
+        c: &mut CoordClient,
+        name: FileName,
+        body: Option<StreamingBlob>,
+        len: Option<i64>,
+        content_md5: Option<String>,
+        mut attrs: Attrs,
+        force: bool,
+    ) -> S3Result<String> {
+        let size = match len {
+            Some(n) if n >= 0 => n as u64,
+            Some(_) => return Err(s3_error!(InvalidArgument, "negative Content-Length")),
+            None if body.is_none() => 0,
+            None => return Err(s3_error!(MissingContentLength)),
+        };
+        let expected = match content_md5 {
+            Some(b64) => {
+                use base64::Engine;
+                let d = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+                    .filter(|d| d.len() == 16)
+                    .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not a base64 MD5"))?;
+                Some(d)
+            }
+            None => None,
+        };
+        let hasher = Arc::new(Mutex::new(Md5::new()));
+        let etag = Arc::new(Mutex::new(String::new()));
+        let h = hasher.clone();
+        let stream = body
+            .map(|b| b.boxed())
+            .unwrap_or_else(|| futures_util::stream::empty().boxed())
+            .map(move |r| match r {
+                Ok(bytes) => {
+                    if let Ok(mut h) = h.lock() {
+                        h.update(&bytes);
+                    }
+                    Ok(bytes)
+                }
+                Err(e) => Err(std::io::Error::other(e)),
+            });
+        let reader = tokio_util::io::StreamReader::new(stream);
+        let etag_out = etag.clone();
+        let finish: client::put::Finish = Box::new(move || {
+            let digest = hasher
+                .lock()
+                .map_err(|_| "digest lost".to_string())?
+                .finalize_reset();
+            if let Some(want) = expected {
+                if want[..] != digest[..] {
+                    return Err("BadDigest: the Content-MD5 sent does not match the body".into());
+                }
+            }
+            let hex = hex::encode(digest);
+            if let Ok(mut e) = etag_out.lock() {
+                *e = hex.clone();
+            }
+            attrs.insert(ETAG.into(), hex);
+            Ok(attrs)
+        });
+        let noop: client::put::Progress = Arc::new(|_| {});
+        client::put::put_stream(
+            c,
+            &self.inner.pool,
+            self.inflight(),
+            reader,
+            size,
+            name,
+            force,
+            finish,
+            noop,
+        )
+        .await
+        .map_err(s3e)?;
+        let e = etag.lock().map(|e| e.clone()).unwrap_or_default();
+        Ok(e)
+    }
+
+    /// The verified bytes `range` of a file as an HTTP body. A task drives
+    /// the fetch pipeline and hands pieces over a small channel, so the body
+    /// holds at most the pipeline's chunks and stops when the peer goes.
+    fn body(&self, info: FileInfo, range: std::ops::Range<u64>) -> StreamingBlob {
+        let (tx, rx) = mpsc::channel(2);
+        let s = client::get::range_stream(
+            self.inner.pool.clone(),
+            Arc::new(info),
+            self.inflight(),
+            range,
+        );
+        tokio::spawn(async move {
+            let mut s = std::pin::pin!(s);
+            while let Some(item) = s.next().await {
+                let failed = item.is_err();
+                if let Err(e) = &item {
+                    tracing::warn!(error = %e, "S3 GET failed mid-body");
+                }
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        StreamingBlob::wrap(ChanStream(rx))
+    }
+
+    /// One page of an object listing: keys under `prefix` after the catalog
+    /// name `cursor`, common prefixes rolled up at `delimiter`.
+    async fn list(
+        &self,
+        c: &mut CoordClient,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        max_keys: usize,
+        mut cursor: Option<String>,
+    ) -> S3Result<Listing> {
+        let coord_prefix = names::list_prefix(bucket, prefix);
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let mut out = Listing::default();
+        if max_keys == 0 {
+            return Ok(out);
+        }
+        let mut count = 0usize;
+        'pages: loop {
+            let page = c
+                .list_page(coord_prefix.clone(), cursor.clone(), PAGE)
+                .await
+                .map_err(s3e)?;
+            if page.is_empty() {
+                break;
+            }
+            for f in page {
+                let Some(key) = names::key_of(bucket, f.name.as_str()) else {
+                    continue;
+                };
+                let here = f.name.as_str().to_string();
+                cursor = Some(here.clone());
+                if !key.starts_with(prefix) {
+                    continue;
+                }
+                if let Some(d) = delimiter {
+                    if let Some(i) = key[prefix.len()..].find(d) {
+                        let cp = key[..prefix.len() + i + d.len()].to_string();
+                        if out.prefixes.last() == Some(&cp) {
+                            continue;
+                        }
+                        if count == max_keys {
+                            out.truncated = true;
+                            break 'pages;
+                        }
+                        count += 1;
+                        out.prefixes.push(cp.clone());
+                        // Skip the rest of this common prefix: every name
+                        // under it starts with its escaped form when it
+                        // ends with '/'; otherwise keep scanning.
+                        if cp.ends_with('/') {
+                            let skip = format!("{}\u{10FFFF}", names::list_prefix(bucket, &cp));
+                            out.next = Some(skip.clone());
+                            cursor = Some(skip);
+                            continue 'pages;
+                        }
+                        out.next = Some(here);
+                        continue;
+                    }
+                }
+                if count == max_keys {
+                    out.truncated = true;
+                    break 'pages;
+                }
+                count += 1;
+                out.next = Some(here);
+                out.objects.push((key, f));
+            }
+        }
+        if !out.truncated {
+            out.next = None;
+        }
+        Ok(out)
+    }
+
+    /// Every file under a catalog prefix, page by page.
+    async fn list_all(&self, c: &mut CoordClient, prefix: &str) -> S3Result<Vec<FileSummary>> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = c
+                .list_page(prefix.to_string(), after.clone(), PAGE)
+                .await
+                .map_err(s3e)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.as_str().to_string());
+            all.extend(page);
+        }
+        Ok(all)
+    }
+
+    /// The attrs of an upload marker, or `NoSuchUpload`.
+    async fn upload(
+        &self,
+        c: &mut CoordClient,
+        bucket: &str,
+        upload_id: &str,
+    ) -> S3Result<(FileName, FileInfo)> {
+        let marker =
+            names::upload_marker(bucket, upload_id).map_err(|e| s3_error!(NoSuchUpload, "{e}"))?;
+        match c.lookup(marker.clone()).await {
+            Ok(i) => Ok((marker, i)),
+            Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => {
+                Err(s3_error!(NoSuchUpload, "no upload {upload_id}"))
+            }
+            Err(e) => Err(s3e(e)),
+        }
+    }
+
+    /// Removes an upload's parts and marker; missing pieces are fine.
+    async fn drop_upload(&self, c: &mut CoordClient, marker: FileName, upload_id: &str) {
+        let parts = self
+            .list_all(c, &format!("{PARTS}{upload_id}/"))
+            .await
+            .unwrap_or_default();
+        for p in parts {
+            let _ = c.remove(p.name).await;
+        }
+        let _ = c.remove(marker).await;
+    }
+
+    /// Aborts multipart uploads older than the TTL and removes parts whose
+    /// upload is gone.
+    async fn collect_abandoned(&self) -> S3Result<()> {
+        let mut c = self.coord().await?;
+        let ttl = self.inner.cfg.upload_ttl.as_millis() as u64;
+        let now = now_ms();
+        let uploads = self.list_all(&mut c, UPLOADS).await?;
+        let mut live = std::collections::HashSet::new();
+        for u in uploads {
+            let id = u.name.base_name().to_string();
+            if now.saturating_sub(u.created_ms) > ttl {
+                tracing::info!(upload = %id, "aborting an abandoned multipart upload");
+                self.drop_upload(&mut c, u.name.clone(), &id).await;
+            } else {
+                live.insert(id);
+            }
+        }
+        for p in self.list_all(&mut c, PARTS).await? {
+            let id = p
+                .name
+                .as_str()
+                .strip_prefix(PARTS)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or_default()
+                .to_string();
+            if !live.contains(&id) && now.saturating_sub(p.created_ms) > ttl {
+                let _ = c.remove(p.name).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs [`Gateway::collect_abandoned`] every `gc_every` until stopped.
+pub async fn gc_loop(gw: Gateway, mut stop: watch::Receiver<bool>) {
+    let every = gw.inner.cfg.gc_every;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = gw.collect_abandoned().await {
+            tracing::warn!(error = %e, "multipart garbage collection failed");
+        }
+    }
+}
+
+#[derive(Default)]
+struct Listing {
+    objects: Vec<(String, FileSummary)>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// Catalog name to resume after.
+    next: Option<String>,
+}
+
+/// An mpsc receiver as a body stream (`Sync`, as s3s requires).
+struct ChanStream(mpsc::Receiver<client::Result<Bytes>>);
+
+impl Stream for ChanStream {
+    type Item = client::Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn object_name(bucket: &str, key: &str) -> S3Result<FileName> {
+    if key.len() > names::MAX_KEY_LEN {
+        return Err(s3_error!(KeyTooLongError));
+    }
+    names::object_name(bucket, key).map_err(|e| s3_error!(InvalidArgument, "key {key:?}: {e}"))
+}
+
+/// ETag of a file: the MD5 (or multipart form) stored at put; files written
+/// by the CLI get a stable tag from their creation time and size.
+fn etag_of(attrs: &Attrs, created_ms: u64, size: u64) -> ETag {
+    ETag::Strong(
+        attrs
+            .get(ETAG)
+            .cloned()
+            .unwrap_or_else(|| format!("dfs-{created_ms:x}-{size:x}")),
+    )
+}
+
+fn user_meta(attrs: &Attrs) -> Option<Metadata> {
+    let m: Metadata = attrs
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(META)?.to_string(), v.clone())))
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
+fn attrs_from(content_type: Option<&str>, meta: Option<&Metadata>) -> Attrs {
+    let mut a = Attrs::new();
+    if let Some(ct) = content_type {
+        a.insert(CONTENT_TYPE.into(), ct.to_string());
+    }
+    for (k, v) in meta.into_iter().flatten() {
+        a.insert(format!("{META}{}", k.to_ascii_lowercase()), v.clone());
+    }
+    a
+}
+
+/// A client error as the S3 error a client understands.
+fn s3e(e: client::Error) -> S3Error {
+    let msg = e.to_string();
+    match (&e, e.coord_kind()) {
+        (_, Some(ErrorKind::NoSuchFile)) => S3Error::with_message(S3ErrorCode::NoSuchKey, msg),
+        (_, Some(ErrorKind::NotEnoughNodes | ErrorKind::DiskFull))
+        | (client::Error::NoCoordinator { .. }, _) => {
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, msg)
+        }
+        (_, Some(ErrorKind::FileExists)) => {
+            S3Error::with_message(S3ErrorCode::OperationAborted, msg)
+        }
+        (_, Some(ErrorKind::InvalidName | ErrorKind::BadRequest)) => {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
+        }
+        (client::Error::Rejected(m), _) if m.starts_with("BadDigest") => {
+            S3Error::with_message(S3ErrorCode::BadDigest, msg)
+        }
+        (client::Error::PutFailed { cause, .. }, _)
+            if cause.contains("early eof") || cause.contains("input file") =>
+        {
+            S3Error::with_message(S3ErrorCode::IncompleteBody, msg)
+        }
+        _ => S3Error::with_message(S3ErrorCode::InternalError, msg),
+    }
+}
+
+/// A listing token is the hex of the catalog name to resume after, so any
+/// gateway can continue another's listing.
+fn token_to_cursor(t: &str) -> S3Result<String> {
+    hex::decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| s3_error!(InvalidArgument, "bad continuation token"))
+}
+
+fn max_keys(m: Option<i32>) -> usize {
+    m.map(|m| m.clamp(0, 1000) as usize).unwrap_or(1000)
+}
+
+/// Where a listing starts for a key marker (`start-after`, V1 `marker`).
+fn cursor_after_key(bucket: &str, key: &str, delimiter: Option<&str>) -> String {
+    if delimiter == Some("/") && key.ends_with('/') {
+        // A common prefix returned as a marker: skip everything under it.
+        format!("{}\u{10FFFF}", names::list_prefix(bucket, key))
+    } else {
+        format!("{bucket}/{}", names::escape_key(key))
+    }
+}
+
+fn objects(l: &Listing) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
+    let contents = l
+        .objects
+        .iter()
+        .map(|(k, f)| Object {
+            key: Some(k.clone()),
+            size: Some(f.size as i64),
+            e_tag: Some(etag_of(&f.attrs, f.created_ms, f.size)),
+            last_modified: Some(timestamp(f.created_ms)),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes = l
+        .prefixes
+        .iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(p.clone()),
+        })
+        .collect::<Vec<_>>();
+    (Some(contents), (!prefixes.is_empty()).then_some(prefixes))
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let mut c = self.coord().await?;
+        let buckets = self
+            .list_all(&mut c, BUCKETS)
+            .await?
+            .into_iter()
+            .map(|f| Bucket {
+                name: Some(f.name.base_name().to_string()),
+                creation_date: Some(timestamp(f.created_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some("dfs-sim".into()),
+                id: Some("dfs-sim".into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let bucket = &req.input.bucket;
+        let marker =
+            names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        let mut c = self.coord().await?;
+        match self
+            .put_body(&mut c, marker, None, Some(0), None, Attrs::new(), false)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if *e.code() == S3ErrorCode::OperationAborted => {
+                return Err(s3_error!(BucketAlreadyOwnedByYou))
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::info!(%bucket, "bucket created");
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let bucket = &req.input.bucket;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, bucket).await?;
+        let any = c
+            .list_page(format!("{bucket}/"), None, 1)
+            .await
+            .map_err(s3e)?;
+        if !any.is_empty() {
+            return Err(s3_error!(BucketNotEmpty));
+        }
+        let marker =
+            names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        c.remove(marker).await.map_err(s3e)?;
+        tracing::info!(%bucket, "bucket deleted");
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let i = req.input;
+        let name = object_name(&i.bucket, &i.key)?;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let attrs = attrs_from(i.content_type.as_deref(), i.metadata.as_ref());
+        let etag = self
+            .put_body(
+                &mut c,
+                name,
+                i.body,
+                i.content_length,
+                i.content_md5,
+                attrs,
+                true,
+            )
+            .await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        let info = self.lookup_object(&mut c, &i.bucket, &i.key).await?;
+        let size = info.size;
+        let range =
+            match i.range {
+                Some(r) => Some(r.check(size).map_err(|_| {
+                    s3_error!(InvalidRange, "range not satisfiable for {size} bytes")
+                })?),
+                None => None,
+            };
+        let (start, end) = range
+            .as_ref()
+            .map(|r| (r.start, r.end))
+            .unwrap_or((0, size));
+        let out = GetObjectOutput {
+            content_length: Some((end - start) as i64),
+            content_range: range
+                .as_ref()
+                .map(|r| format!("bytes {}-{}/{size}", r.start, r.end - 1)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag_of(&info.attrs, info.created_ms, size)),
+            last_modified: Some(timestamp(info.created_ms)),
+            content_type: info.attrs.get(CONTENT_TYPE).cloned(),
+            metadata: user_meta(&info.attrs),
+            ..Default::default()
+        };
+        let body = self.body(info, start..end);
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            ..out
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        let info = self.lookup_object(&mut c, &i.bucket, &i.key).await?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(info.size as i64),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag_of(&info.attrs, info.created_ms, info.size)),
+            last_modified: Some(timestamp(info.created_ms)),
+            content_type: info.attrs.get(CONTENT_TYPE).cloned(),
+            metadata: user_meta(&info.attrs),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let i = req.input;
+        let name = object_name(&i.bucket, &i.key)?;
+        let mut c = self.coord().await?;
+        match c.remove(name).await {
+            Ok(()) => {}
+            Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => {
+                self.check_bucket(&mut c, &i.bucket).await?;
+            }
+            Err(e) => return Err(s3e(e)),
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        if i.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "at most 1000 keys per request"));
+        }
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for o in i.delete.objects {
+            let res = match names::object_name(&i.bucket, &o.key) {
+                Err(e) => Err(("InvalidArgument", e)),
+                Ok(name) => match c.remove(name).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => Ok(()),
+                    Err(e) => Err(("InternalError", e.to_string())),
+                },
+            };
+            match res {
+                Ok(()) if !quiet => deleted.push(DeletedObject {
+                    key: Some(o.key),
+                    ..Default::default()
+                }),
+                Ok(()) => {}
+                Err((code, msg)) => errors.push(s3s::dto::Error {
+                    code: Some(code.into()),
+                    key: Some(o.key),
+                    message: Some(msg),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let i = req.input;
+        let (sb, sk) = match &i.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => return Err(s3_error!(NotImplemented, "only bucket/key copy sources")),
+        };
+        let dest = object_name(&i.bucket, &i.key)?;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let src = self.lookup_object(&mut c, &sb, &sk).await?;
+        let replace = i
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let attrs = if replace {
+            attrs_from(i.content_type.as_deref(), i.metadata.as_ref())
+        } else {
+            let mut a = src.attrs.clone();
+            a.remove(ETAG);
+            a
+        };
+        let size = src.size;
+        // The bytes go node -> gateway -> node inside the cluster, verified
+        // on the way; the S3 client sends and receives none of them.
+        let body = self.body(src, 0..size);
+        let etag = self
+            .put_body(
+                &mut c,
+                dest,
+                Some(body),
+                Some(size as i64),
+                None,
+                attrs,
+                true,
+            )
+            .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(now_ms())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let cursor = match (&i.continuation_token, &i.start_after) {
+            (Some(t), _) => Some(token_to_cursor(t)?),
+            (None, Some(k)) => Some(cursor_after_key(&i.bucket, k, i.delimiter.as_deref())),
+            (None, None) => None,
+        };
+        let mk = max_keys(i.max_keys);
+        let l = self
+            .list(
+                &mut c,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                mk,
+                cursor,
+            )
+            .await?;
+        let (contents, common_prefixes) = objects(&l);
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(prefix),
+            delimiter: i.delimiter,
+            max_keys: Some(mk as i32),
+            key_count: Some((l.objects.len() + l.prefixes.len()) as i32),
+            continuation_token: i.continuation_token,
+            start_after: i.start_after,
+            is_truncated: Some(l.truncated),
+            next_continuation_token: l.next.as_ref().map(hex::encode),
+            contents,
+            common_prefixes,
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let cursor = i
+            .marker
+            .as_ref()
+            .filter(|m| !m.is_empty())
+            .map(|k| cursor_after_key(&i.bucket, k, i.delimiter.as_deref()));
+        let mk = max_keys(i.max_keys);
+        let l = self
+            .list(
+                &mut c,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                mk,
+                cursor,
+            )
+            .await?;
+        let next_marker = if l.truncated {
+            let last_key = l.objects.last().map(|(k, _)| k.clone());
+            let last_cp = l.prefixes.last().cloned();
+            match (last_key, last_cp) {
+                (Some(k), Some(p)) => Some(k.max(p)),
+                (k, p) => k.or(p),
+            }
+        } else {
+            None
+        };
+        let (contents, common_prefixes) = objects(&l);
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(prefix),
+            delimiter: i.delimiter,
+            marker: i.marker,
+            max_keys: Some(mk as i32),
+            is_truncated: Some(l.truncated),
+            next_marker,
+            contents,
+            common_prefixes,
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        object_name(&i.bucket, &i.key)?;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        let marker = names::upload_marker(&i.bucket, &upload_id)
+            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let mut attrs = attrs_from(i.content_type.as_deref(), i.metadata.as_ref());
+        attrs.insert(UPLOAD_KEY.into(), i.key.clone());
+        protocol::check_attrs(&attrs).map_err(|e| s3_error!(MetadataTooLarge, "{e}"))?;
+        self.put_body(&mut c, marker, None, Some(0), None, attrs, false)
+            .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        let (_, up) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
+        if up.attrs.get(UPLOAD_KEY) != Some(&i.key) {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "upload {} is for another key",
+                i.upload_id
+            ));
+        }
+        let part = names::part_name(&i.upload_id, i.part_number)
+            .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+        let etag = self
+            .put_body(
+                &mut c,
+                part,
+                i.body,
+                i.content_length,
+                i.content_md5,
+                Attrs::new(),
+                true,
+            )
+            .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        let (sb, sk) = match &i.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => return Err(s3_error!(NotImplemented, "only bucket/key copy sources")),
+        };
+        let mut c = self.coord().await?;
+        let (_, up) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
+        if up.attrs.get(UPLOAD_KEY) != Some(&i.key) {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "upload {} is for another key",
+                i.upload_id
+            ));
+        }
+        let part = names::part_name(&i.upload_id, i.part_number)
+            .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+        let src = self.lookup_object(&mut c, &sb, &sk).await?;
+        let size = src.size;
+        // `x-amz-copy-source-range: bytes=first-last` (inclusive).
+        let range = match &i.copy_source_range {
+            Some(r) => {
+                let r = Range::parse(r)
+                    .map_err(|_| s3_error!(InvalidArgument, "bad x-amz-copy-source-range"))?;
+                r.check(size)
+                    .map_err(|_| s3_error!(InvalidRange, "copy range outside {size} bytes"))?
+            }
+            None => 0..size,
+        };
+        let len = range.end - range.start;
+        let body = self.body(src, range);
+        let etag = self
+            .put_body(
+                &mut c,
+                part,
+                Some(body),
+                Some(len as i64),
+                None,
+                Attrs::new(),
+                true,
+            )
+            .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(now_ms())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        self.upload(&mut c, &i.bucket, &i.upload_id).await?;
+        let max = i.max_parts.map(|m| m.clamp(1, 1000)).unwrap_or(1000) as usize;
+        let after = i
+            .part_number_marker
+            .filter(|m| *m > 0)
+            .and_then(|m| names::part_name(&i.upload_id, m).ok())
+            .map(|n| n.as_str().to_string());
+        let page = c
+            .list_page(format!("{PARTS}{}/", i.upload_id), after, max as u32 + 1)
+            .await
+            .map_err(s3e)?;
+        let truncated = page.len() > max;
+        let parts: Vec<Part> = page
+            .iter()
+            .take(max)
+            .map(|f| Part {
+                part_number: f.name.base_name().parse().ok(),
+                size: Some(f.size as i64),
+                e_tag: Some(etag_of(&f.attrs, f.created_ms, f.size)),
+                last_modified: Some(timestamp(f.created_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            is_truncated: Some(truncated),
+            next_part_number_marker: parts.last().and_then(|p| p.part_number),
+            max_parts: Some(max as i32),
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let name = object_name(&i.bucket, &i.key)?;
+        let mut c = self.coord().await?;
+        let (marker, up) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
+        if up.attrs.get(UPLOAD_KEY) != Some(&i.key) {
+            return Err(s3_error!(
+                NoSuchUpload,
+                "upload {} is for another key",
+                i.upload_id
+            ));
+        }
+        let wanted = i
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| s3_error!(MalformedXML, "no parts listed"))?;
+        let stored: std::collections::HashMap<String, FileSummary> = self
+            .list_all(&mut c, &format!("{PARTS}{}/", i.upload_id))
+            .await?
+            .into_iter()
+            .map(|f| (f.name.as_str().to_string(), f))
+            .collect();
+        let mut names = Vec::with_capacity(wanted.len());
+        let mut md5s = Vec::with_capacity(wanted.len() * 16);
+        let mut last = 0;
+        for p in &wanted {
+            let n = p.part_number.unwrap_or(0);
+            if n <= last {
+                return Err(s3_error!(InvalidPartOrder));
+            }
+            last = n;
+            let pn =
+                names::part_name(&i.upload_id, n).map_err(|e| s3_error!(InvalidPart, "{e}"))?;
+            let f = stored
+                .get(pn.as_str())
+                .ok_or_else(|| s3_error!(InvalidPart, "part {n} was not uploaded"))?;
+            let have = f.attrs.get(ETAG).cloned().unwrap_or_default();
+            if let Some(e) = &p.e_tag {
+                if e.value().trim_matches('"') != have {
+                    return Err(s3_error!(InvalidPart, "part {n}: ETag does not match"));
+                }
+            }
+            md5s.extend(hex::decode(&have).unwrap_or_default());
+            names.push(pn);
+        }
+        let etag = format!("{}-{}", hex::encode(Md5::digest(&md5s)), names.len());
+        let mut attrs = up.attrs.clone();
+        attrs.remove(UPLOAD_KEY);
+        attrs.insert(ETAG.into(), etag.clone());
+        c.concat(name, names.clone(), attrs).await.map_err(s3e)?;
+        // Parts uploaded but not listed, then the marker.
+        for (n, f) in stored {
+            if !names.iter().any(|x| x.as_str() == n) {
+                let _ = c.remove(f.name).await;
+            }
+        }
+        let _ = c.remove(marker).await;
+        tracing::info!(bucket = %i.bucket, key = %i.key, parts = names.len(), "multipart upload completed");
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        let (marker, _) = self.upload(&mut c, &i.bucket, &i.upload_id).await?;
+        self.drop_upload(&mut c, marker, &i.upload_id).await;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let mut c = self.coord().await?;
+        self.check_bucket(&mut c, &i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let max = i.max_uploads.map(|m| m.clamp(1, 1000)).unwrap_or(1000) as usize;
+        let mut uploads: Vec<MultipartUpload> = self
+            .list_all(&mut c, &format!("{UPLOADS}{}/", i.bucket))
+            .await?
+            .into_iter()
+            .filter_map(|f| {
+                let key = f.attrs.get(UPLOAD_KEY)?.clone();
+                key.starts_with(&prefix).then(|| MultipartUpload {
+                    key: Some(key),
+                    upload_id: Some(f.name.base_name().to_string()),
+                    initiated: Some(timestamp(f.created_ms)),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        let truncated = uploads.len() > max;
+        uploads.truncate(max);
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: Some(prefix),
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+}
