@@ -12,6 +12,7 @@ pub mod coord_client;
 pub mod error;
 pub mod get;
 pub mod put;
+pub mod report;
 
 pub use config::ClientConfig;
 pub use coord_client::CoordClient;

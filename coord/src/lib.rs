@@ -12,6 +12,7 @@ pub mod error;
 pub mod journal;
 mod legacy;
 pub mod membership;
+pub mod metrics;
 pub mod placement;
 pub mod planner;
 pub mod repair;
@@ -21,4 +22,5 @@ pub mod state;
 
 pub use config::CoordConfig;
 pub use error::{Error, Result};
-pub use server::run;
+pub use server::{run, serve};
+pub use state::Coord;

@@ -23,7 +23,16 @@ pub async fn run(
     config: CoordConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let coord = Coord::open(config)?;
+    serve(listener, Coord::open(config)?, shutdown).await
+}
+
+/// Like [`run`], on a coordinator opened by the caller: the process that
+/// also serves the dashboard shares the same state with it.
+pub async fn serve(
+    listener: TcpListener,
+    coord: Arc<Coord>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(monitor(coord.clone(), tasks.stop_signal()));
     tasks.spawn(crate::repair::run(coord.clone(), tasks.stop_signal()));
@@ -154,6 +163,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             }
             continue;
         }
+        let (op, started) = (op_name(&req), Instant::now());
         let res = match req {
             CoordRequest::Register(reg) => {
                 session::serve(coord, conn, reg, Origin::Node, stop).await;
@@ -228,6 +238,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 cmd::maintain::report_bad(&coord, chunk, node, &reason).map(|_| CoordResponse::Done)
             }
         };
+        crate::metrics::request(op, started, res.is_ok());
         let sent = match res {
             Ok(r) => conn.reply(&r).await,
             Err(e) => {
@@ -238,6 +249,31 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         if sent.is_err() {
             return;
         }
+    }
+}
+
+/// The operation's label in the request metrics.
+fn op_name(req: &CoordRequest) -> &'static str {
+    match req {
+        CoordRequest::Register(_) => "register",
+        CoordRequest::PlanPut { .. } => "plan",
+        CoordRequest::CommitPut(_) => "commit",
+        CoordRequest::AbortPut { .. } => "abort",
+        CoordRequest::ReplaceTarget { .. } => "replace_target",
+        CoordRequest::Lookup { .. } => "lookup",
+        CoordRequest::List { .. } => "list",
+        CoordRequest::Remove { .. } => "remove",
+        CoordRequest::Status => "status",
+        CoordRequest::Fsck { .. } => "fsck",
+        CoordRequest::Drain { .. } => "drain",
+        CoordRequest::Forget { .. } => "forget",
+        CoordRequest::Scrub { .. } => "scrub",
+        CoordRequest::ReportBad { .. } => "report_bad",
+        CoordRequest::KeyCreate { .. } => "key_create",
+        CoordRequest::KeyRevoke { .. } => "key_revoke",
+        CoordRequest::KeyList => "key_list",
+        CoordRequest::ListPage { .. } => "list_page",
+        CoordRequest::Concat { .. } => "concat",
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod repair;
 pub mod scrub;
 pub mod server;

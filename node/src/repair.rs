@@ -22,6 +22,12 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
     } else {
         produce(&ctx, &order).await
     };
+    let moved = if res.is_ok() {
+        order.header.stored_len
+    } else {
+        0
+    };
+    crate::metrics::op("repair", start, res.is_ok(), moved, 0);
     let error = match res {
         Ok(()) => {
             tracing::info!(chunk = %id, task = order.task, bytes = order.header.stored_len, ms = start.elapsed().as_millis() as u64, "repair copy stored");

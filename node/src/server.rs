@@ -201,7 +201,12 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                     BlockOp::Write,
                     header.stored_len,
                 ) {
-                    Ok(()) => put(&mut conn, &ctx, header).await,
+                    Ok(()) => {
+                        let (t, len) = (Instant::now(), header.stored_len);
+                        let ok = put(&mut conn, &ctx, header).await;
+                        crate::metrics::op("put", t, ok, if ok { len } else { 0 }, 0);
+                        ok
+                    }
                     // The data frames that follow are not read: close.
                     Err(e) => {
                         let _ = conn.reply_err(e.to_wire()).await;
@@ -211,8 +216,24 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
             }
             NodeRequest::Get { id, token } => {
                 match check_token(&ctx, trusted, token.as_ref(), &id, BlockOp::Read, 0) {
-                    Ok(()) => get(&mut conn, &ctx, id).await,
+                    Ok(()) => {
+                        let t = Instant::now();
+                        let (keep_going, sent) = get(&mut conn, &ctx, id).await;
+                        crate::metrics::op("get", t, sent.is_some(), 0, sent.unwrap_or(0));
+                        keep_going
+                    }
                     Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
+                }
+            }
+            NodeRequest::Preview { id, max_len } => {
+                // Only the coordinator (for its dashboard) may ask.
+                if !peer.is(Role::Coord, secured) {
+                    refuse(&mut conn, &peer, "only the coordinator may preview chunks").await
+                } else {
+                    let t = Instant::now();
+                    let ok = preview(&mut conn, &ctx, id, max_len).await;
+                    crate::metrics::op("preview", t, ok, 0, 0);
+                    ok
                 }
             }
             NodeRequest::Delete(ids) => {
@@ -319,8 +340,9 @@ async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Resul
 }
 
 /// Streams a chunk out, verifying its CRC on the way; a mismatch is reported
-/// in the trailer and the file is quarantined.
-async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
+/// in the trailer and the file is quarantined. Returns whether the
+/// connection can go on, and the bytes sent when the read succeeded.
+async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> (bool, Option<u64>) {
     let mut r = match ctx.store.open_chunk(&id).await {
         Ok(r) => r,
         Err(e) => {
@@ -328,7 +350,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
                 ctx.corrupt(&id, reason).await;
             }
             tracing::warn!(chunk = %id, error = %e, "get failed");
-            return conn.reply_err(e.to_wire()).await.is_ok();
+            return (conn.reply_err(e.to_wire()).await.is_ok(), None);
         }
     };
     if conn
@@ -336,13 +358,13 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
         .await
         .is_err()
     {
-        return false;
+        return (false, None);
     }
     loop {
         match r.next_piece().await {
             Ok(Some(piece)) => {
                 if conn.write_data(&piece).await.is_err() {
-                    return false;
+                    return (false, None);
                 }
             }
             Ok(None) => break,
@@ -350,7 +372,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
                 // Cannot signal inside a data stream: closing tells the
                 // reader the chunk is incomplete.
                 tracing::error!(chunk = %id, error = %e, "read failed mid-stream");
-                return false;
+                return (false, None);
             }
         }
     }
@@ -358,5 +380,46 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> bool {
     if !ok {
         ctx.corrupt(&id, "CRC mismatch while serving a read").await;
     }
-    conn.reply(&NodeResponse::End { ok }).await.is_ok()
+    let sent = ok.then_some(r.header.stored_len);
+    (conn.reply(&NodeResponse::End { ok }).await.is_ok(), sent)
+}
+
+/// Verifies a whole copy, then answers with its first raw bytes (the
+/// dashboard's hex view). A corrupt copy is quarantined as on any read.
+async fn preview(conn: &mut Connection, ctx: &Ctx, id: ChunkId, max_len: u32) -> bool {
+    let max_len = max_len.min(protocol::PREVIEW_MAX) as usize;
+    let res = async {
+        let mut r = ctx.store.open_chunk(&id).await?;
+        let header = r.header.clone();
+        let mut stored = bytes::BytesMut::with_capacity(header.stored_len as usize);
+        while let Some(piece) = r.next_piece().await? {
+            stored.extend_from_slice(&piece);
+        }
+        let h2 = header.clone();
+        let raw =
+            tokio::task::spawn_blocking(move || protocol::chunk::decode(&h2, stored.freeze()))
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                .map_err(|e| Error::Corrupt {
+                    chunk: id,
+                    reason: e.to_string(),
+                })?;
+        Ok::<_, Error>((header, raw.slice(..raw.len().min(max_len)).to_vec()))
+    }
+    .await;
+    match res {
+        Ok((header, bytes)) => {
+            let crc = crc32fast::hash(&bytes);
+            conn.reply(&NodeResponse::Preview { header, bytes, crc })
+                .await
+                .is_ok()
+        }
+        Err(e) => {
+            if let Error::Corrupt { reason, .. } = &e {
+                ctx.corrupt(&id, reason).await;
+            }
+            tracing::warn!(chunk = %id, error = %e, "preview failed");
+            conn.reply_err(e.to_wire()).await.is_ok()
+        }
+    }
 }

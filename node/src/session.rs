@@ -127,7 +127,9 @@ async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                conn.send(&SessionMsg::Heartbeat(ctx.stats())).await?;
+                let stats = ctx.stats();
+                crate::metrics::local(&stats);
+                conn.send(&SessionMsg::Heartbeat(stats)).await?;
             }
             Some(ev) = async { match events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 conn.send(&ev).await?;

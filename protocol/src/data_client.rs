@@ -186,6 +186,62 @@ impl NodePool {
     }
 }
 
+impl NodePool {
+    /// Fetches the verified first bytes of a chunk (at most
+    /// [`crate::PREVIEW_MAX`]): the node checks the whole copy, this side
+    /// checks the header against the catalog's, the length bound and the
+    /// CRC of what arrived, and when the preview is the whole chunk, its
+    /// SHA-256 as well.
+    pub async fn preview(
+        &self,
+        addr: &str,
+        want: &ChunkHeader,
+        max_len: u32,
+    ) -> crate::Result<Vec<u8>> {
+        let max_len = max_len.min(crate::PREVIEW_MAX);
+        let mut c = self.conn(addr).await?;
+        let io = |what| crate::Error::Timeout(what);
+        tokio::time::timeout(
+            IO_TIMEOUT,
+            c.send(&NodeRequest::Preview {
+                id: want.id,
+                max_len,
+            }),
+        )
+        .await
+        .map_err(|_| io("sending a preview request"))??;
+        let (header, bytes, crc) =
+            match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>())
+                .await
+                .map_err(|_| io("waiting for a preview"))??
+            {
+                NodeResponse::Preview { header, bytes, crc } => (header, bytes, crc),
+                _ => return Err(bad("expected a chunk preview".into())),
+            };
+        if header != *want {
+            return Err(bad(format!(
+                "node holds another version of chunk {}",
+                want.id
+            )));
+        }
+        let expect = want.raw_len.min(u64::from(max_len));
+        if bytes.len() as u64 != expect {
+            return Err(bad(format!(
+                "preview of {} bytes, expected {expect}",
+                bytes.len()
+            )));
+        }
+        if crc32fast::hash(&bytes) != crc {
+            return Err(bad("preview CRC mismatch".into()));
+        }
+        if expect == want.raw_len && crate::chunk::sha256(&bytes) != want.raw_sha256 {
+            return Err(bad("preview SHA-256 mismatch".into()));
+        }
+        self.put_back(addr, c);
+        Ok(bytes)
+    }
+}
+
 fn bad(msg: String) -> crate::Error {
     crate::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
 }

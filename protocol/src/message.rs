@@ -65,7 +65,15 @@ pub enum NodeRequest {
     Ping,
     /// The coordinator attaches: this connection becomes the session.
     Attach,
+    /// The first `max_len` raw bytes of a chunk (at most [`PREVIEW_MAX`]),
+    /// after the node verified the whole copy (CRC, decompression,
+    /// SHA-256). The dashboard's hex view: the one way chunk bytes reach the
+    /// coordinator, and bounded so it can never become a data path.
+    Preview { id: ChunkId, max_len: u32 },
 }
+
+/// Largest chunk preview a node sends (64 KiB).
+pub const PREVIEW_MAX: u32 = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NodeResponse {
@@ -82,6 +90,14 @@ pub enum NodeResponse {
         count: u64,
     },
     Pong(NodeStats),
+    /// Answer to `Preview`: the chunk's header and the first bytes of its
+    /// raw (decompressed) content, with their CRC-32 so the receiver can
+    /// check the transfer.
+    Preview {
+        header: ChunkHeader,
+        bytes: Vec<u8>,
+        crc: u32,
+    },
 }
 
 /// What a node reports about itself with every heartbeat.

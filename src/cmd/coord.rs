@@ -47,6 +47,14 @@ pub struct Args {
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Serve the dashboard, the JSON API and /metrics on this address
+    /// (e.g. 127.0.0.1:4080).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// File holding the token the dashboard requires [default: the cluster
+    /// secret]; needed when --http is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// Allow listening on a non-loopback address without a secret.
     #[arg(long)]
     pub insecure: bool,
@@ -109,6 +117,13 @@ pub async fn run(a: Args) -> Result<()> {
     }
     cfg.repair_parallel = a.repair_parallel;
     cfg.secret = load_secret(a.secret_file.as_ref())?;
+    let web_cfg = web::WebConfig {
+        // Only a process serving HTTP reads (and checks) a token.
+        token: match a.http {
+            Some(_) => super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
+            None => None,
+        },
+    };
     super::check_exposure(&a.listen, cfg.secret.is_some(), a.insecure)?;
     cfg.orphan_grace =
         crate::format::parse_duration(&a.orphan_grace).map_err(anyhow::Error::msg)?;
@@ -121,11 +136,50 @@ pub async fn run(a: Args) -> Result<()> {
     let data = std::path::absolute(&a.data).unwrap_or(a.data.clone());
     cfg.data_dir = data.clone();
     let listener = bind(&a.listen).await?;
+    let http = match &a.http {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            web_cfg.check(&l.local_addr()?)?;
+            Some(l)
+        }
+        None => None,
+    };
     let local = listener.local_addr()?;
+    let coord = coord::Coord::open(cfg)?;
     announce(&format!(
         "coordinator listening on {local}, data in {}",
         data.display()
     ));
-    coord::run(listener, cfg, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let web_task = match http {
+        Some(l) => {
+            announce(&format!("dashboard on http://{}/", l.local_addr()?));
+            let mut rx = stop_rx.clone();
+            let c = coord.clone();
+            Some(tokio::spawn(async move {
+                web::serve_coord(l, c, web_cfg, async move {
+                    let _ = rx.changed().await;
+                })
+                .await
+            }))
+        }
+        None => None,
+    };
+    let res = coord::serve(listener, coord, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    drop(stop_rx);
+    if let Some(t) = web_task {
+        // The web server stops with the coordinator; a failure of its own
+        // (e.g. the recorder) is reported, not hidden.
+        if t.is_finished() {
+            t.await??;
+        } else {
+            t.abort();
+        }
+    }
+    res?;
     Ok(())
 }

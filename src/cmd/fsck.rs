@@ -4,10 +4,11 @@
 use super::{file_name, print_json, ClientArgs};
 use crate::format::bytes;
 use anyhow::{bail, Result};
+use client::report::{repair_str, BadCopy, DeepReport, FsckJson};
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
 use protocol::health::Health;
-use protocol::{chunk, FileName, FsckReport, NodeId, RepairState};
+use protocol::{chunk, FsckReport, NodeId};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,14 +26,6 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
-}
-
-/// A copy that failed a deep check.
-struct BadCopy {
-    file: FileName,
-    chunk: String,
-    node: String,
-    reason: String,
 }
 
 pub async fn run(a: Args) -> Result<()> {
@@ -108,7 +101,7 @@ pub async fn run(a: Args) -> Result<()> {
                                     .report_bad(c.header.id, loc.node.id.clone(), reason.clone())
                                     .await;
                                 bad.push(BadCopy {
-                                    file: f.name.clone(),
+                                    file: f.name.to_string(),
                                     chunk: c.header.id.to_hex(),
                                     node: loc.node.id.to_string(),
                                     reason,
@@ -164,36 +157,12 @@ fn joined(nodes: &[NodeId]) -> String {
         .join(",")
 }
 
-fn repair_str(r: RepairState) -> &'static str {
-    match r {
-        RepairState::Idle => "idle",
-        RepairState::Queued => "queued",
-        RepairState::Running => "running",
-    }
-}
-
-fn json(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "what_if": r.what_if.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
-        "files": r.files.iter().map(|f| serde_json::json!({
-            "name": f.name.as_str(),
-            "size": f.size,
-            "health": f.health.as_str(),
-            "chunks": f.chunks.iter().map(|c| serde_json::json!({
-                "id": c.id.to_hex(), "stripe": c.stripe, "index": c.index,
-                "parity": c.index.is_none(), "live": c.live, "target": c.target,
-                "repair": repair_str(c.repair),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+fn json(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) -> FsckJson {
+    let mut v = FsckJson::from(r);
+    v.deep = deep.map(|(verified, bad)| DeepReport {
+        verified_copies: verified,
+        bad_copies: bad.to_vec(),
     });
-    if let Some((verified, bad)) = deep {
-        v["deep"] = serde_json::json!({
-            "verified_copies": verified,
-            "bad_copies": bad.iter().map(|b| serde_json::json!({
-                "file": b.file.as_str(), "chunk": b.chunk, "node": b.node, "reason": b.reason,
-            })).collect::<Vec<_>>(),
-        });
-    }
     v
 }
 

@@ -3,6 +3,7 @@
 use super::{print_json, ClientArgs};
 use crate::format::bytes;
 use anyhow::Result;
+use client::report::FileSummaryReport;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,17 +20,12 @@ pub struct Args {
 pub async fn run(a: Args) -> Result<()> {
     let files = a.client.connect().await?.list(a.prefix.clone()).await?;
     if a.json {
-        print_json(&serde_json::Value::Array(
-            files
+        print_json(
+            &files
                 .iter()
-                .map(|f| {
-                    serde_json::json!({
-                        "name": f.name.as_str(), "size": f.size,
-                        "chunks": f.chunks, "created_ms": f.created_ms,
-                    })
-                })
-                .collect(),
-        ));
+                .map(FileSummaryReport::from)
+                .collect::<Vec<_>>(),
+        );
         return Ok(());
     }
     for f in &files {

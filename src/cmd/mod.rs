@@ -58,6 +58,33 @@ pub fn load_secret(file: Option<&PathBuf>) -> Result<Option<Secret>> {
     Secret::load(file.map(|p| p.as_path())).map_err(anyhow::Error::msg)
 }
 
+/// The token `--http` requires: the `--http-token-file`, else the cluster
+/// secret (its file, else DFS_SECRET), else none.
+pub fn http_token(
+    token_file: Option<&PathBuf>,
+    secret_file: Option<&PathBuf>,
+) -> Result<Option<String>> {
+    let text = match (token_file, secret_file) {
+        (Some(f), _) | (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        (None, None) => match std::env::var("DFS_SECRET") {
+            Ok(s) => s,
+            Err(_) => return Ok(None),
+        },
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        anyhow::bail!("the http token is empty");
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!(
+            "the http token must be printable ASCII without spaces (it travels in a header); give one with --http-token-file"
+        );
+    }
+    Ok(Some(t.to_string()))
+}
+
 /// A client's credential: a client key if one is given, else the cluster
 /// secret (which makes an operator), else none (unsecured clusters).
 pub fn client_credential(
@@ -123,6 +150,7 @@ pub fn announce(line: &str) {
     let _ = out.flush();
 }
 
-pub fn print_json(v: &serde_json::Value) {
+/// Prints a typed report (`client::report`) as pretty JSON.
+pub fn print_json<T: serde::Serialize>(v: &T) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -45,6 +45,13 @@ pub struct Args {
     /// File holding the cluster's shared secret (else DFS_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Serve Prometheus /metrics on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// File holding the token /metrics requires [default: the cluster
+    /// secret]; needed when --http is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// Allow listening on a non-loopback address without a secret.
     #[arg(long)]
     pub insecure: bool,
@@ -87,10 +94,33 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.spare = a.spare;
     cfg.group_commit_max =
         crate::format::parse_size(&a.group_commit).map_err(anyhow::Error::msg)?;
+    let web_cfg = web::WebConfig {
+        // Only a process serving HTTP reads (and checks) a token.
+        token: match a.http {
+            Some(_) => super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
+            None => None,
+        },
+    };
+    let http = match &a.http {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            web_cfg.check(&l.local_addr()?)?;
+            Some(l)
+        }
+        None => None,
+    };
     announce(&format!(
         "node {id} listening on {local}, data in {}",
         data.display()
     ));
+    if let Some(l) = http {
+        announce(&format!("metrics on http://{}/metrics", l.local_addr()?));
+        tokio::spawn(async move {
+            if let Err(e) = web::serve_metrics(l, web_cfg, std::future::pending()).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
     node::run(listener, cfg, shutdown_signal()).await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use super::{print_json, ClientArgs};
 use crate::format::bytes;
 use anyhow::Result;
+use client::report::{state_str as state, StatusReport};
 use protocol::NodeState;
 
 #[derive(clap::Args, Debug)]
@@ -12,14 +13,6 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub client: ClientArgs,
-}
-
-fn state(s: NodeState) -> &'static str {
-    match s {
-        NodeState::Alive => "alive",
-        NodeState::Suspect => "suspect",
-        NodeState::Dead => "dead",
-    }
 }
 
 /// `R=2+xor:4`, `rs:6+3` (one copy of data is the norm for codes).
@@ -42,44 +35,7 @@ fn overhead(u: &protocol::SchemeUsage) -> f64 {
 pub async fn run(a: Args) -> Result<()> {
     let s = a.client.connect().await?.status().await?;
     if a.json {
-        print_json(&serde_json::json!({
-            "nodes": s.nodes.iter().map(|n| serde_json::json!({
-                "id": n.id.as_str(), "addr": n.addr, "state": state(n.state),
-                "last_heartbeat_ms_ago": n.last_heartbeat_ms_ago,
-                "chunks": n.catalog_chunks, "stored_chunks": n.stats.chunks,
-                "bytes": n.stats.bytes, "free_bytes": n.stats.free_bytes,
-                "draining": n.draining, "domain": n.domain, "spare": n.spare,
-                "was_spare": n.was_spare,
-                "scrub_passes": n.stats.scrub_passes, "scrub_running": n.stats.scrub_running,
-                "corrupt_found": n.stats.corrupt_found,
-                "orphans_set_aside": n.stats.orphans, "quarantined": n.stats.quarantined,
-            })).collect::<Vec<_>>(),
-            "cluster": s.cluster, "read_only": s.read_only,
-            "catalog_behind": s.catalog_behind.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
-            "files": s.files, "bytes": s.bytes, "chunks": s.chunks,
-            "replication": s.replication, "scheme": s.scheme.to_string(), "ha": s.ha,
-            "chunk_size": s.chunk_size,
-            "schemes": s.schemes.iter().map(|u| serde_json::json!({
-                "scheme": u.scheme.to_string(), "replication": u.replication, "files": u.files,
-                "logical_bytes": u.logical_bytes, "stored_bytes": u.stored_bytes,
-                "overhead": overhead(u),
-            })).collect::<Vec<_>>(),
-            "pending_uploads": s.pending_uploads,
-            "repair": {
-                "waiting_chunks": s.repair.waiting_chunks, "waiting_bytes": s.repair.waiting_bytes,
-                "in_flight_chunks": s.repair.in_flight_chunks, "in_flight_bytes": s.repair.in_flight_bytes,
-                "done_chunks": s.repair.done_chunks, "done_bytes": s.repair.done_bytes,
-                "read_bytes": s.repair.read_bytes,
-                "failed": s.repair.failed, "rate_bytes_per_s": s.repair.rate_bytes_per_s,
-                "last_mttr_ms": s.repair.last_mttr_ms, "incident_open_ms": s.repair.incident_open_ms,
-                "parallel": s.repair.parallel,
-            },
-            "under_protected_total": s.under_replicated_total,
-            "under_protected": s.under_replicated.iter().map(|u| serde_json::json!({
-                "file": u.file.as_str(), "chunk": u.chunk.to_hex(), "parity": u.parity,
-                "live_copies": u.live_copies, "target": u.target,
-            })).collect::<Vec<_>>(),
-        }));
+        print_json(&StatusReport::from(&s));
         return Ok(());
     }
     outln!(

@@ -329,6 +329,15 @@ async fn start_all(
             Err(_) => ("127.0.0.1:0".to_string(), false),
         },
     };
+    // The dashboard: port 4080 when free (as the README says), else any.
+    let http = match a.base_port {
+        None => match std::net::TcpListener::bind("127.0.0.1:4080") {
+            Ok(l) => l.local_addr()?,
+            Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+        },
+        Some(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+    }
+    .to_string();
     let coord_args = |listen: &str| {
         let mut v: Vec<String> = vec![
             exe.into(),
@@ -351,6 +360,7 @@ async fn start_all(
         if let Some(ms) = a.heartbeat_ms {
             v.extend(["--heartbeat-ms".into(), ms.to_string()]);
         }
+        v.extend(["--http".into(), http.clone()]);
         v
     };
     let log = log_dir.join("coord.log");
@@ -479,6 +489,9 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_f
             p.addr,
             p.pid.unwrap_or_default()
         );
+    }
+    if let Some(http) = localcluster::flag(&st.coord.argv, "--http") {
+        out += &format!("dashboard: http://{http}/\n");
     }
     out += &format!("logs:  {}\n", st.log_dir.display());
     out += &format!("state: {}\n", ClusterState::path(dir).display());

@@ -135,6 +135,9 @@ pub fn fails_with(o: Output, needle: &str, what: &str) -> String {
 struct Proc {
     child: Child,
     addr: String,
+    /// Stdout lines after the ready line (e.g. the `--http` address).
+    /// (In a mutex so a `&Cluster` can be shared between threads.)
+    lines: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Proc {
@@ -184,9 +187,14 @@ fn spawn(args: &[String], log: &Path, prefix: &str) -> Result<Proc, SpawnError> 
     // blocks on a full pipe.
     std::thread::spawn(move || {
         let mut r = BufReader::new(out);
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
+        loop {
+            let mut line = String::new();
+            let n = r.read_line(&mut line).unwrap_or(0);
+            let _ = tx.send(line);
+            if n == 0 {
+                break;
+            }
+        }
         let mut sink = Vec::new();
         let _ = r.read_to_end(&mut sink);
     });
@@ -216,7 +224,11 @@ fn spawn(args: &[String], log: &Path, prefix: &str) -> Result<Proc, SpawnError> 
         .unwrap_or_else(|| panic!("no address in ready line {line:?}"))
         .trim()
         .to_string();
-    Ok(Proc { child, addr })
+    Ok(Proc {
+        child,
+        addr,
+        lines: std::sync::Mutex::new(rx),
+    })
 }
 
 /// Last `n` lines of a file.
@@ -246,6 +258,8 @@ pub struct Builder {
     spares: usize,
     /// `coord --ha`.
     ha: bool,
+    /// `--http 127.0.0.1:0` on the coordinator and every node.
+    http: bool,
     /// `--reserve` for one node, overriding `reserve`.
     reserve_for: Vec<(usize, String)>,
     /// `coord --delete-grace` and `--orphan-grace`: short by default so
@@ -272,6 +286,7 @@ impl Default for Builder {
             domains: Vec::new(),
             spares: 0,
             ha: false,
+            http: false,
             reserve_for: Vec::new(),
             delete_grace: "0s".into(),
             orphan_grace: "1s".into(),
@@ -353,6 +368,11 @@ impl Builder {
         self.reserve = Some(r.to_string());
         self
     }
+    /// Dashboard and metrics on ephemeral ports (see `Cluster::http_url`).
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
+    }
     pub fn secret(mut self, s: &str) -> Self {
         self.secret = Some(s.to_string());
         self
@@ -378,6 +398,7 @@ impl Builder {
             secret_file,
             dir,
             cfg: self.clone(),
+            http_urls: Default::default(),
             coord_data: None,
             gateways: Vec::new(),
         };
@@ -409,6 +430,8 @@ pub struct Cluster {
     secret_file: Option<PathBuf>,
     dir: tempfile::TempDir,
     cfg: Builder,
+    /// `--http` URLs announced so far (coordinator under `usize::MAX`).
+    http_urls: std::collections::HashMap<usize, String>,
     /// Set by [`Cluster::restart_coord_with`].
     coord_data: Option<PathBuf>,
     /// S3 gateways started with [`Cluster::start_s3`].
@@ -528,6 +551,7 @@ impl Cluster {
     }
 
     fn spawn_coord(&mut self, listen: &str) {
+        self.http_urls.remove(&usize::MAX);
         let mut args: Vec<String> = vec![
             "coord".into(),
             "--listen".into(),
@@ -563,6 +587,9 @@ impl Cluster {
         if let Some(f) = &self.secret_file {
             args.extend(["--secret-file".into(), f.display().to_string()]);
         }
+        if self.cfg.http {
+            args.extend(["--http".into(), "127.0.0.1:0".into()]);
+        }
         // Restarting on a fixed port may race the old socket's release:
         // retry a few times, waiting on the child rather than on a clock.
         let start = Instant::now();
@@ -582,6 +609,7 @@ impl Cluster {
     }
 
     fn spawn_node(&mut self, i: usize) {
+        self.http_urls.remove(&i);
         // In attach mode the coordinator only knows the addresses it was
         // started with, so a restarted node comes back on the same one.
         let listen = match (&self.node_addrs[i], self.cfg.attach) {
@@ -620,6 +648,9 @@ impl Cluster {
         if i + self.cfg.spares >= self.cfg.nodes {
             args.push("--spare".into());
         }
+        if self.cfg.http {
+            args.extend(["--http".into(), "127.0.0.1:0".into()]);
+        }
         let log = self.node_log(i);
         let start = Instant::now();
         let p = loop {
@@ -636,6 +667,80 @@ impl Cluster {
         };
         self.node_addrs[i] = Some(p.addr.clone());
         self.nodes[i] = Some(p);
+    }
+
+    /// A GET against an `http://` URL: the status code and the body. A
+    /// plain HTTP/1.1 exchange on a std socket, so the tests need no HTTP
+    /// client crate.
+    pub fn http_get(url: &str) -> (u16, String) {
+        use std::io::Write;
+        let rest = url.strip_prefix("http://").expect("http:// URL");
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let mut s = std::net::TcpStream::connect(host).expect("connect to the http server");
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read the http response");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an http response");
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status code");
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "chunked responses are not handled by this helper"
+        );
+        (code, body.to_string())
+    }
+
+    /// The `http://ADDR` a process announced after its ready line (`--http`).
+    fn announced_url(p: &mut Proc, cache: &mut Option<String>) -> String {
+        if let Some(u) = cache {
+            return u.clone();
+        }
+        let line = p
+            .lines
+            .lock()
+            .unwrap()
+            .recv_timeout(DEADLINE)
+            .expect("no --http line after the ready line");
+        let url = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"));
+        *cache = Some(url.clone());
+        url
+    }
+
+    /// The coordinator's dashboard, e.g. `http://127.0.0.1:34567`.
+    pub fn http_url(&mut self) -> String {
+        let mut cache = self.http_urls.remove(&usize::MAX);
+        let p = self.coord.as_mut().expect("coordinator not running");
+        let u = Self::announced_url(p, &mut cache);
+        self.http_urls.insert(usize::MAX, u.clone());
+        u
+    }
+
+    /// Node `i`'s metrics server, e.g. `http://127.0.0.1:34568`.
+    pub fn node_http_url(&mut self, i: usize) -> String {
+        let mut cache = self.http_urls.remove(&i);
+        let p = self.nodes[i].as_mut().expect("node not running");
+        let u = Self::announced_url(p, &mut cache);
+        self.http_urls.insert(i, u.clone());
+        u
     }
 
     /// A client command with `DFS_COORD` set to this cluster (and no secret

@@ -111,3 +111,47 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         repair: st.repairs.status(cfg.repair_parallel, now),
     }
 }
+
+/// Chunks (parity blocks included) counted by the health of their stripe:
+/// healthy, degraded, at-risk, lost, in that order. For the metrics
+/// exporter; the same classification `fsck` uses.
+pub fn chunks_by_health(coord: &Coord) -> [u64; 4] {
+    use protocol::health::{stripe_health, Health, StripeCopies};
+    let cfg = &coord.config;
+    let st = coord.lock();
+    let now = Instant::now();
+    let mut out = [0u64; 4];
+    // Codes are built once per scheme in use, not once per file.
+    let mut codes: Vec<(protocol::Scheme, codes::Code)> = Vec::new();
+    for f in st.catalog.files.values() {
+        if !codes.iter().any(|(s, _)| *s == f.scheme) {
+            match codes::Code::new(f.scheme) {
+                Ok(c) => codes.push((f.scheme, c)),
+                Err(_) => continue,
+            }
+        }
+        let Some((_, code)) = codes.iter().find(|(s, _)| *s == f.scheme) else {
+            continue;
+        };
+        for s in &f.stripes {
+            let count = |c: &crate::catalog::ChunkEntry| {
+                c.nodes
+                    .iter()
+                    .filter(|n| st.members.is_alive(n, now, cfg))
+                    .count() as u32
+            };
+            let copies = StripeCopies {
+                data: s.data.iter().map(count).collect(),
+                parity: s.parity.iter().map(count).collect(),
+            };
+            let i = match stripe_health(code, &copies, f.replication) {
+                Health::Healthy => 0,
+                Health::Degraded => 1,
+                Health::AtRisk => 2,
+                Health::Lost => 3,
+            };
+            out[i] += (s.data.len() + s.parity.len()) as u64;
+        }
+    }
+    out
+}
