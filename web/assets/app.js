@@ -117,8 +117,8 @@ function renderRepair(s) {
 function renderSummary(s) {
   const alive = s.nodes.filter((n) => n.state === "alive").length;
   $("summary").textContent = s.files + " files, " + bytes(s.bytes) + ", " + s.chunks + " chunks · " +
-    alive + "/" + s.nodes.length + " nodes alive · " + s.replication + " replicas" +
-    (s.parity === "xor" ? " + xor" : "");
+    alive + "/" + s.nodes.length + " nodes alive · " + s.replication + " replica(s) + " + s.scheme +
+    (s.ha ? " · HA" : "");
 }
 
 // ------------------------------------------------------------------ files
@@ -162,7 +162,7 @@ async function loadFile() {
   const meta = $("file-meta");
   meta.replaceChildren();
   for (const [k, v] of [["size", bytes(f.size) + " (" + f.size + " bytes)"], ["health", f.health],
-    ["protection", f.replication + " replicas" + (f.parity === "xor" ? " + xor parity" : "")],
+    ["protection", f.replication + " replica(s) of data + " + f.scheme],
     ["chunk size", bytes(f.chunk_size)], ["created", new Date(f.created_ms).toISOString()]]) {
     meta.append(el("span", { class: "k" }, k), el("span", { "data-k": k }, v));
   }
@@ -172,11 +172,11 @@ async function loadFile() {
   let index = 0;
   f.stripes.forEach((s, si) => {
     const members = s.data.map((c) => ["data " + index++, c]);
-    if (s.parity) members.push(["parity", s.parity]);
+    for (const p of s.parity || []) members.push(["parity (" + (p.role || "parity") + ")", p]);
     for (const [role, c] of members) {
-      const target = role === "parity" ? 1 : f.replication;
+      const target = role.startsWith("parity") ? 1 : f.replication;
       const h = c.live_copies >= target ? "healthy" : c.live_copies === 0 ? "missing" : "below target";
-      const copies = c.locations.map((l) => l.node + ": " + (states.get(l.node) || (l.alive ? "alive" : "dead"))).join(", ") || "none";
+      const copies = c.locations.map((l) => l.node + (l.domain ? " [" + l.domain + "]" : "") + ": " + (states.get(l.node) || (l.alive ? "alive" : "dead"))).join(", ") || "none";
       body.append(el("tr", { class: "member", "data-chunk": c.id },
         el("td", {}, si), el("td", {}, role), el("td", { title: c.id }, c.id.slice(0, 12)),
         el("td", { class: "num" }, bytes(c.raw_len)), el("td", {}, copies),
