@@ -403,7 +403,7 @@ async fn rebuild(
         let dec = code
             .decoder(data, &read, &[lost])
             .map_err(|e| e.to_string())?;
-        let mut out = vec![0u8; parity_len];
+        let mut out = directio::AlignedBuf::zeroed(parity_len);
         let mut fetched = stream::iter(read.iter().copied().enumerate())
             .map(|(r, m)| async move {
                 let c = member_info(m).ok_or("member missing from the stripe")?;
@@ -425,7 +425,7 @@ async fn rebuild(
                     }
                     let dec = dec.clone();
                     out = tokio::task::spawn_blocking(move || {
-                        dec.add(r, &raw, &mut [out.as_mut_slice()]);
+                        dec.add(r, &raw, &mut [&mut out[..]]);
                         out
                     })
                     .await
@@ -439,16 +439,19 @@ async fn rebuild(
             }
         }
         return tokio::task::spawn_blocking(move || {
-            out.truncate(want.raw_len as usize);
+            out.set_len((want.raw_len as usize).min(out.len()));
             if chunk::sha256(&out) != want.raw_sha256 {
                 return Err("rebuilt bytes fail SHA-256 verification".to_string());
             }
-            Ok(Bytes::from(out))
+            Ok(out.into_bytes())
         })
         .await
         .map_err(|e| e.to_string())?;
     }
 }
+
+/// An output file and, when the file system allows it, a direct handle on it.
+type Positioned = (Arc<std::fs::File>, Option<Arc<std::fs::File>>);
 
 /// The output: stdout, or a temp file renamed into place by `finish`.
 enum Sink {
@@ -456,6 +459,9 @@ enum Sink {
     Stdout(std::io::Stdout),
     File {
         file: Arc<std::fs::File>,
+        /// The same file opened for direct I/O, when the file system allows
+        /// it: chunk-sized writes skip the page cache (see `directio`).
+        direct: Option<Arc<std::fs::File>>,
         tmp: PathBuf,
         dest: PathBuf,
         done: bool,
@@ -485,8 +491,11 @@ impl Sink {
                     path: tmp.display().to_string(),
                     source,
                 })?;
+                let direct = directio::open_direct(&tmp, std::fs::OpenOptions::new().write(true))
+                    .map(Arc::new);
                 Ok(Sink::File {
                     file: Arc::new(file),
+                    direct,
                     tmp,
                     dest: dest.clone(),
                     done: false,
@@ -496,10 +505,11 @@ impl Sink {
         }
     }
 
-    /// The file, when output can be written at any offset.
-    fn positioned(&self) -> Option<Arc<std::fs::File>> {
+    /// The file (and its direct handle), when output can be written at any
+    /// offset.
+    fn positioned(&self) -> Option<Positioned> {
         match self {
-            Sink::File { file, .. } => Some(file.clone()),
+            Sink::File { file, direct, .. } => Some((file.clone(), direct.clone())),
             _ => None,
         }
     }
@@ -558,10 +568,9 @@ impl Sink {
 
 /// Writes a verified chunk at its offset on a blocking thread and starts
 /// its writeback; returns its length.
-async fn write_at(file: Arc<std::fs::File>, raw: Bytes, offset: u64) -> Result<u64> {
+async fn write_at((file, direct): Positioned, raw: Bytes, offset: u64) -> Result<u64> {
     tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        file.write_all_at(&raw, offset)?;
+        directio::write_all_at(direct.as_deref(), &file, &raw, offset)?;
         start_writeback(&file, offset, raw.len() as u64);
         Ok(raw.len() as u64)
     })
