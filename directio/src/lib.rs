@@ -148,7 +148,9 @@ impl AsRef<[u8]> for AlignedBuf {
 
 /// Whether `data` may be the buffer of a direct I/O at `offset`.
 pub fn is_aligned(data: &[u8], offset: u64) -> bool {
-    (data.as_ptr() as usize) % ALIGN == 0 && offset % ALIGN as u64 == 0 && data.len() % ALIGN == 0
+    (data.as_ptr() as usize).is_multiple_of(ALIGN)
+        && offset.is_multiple_of(ALIGN as u64)
+        && data.len().is_multiple_of(ALIGN)
 }
 
 /// Opens `path` for direct I/O with `opts`, or `None` when the file system
@@ -350,7 +352,7 @@ impl BlockReader {
                 ));
             }
             got += n;
-            if direct && got % ALIGN != 0 && got < want {
+            if direct && !got.is_multiple_of(ALIGN) && got < want {
                 // A short read that is not block-aligned cannot continue
                 // directly; the rest comes through the page cache.
                 direct = false;

@@ -76,6 +76,15 @@ impl NodePool {
             .push((c, Instant::now()));
     }
 
+    /// Opens (or reuses) a connection to `addr` and keeps it for the next
+    /// request: tells early whether the node answers at all, and saves the
+    /// handshake later.
+    pub async fn probe(&self, addr: &str) -> crate::Result<()> {
+        let c = self.conn(addr).await?;
+        self.put_back(addr, c);
+        Ok(())
+    }
+
     /// Stores one copy; returns once the node has it durably.
     pub async fn store(
         &self,
