@@ -696,9 +696,7 @@ impl ChunkWriter {
     /// Waits for the write in flight, if any, and reports its outcome.
     async fn settle(&mut self) -> Result<()> {
         if let Some(job) = self.pending.take() {
-            let (f, res) = job
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            let (f, res) = job.await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
             res.map_err(disk_err)?;
             self.file = Some(f);
         }
