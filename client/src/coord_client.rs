@@ -164,6 +164,32 @@ impl CoordClient {
         }
     }
 
+    /// Copies `src` to `dst` inside the cluster (nodes copy their chunks
+    /// locally; no bytes pass this client). `range` must cover whole
+    /// stripes; `attrs` replace the source's when given.
+    pub async fn copy(
+        &mut self,
+        src: FileName,
+        dst: FileName,
+        range: Option<(u64, u64)>,
+        attrs: Option<protocol::Attrs>,
+        force: bool,
+    ) -> Result<FileSummary> {
+        match self
+            .call(CoordRequest::CopyFile {
+                src,
+                dst,
+                range,
+                attrs,
+                force,
+            })
+            .await?
+        {
+            CoordResponse::Committed(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn remove(&mut self, name: FileName) -> Result<()> {
         match self.call(CoordRequest::Remove { name }).await? {
             CoordResponse::Removed => Ok(()),

@@ -207,6 +207,15 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                     .await
                     .map(CoordResponse::Committed)
             }
+            CoordRequest::CopyFile {
+                src,
+                dst,
+                range,
+                attrs,
+                force,
+            } => cmd::copy::copy(&coord, src, dst, range, attrs, force, &owner)
+                .await
+                .map(CoordResponse::Committed),
             CoordRequest::Remove { name } => remove(&coord, name).await,
             CoordRequest::Status => {
                 Ok(CoordResponse::Status(Box::new(cmd::status::status(&coord))))
@@ -274,6 +283,7 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::KeyList => "key_list",
         CoordRequest::ListPage { .. } => "list_page",
         CoordRequest::Concat { .. } => "concat",
+        CoordRequest::CopyFile { .. } => "copy",
     }
 }
 
