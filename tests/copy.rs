@@ -44,7 +44,10 @@ fn cp_copies_inside_the_cluster_and_survives_a_killed_node() {
     assert_eq!(src["scheme"], dst["scheme"]);
     let (a, b) = (chunk_ids(&src), chunk_ids(&dst));
     assert_eq!(a.len(), b.len());
-    assert!(a.is_disjoint(&b), "a copy shares no chunk id with its source");
+    assert!(
+        a.is_disjoint(&b),
+        "a copy shares no chunk id with its source"
+    );
 
     // The copy stands alone: removing the source takes nothing from it.
     ok(c.run(&["rm", "src/a.bin"]), "rm");

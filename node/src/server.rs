@@ -405,10 +405,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> (bool, Option<u64
 /// Copies each held chunk under its new id, one after another (each copy
 /// is disk-bound; the coordinator asks every holder at once). A source
 /// found corrupt is quarantined and reported, as on any read.
-async fn clone_chunks(
-    ctx: &Ctx,
-    pairs: Vec<(ChunkId, ChunkId)>,
-) -> Vec<(ChunkId, Option<String>)> {
+async fn clone_chunks(ctx: &Ctx, pairs: Vec<(ChunkId, ChunkId)>) -> Vec<(ChunkId, Option<String>)> {
     let mut out = Vec::with_capacity(pairs.len());
     for (from, to) in pairs {
         let res = ctx.store.clone_chunk(&from, to).await;

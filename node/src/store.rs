@@ -910,7 +910,9 @@ mod tests {
         }
         // A missing source is reported as such; a corrupt one as corrupt.
         assert!(matches!(
-            store.clone_chunk(&ChunkId::random(), ChunkId::random()).await,
+            store
+                .clone_chunk(&ChunkId::random(), ChunkId::random())
+                .await,
             Err(Error::NoSuchChunk(_))
         ));
         let h = put(&store, &b"y".repeat(100_000)).await;

@@ -238,7 +238,9 @@ impl Gateway {
                 return self.stream_range(c, src, range, dst, scheme).await;
             }
         };
-        let src_etag = etag_of(&src.attrs, src.created_ms, src.size).value().to_string();
+        let src_etag = etag_of(&src.attrs, src.created_ms, src.size)
+            .value()
+            .to_string();
         let etag = if range == (0..src.size) && is_md5(&src_etag) {
             src_etag
         } else {
@@ -739,7 +741,16 @@ impl S3 for Gateway {
         }
         let mut c = self.coord().await?;
         match self
-            .put_body(&mut c, marker, None, Some(0), None, attrs.clone(), false, None)
+            .put_body(
+                &mut c,
+                marker,
+                None,
+                Some(0),
+                None,
+                attrs.clone(),
+                false,
+                None,
+            )
             .await
         {
             Ok(_) => {}
@@ -979,7 +990,9 @@ impl S3 for Gateway {
             .await?
         } else {
             // Same bytes, same ETag; nodes copy their chunks locally.
-            let etag = etag_of(&src.attrs, src.created_ms, src.size).value().to_string();
+            let etag = etag_of(&src.attrs, src.created_ms, src.size)
+                .value()
+                .to_string();
             if src.attrs.contains_key(ETAG) {
                 attrs.insert(ETAG.into(), etag.clone());
             }

@@ -24,6 +24,10 @@ pub async fn run(a: Args) -> Result<()> {
         .await?
         .copy(src.clone(), dst.clone(), None, None, a.force)
         .await?;
-    outln!("copied {src} -> {dst} ({} bytes, {} chunks)", s.size, s.chunks);
+    outln!(
+        "copied {src} -> {dst} ({} bytes, {} chunks)",
+        s.size,
+        s.chunks
+    );
     Ok(())
 }

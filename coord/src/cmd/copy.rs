@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::state::{Coord, Upload};
 use protocol::handshake::{self, Credential, Role};
 use protocol::{
-    Attrs, ChunkId, ChunkPlan, Connection, FileName, FileSummary, NodeId, NodeRequest, NodeResponse, PutPlan, StripePlan,
+    Attrs, ChunkId, ChunkPlan, Connection, FileName, FileSummary, NodeId, NodeRequest,
+    NodeResponse, PutPlan, StripePlan,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
