@@ -262,6 +262,12 @@ impl Gateway {
                 .map_err(|e| s3_error!(InternalError, "{e}"))
         };
         let (head, mid, tail) = (piece("head")?, piece("mid")?, piece("tail")?);
+        tracing::info!(
+            src = %src.name,
+            streamed = (a - range.start) + (range.end - b),
+            copied = b - a,
+            "part copy: stripes copied by the nodes, unaligned edges streamed"
+        );
         let mut pieces = Vec::new();
         let res: S3Result<()> = async {
             if range.start < a {
