@@ -174,7 +174,15 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 size,
                 force,
                 scheme,
-            } => cmd::put::plan(&coord, name, size, force, scheme, &owner).map(CoordResponse::Plan),
+            } => cmd::put::plan(&coord, name, size, force, scheme, false, &owner)
+                .map(CoordResponse::Plan),
+            CoordRequest::PlanPutFit {
+                name,
+                size,
+                force,
+                scheme,
+            } => cmd::put::plan(&coord, name, size, force, scheme, true, &owner)
+                .map(CoordResponse::Plan),
             CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
                 .await
                 .map(CoordResponse::Committed),
@@ -284,6 +292,7 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::ListPage { .. } => "list_page",
         CoordRequest::Concat { .. } => "concat",
         CoordRequest::CopyFile { .. } => "copy",
+        CoordRequest::PlanPutFit { .. } => "plan",
     }
 }
 

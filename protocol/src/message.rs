@@ -382,7 +382,24 @@ pub enum CoordRequest {
         attrs: Option<Attrs>,
         force: bool,
     },
+    /// `PlanPut` for a file smaller than one full stripe, spread over the
+    /// stripe's data chunks (chunks shorter than the cluster's chunk size,
+    /// at least [`MIN_FIT_CHUNK`]) instead of one short stripe: an 8 MiB S3
+    /// part under `rs:6+3` costs 1.5x, not 4x, and its parity is not a copy
+    /// of its only chunk. Answered with `Plan`, whose `chunk_size` says the
+    /// length chosen.
+    PlanPutFit {
+        name: FileName,
+        size: u64,
+        force: bool,
+        scheme: Option<Scheme>,
+    },
 }
+
+/// Shortest chunk `PlanPutFit` cuts a file into: below this, more chunks
+/// cost more per-chunk work (fsyncs, headers, catalog entries) than the
+/// parity they save.
+pub const MIN_FIT_CHUNK: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CoordResponse {

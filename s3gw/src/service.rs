@@ -56,9 +56,14 @@ impl Gateway {
     }
 
     async fn coord(&self) -> S3Result<CoordClient> {
-        CoordClient::connect(&self.inner.cfg.client)
+        let mut c = CoordClient::connect(&self.inner.cfg.client)
             .await
-            .map_err(s3e)
+            .map_err(s3e)?;
+        // Parts of 8 MiB (the aws cli's) and small objects fill a stripe
+        // instead of making one short stripe each, whose parities would be
+        // whole extra copies.
+        c.fit_stripes(true);
+        Ok(c)
     }
 
     fn inflight(&self) -> usize {
