@@ -97,8 +97,7 @@ impl CoordClient {
                 scheme,
             }
         };
-        match self.call(req).await?
-        {
+        match self.call(req).await? {
             CoordResponse::Plan(p) => Ok(p),
             _ => Err(self.unexpected()),
         }

@@ -238,10 +238,8 @@ impl Gateway {
         let b = bounds.iter().copied().rev().find(|b| *b <= range.end);
         let (a, b) = match (a, b) {
             (Some(a), Some(b)) if a < b => (a, b),
-            _ => {
-                let scheme = Some(src.scheme);
-                return self.stream_range(c, src, range, dst, scheme).await;
-            }
+            // Streamed whole: encoded like an UploadPart into this bucket.
+            _ => return self.stream_range(c, src, range, dst, scheme).await,
         };
         let src_etag = etag_of(&src.attrs, src.created_ms, src.size)
             .value()
@@ -1379,5 +1377,28 @@ impl S3 for Gateway {
             uploads: Some(uploads),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_constraints_name_schemes_or_regions() {
+        let s = |c| bucket_scheme(Some(c)).map(|s| s.map(|s| s.to_string()));
+        assert_eq!(s("rs:6+3").unwrap().as_deref(), Some("rs:6+3"));
+        assert_eq!(s(" LRC:12+2+2 ").unwrap().as_deref(), Some("lrc:12+2+2"));
+        assert_eq!(s("none").unwrap().as_deref(), Some("none"));
+        // Region names mean the cluster's default.
+        for region in ["us-west-2", "EU", "eu-central-1", ""] {
+            assert_eq!(s(region).unwrap(), None, "{region}");
+        }
+        assert_eq!(bucket_scheme(None).unwrap(), None);
+        // A scheme that does not make sense is refused, not ignored.
+        for bad in ["rs:0+9", "rs:6", "lrc:1+9+9+9", "xor:0"] {
+            let e = s(bad).unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidLocationConstraint, "{bad}");
+        }
     }
 }
