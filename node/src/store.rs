@@ -476,78 +476,36 @@ impl ChunkStore {
     ///
     /// The chunk file embeds its id in its header, so a hard link cannot
     /// serve; instead the new file gets its own header and the stored bytes
-    /// are copied by the kernel (`copy_file_range` through `std::io::copy`:
-    /// a reflink sharing extents on XFS or btrfs, an in-kernel copy on ext4),
-    /// never through this process's memory. The bytes are then read back
-    /// and their CRC checked against the header before the copy is made
-    /// durable and visible exactly like a received chunk (temp file, fsync,
-    /// link never replacing, directory fsync). A source that fails its CRC
-    /// is reported as corrupt (`Error::Corrupt` naming `from`).
+    /// are streamed from the source file into it in large blocks (direct
+    /// I/O for large chunks, so neither file goes through the page cache),
+    /// CRC-checked on the way out of the source and again on the way in,
+    /// before the copy is made durable and visible exactly like a received
+    /// chunk (temp file, fsync, link never replacing, directory fsync). A
+    /// source that fails its CRC is reported as corrupt (`Error::Corrupt`
+    /// naming `from`).
     pub async fn clone_chunk(&self, from: &ChunkId, to: ChunkId) -> Result<ChunkHeader> {
         if self.contains(&to) || self.path_of(&to).exists() || self.tombstoned(&to) {
             return Err(Error::BadRequest(format!(
                 "chunk {to} already exists here or was deleted; not replaced"
             )));
         }
-        let src = self.open_chunk(from).await?;
+        let mut src = self.open_chunk(from).await?;
         let mut header = src.header.clone();
         header.id = to;
         let mut w = self.create(&header).await?;
-        let len = header.stored_len;
-        let mut dst = w
-            .file
-            .take()
-            .ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
-        let tmp = w.guard.0.clone().unwrap_or_default();
-        let mut src_file = src.file.into_std().await;
-        let want_crc = header.stored_crc;
-        let (dst, res) = tokio::task::spawn_blocking(move || {
-            let res = (|| {
-                use std::io::{Read, Seek};
-                let start = dst.stream_position()?;
-                // The stored bytes are the file's last `len` bytes (its
-                // length was checked against the header when opened).
-                let src_len = src_file.metadata()?.len();
-                src_file.seek(std::io::SeekFrom::Start(src_len - len))?;
-                let copied = std::io::copy(&mut (&src_file).take(len), &mut dst)?;
-                if copied != len {
-                    return Ok(Err(format!("source ended after {copied} of {len} bytes")));
-                }
-                // Read back what landed, through a new handle (the writer
-                // is write-only), and check it.
-                let mut back = std::fs::File::open(&tmp)?;
-                back.seek(std::io::SeekFrom::Start(start))?;
-                let mut crc = crc32fast::Hasher::new();
-                let mut buf = vec![0u8; READ_PIECE];
-                let mut left = len;
-                while left > 0 {
-                    let n = (left as usize).min(buf.len());
-                    back.read_exact(&mut buf[..n])?;
-                    crc.update(&buf[..n]);
-                    left -= n as u64;
-                }
-                Ok(if crc.clone().finalize() == want_crc {
-                    Ok(crc)
-                } else {
-                    Err("CRC mismatch while copying the stored bytes".to_string())
-                })
-            })();
-            (dst, res)
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let crc = match res.map_err(disk_err)? {
-            Ok(crc) => crc,
-            Err(reason) => {
-                return Err(Error::Corrupt {
-                    chunk: *from,
-                    reason,
-                })
-            }
-        };
-        w.file = Some(dst);
-        w.written = len;
-        w.crc = crc;
+        // The stored bytes pass through here once, in large blocks (direct
+        // I/O on both files for large chunks): the reader checks them
+        // against the source's CRC, the writer computes the CRC of what it
+        // writes, and `commit` refuses a mismatch, as for a put.
+        while let Some(piece) = src.next_piece().await? {
+            w.write(piece).await?;
+        }
+        if !src.crc_ok() {
+            return Err(Error::Corrupt {
+                chunk: *from,
+                reason: "CRC mismatch while copying the stored bytes".into(),
+            });
+        }
         self.commit(w).await?;
         // A delete of this id (the copy was abandoned and collected) may
         // have raced the link: the same check as after a put.
