@@ -4,7 +4,7 @@
 
 use protocol::{ChunkHeader, ChunkId, FileName, NodeId, Scheme};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
@@ -21,6 +21,11 @@ pub struct Catalog {
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
+    /// Derived: one shared copy of every holder id seen, so that the holder
+    /// lists of a million chunks point at a few node names instead of
+    /// each owning a copy ([`Catalog::intern`]).
+    #[serde(skip)]
+    interned: HashSet<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,10 +281,51 @@ impl Catalog {
     /// Rebuilds derived indexes after deserialisation.
     pub fn reindex(&mut self) {
         self.index.clear();
-        let names: Vec<FileName> = self.files.keys().cloned().collect();
-        for name in names {
-            self.index_file(&name);
+        let chunks: usize = self
+            .files
+            .values()
+            .flat_map(|f| f.stripes.iter())
+            .map(|s| s.data.len() + s.parity.len())
+            .sum();
+        self.index.reserve(chunks);
+        for (name, entry) in &self.files {
+            for (si, s) in entry.stripes.iter().enumerate() {
+                for (slot, c) in s.members() {
+                    self.index.insert(
+                        c.header.id,
+                        ChunkRef {
+                            file: name.clone(),
+                            stripe: si,
+                            slot,
+                        },
+                    );
+                }
+            }
         }
+    }
+
+    /// The shared copy of `node` (an `Arc` clone, no allocation once seen).
+    fn intern(&mut self, node: &NodeId) -> NodeId {
+        match self.interned.get(node) {
+            Some(n) => n.clone(),
+            None => {
+                self.interned.insert(node.clone());
+                node.clone()
+            }
+        }
+    }
+
+    /// `entry` with every holder id replaced by its shared copy.
+    fn intern_entry(&mut self, mut entry: FileEntry) -> FileEntry {
+        for s in entry.stripes.iter_mut() {
+            for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
+                for n in c.nodes.iter_mut() {
+                    *n = self.intern(n);
+                }
+                c.nodes.shrink_to_fit();
+            }
+        }
+        entry
     }
 
     fn index_file(&mut self, name: &FileName) {
@@ -360,7 +406,10 @@ impl Catalog {
     /// [`Catalog::reindex`] after the last one.
     pub fn load_batch(&mut self, bytes: &[u8]) -> Result<(), postcard::Error> {
         let batch: Vec<(FileName, FileEntry)> = postcard::from_bytes(bytes)?;
-        self.files.extend(batch);
+        for (name, entry) in batch {
+            let entry = self.intern_entry(entry);
+            self.files.insert(name, entry);
+        }
         Ok(())
     }
 
@@ -390,7 +439,8 @@ impl Catalog {
     pub fn apply(&mut self, r: &Record) -> Garbage {
         match r {
             Record::PutFile { name, entry } => {
-                let garbage = match self.files.insert(name.clone(), entry.clone()) {
+                let entry = self.intern_entry(entry.clone());
+                let garbage = match self.files.insert(name.clone(), entry) {
                     Some(old) => self.unindex(&old),
                     None => Vec::new(),
                 };
@@ -402,9 +452,11 @@ impl Catalog {
                 None => Vec::new(),
             },
             Record::AddCopy { chunk, node } => match self.chunk_mut(chunk) {
-                Some(c) => {
-                    if !c.nodes.contains(node) {
-                        c.nodes.push(node.clone());
+                Some(c) if c.nodes.contains(node) => Vec::new(),
+                Some(_) => {
+                    let node = self.intern(node);
+                    if let Some(c) = self.chunk_mut(chunk) {
+                        c.nodes.push(node);
                     }
                     Vec::new()
                 }
@@ -462,7 +514,8 @@ impl Catalog {
                         let _ = self.unindex(&part);
                     }
                 }
-                let keep: std::collections::HashSet<ChunkId> = ids(&new).into_iter().collect();
+                let new = self.intern_entry(new);
+                let keep: HashSet<ChunkId> = ids(&new).into_iter().collect();
                 let garbage = match self.files.insert(name.clone(), new) {
                     Some(old) => self
                         .unindex(&old)
@@ -672,5 +725,56 @@ mod legacy_tests {
             .stripes
             .iter()
             .all(|s| s.data.len() == 1 && s.parity.is_empty()));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::tests::chunk;
+    use super::*;
+
+    /// The per-file cost of the catalog (issue 13 measured it: about 500
+    /// bytes for a one-chunk file, all told) rests on these sizes; a field
+    /// that grows them shows here first.
+    #[test]
+    fn catalog_types_stay_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<FileName>(), 16);
+        assert_eq!(size_of::<NodeId>(), 16);
+        assert!(size_of::<FileEntry>() <= 80, "{}", size_of::<FileEntry>());
+        assert!(size_of::<ChunkEntry>() <= 96, "{}", size_of::<ChunkEntry>());
+        assert!(size_of::<ChunkRef>() <= 40, "{}", size_of::<ChunkRef>());
+    }
+
+    /// Holder ids decoded separately end up sharing one allocation.
+    #[test]
+    fn holder_ids_are_interned() {
+        let mut cat = Catalog::default();
+        for n in ["x", "y"] {
+            let mut f = FileEntry {
+                size: 10,
+                created_ms: 0,
+                chunk_size: 10,
+                replication: 1,
+                scheme: Scheme::None,
+                stripes: vec![StripeEntry {
+                    data: vec![chunk(&["a"])],
+                    parity: Vec::new(),
+                }],
+                attrs: Default::default(),
+            };
+            // A fresh allocation, as a decoded record has.
+            f.stripes[0].data[0].nodes = vec![NodeId::new(&String::from("a")).unwrap()];
+            cat.apply(&Record::PutFile {
+                name: FileName::new(n).unwrap(),
+                entry: f,
+            });
+        }
+        let ptr = |n: &str| {
+            cat.files[&FileName::new(n).unwrap()].stripes[0].data[0].nodes[0]
+                .as_str()
+                .as_ptr()
+        };
+        assert_eq!(ptr("x"), ptr("y"));
     }
 }
