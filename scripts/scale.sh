@@ -16,11 +16,14 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/release/dfs-sim
+BIN=${BIN:-$ROOT/target/release/dfs-sim}
 WORK=${SCALE_DIR:-$ROOT/target/scale}
 STAGES=${STAGES:-"0 100000 500000 1000000"}
 SAMPLE=${SAMPLE:-3000}
 FILL_CONCURRENCY=${FILL_CONCURRENCY:-16}
+# Fill files are small (the catalog holds one chunk per file whatever its
+# size); the measured sample puts are 4 KiB.
+FILL_SIZE=${FILL_SIZE:-512}
 PORT=${PORT:-4600}
 COORD=127.0.0.1:$PORT
 
@@ -62,20 +65,28 @@ for i in 1 2 3; do
     --data "$WORK/n$i" --reserve 0 --scrub-rate 0 >>"$WORK/logs/n$i.log" 2>&1 &
   PIDS+=($!)
 done
+# Nodes re-register after each restart of the coordinator; puts need them.
+nodes_alive() {
+  local deadline=$(( $(date +%s) + 120 ))
+  until [ "$("$BIN" status --json | grep -c '"state": "alive"')" -ge 3 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { log "nodes did not re-register"; exit 1; }
+    sleep 0.1
+  done
+}
 serving
-until [ "$("$BIN" status --json | grep -c '"state": "alive"')" -ge 3 ]; do sleep 0.1; done
+nodes_alive
 
 rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$COORD_PID/status"; }
 files=0
 base_rate=""
-printf '| files | put/s | vs empty | coord RSS (MiB) | bytes/file | snapshot (MiB) | last snapshot (ms) | restart (s) | ls (s) | fsck (s) |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| files | put/s | vs empty | coord RSS (MiB) | bytes/file | snapshot (MiB) | last snapshot (ms) | restart (s) | ls (s) | fsck (s) | load avg |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 stage_no=0
 for target in $STAGES; do
   stage_no=$((stage_no + 1))
   if [ "$target" -gt "$files" ]; then
     log "filling to $target files"
-    "$BIN" loadgen --op put --count $((target - files)) --size 4096 \
+    "$BIN" loadgen --op put --count $((target - files)) --size "$FILL_SIZE" \
       --concurrency "$FILL_CONCURRENCY" --prefix "fill$stage_no" >/dev/null
     files=$target
   fi
@@ -92,8 +103,10 @@ for target in $STAGES; do
   t0=$(now); "$BIN" fsck >/dev/null 2>"$WORK/logs/fsck.err" && fsck_s=$(secs "$t0" "$(now)") || fsck_s="error"
   kill -9 "$COORD_PID"; wait "$COORD_PID" 2>/dev/null || true
   t0=$(now); start_coord; serving; restart=$(secs "$t0" "$(now)")
-  printf '| %d | %s | %s | %.0f | %s | %.1f | %s | %s | %s | %s |\n' \
+  nodes_alive
+  printf '| %d | %s | %s | %.0f | %s | %.1f | %s | %s | %s | %s | %s |\n' \
     "$files" "$rate" "$ratio" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" "$per_file" \
-    "$(awk -v s="$snap" 'BEGIN { print s / 1048576 }')" "${last_snap:-n/a}" "$restart" "$ls_s" "$fsck_s"
+    "$(awk -v s="$snap" 'BEGIN { print s / 1048576 }')" "${last_snap:-n/a}" "$restart" "$ls_s" "$fsck_s" \
+    "$(cut -d' ' -f1 /proc/loadavg)"
 done
 log "done; logs in $WORK/logs"
