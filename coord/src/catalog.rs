@@ -60,12 +60,46 @@ pub struct ChunkEntry {
     pub nodes: Vec<NodeId>,
 }
 
-/// Position of a chunk in the namespace.
+/// Position of a chunk in the namespace: one per chunk in the index, so
+/// kept to 24 bytes (a shared name, the stripe, the slot packed in a word).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRef {
     pub file: FileName,
-    pub stripe: usize,
-    pub slot: Slot,
+    stripe: u32,
+    /// The slot's index, with [`PARITY_BIT`] set for a parity.
+    slot: u32,
+}
+
+const PARITY_BIT: u32 = 1 << 31;
+
+impl ChunkRef {
+    /// Stripe and slot indexes are far below 2^31 (a file's chunks are
+    /// bounded by the upload and concat limits); one beyond would locate
+    /// nothing rather than a wrong chunk.
+    fn new(file: FileName, stripe: usize, slot: Slot) -> ChunkRef {
+        let small = |i: usize| u32::try_from(i).unwrap_or(u32::MAX).min(PARITY_BIT - 1);
+        ChunkRef {
+            file,
+            stripe: u32::try_from(stripe).unwrap_or(u32::MAX),
+            slot: match slot {
+                Slot::Data(i) => small(i),
+                Slot::Parity(j) => PARITY_BIT | small(j),
+            },
+        }
+    }
+
+    pub fn stripe(&self) -> usize {
+        self.stripe as usize
+    }
+
+    pub fn slot(&self) -> Slot {
+        let i = (self.slot & !PARITY_BIT) as usize;
+        if self.slot & PARITY_BIT != 0 {
+            Slot::Parity(i)
+        } else {
+            Slot::Data(i)
+        }
+    }
 }
 
 /// Where in its stripe a chunk sits.
@@ -291,14 +325,8 @@ impl Catalog {
         for (name, entry) in &self.files {
             for (si, s) in entry.stripes.iter().enumerate() {
                 for (slot, c) in s.members() {
-                    self.index.insert(
-                        c.header.id,
-                        ChunkRef {
-                            file: name.clone(),
-                            stripe: si,
-                            slot,
-                        },
-                    );
+                    self.index
+                        .insert(c.header.id, ChunkRef::new(name.clone(), si, slot));
                 }
             }
         }
@@ -334,14 +362,8 @@ impl Catalog {
         };
         for (si, s) in entry.stripes.iter().enumerate() {
             for (slot, c) in s.members() {
-                self.index.insert(
-                    c.header.id,
-                    ChunkRef {
-                        file: name.clone(),
-                        stripe: si,
-                        slot,
-                    },
-                );
+                self.index
+                    .insert(c.header.id, ChunkRef::new(name.clone(), si, slot));
             }
         }
     }
@@ -405,8 +427,13 @@ impl Catalog {
     /// Adds a batch written by [`Catalog::batch_bytes`]; call
     /// [`Catalog::reindex`] after the last one.
     pub fn load_batch(&mut self, bytes: &[u8]) -> Result<(), postcard::Error> {
-        let batch: Vec<(FileName, FileEntry)> = postcard::from_bytes(bytes)?;
-        for (name, entry) in batch {
+        // One file at a time straight into the map: no batch-sized
+        // temporary (postcard writes a sequence as a varint count, then
+        // the elements).
+        let (n, mut rest) = postcard::take_from_bytes::<usize>(bytes)?;
+        for _ in 0..n {
+            let ((name, entry), more) = postcard::take_from_bytes::<(FileName, FileEntry)>(rest)?;
+            rest = more;
             let entry = self.intern_entry(entry);
             self.files.insert(name, entry);
         }
@@ -420,14 +447,14 @@ impl Catalog {
     pub fn chunk(&self, id: &ChunkId) -> Option<(&FileEntry, &ChunkEntry, bool)> {
         let r = self.index.get(id)?;
         let f = self.files.get(&r.file)?;
-        let s = f.stripes.get(r.stripe)?;
-        s.get(r.slot).map(|c| (f, c, r.slot.is_parity()))
+        let s = f.stripes.get(r.stripe())?;
+        s.get(r.slot()).map(|c| (f, c, r.slot().is_parity()))
     }
 
     fn chunk_mut(&mut self, id: &ChunkId) -> Option<&mut ChunkEntry> {
         let r = self.index.get(id)?;
-        let s = self.files.get_mut(&r.file)?.stripes.get_mut(r.stripe)?;
-        match r.slot {
+        let s = self.files.get_mut(&r.file)?.stripes.get_mut(r.stripe())?;
+        match r.slot() {
             Slot::Data(i) => s.data.get_mut(i),
             Slot::Parity(j) => s.parity.get_mut(j),
         }
@@ -608,7 +635,7 @@ mod tests {
         let f = &cat.files[&x];
         assert_eq!((f.size, f.stripes.len()), (40, 2));
         assert_eq!(cat.locate(&id_b).unwrap().file, x);
-        assert_eq!(cat.locate(&id_b).unwrap().stripe, 1);
+        assert_eq!(cat.locate(&id_b).unwrap().stripe(), 1);
         // Replayed again on the result: the same state, nothing collected.
         let after = cat.files.clone();
         assert!(cat.apply(&rec).is_empty());
@@ -634,7 +661,7 @@ mod tests {
                 entry: f1.clone()
             })
             .is_empty());
-        assert_eq!(cat.locate(&id).unwrap().slot, Slot::Data(1));
+        assert_eq!(cat.locate(&id).unwrap().slot(), Slot::Data(1));
         let g = cat.apply(&Record::PutFile {
             name: name.clone(),
             entry: file(),
@@ -717,7 +744,7 @@ mod legacy_tests {
         assert_eq!(x.stripes[0].parity.len(), 1);
         assert_eq!(x.stripes[1].data.len(), 1);
         let pid = xor.stripes[0].parity.as_ref().unwrap().header.id;
-        assert_eq!(cat.locate(&pid).unwrap().slot, Slot::Parity(0));
+        assert_eq!(cat.locate(&pid).unwrap().slot(), Slot::Parity(0));
         let y = &cat.files[&FileName::new("y").unwrap()];
         assert_eq!(y.scheme, Scheme::None);
         assert_eq!(y.stripes.len(), 2);
@@ -743,7 +770,7 @@ mod size_tests {
         assert_eq!(size_of::<NodeId>(), 16);
         assert!(size_of::<FileEntry>() <= 80, "{}", size_of::<FileEntry>());
         assert!(size_of::<ChunkEntry>() <= 96, "{}", size_of::<ChunkEntry>());
-        assert!(size_of::<ChunkRef>() <= 40, "{}", size_of::<ChunkRef>());
+        assert_eq!(size_of::<ChunkRef>(), 24);
     }
 
     /// Holder ids decoded separately end up sharing one allocation.

@@ -80,13 +80,35 @@ impl fmt::Debug for ClusterId {
     }
 }
 
+/// Decodes a string into a validated id straight from the input (no
+/// temporary `String` when the decoder can lend the bytes, as postcard
+/// does from a buffer): a catalog load decodes millions of names.
+struct Validated<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'de> for Validated<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
 /// A node's operator-given name (`n1`). Validated so it is safe in logs and in
 /// a default data directory name. Shared (`Arc<str>`): the catalog names a
 /// holder per chunk copy, and a million copies of one node's id cost one
 /// allocation, not a million (see `Catalog::intern`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(Arc<str>);
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Validated(NodeId::new))
+    }
+}
 
 impl Serialize for NodeId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -153,9 +175,14 @@ pub const MAX_NAME_LEN: usize = 4096;
 /// them onto a file system (e.g. `get` without `--out`). Shared
 /// (`Arc<str>`): the catalog keys its files by name and its chunk index
 /// points back at them, and a clone must not copy the name.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileName(Arc<str>);
+
+impl<'de> Deserialize<'de> for FileName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Validated(FileName::new))
+    }
+}
 
 impl Serialize for FileName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
