@@ -60,7 +60,10 @@ async fn walk(cc: &mut client::CoordClient, limit: u32) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut after = None;
     loop {
-        let page = cc.fsck_page(after.clone(), limit, Vec::new()).await.unwrap();
+        let page = cc
+            .fsck_page(after.clone(), limit, Vec::new())
+            .await
+            .unwrap();
         let Some(last) = page.files.last() else {
             return pages;
         };
