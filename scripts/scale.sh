@@ -10,8 +10,9 @@
 # running, RSS after a restart and the coordinator's peak RSS, snapshot size
 # and the time of the last snapshot, restart time (kill -9 to serving
 # `status`) and the coordinator's CPU time until then, and the time and client peak RSS of `ls` of the whole namespace
-# and of `fsck`, and the load average (the box is shared). The baseline is
-# the rate on the empty catalog measured in the same run ("vs empty").
+# and of `fsck`, and the load average (the box is shared). The baseline
+# ("empty put/s", "vs empty") is an empty cluster of the same layout run
+# beside the big one and sampled alternately with it.
 #
 # The cluster is 3 nodes with one copy and no parity: this measures the
 # coordinator's catalog, not the nodes' disks.
@@ -28,6 +29,11 @@ FILL_CONCURRENCY=${FILL_CONCURRENCY:-16}
 FILL_SIZE=${FILL_SIZE:-512}
 PORT=${PORT:-4600}
 COORD=127.0.0.1:$PORT
+# A second, empty cluster (same layout) sampled alternately with the big
+# one: the box is shared, so "vs empty" compares runs minutes apart only if
+# both are measured at the same moments.
+REF_PORT=$((PORT + 10))
+REF_COORD=127.0.0.1:$REF_PORT
 
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 rm -rf "$WORK"
@@ -77,6 +83,19 @@ nodes_alive() {
 }
 serving
 nodes_alive
+"$BIN" coord --listen "$REF_COORD" --data "$WORK/ref/coord" --replication 1 --parity none \
+  --chunk-size 64KiB --heartbeat-ms 1000 >>"$WORK/logs/ref-coord.log" 2>&1 &
+PIDS+=($!)
+for i in 1 2 3; do
+  "$BIN" node --id "r$i" --listen "127.0.0.1:$((REF_PORT + i))" --coord "$REF_COORD" \
+    --data "$WORK/ref/n$i" --reserve 0 --scrub-rate 0 >>"$WORK/logs/ref-n$i.log" 2>&1 &
+  PIDS+=($!)
+done
+deadline=$(( $(date +%s) + 120 ))
+until [ "$(DFS_COORD=$REF_COORD "$BIN" status --json 2>/dev/null | grep -c '"state": "alive"')" -ge 3 ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || { log "reference cluster did not come up"; exit 1; }
+  sleep 0.1
+done
 
 rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$COORD_PID/status"; }
 hwm_kib() { awk '/VmHWM/ { print $2 }' "/proc/$COORD_PID/status"; }
@@ -94,20 +113,24 @@ timed() {
     printf 'error error'
   fi
 }
-# Median of three sample runs of SAMPLE/3 puts each (a box shared with
-# builds moves a single run by tens of percent).
+# Three sample runs of SAMPLE/3 puts on the big cluster, each followed by
+# one on the empty reference cluster; prints both medians.
 sample() {
-  local r rates=()
+  local r rates=() refs=()
+  one() {
+    "$BIN" loadgen --op put --count $((SAMPLE / 3)) --size 4096 --concurrency 8 --prefix "$1" |
+      grep -oE 'ops_per_s=[0-9]+' | cut -d= -f2
+  }
   for r in 1 2 3; do
-    rates+=("$("$BIN" loadgen --op put --count $((SAMPLE / 3)) --size 4096 --concurrency 8 \
-      --prefix "sample$1-$r" | grep -oE 'ops_per_s=[0-9]+' | cut -d= -f2)")
+    rates+=("$(one "sample$1-$r")")
+    refs+=("$(DFS_COORD=$REF_COORD one "sample$1-$r")")
   done
-  printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p
+  printf '%s %s' "$(printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p)" \
+    "$(printf '%s\n' "${refs[@]}" | sort -n | sed -n 2p)"
 }
 files=0
-base_rate=""
-printf '| files | put/s | vs empty | coord RSS (MiB) | bytes/file | RSS after restart (MiB) | coord peak (MiB) | snapshot (MiB) | last snapshot (ms) | restart (s) | restart CPU (s) | ls (s) | ls peak (MiB) | fsck (s) | fsck peak (MiB) | load avg |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| files | put/s | empty put/s | vs empty | coord RSS (MiB) | bytes/file | RSS after restart (MiB) | coord peak (MiB) | snapshot (MiB) | last snapshot (ms) | restart (s) | restart CPU (s) | ls (s) | ls peak (MiB) | fsck (s) | fsck peak (MiB) | load avg |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 stage_no=0
 for target in $STAGES; do
   stage_no=$((stage_no + 1))
@@ -118,10 +141,9 @@ for target in $STAGES; do
     files=$target
   fi
   log "sampling at $files files"
-  rate=$(sample "$stage_no")
+  read -r rate ref_rate <<<"$(sample "$stage_no")"
   files=$((files + SAMPLE / 3 * 3))
-  [ -n "$base_rate" ] || base_rate=$rate
-  ratio=$(awk -v a="$rate" -v b="$base_rate" 'BEGIN { printf "%.2fx", a / b }')
+  ratio=$(awk -v a="$rate" -v b="$ref_rate" 'BEGIN { printf "%.2fx", a / b }')
   rss=$(rss_kib)
   per_file=$(awk -v r="$rss" -v f="$files" 'BEGIN { if (f == 0) print "n/a"; else printf "%.0f", r * 1024 / f }')
   snap=$(stat -c %s "$WORK/coord/catalog.snap" 2>/dev/null || echo 0)
@@ -138,8 +160,8 @@ for target in $STAGES; do
   restart_cpu=$(awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$COORD_PID/stat")
   nodes_alive
   rss_restart=$(rss_kib)
-  printf '| %d | %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-    "$files" "$rate" "$ratio" "$(mib "$rss")" "$per_file" "$(mib "$rss_restart")" "$(mib "$peak")" \
+  printf '| %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    "$files" "$rate" "$ref_rate" "$ratio" "$(mib "$rss")" "$per_file" "$(mib "$rss_restart")" "$(mib "$peak")" \
     "$(awk -v s="$snap" 'BEGIN { print s / 1048576 }')" "${last_snap:-n/a}" "$restart" "$restart_cpu" \
     "$ls_s" "$ls_peak" "$fsck_s" "$fsck_peak" "$(cut -d' ' -f1 /proc/loadavg)"
 done
