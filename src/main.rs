@@ -11,6 +11,11 @@ macro_rules! outln {
     }};
 }
 
+/// See Cargo.toml for why: the coordinator's catalog is millions of small
+/// long-lived allocations, which glibc's arenas fragment.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd;
 mod format;
 mod progress;

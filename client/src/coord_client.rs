@@ -225,6 +225,27 @@ impl CoordClient {
         }
     }
 
+    /// One page of a whole-namespace fsck: files after `after`, in name
+    /// order; an empty page ends the walk.
+    pub async fn fsck_page(
+        &mut self,
+        after: Option<FileName>,
+        limit: u32,
+        what_if: Vec<NodeId>,
+    ) -> Result<FsckReport> {
+        match self
+            .call(CoordRequest::FsckPage {
+                after,
+                limit,
+                what_if,
+            })
+            .await?
+        {
+            CoordResponse::Fsck(r) => Ok(r),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn key_create(&mut self, name: String) -> Result<String> {
         match self.call(CoordRequest::KeyCreate { name }).await? {
             CoordResponse::Key(k) => Ok(k),

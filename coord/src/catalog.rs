@@ -4,7 +4,7 @@
 
 use protocol::{ChunkHeader, ChunkId, FileName, NodeId, Scheme};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
@@ -21,6 +21,11 @@ pub struct Catalog {
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
+    /// Derived: one shared copy of every holder id seen, so that the holder
+    /// lists of a million chunks point at a few node names instead of
+    /// each owning a copy ([`Catalog::intern`]).
+    #[serde(skip)]
+    interned: HashSet<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,12 +60,46 @@ pub struct ChunkEntry {
     pub nodes: Vec<NodeId>,
 }
 
-/// Position of a chunk in the namespace.
+/// Position of a chunk in the namespace: one per chunk in the index, so
+/// kept to 24 bytes (a shared name, the stripe, the slot packed in a word).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRef {
     pub file: FileName,
-    pub stripe: usize,
-    pub slot: Slot,
+    stripe: u32,
+    /// The slot's index, with [`PARITY_BIT`] set for a parity.
+    slot: u32,
+}
+
+const PARITY_BIT: u32 = 1 << 31;
+
+impl ChunkRef {
+    /// Stripe and slot indexes are far below 2^31 (a file's chunks are
+    /// bounded by the upload and concat limits); one beyond would locate
+    /// nothing rather than a wrong chunk.
+    fn new(file: FileName, stripe: usize, slot: Slot) -> ChunkRef {
+        let small = |i: usize| u32::try_from(i).unwrap_or(u32::MAX).min(PARITY_BIT - 1);
+        ChunkRef {
+            file,
+            stripe: u32::try_from(stripe).unwrap_or(u32::MAX),
+            slot: match slot {
+                Slot::Data(i) => small(i),
+                Slot::Parity(j) => PARITY_BIT | small(j),
+            },
+        }
+    }
+
+    pub fn stripe(&self) -> usize {
+        self.stripe as usize
+    }
+
+    pub fn slot(&self) -> Slot {
+        let i = (self.slot & !PARITY_BIT) as usize;
+        if self.slot & PARITY_BIT != 0 {
+            Slot::Parity(i)
+        } else {
+            Slot::Data(i)
+        }
+    }
 }
 
 /// Where in its stripe a chunk sits.
@@ -276,10 +315,45 @@ impl Catalog {
     /// Rebuilds derived indexes after deserialisation.
     pub fn reindex(&mut self) {
         self.index.clear();
-        let names: Vec<FileName> = self.files.keys().cloned().collect();
-        for name in names {
-            self.index_file(&name);
+        let chunks: usize = self
+            .files
+            .values()
+            .flat_map(|f| f.stripes.iter())
+            .map(|s| s.data.len() + s.parity.len())
+            .sum();
+        self.index.reserve(chunks);
+        for (name, entry) in &self.files {
+            for (si, s) in entry.stripes.iter().enumerate() {
+                for (slot, c) in s.members() {
+                    self.index
+                        .insert(c.header.id, ChunkRef::new(name.clone(), si, slot));
+                }
+            }
         }
+    }
+
+    /// The shared copy of `node` (an `Arc` clone, no allocation once seen).
+    fn intern(&mut self, node: &NodeId) -> NodeId {
+        match self.interned.get(node) {
+            Some(n) => n.clone(),
+            None => {
+                self.interned.insert(node.clone());
+                node.clone()
+            }
+        }
+    }
+
+    /// `entry` with every holder id replaced by its shared copy.
+    fn intern_entry(&mut self, mut entry: FileEntry) -> FileEntry {
+        for s in entry.stripes.iter_mut() {
+            for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
+                for n in c.nodes.iter_mut() {
+                    *n = self.intern(n);
+                }
+                c.nodes.shrink_to_fit();
+            }
+        }
+        entry
     }
 
     fn index_file(&mut self, name: &FileName) {
@@ -288,14 +362,8 @@ impl Catalog {
         };
         for (si, s) in entry.stripes.iter().enumerate() {
             for (slot, c) in s.members() {
-                self.index.insert(
-                    c.header.id,
-                    ChunkRef {
-                        file: name.clone(),
-                        stripe: si,
-                        slot,
-                    },
-                );
+                self.index
+                    .insert(c.header.id, ChunkRef::new(name.clone(), si, slot));
             }
         }
     }
@@ -359,8 +427,16 @@ impl Catalog {
     /// Adds a batch written by [`Catalog::batch_bytes`]; call
     /// [`Catalog::reindex`] after the last one.
     pub fn load_batch(&mut self, bytes: &[u8]) -> Result<(), postcard::Error> {
-        let batch: Vec<(FileName, FileEntry)> = postcard::from_bytes(bytes)?;
-        self.files.extend(batch);
+        // One file at a time straight into the map: no batch-sized
+        // temporary (postcard writes a sequence as a varint count, then
+        // the elements).
+        let (n, mut rest) = postcard::take_from_bytes::<usize>(bytes)?;
+        for _ in 0..n {
+            let ((name, entry), more) = postcard::take_from_bytes::<(FileName, FileEntry)>(rest)?;
+            rest = more;
+            let entry = self.intern_entry(entry);
+            self.files.insert(name, entry);
+        }
         Ok(())
     }
 
@@ -371,14 +447,14 @@ impl Catalog {
     pub fn chunk(&self, id: &ChunkId) -> Option<(&FileEntry, &ChunkEntry, bool)> {
         let r = self.index.get(id)?;
         let f = self.files.get(&r.file)?;
-        let s = f.stripes.get(r.stripe)?;
-        s.get(r.slot).map(|c| (f, c, r.slot.is_parity()))
+        let s = f.stripes.get(r.stripe())?;
+        s.get(r.slot()).map(|c| (f, c, r.slot().is_parity()))
     }
 
     fn chunk_mut(&mut self, id: &ChunkId) -> Option<&mut ChunkEntry> {
         let r = self.index.get(id)?;
-        let s = self.files.get_mut(&r.file)?.stripes.get_mut(r.stripe)?;
-        match r.slot {
+        let s = self.files.get_mut(&r.file)?.stripes.get_mut(r.stripe())?;
+        match r.slot() {
             Slot::Data(i) => s.data.get_mut(i),
             Slot::Parity(j) => s.parity.get_mut(j),
         }
@@ -390,7 +466,8 @@ impl Catalog {
     pub fn apply(&mut self, r: &Record) -> Garbage {
         match r {
             Record::PutFile { name, entry } => {
-                let garbage = match self.files.insert(name.clone(), entry.clone()) {
+                let entry = self.intern_entry(entry.clone());
+                let garbage = match self.files.insert(name.clone(), entry) {
                     Some(old) => self.unindex(&old),
                     None => Vec::new(),
                 };
@@ -402,9 +479,11 @@ impl Catalog {
                 None => Vec::new(),
             },
             Record::AddCopy { chunk, node } => match self.chunk_mut(chunk) {
-                Some(c) => {
-                    if !c.nodes.contains(node) {
-                        c.nodes.push(node.clone());
+                Some(c) if c.nodes.contains(node) => Vec::new(),
+                Some(_) => {
+                    let node = self.intern(node);
+                    if let Some(c) = self.chunk_mut(chunk) {
+                        c.nodes.push(node);
                     }
                     Vec::new()
                 }
@@ -462,7 +541,8 @@ impl Catalog {
                         let _ = self.unindex(&part);
                     }
                 }
-                let keep: std::collections::HashSet<ChunkId> = ids(&new).into_iter().collect();
+                let new = self.intern_entry(new);
+                let keep: HashSet<ChunkId> = ids(&new).into_iter().collect();
                 let garbage = match self.files.insert(name.clone(), new) {
                     Some(old) => self
                         .unindex(&old)
@@ -555,7 +635,7 @@ mod tests {
         let f = &cat.files[&x];
         assert_eq!((f.size, f.stripes.len()), (40, 2));
         assert_eq!(cat.locate(&id_b).unwrap().file, x);
-        assert_eq!(cat.locate(&id_b).unwrap().stripe, 1);
+        assert_eq!(cat.locate(&id_b).unwrap().stripe(), 1);
         // Replayed again on the result: the same state, nothing collected.
         let after = cat.files.clone();
         assert!(cat.apply(&rec).is_empty());
@@ -581,7 +661,7 @@ mod tests {
                 entry: f1.clone()
             })
             .is_empty());
-        assert_eq!(cat.locate(&id).unwrap().slot, Slot::Data(1));
+        assert_eq!(cat.locate(&id).unwrap().slot(), Slot::Data(1));
         let g = cat.apply(&Record::PutFile {
             name: name.clone(),
             entry: file(),
@@ -664,7 +744,7 @@ mod legacy_tests {
         assert_eq!(x.stripes[0].parity.len(), 1);
         assert_eq!(x.stripes[1].data.len(), 1);
         let pid = xor.stripes[0].parity.as_ref().unwrap().header.id;
-        assert_eq!(cat.locate(&pid).unwrap().slot, Slot::Parity(0));
+        assert_eq!(cat.locate(&pid).unwrap().slot(), Slot::Parity(0));
         let y = &cat.files[&FileName::new("y").unwrap()];
         assert_eq!(y.scheme, Scheme::None);
         assert_eq!(y.stripes.len(), 2);
@@ -672,5 +752,56 @@ mod legacy_tests {
             .stripes
             .iter()
             .all(|s| s.data.len() == 1 && s.parity.is_empty()));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::tests::chunk;
+    use super::*;
+
+    /// The per-file cost of the catalog (issue 13 measured it: about 500
+    /// bytes for a one-chunk file, all told) rests on these sizes; a field
+    /// that grows them shows here first.
+    #[test]
+    fn catalog_types_stay_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<FileName>(), 16);
+        assert_eq!(size_of::<NodeId>(), 16);
+        assert!(size_of::<FileEntry>() <= 80, "{}", size_of::<FileEntry>());
+        assert!(size_of::<ChunkEntry>() <= 96, "{}", size_of::<ChunkEntry>());
+        assert_eq!(size_of::<ChunkRef>(), 24);
+    }
+
+    /// Holder ids decoded separately end up sharing one allocation.
+    #[test]
+    fn holder_ids_are_interned() {
+        let mut cat = Catalog::default();
+        for n in ["x", "y"] {
+            let mut f = FileEntry {
+                size: 10,
+                created_ms: 0,
+                chunk_size: 10,
+                replication: 1,
+                scheme: Scheme::None,
+                stripes: vec![StripeEntry {
+                    data: vec![chunk(&["a"])],
+                    parity: Vec::new(),
+                }],
+                attrs: Default::default(),
+            };
+            // A fresh allocation, as a decoded record has.
+            f.stripes[0].data[0].nodes = vec![NodeId::new(&String::from("a")).unwrap()];
+            cat.apply(&Record::PutFile {
+                name: FileName::new(n).unwrap(),
+                entry: f,
+            });
+        }
+        let ptr = |n: &str| {
+            cat.files[&FileName::new(n).unwrap()].stripes[0].data[0].nodes[0]
+                .as_str()
+                .as_ptr()
+        };
+        assert_eq!(ptr("x"), ptr("y"));
     }
 }

@@ -240,8 +240,8 @@ impl Journal {
         if !mode.read_only {
             create_dir_durably(dir)?;
         }
-        let snap = match std::fs::read(dir.join(SNAP_FILE)) {
-            Ok(bytes) => Some(read_snapshot(&bytes)?),
+        let snap = match File::open(dir.join(SNAP_FILE)) {
+            Ok(file) => Some(read_snapshot(file)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
@@ -332,7 +332,8 @@ impl Journal {
             valid_end,
             damage,
         } = replay;
-        catalog.reindex();
+        // No reindex here: the snapshot loaders index what they load and
+        // `apply` keeps the index as it replays.
         if let Some(d) = &damage {
             let lost = d.seq_after.saturating_sub(d.seq_before + 1);
             let msg = format!(
@@ -459,10 +460,14 @@ impl Journal {
     }
 
     /// Whether a snapshot is due: after `snapshot_every` records, and never
-    /// more often than one record per file in the catalog, so that the cost
-    /// of snapshots per record stays constant however large the catalog.
+    /// more often than one record per four files in the catalog, so that
+    /// the cost of snapshots per record stays constant however large the
+    /// catalog, and a restart replays at most a quarter as many records as
+    /// there are files. (One record per *file* was never reached by a
+    /// catalog that only grows after a restart: the records replayed at
+    /// open are fewer than the files, and each put adds one of each.)
     pub fn needs_snapshot(&self, files: usize) -> bool {
-        self.since_snapshot >= self.snapshot_every.max(files as u64) && self.broken.is_none()
+        self.since_snapshot >= self.snapshot_every.max(files as u64 / 4) && self.broken.is_none()
     }
 
     pub fn dir(&self) -> &Path {
@@ -518,51 +523,86 @@ enum Loaded {
     V1(legacy::SnapshotV1),
 }
 
-fn read_snapshot(bytes: &[u8]) -> Result<Loaded> {
-    let v1 = bytes.starts_with(SNAP_MAGIC_V1);
-    if bytes.len() < 12 || !(v1 || bytes.starts_with(SNAP_MAGIC)) {
+/// Reads a snapshot a section at a time (memory bounded by one batch, not
+/// by the catalog), checking the CRC of the whole body at the end: a
+/// catalog built from a corrupt file is dropped before anyone sees it.
+fn read_snapshot(file: File) -> Result<Loaded> {
+    use std::io::Read;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut head = [0u8; 12];
+    let short = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Journal("catalog.snap: cut short".into()),
+        _ => Error::Io(e),
+    };
+    r.read_exact(&mut head).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Journal("catalog.snap: bad magic".into()),
+        _ => Error::Io(e),
+    })?;
+    let v1 = head.starts_with(SNAP_MAGIC_V1);
+    if !(v1 || head.starts_with(SNAP_MAGIC)) {
         return Err(Error::Journal("catalog.snap: bad magic".into()));
     }
-    let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    let body = &bytes[12..];
-    if crc32fast::hash(body) != crc {
-        return Err(Error::Journal(
+    let want = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    let checksum = || {
+        Error::Journal(
             "catalog.snap: checksum mismatch (refusing to start on a corrupt catalog)".into(),
-        ));
-    }
+        )
+    };
     let bad = |e: postcard::Error| Error::Journal(format!("catalog.snap: {e}"));
     if v1 {
-        return Ok(Loaded::V1(postcard::from_bytes(body).map_err(bad)?));
+        let mut body = Vec::new();
+        r.read_to_end(&mut body)?;
+        if crc32fast::hash(&body) != want {
+            return Err(checksum());
+        }
+        return Ok(Loaded::V1(postcard::from_bytes(&body).map_err(bad)?));
     }
-    let mut pos = 0usize;
-    let mut next = || -> Result<&[u8]> {
-        let l = body
-            .get(pos..pos + 4)
-            .ok_or_else(|| Error::Journal("catalog.snap: cut short".into()))?;
-        let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]);
-        if l > MAX_SECTION {
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = Vec::new();
+    // The next section into `buf`; `false` at the empty end marker.
+    let mut next = |r: &mut std::io::BufReader<File>, buf: &mut Vec<u8>| -> Result<bool> {
+        let mut l = [0u8; 4];
+        r.read_exact(&mut l).map_err(short)?;
+        crc.update(&l);
+        let len = u32::from_le_bytes(l);
+        if len > MAX_SECTION {
             return Err(Error::Journal("catalog.snap: section too large".into()));
         }
-        let sec = body
-            .get(pos + 4..pos + 4 + l as usize)
-            .ok_or_else(|| Error::Journal("catalog.snap: cut short".into()))?;
-        pos += 4 + l as usize;
-        Ok(sec)
+        buf.clear();
+        buf.resize(len as usize, 0);
+        r.read_exact(buf).map_err(short)?;
+        crc.update(buf);
+        Ok(len > 0)
     };
-    let meta: SnapMeta = postcard::from_bytes(next()?).map_err(bad)?;
-    if meta.format != FORMAT {
-        return Err(Error::Journal(format!(
-            "catalog.snap is of format {}, this version reads {FORMAT}",
-            meta.format
-        )));
-    }
-    let mut catalog = Catalog::from_head(next()?).map_err(bad)?;
-    loop {
-        let sec = next()?;
-        if sec.is_empty() {
-            break;
+    let mut decode = || -> Result<(SnapMeta, Catalog)> {
+        next(&mut r, &mut buf)?;
+        let meta: SnapMeta = postcard::from_bytes(&buf).map_err(bad)?;
+        if meta.format != FORMAT {
+            return Err(Error::Journal(format!(
+                "catalog.snap is of format {}, this version reads {FORMAT}",
+                meta.format
+            )));
         }
-        catalog.load_batch(sec).map_err(bad)?;
+        next(&mut r, &mut buf)?;
+        let mut catalog = Catalog::from_head(&buf).map_err(bad)?;
+        while next(&mut r, &mut buf)? {
+            catalog.load_batch(&buf).map_err(bad)?;
+        }
+        Ok((meta, catalog))
+    };
+    let res = decode();
+    // Whatever went wrong, a checksum mismatch is the truer explanation.
+    let mut rest = Vec::new();
+    let trailing = r.read_to_end(&mut rest)?;
+    crc.update(&rest);
+    if crc.finalize() != want {
+        return Err(checksum());
+    }
+    let (meta, mut catalog) = res?;
+    if trailing > 0 {
+        return Err(Error::Journal(
+            "catalog.snap: bytes after the end marker".into(),
+        ));
     }
     catalog.reindex();
     Ok(Loaded::V2 {

@@ -231,6 +231,11 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::Fsck { names, what_if } => {
                 cmd::fsck::fsck(&coord, names, what_if).map(CoordResponse::Fsck)
             }
+            CoordRequest::FsckPage {
+                after,
+                limit,
+                what_if,
+            } => cmd::fsck::fsck_page(&coord, after, limit, what_if).map(CoordResponse::Fsck),
             CoordRequest::KeyCreate { name } => cmd::keys::create(&coord, name)
                 .await
                 .map(CoordResponse::Key),
@@ -293,6 +298,7 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::Concat { .. } => "concat",
         CoordRequest::CopyFile { .. } => "copy",
         CoordRequest::PlanPutFit { .. } => "plan",
+        CoordRequest::FsckPage { .. } => "fsck_page",
     }
 }
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A 128-bit random chunk identifier. Random rather than sequential so that a
 /// coordinator that crashed after handing out ids never hands them out again.
@@ -79,11 +80,41 @@ impl fmt::Debug for ClusterId {
     }
 }
 
+/// Decodes a string into a validated id straight from the input (no
+/// temporary `String` when the decoder can lend the bytes, as postcard
+/// does from a buffer): a catalog load decodes millions of names.
+struct Validated<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'de> for Validated<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
 /// A node's operator-given name (`n1`). Validated so it is safe in logs and in
-/// a default data directory name.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct NodeId(String);
+/// a default data directory name. Shared (`Arc<str>`): the catalog names a
+/// holder per chunk copy, and a million copies of one node's id cost one
+/// allocation, not a million (see `Catalog::intern`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Arc<str>);
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Validated(NodeId::new))
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl TryFrom<String> for NodeId {
     type Error = String;
@@ -94,7 +125,7 @@ impl TryFrom<String> for NodeId {
 
 impl From<NodeId> for String {
     fn from(n: NodeId) -> String {
-        n.0
+        n.0.to_string()
     }
 }
 
@@ -113,7 +144,7 @@ impl NodeId {
                 "node id {s:?} may only contain letters, digits, '-', '_' and '.'"
             ));
         }
-        Ok(NodeId(s.to_string()))
+        Ok(NodeId(Arc::from(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -141,10 +172,23 @@ pub const MAX_NAME_LEN: usize = 4096;
 /// A file name in the namespace: `/`-separated segments, none empty, `.` or
 /// `..`, no control characters or backslashes. Names are catalog keys only,
 /// but rejecting path-like names keeps them safe for anyone who later maps
-/// them onto a file system (e.g. `get` without `--out`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct FileName(String);
+/// them onto a file system (e.g. `get` without `--out`). Shared
+/// (`Arc<str>`): the catalog keys its files by name and its chunk index
+/// points back at them, and a clone must not copy the name.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileName(Arc<str>);
+
+impl<'de> Deserialize<'de> for FileName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Validated(FileName::new))
+    }
+}
+
+impl Serialize for FileName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl FileName {
     pub fn new(s: &str) -> Result<Self, String> {
@@ -169,7 +213,7 @@ impl FileName {
                 ));
             }
         }
-        Ok(FileName(s.to_string()))
+        Ok(FileName(Arc::from(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -200,7 +244,7 @@ impl TryFrom<String> for FileName {
 
 impl From<FileName> for String {
     fn from(f: FileName) -> String {
-        f.0
+        f.0.to_string()
     }
 }
 

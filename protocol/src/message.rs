@@ -394,6 +394,17 @@ pub enum CoordRequest {
         force: bool,
         scheme: Option<Scheme>,
     },
+    /// One page of a whole-namespace `Fsck`: files strictly after `after`,
+    /// in name order, at most `limit` (capped at [`MAX_FSCK_PAGE`], and
+    /// fewer when a page would outgrow a frame). Answered with `Fsck`; an
+    /// empty page means the walk is over. Checking millions of files so
+    /// needs neither one huge reply nor the whole report in memory on
+    /// either end.
+    FsckPage {
+        after: Option<FileName>,
+        limit: u32,
+        what_if: Vec<NodeId>,
+    },
 }
 
 /// Shortest chunk `PlanPutFit` cuts a file into: below this, more chunks
@@ -472,6 +483,10 @@ pub const MAX_ATTRS_BYTES: usize = 8 * 1024;
 
 /// Most files one `ListPage` answers with.
 pub const MAX_LIST_PAGE: u32 = 10_000;
+
+/// Most files one `FsckPage` answers with: one page is one hold of the
+/// coordinator's catalog lock, so it stays short.
+pub const MAX_FSCK_PAGE: u32 = 2_048;
 
 /// Most parts one `Concat` may join (S3 allows 10,000 per upload).
 pub const MAX_CONCAT_PARTS: usize = 10_000;

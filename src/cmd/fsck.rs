@@ -1,7 +1,7 @@
 //! `dfs-sim fsck [NAME...] [--deep] [--what-if NODES]`: which files are
 //! healthy, degraded, at risk or lost, and why.
 
-use super::{file_name, print_json, ClientArgs};
+use super::{file_name, ClientArgs};
 use crate::format::bytes;
 use anyhow::{bail, Result};
 use client::report::{repair_str, BadCopy, DeepReport, FsckJson};
@@ -34,7 +34,7 @@ pub async fn run(a: Args) -> Result<()> {
         .iter()
         .map(|n| file_name(n))
         .collect::<Result<Vec<_>>>()?;
-    let cfg = a.client.config()?;
+    a.client.config()?;
     let mut coord = a.client.connect().await?;
     let mut what_if = Vec::new();
     let mut status = None;
@@ -64,89 +64,225 @@ pub async fn run(a: Args) -> Result<()> {
     }
     what_if.sort();
     what_if.dedup();
-    let mut report = coord.fsck(names, what_if).await?;
-    let (mut verified, mut bad) = (0u64, Vec::new());
-    if a.deep {
-        let _ = &cfg;
-        let pool = NodePool::new(Role::Client, None);
-        for f in report.files.iter_mut() {
-            let info = coord.lookup(f.name.clone()).await?;
-            // Copies that actually verified: a file whose chunks cannot be
-            // read or rebuilt from them is lost, whatever the catalog says.
-            let mut readable = Vec::new();
-            for s in &info.stripes {
-                let mut copies = protocol::health::StripeCopies {
-                    data: Vec::new(),
-                    parity: Vec::new(),
-                };
-                for (ci, c) in s.data.iter().chain(s.parity.iter()).enumerate() {
-                    let mut ok = 0u32;
-                    for loc in c.locations.iter().filter(|l| l.alive) {
-                        let res = match pool
-                            .fetch(&loc.node.addr, &c.header, c.token.as_ref())
-                            .await
-                        {
-                            Ok(stored) => chunk::decode(&c.header, stored)
-                                .map(|_| ())
-                                .map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        match res {
-                            Ok(()) => {
-                                verified += 1;
-                                ok += 1;
-                            }
-                            Err(reason) => {
-                                let _ = coord
-                                    .report_bad(c.header.id, loc.node.id.clone(), reason.clone())
-                                    .await;
-                                bad.push(BadCopy {
-                                    file: f.name.to_string(),
-                                    chunk: c.header.id.to_hex(),
-                                    node: loc.node.id.to_string(),
-                                    reason,
-                                });
-                            }
-                        }
-                    }
-                    if ci < s.data.len() {
-                        copies.data.push(ok);
-                    } else {
-                        copies.parity.push(ok);
-                    }
-                }
-                readable.push(copies);
+    let mut out = Out::new(a.json, a.deep);
+    if names.is_empty() {
+        // The whole namespace, a bounded page at a time, each page checked
+        // (and deep-checked) and printed before the next is asked for.
+        let mut after = None;
+        loop {
+            let mut page = coord
+                .fsck_page(after.clone(), protocol::MAX_FSCK_PAGE, what_if.clone())
+                .await?;
+            let Some(last) = page.files.last() else { break };
+            after = Some(last.name.clone());
+            if a.deep {
+                deep_check(&mut coord, &mut page, &mut out).await?;
             }
-            // The same decodability function as the coordinator's fsck.
-            let found = match codes::Code::new(info.scheme) {
-                Ok(code) => protocol::health::file_health(&code, &readable, info.replication),
-                Err(_) => Health::Lost,
-            };
-            if found > f.health {
-                f.health = found;
-            }
+            out.page(&page);
         }
-    }
-    let lost = report
-        .files
-        .iter()
-        .filter(|f| f.health == Health::Lost)
-        .count();
-    if a.json {
-        print_json(&json(&report, a.deep.then_some((verified, &bad[..]))));
     } else {
-        print_text(&report, a.deep.then_some((verified, &bad[..])));
+        let mut report = coord.fsck(names, what_if.clone()).await?;
+        if a.deep {
+            deep_check(&mut coord, &mut report, &mut out).await?;
+        }
+        out.page(&report);
     }
+    let lost = out.finish(&what_if);
     if lost > 0 {
-        if report.what_if.is_empty() {
+        if what_if.is_empty() {
             bail!("{lost} file(s) lost");
         }
         bail!(
             "{lost} file(s) would be lost if {} failed",
-            joined(&report.what_if)
+            joined(&what_if)
         );
     }
     Ok(())
+}
+
+/// Reads and verifies every live copy of every chunk of the files in
+/// `report`, reporting bad copies, and worsens each file's health to what
+/// the readable copies support.
+async fn deep_check(
+    coord: &mut client::coord_client::CoordClient,
+    report: &mut FsckReport,
+    out: &mut Out,
+) -> Result<()> {
+    let pool = NodePool::new(Role::Client, None);
+    for f in report.files.iter_mut() {
+        let info = coord.lookup(f.name.clone()).await?;
+        // Copies that actually verified: a file whose chunks cannot be
+        // read or rebuilt from them is lost, whatever the catalog says.
+        let mut readable = Vec::new();
+        for s in &info.stripes {
+            let mut copies = protocol::health::StripeCopies {
+                data: Vec::new(),
+                parity: Vec::new(),
+            };
+            for (ci, c) in s.data.iter().chain(s.parity.iter()).enumerate() {
+                let mut ok = 0u32;
+                for loc in c.locations.iter().filter(|l| l.alive) {
+                    let res = match pool
+                        .fetch(&loc.node.addr, &c.header, c.token.as_ref())
+                        .await
+                    {
+                        Ok(stored) => chunk::decode(&c.header, stored)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match res {
+                        Ok(()) => {
+                            out.verified += 1;
+                            ok += 1;
+                        }
+                        Err(reason) => {
+                            let _ = coord
+                                .report_bad(c.header.id, loc.node.id.clone(), reason.clone())
+                                .await;
+                            out.bad.push(BadCopy {
+                                file: f.name.to_string(),
+                                chunk: c.header.id.to_hex(),
+                                node: loc.node.id.to_string(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+                if ci < s.data.len() {
+                    copies.data.push(ok);
+                } else {
+                    copies.parity.push(ok);
+                }
+            }
+            readable.push(copies);
+        }
+        // The same decodability function as the coordinator's fsck.
+        let found = match codes::Code::new(info.scheme) {
+            Ok(code) => protocol::health::file_health(&code, &readable, info.replication),
+            Err(_) => Health::Lost,
+        };
+        if found > f.health {
+            f.health = found;
+        }
+    }
+    Ok(())
+}
+
+/// The report as it streams out: lines (or JSON array elements) per page,
+/// counts kept for the summary, so memory does not grow with the number
+/// of files.
+struct Out {
+    json: bool,
+    deep: bool,
+    /// Files printed so far, by health (healthy, degraded, at-risk, lost).
+    counts: [u64; 4],
+    width: usize,
+    verified: u64,
+    bad: Vec<BadCopy>,
+}
+
+impl Out {
+    fn new(json: bool, deep: bool) -> Out {
+        Out {
+            json,
+            deep,
+            counts: [0; 4],
+            width: 4,
+            verified: 0,
+            bad: Vec::new(),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn page(&mut self, r: &FsckReport) {
+        if self.total() == 0 {
+            if self.json {
+                let what_if: Vec<String> = r.what_if.iter().map(|n| n.to_string()).collect();
+                outln!(
+                    "{{\"what_if\": {},\n\"files\": [",
+                    serde_json::to_string(&what_if).unwrap_or_default()
+                );
+            } else if !r.what_if.is_empty() {
+                outln!("if {} failed now:", joined(&r.what_if));
+            }
+        }
+        // Column width grows with the names seen, never shrinks.
+        let widest = r.files.iter().map(|f| f.name.as_str().len()).max();
+        self.width = self.width.max(widest.unwrap_or(4).min(60));
+        let json = FsckJson::from(r);
+        for (f, j) in r.files.iter().zip(&json.files) {
+            if self.json {
+                let sep = if self.total() == 0 { "  " } else { ", " };
+                outln!("{sep}{}", serde_json::to_string(j).unwrap_or_default());
+            } else {
+                outln!("{}", line(f, self.width));
+            }
+            self.counts[level(f.health)] += 1;
+        }
+    }
+
+    /// Prints the summary; returns the number of lost files.
+    fn finish(&mut self, what_if: &[NodeId]) -> u64 {
+        let c = self.counts;
+        if self.json {
+            if self.total() == 0 {
+                let what_if: Vec<String> = what_if.iter().map(|n| n.to_string()).collect();
+                outln!(
+                    "{{\"what_if\": {},\n\"files\": [",
+                    serde_json::to_string(&what_if).unwrap_or_default()
+                );
+            }
+            match self.deep.then(|| DeepReport {
+                verified_copies: self.verified,
+                bad_copies: std::mem::take(&mut self.bad),
+            }) {
+                Some(d) => outln!(
+                    "],\n\"deep\": {}}}",
+                    serde_json::to_string(&d).unwrap_or_default()
+                ),
+                None => outln!("]}}"),
+            }
+            return c[3];
+        }
+        outln!(
+            "{} file(s): {} healthy, {} degraded, {} at-risk, {} lost",
+            self.total(),
+            c[0],
+            c[1],
+            c[2],
+            c[3]
+        );
+        if self.deep {
+            outln!(
+                "deep check: {} copies verified, {} bad",
+                self.verified,
+                self.bad.len()
+            );
+            for b in &self.bad {
+                outln!(
+                    "  bad copy of {} chunk {} on {}: {} (reported for repair)",
+                    b.file,
+                    &b.chunk[..12],
+                    b.node,
+                    b.reason
+                );
+            }
+        }
+        c[3]
+    }
+}
+
+fn level(h: Health) -> usize {
+    match h {
+        Health::Healthy => 0,
+        Health::Degraded => 1,
+        Health::AtRisk => 2,
+        Health::Lost => 3,
+    }
 }
 
 fn joined(nodes: &[NodeId]) -> String {
@@ -157,77 +293,36 @@ fn joined(nodes: &[NodeId]) -> String {
         .join(",")
 }
 
-fn json(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) -> FsckJson {
-    let mut v = FsckJson::from(r);
-    v.deep = deep.map(|(verified, bad)| DeepReport {
-        verified_copies: verified,
-        bad_copies: bad.to_vec(),
-    });
-    v
-}
-
-fn print_text(r: &FsckReport, deep: Option<(u64, &[BadCopy])>) {
-    if !r.what_if.is_empty() {
-        outln!("if {} failed now:", joined(&r.what_if));
-    }
-    let width = r
-        .files
-        .iter()
-        .map(|f| f.name.as_str().len())
-        .max()
-        .unwrap_or(4)
-        .min(60);
-    for f in &r.files {
-        let mut line = format!(
-            "{:<width$}  {:<9} {:>10}",
-            f.name.as_str(),
-            f.health.as_str(),
-            bytes(f.size)
-        );
-        if !f.chunks.is_empty() {
-            let what: Vec<String> = f
-                .chunks
-                .iter()
-                .take(6)
-                .map(|c| {
-                    let which = match c.index {
-                        Some(i) => format!("chunk {i}"),
-                        None => format!("parity of stripe {}", c.stripe),
-                    };
-                    format!(
-                        "{which} {}/{} live, repair {}",
-                        c.live,
-                        c.target,
-                        repair_str(c.repair)
-                    )
-                })
-                .collect();
-            line += &format!("  {}", what.join("; "));
-            if f.chunks.len() > 6 {
-                line += &format!("; and {} more", f.chunks.len() - 6);
-            }
-        }
-        outln!("{line}");
-    }
-    let count = |h: Health| r.files.iter().filter(|f| f.health == h).count();
-    outln!(
-        "{} file(s): {} healthy, {} degraded, {} at-risk, {} lost",
-        r.files.len(),
-        count(Health::Healthy),
-        count(Health::Degraded),
-        count(Health::AtRisk),
-        count(Health::Lost)
+/// One file's line of the text report.
+fn line(f: &protocol::FileHealth, width: usize) -> String {
+    let mut line = format!(
+        "{:<width$}  {:<9} {:>10}",
+        f.name.as_str(),
+        f.health.as_str(),
+        bytes(f.size)
     );
-    if let Some((verified, bad)) = deep {
-        outln!("deep check: {verified} copies verified, {} bad", bad.len());
-        for b in bad {
-            outln!(
-                "  bad copy of {} chunk {} on {}: {} (reported for repair)",
-                b.file,
-                &b.chunk[..12],
-                b.node,
-                b.reason
-            );
+    if !f.chunks.is_empty() {
+        let what: Vec<String> = f
+            .chunks
+            .iter()
+            .take(6)
+            .map(|c| {
+                let which = match c.index {
+                    Some(i) => format!("chunk {i}"),
+                    None => format!("parity of stripe {}", c.stripe),
+                };
+                format!(
+                    "{which} {}/{} live, repair {}",
+                    c.live,
+                    c.target,
+                    repair_str(c.repair)
+                )
+            })
+            .collect();
+        line += &format!("  {}", what.join("; "));
+        if f.chunks.len() > 6 {
+            line += &format!("; and {} more", f.chunks.len() - 6);
         }
     }
+    line
 }

@@ -276,6 +276,6 @@ async fn preview(
 }
 
 async fn prometheus(State(s): State<AppState>) -> axum::response::Response {
-    crate::metrics::cluster_gauges(&s.coord);
+    crate::metrics::refresh_cluster_gauges(&s.coord);
     crate::metrics::text_response(s.prom.render())
 }

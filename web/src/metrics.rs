@@ -1,13 +1,15 @@
 //! The Prometheus exporter: one process-wide recorder behind the `metrics`
 //! facade (which `coord` and `node` feed a line per operation), plus the
 //! coordinator's cluster gauges, computed from the same status the API
-//! serves at each scrape so they are never stale.
+//! serves; at each scrape for a small catalog, at a bounded rate (in the
+//! background) for a catalog of millions, where they walk every file.
 
 use crate::error::{Error, Result};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Latency buckets in seconds: from a cached lookup to a 64 MiB chunk on a
 /// slow disk.
@@ -114,6 +116,60 @@ fn describe() {
         Unit::Bytes,
         "Free bytes on this node's file system"
     );
+}
+
+/// When the cluster gauges were last computed, what that cost, and whether
+/// a computation is under way.
+struct Refresh {
+    at: Option<Instant>,
+    cost: Duration,
+    running: bool,
+}
+
+static REFRESH: Mutex<Refresh> = Mutex::new(Refresh {
+    at: None,
+    cost: Duration::ZERO,
+    running: false,
+});
+
+/// Gauges are recomputed once they are older than this many times what
+/// computing them cost: the catalog walks behind them take at most a
+/// twentieth of the coordinator's time however often Prometheus scrapes.
+const STALE_AFTER_COSTS: u32 = 20;
+/// A computation cheaper than this runs in the scrape itself, so a small
+/// cluster's gauges are always current; a dearer one (a catalog of
+/// millions) runs beside it and the scrape answers with the previous values
+/// at once.
+const INLINE_MAX: Duration = Duration::from_millis(20);
+
+/// Brings the cluster gauges up to date for a scrape, cheaply: see
+/// [`STALE_AFTER_COSTS`] and [`INLINE_MAX`].
+pub fn refresh_cluster_gauges(c: &Arc<coord::Coord>) {
+    let now = Instant::now();
+    let inline = {
+        let mut r = REFRESH.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh =
+            r.at.is_some_and(|at| now.saturating_duration_since(at) < r.cost * STALE_AFTER_COSTS);
+        if r.running || fresh {
+            return;
+        }
+        r.running = true;
+        r.at.is_none() || r.cost < INLINE_MAX
+    };
+    let c = c.clone();
+    let work = move || {
+        let start = Instant::now();
+        cluster_gauges(&c);
+        let mut r = REFRESH.lock().unwrap_or_else(|p| p.into_inner());
+        r.at = Some(start);
+        r.cost = start.elapsed();
+        r.running = false;
+    };
+    if inline {
+        work();
+    } else {
+        tokio::task::spawn_blocking(work);
+    }
 }
 
 /// Sets the coordinator's cluster gauges from its current state.

@@ -81,6 +81,65 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
     Ok(FsckReport { what_if, files })
 }
 
+/// One page of a whole-namespace fsck (`FsckPage`): the files after
+/// `after`, at most `limit` of them and fewer if their report would outgrow
+/// half a frame; one hold of the catalog lock. An empty page ends the walk.
+pub fn fsck_page(
+    coord: &Coord,
+    after: Option<FileName>,
+    limit: u32,
+    what_if: Vec<NodeId>,
+) -> Result<FsckReport> {
+    if what_if.len() > MAX_WHAT_IF {
+        return Err(Error::BadRequest(format!(
+            "fsck takes at most {MAX_WHAT_IF} what-if nodes"
+        )));
+    }
+    let what_if: Vec<NodeId> = what_if
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let limit = limit.clamp(1, protocol::MAX_FSCK_PAGE) as usize;
+    let st = coord.lock();
+    for n in &what_if {
+        if !st.members.members.contains_key(n) {
+            return Err(Error::BadRequest(format!("no node {n} in this cluster")));
+        }
+    }
+    let lower = match &after {
+        Some(a) => Bound::Excluded(a),
+        None => Bound::Unbounded,
+    };
+    let batch: Vec<&FileName> = st
+        .catalog
+        .files
+        .range::<FileName, _>((lower, Bound::Unbounded))
+        .take(limit)
+        .map(|(n, _)| n)
+        .collect();
+    let mut files = check(coord, &st, batch, &what_if);
+    drop(st);
+    // A file's report grows with its chunks below target: cut the page
+    // where it would no longer fit a frame (always keeping one file, which
+    // a file's chunk count bounds).
+    let mut budget = PAGE_BYTES;
+    let keep = files
+        .iter()
+        .take_while(|f| {
+            let cost = 64 + f.name.as_str().len() + 64 * f.chunks.len();
+            let fits = cost <= budget || budget == PAGE_BYTES;
+            budget = budget.saturating_sub(cost);
+            fits
+        })
+        .count();
+    files.truncate(keep);
+    Ok(FsckReport { what_if, files })
+}
+
+/// Most encoded bytes (estimated) of one `FsckPage` reply: half a frame.
+const PAGE_BYTES: usize = protocol::MAX_FRAME_LEN / 2;
+
 fn check(
     coord: &Coord,
     st: &crate::state::State,
