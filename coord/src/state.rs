@@ -265,7 +265,11 @@ fn start_snapshot(coord: &Arc<Coord>, journal: &mut Journal) {
     coord.snapshotting.store(true, Ordering::Release);
     let (dir, cluster) = (journal.dir().to_path_buf(), journal.cluster());
     let coord = coord.clone();
+    // Held until the snapshot is renamed into place and the rotated journal
+    // dropped: a coordinator opening the directory meanwhile waits.
+    let lock = journal.lock_handle();
     tokio::task::spawn_blocking(move || {
+        let _lock = lock;
         let start = Instant::now();
         let res = crate::journal::write_snapshot(&dir, cluster, seq, Live(&coord))
             .and_then(|bytes| crate::journal::drop_rotated(&dir, seq).map(|_| bytes));
