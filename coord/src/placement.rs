@@ -59,6 +59,32 @@ pub struct Pick {
     pub fits: bool,
 }
 
+/// How a stripe's copies sit over failure domains. Rebalancing moves a
+/// copy only if no field gets worse, so a move never weakens a stripe
+/// against the loss of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// Most members the loss of one domain takes (every copy in it).
+    pub worst_loss: usize,
+    /// Most copies in one domain.
+    pub max_copies: usize,
+    /// Domains holding a copy.
+    pub domains: usize,
+    /// Decodable after the loss of any one domain (the `--ha` rule).
+    pub survives: bool,
+}
+
+impl Spread {
+    /// Whether `self` (after a move) is at least as good as `before` in
+    /// every respect.
+    pub fn no_worse_than(&self, before: &Spread) -> bool {
+        self.worst_loss <= before.worst_loss
+            && self.max_copies <= before.max_copies
+            && self.domains >= before.domains
+            && (self.survives || !before.survives)
+    }
+}
+
 impl Policy<'_> {
     fn domain<'b>(&'b self, n: &'b NodeId) -> &'b str {
         self.domains
@@ -134,6 +160,25 @@ impl Policy<'_> {
             self.code
                 .is_decodable(self.data, &self.lost_in(holders, d, None))
         })
+    }
+
+    /// How the stripe sits over failure domains (see [`Spread`]).
+    pub fn spread(&self, holders: &Holders) -> Spread {
+        let mut copies: HashMap<&str, usize> = HashMap::new();
+        for n in holders.iter().flatten() {
+            *copies.entry(self.domain(n)).or_default() += 1;
+        }
+        let worst_loss = copies
+            .keys()
+            .map(|d| self.lost_in(holders, d, None).len())
+            .max()
+            .unwrap_or(0);
+        Spread {
+            worst_loss,
+            max_copies: copies.values().copied().max().unwrap_or(0),
+            domains: copies.len(),
+            survives: self.survives_any_domain(holders),
+        }
     }
 
     /// Copies of `holders[member]` that break rule 1 or 2, for repair to

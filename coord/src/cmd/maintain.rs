@@ -87,6 +87,17 @@ pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
     Ok(())
 }
 
+/// `dfs-sim rebalance`: starts a run (`start`) and reports progress. The
+/// rebalancing loop does the moving, after any repair.
+pub fn rebalance(coord: &Coord, start: bool) -> protocol::RebalanceStatus {
+    let mut st = coord.lock();
+    if start && !st.rebalance.active() {
+        tracing::info!("rebalance requested");
+        st.rebalance.request();
+    }
+    st.rebalance.status()
+}
+
 /// Verify orders sent per second at most, whoever reports.
 const MAX_REPORTS_PER_S: u32 = 50;
 
