@@ -148,9 +148,18 @@ struct Candidate_<'a> {
     bytes: u64,
 }
 
+/// Node failures [`legal`] looks at when a move makes a node hold two
+/// members of a replicated stripe.
+const FATAL_LIMIT: usize = 3;
+
 /// Whether moving `slot`'s copy of stripe `stripe` of `f` from `from` to
-/// `to` keeps every rule: `to` holds no member of the stripe, `from` holds
-/// this one, and the stripe's spread over domains gets no worse.
+/// `to` keeps every rule: `from` holds the copy and `to` none of it; `to`
+/// may hold this member by the placement policy's independence rule (a
+/// parity, or any member with one copy, alone on its node; with copies, a
+/// data chunk never beside a parity), and then the stripe must still
+/// survive as many node failures as before; the spread over domains gets
+/// no worse (members a domain's loss takes, domains used, the `--ha`
+/// rule).
 pub fn legal(
     f: &FileEntry,
     stripe: usize,
@@ -167,11 +176,10 @@ pub fn legal(
     if from == to || s.get(slot).is_none_or(|c| !c.nodes.contains(from)) {
         return false;
     }
-    // Every holder, dead or alive, rules `to` out: two members of a stripe
-    // never share a node, even one that may come back.
-    if s.members().any(|(_, c)| c.nodes.contains(to)) {
+    if s.get(slot).is_some_and(|c| c.nodes.contains(to)) {
         return false;
     }
+    let shares = s.members().any(|(_, c)| c.nodes.contains(to));
     let code = f.code();
     let member = slot.member(code.k());
     let policy = Policy {
@@ -182,6 +190,9 @@ pub fn legal(
         domains,
     };
     let before = planner::holders(&code, s, alive);
+    if policy.conflicts(&before, member).contains(to) {
+        return false;
+    }
     let mut after = before.clone();
     let Some(h) = after.get_mut(member) else {
         return false;
@@ -191,7 +202,12 @@ pub fn legal(
     if policy.misplaced(&after, member).contains(to) {
         return false;
     }
-    policy.spread(&after).no_worse_than(&policy.spread(&before))
+    if !policy.spread(&after).no_worse_than(&policy.spread(&before)) {
+        return false;
+    }
+    // With `to` holding no member the stripe's nodes are the same shape
+    // (`to` stands in for `from`); otherwise count node failures again.
+    !shares || policy.fatal_nodes(&after, FATAL_LIMIT) >= policy.fatal_nodes(&before, FATAL_LIMIT)
 }
 
 /// Whether a stripe may give a copy now: every member at target on live
@@ -243,8 +259,7 @@ pub fn plan<'a>(
                     }
                     let u = usage.get(n).copied().unwrap_or(0);
                     // Only a copy whose move can lower the imbalance.
-                    if c.header.stored_len == 0 || u.saturating_sub(lowest) <= c.header.stored_len
-                    {
+                    if c.header.stored_len == 0 || u.saturating_sub(lowest) <= c.header.stored_len {
                         continue;
                     }
                     let list = cands.entry(n.clone()).or_default();
@@ -280,9 +295,7 @@ pub fn plan<'a>(
         // The fullest source still able to give.
         let Some(from) = usage
             .iter()
-            .filter(|(n, &u)| {
-                u as f64 > m && !exhausted.contains(*n) && !busy_node(per_node, n)
-            })
+            .filter(|(n, &u)| u as f64 > m && !exhausted.contains(*n) && !busy_node(per_node, n))
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
             .map(|(n, _)| n.clone())
         else {
@@ -535,9 +548,18 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
             return Vec::new();
         };
         let planned = excess(&usage);
-        let chunks: u64 = st.catalog.files.values().map(|f| f.chunks().count() as u64).sum();
+        let chunks: u64 = st
+            .catalog
+            .files
+            .values()
+            .map(|f| f.chunks().count() as u64)
+            .sum();
         let stored: u64 = usage.values().sum();
-        let avg = if chunks == 0 { 1 } else { (stored / chunks).max(1) };
+        let avg = if chunks == 0 {
+            1
+        } else {
+            (stored / chunks).max(1)
+        };
         tracing::info!(
             %trigger,
             deviation_pct = deviation(&usage) * 100.0,
@@ -575,10 +597,9 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
     }
     let domains = members.domains();
     let alive = |n: &NodeId| {
-        members
-            .members
-            .get(n)
-            .is_some_and(|m| crate::membership::Membership::state(m, now, cfg) == protocol::NodeState::Alive)
+        members.members.get(n).is_some_and(|m| {
+            crate::membership::Membership::state(m, now, cfg) == protocol::NodeState::Alive
+        })
     };
     let repairs = &st.repairs;
     let (in_flight, retry_at) = (&rb.in_flight, &rb.retry_at);
@@ -804,7 +825,9 @@ mod tests {
                             chunk(&copies, 1000)
                         })
                         .collect(),
-                    parity: (code.k()..members).map(|m| chunk(&[nodes[m]], 1000)).collect(),
+                    parity: (code.k()..members)
+                        .map(|m| chunk(&[nodes[m]], 1000))
+                        .collect(),
                 }
             })
             .collect();
@@ -820,7 +843,9 @@ mod tests {
     }
 
     fn domain_map(c: &[Candidate]) -> HashMap<NodeId, String> {
-        c.iter().map(|c| (c.node.id.clone(), c.domain.clone())).collect()
+        c.iter()
+            .map(|c| (c.node.id.clone(), c.domain.clone()))
+            .collect()
     }
 
     /// Applies moves to the catalog the way `done` does.
@@ -850,27 +875,29 @@ mod tests {
         let domains = domain_map(nodes);
         let alive = |_: &NodeId| true;
         let busy = |_: &ChunkId| false;
-        let spread = |files: &BTreeMap<FileName, FileEntry>| -> Vec<crate::placement::Spread> {
-            files
-                .values()
-                .flat_map(|f| {
-                    let code = f.code();
-                    f.stripes
-                        .iter()
-                        .map(|s| {
-                            Policy {
-                                code: &code,
-                                data: s.data.len(),
-                                replication: f.replication,
-                                ha,
-                                domains: &domains,
-                            }
-                            .spread(&planner::holders(&code, s, |_| true))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
+        let spread =
+            |files: &BTreeMap<FileName, FileEntry>| -> Vec<(crate::placement::Spread, usize)> {
+                files
+                    .values()
+                    .flat_map(|f| {
+                        let code = f.code();
+                        f.stripes
+                            .iter()
+                            .map(|s| {
+                                let p = Policy {
+                                    code: &code,
+                                    data: s.data.len(),
+                                    replication: f.replication,
+                                    ha,
+                                    domains: &domains,
+                                };
+                                let h = planner::holders(&code, s, |_| true);
+                                (p.spread(&h), p.fatal_nodes(&h, 3))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
         let mut total = 0;
         for _round in 0..10_000 {
             let before = spread(files);
@@ -890,7 +917,11 @@ mod tests {
             apply(files, &moves);
             assert_eq!(u, usage(files.values(), nodes), "projected usage is exact");
             for (a, b) in spread(files).iter().zip(before.iter()) {
-                assert!(a.no_worse_than(b), "spread got worse: {b:?} -> {a:?}");
+                assert!(a.0.no_worse_than(&b.0), "spread got worse: {b:?} -> {a:?}");
+                assert!(
+                    a.1 >= b.1,
+                    "fewer node failures lose the stripe: {b:?} -> {a:?}"
+                );
             }
             for f in files.values() {
                 for s in &f.stripes {
@@ -973,7 +1004,9 @@ mod tests {
         let mut files = BTreeMap::new();
         files.insert(name("a"), file("xor:2", 1, 30, 3));
         // A stripe with a member short of its copies is never touched.
-        files.get_mut(&name("a")).unwrap().stripes[0].data[0].nodes.clear();
+        files.get_mut(&name("a")).unwrap().stripes[0].data[0]
+            .nodes
+            .clear();
         let short: HashSet<ChunkId> = files[&name("a")].stripes[0]
             .members()
             .map(|(_, c)| c.header.id)
@@ -1025,7 +1058,11 @@ mod tests {
         };
         let mut u = usage(files.values(), &nodes);
         let moves = plan(files.iter(), &inp, &mut u, &mut HashMap::new(), 10);
-        assert_eq!(moves.len(), PER_NODE, "the one target takes {PER_NODE} at a time");
+        assert_eq!(
+            moves.len(),
+            PER_NODE,
+            "the one target takes {PER_NODE} at a time"
+        );
         assert!(moves.iter().all(|m| m.to == id(3)));
     }
 
