@@ -51,6 +51,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// An imbalance must last this long before it starts a run on its own (a
 /// put in progress or a repair's aftermath settles first).
 pub const PERSIST: Duration = Duration::from_secs(30);
+/// After a run that could not reach the tolerance, the next one on its own
+/// waits this much longer.
+const STUCK_HOLD: Duration = Duration::from_secs(600);
+/// How often an idle loop looks at usage.
+const IDLE_LOOK: Duration = Duration::from_secs(2);
 /// Task ids of moves have this bit set, so they never collide with repair
 /// task ids on the same sessions.
 const TASK_BIT: u64 = 1 << 63;
@@ -59,9 +64,10 @@ const TASK_BIT: u64 = 1 << 63;
 
 /// What the planner knows besides the catalog.
 pub struct Inputs<'a> {
-    /// Nodes that take data (writable, not spares): the nodes whose usage
-    /// is evened out, sources and targets alike.
-    pub nodes: &'a [Candidate],
+    /// Nodes that may receive a copy (writable: room beyond the reserve;
+    /// not spares). Sources are every node of the usage map, so a full
+    /// node still gives.
+    pub targets: &'a [Candidate],
     /// Failure domain of every known node.
     pub domains: &'a HashMap<NodeId, String>,
     /// Enclosure-level HA (`coord --ha`).
@@ -85,12 +91,13 @@ pub struct Move {
     pub bytes: u64,
 }
 
-/// Stored bytes per node that takes data, as the catalog counts them.
+/// Stored bytes per node of `nodes` (those that take data), as the
+/// catalog counts them.
 pub fn usage<'a>(
     files: impl Iterator<Item = &'a FileEntry>,
-    nodes: &[Candidate],
+    nodes: impl Iterator<Item = NodeId>,
 ) -> BTreeMap<NodeId, u64> {
-    let mut u: BTreeMap<NodeId, u64> = nodes.iter().map(|c| (c.node.id.clone(), 0)).collect();
+    let mut u: BTreeMap<NodeId, u64> = nodes.map(|n| (n, 0)).collect();
     for f in files {
         for (c, _) in f.chunks() {
             for n in &c.nodes {
@@ -290,6 +297,7 @@ pub fn plan<'a>(
     let busy_node = |per_node: &HashMap<NodeId, usize>, n: &NodeId| {
         per_node.get(n).copied().unwrap_or(0) >= PER_NODE
     };
+    let writable: HashSet<&NodeId> = inp.targets.iter().map(|c| &c.node.id).collect();
     while moves.len() < max && !balanced(usage) {
         let m = mean(usage);
         // The fullest source still able to give.
@@ -304,7 +312,9 @@ pub fn plan<'a>(
         let u_from = usage[&from];
         let mut targets: Vec<(NodeId, u64)> = usage
             .iter()
-            .filter(|(n, &u)| (u as f64) < m && **n != from && !busy_node(per_node, n))
+            .filter(|(n, &u)| {
+                (u as f64) < m && **n != from && writable.contains(n) && !busy_node(per_node, n)
+            })
             .map(|(n, &u)| (n.clone(), u))
             .collect();
         targets.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -377,6 +387,8 @@ pub struct Rebalance {
     /// An empty node registered: a run starts once repairs are done.
     joined: Option<NodeId>,
     imbalanced_since: Option<Instant>,
+    /// When an idle round last looked at usage.
+    looked: Option<Instant>,
     /// Token bucket of the rate limit, in bytes; refilled when.
     budget: f64,
     refilled: Option<Instant>,
@@ -431,8 +443,10 @@ impl Rebalance {
         }
         self.status.state = RebalanceState::Idle;
         self.status.stuck = stuck;
-        // An imbalance left behind waits the persistence time again.
-        self.imbalanced_since = Some(now);
+        // An imbalance left behind waits the persistence time again, and
+        // one no move can fix much longer (a new node that only shares
+        // domains with full ones, say): the next try would find the same.
+        self.imbalanced_since = Some(if stuck { now + STUCK_HOLD } else { now });
     }
 }
 
@@ -502,12 +516,33 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
     }
     rb.retry_at.retain(|_, t| *t > now);
 
-    let nodes: Vec<Candidate> = members
+    // Idle, nothing asked: look at the cluster only now and then (a full
+    // catalog pass), not every round.
+    if rb.running.is_none()
+        && !rb.requested
+        && rb.joined.is_none()
+        && rb.in_flight.is_empty()
+        && rb
+            .looked
+            .is_some_and(|t| now.saturating_duration_since(t) < IDLE_LOOK)
+    {
+        return Vec::new();
+    }
+    rb.looked = Some(now);
+    let targets: Vec<Candidate> = members
         .candidates(now, cfg, &st.catalog.draining, &st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();
-    let mut usage = usage(st.catalog.files.values(), &nodes);
+    // Nodes that take data: in session and alive, not draining, not a
+    // spare still standing by (a full node too: it has most to give).
+    let takes_data = members.members.values().filter(|m| {
+        m.session.is_some()
+            && crate::membership::Membership::state(m, now, cfg) == protocol::NodeState::Alive
+            && !st.catalog.draining.contains(&m.id)
+            && !(m.spare && !st.used_spares.contains(&m.id))
+    });
+    let mut usage = usage(st.catalog.files.values(), takes_data.map(|m| m.id.clone()));
     let mut per_node: HashMap<NodeId, usize> = HashMap::new();
     for t in rb.in_flight.values() {
         if let Some(u) = usage.get_mut(&t.mv.from) {
@@ -536,7 +571,11 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
             rb.joined = None;
             rb.imbalanced_since = None;
             None
-        } else if let Some(n) = rb.joined.take().filter(|n| usage.contains_key(n)) {
+        } else if let Some(n) = rb
+            .joined
+            .take()
+            .filter(|n| targets.iter().any(|c| c.node.id == *n))
+        {
             Some(format!("node {n} joined"))
         } else if now.saturating_duration_since(*rb.imbalanced_since.get_or_insert(now)) >= PERSIST
         {
@@ -607,7 +646,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         repairs.in_flight.contains_key(c) || in_flight.contains_key(c) || retry_at.contains_key(c)
     };
     let inputs = Inputs {
-        nodes: &nodes,
+        targets: &targets,
         domains: &domains,
         ha: cfg.ha,
         alive: &alive,
@@ -842,6 +881,10 @@ mod tests {
         }
     }
 
+    fn ids(c: &[Candidate]) -> impl Iterator<Item = NodeId> + '_ {
+        c.iter().map(|c| c.node.id.clone())
+    }
+
     fn domain_map(c: &[Candidate]) -> HashMap<NodeId, String> {
         c.iter()
             .map(|c| (c.node.id.clone(), c.domain.clone()))
@@ -901,9 +944,9 @@ mod tests {
         let mut total = 0;
         for _round in 0..10_000 {
             let before = spread(files);
-            let mut u = usage(files.values(), nodes);
+            let mut u = usage(files.values(), ids(nodes));
             let inp = Inputs {
-                nodes,
+                targets: nodes,
                 domains: &domains,
                 ha,
                 alive: &alive,
@@ -915,7 +958,11 @@ mod tests {
             }
             total += moves.len();
             apply(files, &moves);
-            assert_eq!(u, usage(files.values(), nodes), "projected usage is exact");
+            assert_eq!(
+                u,
+                usage(files.values(), ids(nodes)),
+                "projected usage is exact"
+            );
             for (a, b) in spread(files).iter().zip(before.iter()) {
                 assert!(a.0.no_worse_than(&b.0), "spread got worse: {b:?} -> {a:?}");
                 assert!(
@@ -950,10 +997,10 @@ mod tests {
         let mut files = BTreeMap::new();
         files.insert(name("a"), file("rs:4+2", 1, 60, 6));
         files.insert(name("b"), file("xor:3", 1, 40, 6));
-        let before = usage(files.values(), &nodes);
+        let before = usage(files.values(), ids(&nodes));
         assert!(!balanced(&before));
         let moved = converge(&mut files, &nodes, false, 4);
-        let after = usage(files.values(), &nodes);
+        let after = usage(files.values(), ids(&nodes));
         assert!(balanced(&after), "deviation {}", deviation(&after));
         assert!(moved > 0);
         assert_eq!(
@@ -969,7 +1016,7 @@ mod tests {
         let mut files = BTreeMap::new();
         files.insert(name("r"), file("xor:2", 2, 50, 3));
         converge(&mut files, &nodes, false, 3);
-        assert!(balanced(&usage(files.values(), &nodes)));
+        assert!(balanced(&usage(files.values(), ids(&nodes))));
     }
 
     #[test]
@@ -982,7 +1029,7 @@ mod tests {
         files.insert(name("l"), file("lrc:6+2+2", 1, 40, 12));
         let code = codes::Code::new("lrc:6+2+2".parse().unwrap()).unwrap();
         converge(&mut files, &nodes, true, 4);
-        let u = usage(files.values(), &nodes);
+        let u = usage(files.values(), ids(&nodes));
         assert!(balanced(&u), "deviation {}", deviation(&u));
         for s in &files[&name("l")].stripes {
             let p = Policy {
@@ -1015,9 +1062,9 @@ mod tests {
         let domains = domain_map(&nodes);
         let alive = |_: &NodeId| true;
         let busy = |c: &ChunkId| *c == busy_id;
-        let mut u = usage(files.values(), &nodes);
+        let mut u = usage(files.values(), ids(&nodes));
         let inp = Inputs {
-            nodes: &nodes,
+            targets: &nodes,
             domains: &domains,
             ha: false,
             alive: &alive,
@@ -1041,22 +1088,22 @@ mod tests {
         let alive = |_: &NodeId| true;
         let busy = |_: &ChunkId| false;
         let inp = Inputs {
-            nodes: &nodes,
+            targets: &nodes,
             domains: &domains,
             ha: false,
             alive: &alive,
             busy: &busy,
         };
-        let mut u = usage(files.values(), &nodes);
+        let mut u = usage(files.values(), ids(&nodes));
         assert!(balanced(&u));
         assert!(plan(files.iter(), &inp, &mut u, &mut HashMap::new(), 10).is_empty());
         // One more node: at most `max` moves, at most PER_NODE per node.
         let nodes = cands(4, 4);
         let inp = Inputs {
-            nodes: &nodes,
+            targets: &nodes,
             ..inp
         };
-        let mut u = usage(files.values(), &nodes);
+        let mut u = usage(files.values(), ids(&nodes));
         let moves = plan(files.iter(), &inp, &mut u, &mut HashMap::new(), 10);
         assert_eq!(
             moves.len(),
@@ -1064,6 +1111,29 @@ mod tests {
             "the one target takes {PER_NODE} at a time"
         );
         assert!(moves.iter().all(|m| m.to == id(3)));
+    }
+
+    /// A node without room (not among the targets) still gives copies.
+    #[test]
+    fn a_full_node_gives_and_never_receives() {
+        let nodes = cands(4, 4);
+        let mut files = BTreeMap::new();
+        files.insert(name("a"), file("xor:2", 1, 30, 3));
+        let domains = domain_map(&nodes);
+        let alive = |_: &NodeId| true;
+        let busy = |_: &ChunkId| false;
+        let targets: Vec<Candidate> = nodes[1..].to_vec();
+        let inp = Inputs {
+            targets: &targets,
+            domains: &domains,
+            ha: false,
+            alive: &alive,
+            busy: &busy,
+        };
+        let mut u = usage(files.values(), ids(&nodes));
+        let moves = plan(files.iter(), &inp, &mut u, &mut HashMap::new(), 10);
+        assert!(moves.iter().any(|m| m.from == id(0)), "{moves:?}");
+        assert!(moves.iter().all(|m| m.to != id(0)));
     }
 
     /// With copies on a dead node the stripe is left to repair.
@@ -1076,13 +1146,13 @@ mod tests {
         let alive = |n: &NodeId| *n != id(0);
         let busy = |_: &ChunkId| false;
         let inp = Inputs {
-            nodes: &nodes,
+            targets: &nodes,
             domains: &domains,
             ha: false,
             alive: &alive,
             busy: &busy,
         };
-        let mut u = usage(files.values(), &nodes);
+        let mut u = usage(files.values(), ids(&nodes));
         for m in plan(files.iter(), &inp, &mut u, &mut HashMap::new(), 10) {
             let s = &files[&m.file].stripes[m.stripe];
             assert!(s.members().all(|(_, c)| !c.nodes.contains(&id(0))));
