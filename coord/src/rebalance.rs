@@ -167,6 +167,7 @@ const FATAL_LIMIT: usize = 3;
 /// survive as many node failures as before; the spread over domains gets
 /// no worse (members a domain's loss takes, domains used, the `--ha`
 /// rule).
+#[allow(clippy::too_many_arguments)]
 pub fn legal(
     f: &FileEntry,
     stripe: usize,
@@ -290,7 +291,7 @@ pub fn plan<'a>(
     }
     // Bigger copies first: fewer moves for the same bytes.
     for list in cands.values_mut() {
-        list.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        list.sort_by_key(|c| std::cmp::Reverse(c.bytes));
     }
     let mut touched: HashSet<(&FileName, usize)> = HashSet::new();
     let mut exhausted: HashSet<NodeId> = HashSet::new();
@@ -540,7 +541,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         m.session.is_some()
             && crate::membership::Membership::state(m, now, cfg) == protocol::NodeState::Alive
             && !st.catalog.draining.contains(&m.id)
-            && !(m.spare && !st.used_spares.contains(&m.id))
+            && (!m.spare || st.used_spares.contains(&m.id))
     });
     let mut usage = usage(st.catalog.files.values(), takes_data.map(|m| m.id.clone()));
     let mut per_node: HashMap<NodeId, usize> = HashMap::new();
@@ -594,11 +595,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
             .map(|f| f.chunks().count() as u64)
             .sum();
         let stored: u64 = usage.values().sum();
-        let avg = if chunks == 0 {
-            1
-        } else {
-            (stored / chunks).max(1)
-        };
+        let avg = stored.checked_div(chunks).unwrap_or(1).max(1);
         tracing::info!(
             %trigger,
             deviation_pct = deviation(&usage) * 100.0,
