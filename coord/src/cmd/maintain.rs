@@ -89,13 +89,16 @@ pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
 
 /// `dfs-sim rebalance`: starts a run (`start`) and reports progress. The
 /// rebalancing loop does the moving, after any repair.
-pub fn rebalance(coord: &Coord, start: bool) -> protocol::RebalanceStatus {
+pub fn rebalance(coord: &Coord, start: bool) -> Result<protocol::RebalanceStatus> {
+    if start && coord.config.read_only {
+        return Err(Error::ReadOnly);
+    }
     let mut st = coord.lock();
     if start && !st.rebalance.active() {
         tracing::info!("rebalance requested");
         st.rebalance.request();
     }
-    st.rebalance.status()
+    Ok(st.rebalance.status())
 }
 
 /// Verify orders sent per second at most, whoever reports.
