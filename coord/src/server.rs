@@ -232,9 +232,9 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::Scrub { node } => {
                 cmd::maintain::scrub(&coord, node).map(|_| CoordResponse::Done)
             }
-            CoordRequest::Rebalance { start } => Ok(CoordResponse::Rebalance(
-                cmd::maintain::rebalance(&coord, start),
-            )),
+            CoordRequest::Rebalance { start } => {
+                cmd::maintain::rebalance(&coord, start).map(CoordResponse::Rebalance)
+            }
             CoordRequest::ReportBad {
                 chunk,
                 node,

@@ -192,7 +192,11 @@ mod tests {
             id: ChunkId::random(),
             raw_len: raw,
             raw_sha256: [0; 32],
-            codec: if raw == stored { Codec::Raw } else { Codec::Lz4 },
+            codec: if raw == stored {
+                Codec::Raw
+            } else {
+                Codec::Lz4
+            },
             stored_len: stored,
             stored_crc: 0,
         }
@@ -229,12 +233,14 @@ mod tests {
             source: RepairSource::Copy(Vec::new()),
         };
         assert_eq!(peak_bytes(&copy), 30 * MIB);
-        let budget = budget_permits(crate::config::NodeConfig::new(
-            protocol::NodeId::new("n1").unwrap(),
-            "x".into(),
-            String::new(),
-        )
-        .repair_memory) as u64;
+        let budget = budget_permits(
+            crate::config::NodeConfig::new(
+                protocol::NodeId::new("n1").unwrap(),
+                "x".into(),
+                String::new(),
+            )
+            .repair_memory,
+        ) as u64;
         assert_eq!(budget / (peak_bytes(&rebuild(m)) / MIB), 3);
         assert_eq!(budget / (peak_bytes(&rebuild(56 * MIB)) / MIB), 2);
     }

@@ -134,9 +134,9 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         pool: NodePool::new(Role::Node, config.secret.clone().map(Credential::Internal)),
         repairs: Arc::new(Semaphore::new(config.repair_parallel.max(1))),
-        repair_mem: Arc::new(Semaphore::new(crate::repair::budget_permits(
-            config.repair_memory,
-        ) as usize)),
+        repair_mem: Arc::new(Semaphore::new(
+            crate::repair::budget_permits(config.repair_memory) as usize,
+        )),
         identity: Mutex::new(identity),
         token_key: config.secret.as_ref().map(TokenKey::from_secret),
         verifying: Mutex::new(HashSet::new()),
