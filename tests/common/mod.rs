@@ -231,6 +231,20 @@ fn spawn(args: &[String], log: &Path, prefix: &str) -> Result<Proc, SpawnError> 
     })
 }
 
+/// Copies the contents of `from` into `to`, recursively.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for e in std::fs::read_dir(from).expect("read seed dir") {
+        let e = e.expect("seed entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).expect("copy seed file");
+        }
+    }
+}
+
 /// Last `n` lines of a file.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -268,6 +282,9 @@ pub struct Builder {
     orphan_grace: String,
     /// Extra coordinator arguments.
     coord_args: Vec<String>,
+    /// A directory whose contents (`coord/`, `node-n0/`, ...) are copied
+    /// into the cluster's directory before anything starts.
+    seed: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -291,6 +308,7 @@ impl Default for Builder {
             delete_grace: "0s".into(),
             orphan_grace: "1s".into(),
             coord_args: Vec::new(),
+            seed: None,
         }
     }
 }
@@ -380,11 +398,21 @@ impl Builder {
 
     /// Starts the coordinator, then the nodes, and waits until every node is
     /// alive in `status --json`.
+    /// Starts the cluster on a copy of the data directories in `dir`
+    /// (e.g. one written by an older version).
+    pub fn seed(mut self, dir: &Path) -> Self {
+        self.seed = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn start(self) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("dfs-sim-test-")
             .tempdir()
             .expect("temp dir");
+        if let Some(seed) = &self.seed {
+            copy_tree(seed, dir.path());
+        }
         let secret_file = self.secret.as_ref().map(|s| {
             let p = dir.path().join("secret");
             std::fs::write(&p, s).expect("write secret");
