@@ -657,7 +657,9 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         room,
     );
     if moves.is_empty() {
-        if rb.in_flight.is_empty() {
+        // Nothing in flight and nothing waiting out a failure: no move
+        // is left that keeps every rule.
+        if rb.in_flight.is_empty() && rb.retry_at.is_empty() {
             rb.finish(now, !bal);
         }
         return Vec::new();
@@ -667,7 +669,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         if rb.budget <= 0.0 {
             break;
         }
-        let Some((f, c, _)) = st.catalog.chunk(&mv.chunk) else {
+        let Some((_, c, _)) = st.catalog.chunk(&mv.chunk) else {
             continue;
         };
         // The source first; other live holders if it fails mid-move.
@@ -678,7 +680,6 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
                 .filter(|n| **n != mv.from && alive(n))
                 .map(|n| members.node_addr(n)),
         );
-        let _ = f;
         rb.next_task += 1;
         let task = TASK_BIT | rb.next_task;
         tracing::info!(file = %mv.file, chunk = %mv.chunk, from = %mv.from, to = %mv.to, bytes = mv.bytes, "rebalance: moving a copy");
