@@ -280,6 +280,16 @@ fn a_node_killed_mid_rebalance_loses_nothing() {
     for (name, data) in &files {
         c.get_exact(name, data);
     }
+    // The repair traffic of this incident (not since the start) is shown.
+    wait_until(DEADLINE, "the repair incident to close", || {
+        let i = &c.status().unwrap()["repair"]["incident"];
+        i["open"] == false && i["rebuilt_bytes"].as_u64().unwrap_or(0) > 0
+    });
+    let i = c.status().unwrap()["repair"]["incident"].clone();
+    assert!(i["read_per_rebuilt"].as_f64().unwrap() >= 1.0, "{i}");
+    assert_eq!(i["schemes"][0]["replication"], 2, "{i}");
+    let text = ok(c.run(&["status"]), "status");
+    assert!(text.contains("repair traffic, last incident"), "{text}");
     // The run goes on after the repairs and ends balanced over the five
     // live nodes.
     let out = ok(c.run_timeout(&["rebalance"], DEADLINE), "dfs-sim rebalance");
