@@ -400,6 +400,14 @@ impl Rebalance {
     /// `dfs-sim rebalance`: start a run at the next round.
     pub fn request(&mut self) {
         self.requested = true;
+        // Progress from now on is the new run's.
+        self.status.trigger = "operator".into();
+        self.status.moved_chunks = 0;
+        self.status.moved_bytes = 0;
+        self.status.planned_chunks = 0;
+        self.status.planned_bytes = 0;
+        self.status.failed = 0;
+        self.status.stuck = false;
     }
 
     /// A node holding nothing registered: even the cluster out onto it.
@@ -588,14 +596,16 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
             return Vec::new();
         };
         let planned = excess(&usage);
-        let chunks: u64 = st
+        // Mean size of a copy on these nodes, to turn bytes into copies.
+        let copies: u64 = st
             .catalog
             .files
             .values()
-            .map(|f| f.chunks().count() as u64)
+            .flat_map(|f| f.chunks())
+            .map(|(c, _)| c.nodes.iter().filter(|n| usage.contains_key(*n)).count() as u64)
             .sum();
         let stored: u64 = usage.values().sum();
-        let avg = stored.checked_div(chunks).unwrap_or(1).max(1);
+        let avg = stored.checked_div(copies).unwrap_or(1).max(1);
         tracing::info!(
             %trigger,
             deviation_pct = deviation(&usage) * 100.0,
