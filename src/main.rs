@@ -45,6 +45,8 @@ enum Command {
     Stat(cmd::stat::Args),
     /// Remove a file.
     Rm(cmd::rm::Args),
+    /// Copy a file inside the cluster (nodes copy their chunks locally).
+    Cp(cmd::cp::Args),
     /// Show nodes, liveness, usage and under-protected chunks.
     Status(cmd::status::Args),
     /// Check every file's health; `--deep` verifies every copy,
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
             Command::Ls(a) => cmd::ls::run(a).await,
             Command::Stat(a) => cmd::stat::run(a).await,
             Command::Rm(a) => cmd::rm::run(a).await,
+            Command::Cp(a) => cmd::cp::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
             Command::Loadgen(a) => cmd::loadgen::run(a).await,
             Command::Fsck(a) => cmd::fsck::run(a).await,

@@ -647,3 +647,262 @@ fn rclone_sync_and_check_a_tree() {
         );
     }
 }
+
+/// Chunk bytes the nodes sent and received on the data path (Get and Put,
+/// from their Prometheus counters): every byte a client or gateway moves
+/// to or from a node. A copy inside the cluster adds none (a node's local
+/// clone is not a transfer).
+fn data_path_bytes(c: &mut Cluster) -> u64 {
+    (0..c.node_count())
+        .map(|i| {
+            let (code, text) = Cluster::http_get(&format!("{}/metrics", c.node_http_url(i)));
+            assert_eq!(code, 200, "{text}");
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("dfs_node_received_bytes_total")
+                        || l.starts_with("dfs_node_sent_bytes_total")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        })
+        .sum()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn copies_stay_inside_the_cluster_and_buckets_carry_schemes() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let mut c = Cluster::builder()
+        .nodes(4)
+        .replication(1)
+        .parity("xor")
+        .chunk_size(CHUNK)
+        .http()
+        .start();
+    let ep = c.start_s3(AK, SK, &[]);
+    let d = c.dir().to_path_buf();
+    let d = d.as_path();
+    aws_ok(d, &ep, &["s3", "mb", "s3://plain"]);
+
+    // A single-PUT object of many chunks, copied with CopyObject: no chunk
+    // byte moves between nodes and the gateway.
+    let one = random_bytes(11, 3 * 1024 * 1024 + 4321);
+    let p = c.scratch("one.bin");
+    std::fs::write(&p, &one).unwrap();
+    let p = p.display().to_string();
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "plain",
+            "--key",
+            "one",
+            "--body",
+            &p,
+        ],
+    );
+    let before = data_path_bytes(&mut c);
+    let out = aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "plain",
+            "--key",
+            "one-copy",
+            "--copy-source",
+            "plain/one",
+        ],
+    );
+    let moved = data_path_bytes(&mut c) - before;
+    eprintln!("chunk bytes moved over the data path by a copy: {moved}");
+    assert_eq!(moved, 0, "CopyObject moved chunk bytes over the network");
+    assert!(out.contains(&md5_hex(&one)), "a copy keeps the ETag: {out}");
+    c.get_exact("plain/one-copy", &one);
+
+    // A multipart object (8 MiB parts), copied by `aws s3 cp` with
+    // UploadPartCopy of 8 MiB ranges: the ranges fall on the parts' stripe
+    // boundaries, so every part is copied by the nodes.
+    let mp = random_bytes(12, 17 * 1024 * 1024 + 999);
+    let p = c.scratch("mp.bin");
+    std::fs::write(&p, &mp).unwrap();
+    let p = p.display().to_string();
+    aws_ok(d, &ep, &["s3", "cp", "--no-progress", &p, "s3://plain/mp"]);
+    let before = data_path_bytes(&mut c);
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3",
+            "cp",
+            "--no-progress",
+            "s3://plain/mp",
+            "s3://plain/mp-copy",
+        ],
+    );
+    let moved = data_path_bytes(&mut c) - before;
+    eprintln!("chunk bytes moved over the data path by a copy: {moved}");
+    assert_eq!(
+        moved, 0,
+        "a multipart copy moved chunk bytes over the network"
+    );
+    c.get_exact("plain/mp-copy", &mp);
+    assert_eq!(c.stat("plain/mp-copy")["health"], "healthy");
+
+    // UploadPartCopy of a range that cuts stripes: only the edges (less
+    // than a stripe each) stream through the gateway.
+    let up = json(&aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "create-multipart-upload",
+            "--bucket",
+            "plain",
+            "--key",
+            "pc",
+        ],
+    ));
+    let id = up["UploadId"].as_str().expect("UploadId").to_string();
+    let (first, last) = (100_000usize, 9_000_000usize);
+    let before = data_path_bytes(&mut c);
+    let part = json(&aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "upload-part-copy",
+            "--bucket",
+            "plain",
+            "--key",
+            "pc",
+            "--upload-id",
+            &id,
+            "--part-number",
+            "1",
+            "--copy-source",
+            "plain/mp",
+            "--copy-source-range",
+            &format!("bytes={first}-{last}"),
+        ],
+    ));
+    let moved = data_path_bytes(&mut c) - before;
+    eprintln!("chunk bytes moved over the data path by a copy: {moved}");
+    let len = (last + 1 - first) as u64;
+    // The edges go node -> gateway -> node (whole chunks read, the edges
+    // and their parity stored); streaming the whole range would move more
+    // than twice its length.
+    assert!(
+        moved > 0 && moved < len / 2,
+        "a part copy of {len} bytes moved {moved} chunk bytes; only the edges (under a stripe each) should"
+    );
+    let etag = part["CopyPartResult"]["ETag"]
+        .as_str()
+        .expect("ETag")
+        .to_string();
+    let done = serde_json::json!({"Parts": [{"ETag": etag, "PartNumber": 1}]}).to_string();
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "complete-multipart-upload",
+            "--bucket",
+            "plain",
+            "--key",
+            "pc",
+            "--upload-id",
+            &id,
+            "--multipart-upload",
+            &done,
+        ],
+    );
+    c.get_exact("plain/pc", &mp[first..=last]);
+
+    // Per-bucket protection: LocationConstraint names a scheme.
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "ecb",
+            "--create-bucket-configuration",
+            "LocationConstraint=rs:2+1",
+        ],
+    );
+    let loc = aws_ok(d, &ep, &["s3api", "get-bucket-location", "--bucket", "ecb"]);
+    assert!(loc.contains("rs:2+1"), "{loc}");
+    aws_fails(
+        d,
+        &ep,
+        SK,
+        &[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "bad",
+            "--create-bucket-configuration",
+            "LocationConstraint=rs:0+9",
+        ],
+        "InvalidLocationConstraint",
+    );
+    // A region name (what clients send by habit) means the default.
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "west",
+            "--create-bucket-configuration",
+            "LocationConstraint=us-west-2",
+        ],
+    );
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "ecb",
+            "--key",
+            "one",
+            "--body",
+            &c.scratch("one.bin").display().to_string(),
+        ],
+    );
+    aws_ok(d, &ep, &["s3", "cp", "--no-progress", &p, "s3://ecb/mp"]);
+    // Into a bucket of another scheme a copy is re-encoded.
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3",
+            "cp",
+            "--no-progress",
+            "s3://plain/one",
+            "s3://ecb/one-copy",
+        ],
+    );
+    for (name, data) in [("ecb/one", &one), ("ecb/mp", &mp), ("ecb/one-copy", &one)] {
+        let s = c.stat(name);
+        assert_eq!(s["scheme"], "rs:2+1", "{name}: {s:#}");
+        assert_eq!(s["health"], "healthy", "{name}: {s:#}");
+        c.get_exact(name, data);
+    }
+    assert_ne!(c.stat("plain/one")["scheme"], "rs:2+1");
+}

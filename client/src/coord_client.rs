@@ -11,6 +11,8 @@ use protocol::{
 pub struct CoordClient {
     conn: Connection,
     addr: String,
+    /// Plan puts with `PlanPutFit` (see [`CoordClient::fit_stripes`]).
+    fit_stripes: bool,
 }
 
 impl CoordClient {
@@ -32,7 +34,19 @@ impl CoordClient {
                 peer: format!("coordinator {addr}"),
                 source,
             })?;
-        Ok(CoordClient { conn, addr })
+        Ok(CoordClient {
+            conn,
+            addr,
+            fit_stripes: false,
+        })
+    }
+
+    /// From now on, plan puts of files smaller than a full stripe over the
+    /// stripe's data chunks (`PlanPutFit`) instead of one short stripe: the
+    /// S3 gateway's parts and small objects then cost the scheme's overhead,
+    /// not a whole parity per chunk.
+    pub fn fit_stripes(&mut self, on: bool) {
+        self.fit_stripes = on;
     }
 
     async fn call(&mut self, req: CoordRequest) -> Result<CoordResponse> {
@@ -68,15 +82,22 @@ impl CoordClient {
         force: bool,
         scheme: Option<protocol::Scheme>,
     ) -> Result<PutPlan> {
-        match self
-            .call(CoordRequest::PlanPut {
+        let req = if self.fit_stripes {
+            CoordRequest::PlanPutFit {
                 name,
                 size,
                 force,
                 scheme,
-            })
-            .await?
-        {
+            }
+        } else {
+            CoordRequest::PlanPut {
+                name,
+                size,
+                force,
+                scheme,
+            }
+        };
+        match self.call(req).await? {
             CoordResponse::Plan(p) => Ok(p),
             _ => Err(self.unexpected()),
         }
@@ -157,6 +178,32 @@ impl CoordClient {
     ) -> Result<FileSummary> {
         match self
             .call(CoordRequest::Concat { name, parts, attrs })
+            .await?
+        {
+            CoordResponse::Committed(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Copies `src` to `dst` inside the cluster (nodes copy their chunks
+    /// locally; no bytes pass this client). `range` must cover whole
+    /// stripes; `attrs` replace the source's when given.
+    pub async fn copy(
+        &mut self,
+        src: FileName,
+        dst: FileName,
+        range: Option<(u64, u64)>,
+        attrs: Option<protocol::Attrs>,
+        force: bool,
+    ) -> Result<FileSummary> {
+        match self
+            .call(CoordRequest::CopyFile {
+                src,
+                dst,
+                range,
+                attrs,
+                force,
+            })
             .await?
         {
             CoordResponse::Committed(s) => Ok(s),

@@ -176,7 +176,15 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 size,
                 force,
                 scheme,
-            } => cmd::put::plan(&coord, name, size, force, scheme, &owner).map(CoordResponse::Plan),
+            } => cmd::put::plan(&coord, name, size, force, scheme, false, &owner)
+                .map(CoordResponse::Plan),
+            CoordRequest::PlanPutFit {
+                name,
+                size,
+                force,
+                scheme,
+            } => cmd::put::plan(&coord, name, size, force, scheme, true, &owner)
+                .map(CoordResponse::Plan),
             CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
                 .await
                 .map(CoordResponse::Committed),
@@ -209,6 +217,15 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                     .await
                     .map(CoordResponse::Committed)
             }
+            CoordRequest::CopyFile {
+                src,
+                dst,
+                range,
+                attrs,
+                force,
+            } => cmd::copy::copy(&coord, src, dst, range, attrs, force, &owner)
+                .await
+                .map(CoordResponse::Committed),
             CoordRequest::Remove { name } => remove(&coord, name).await,
             CoordRequest::Status => {
                 Ok(CoordResponse::Status(Box::new(cmd::status::status(&coord))))
@@ -279,6 +296,8 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::KeyList => "key_list",
         CoordRequest::ListPage { .. } => "list_page",
         CoordRequest::Concat { .. } => "concat",
+        CoordRequest::CopyFile { .. } => "copy",
+        CoordRequest::PlanPutFit { .. } => "plan",
         CoordRequest::Rebalance { .. } => "rebalance",
     }
 }

@@ -251,6 +251,24 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                 }
             }
             NodeRequest::Ping => conn.reply(&NodeResponse::Pong(ctx.stats())).await.is_ok(),
+            NodeRequest::Clone { pairs } => {
+                if !peer.is(Role::Coord, secured) {
+                    refuse(&mut conn, &peer, "only the coordinator may clone chunks").await
+                } else if pairs.len() > protocol::MAX_CLONE_PAIRS {
+                    let e = Error::BadRequest(format!(
+                        "{} chunks to clone; at most {} per request",
+                        pairs.len(),
+                        protocol::MAX_CLONE_PAIRS
+                    ));
+                    conn.reply_err(e.to_wire()).await.is_ok()
+                } else {
+                    let t = Instant::now();
+                    let done = clone_chunks(&ctx, pairs).await;
+                    let ok = done.iter().all(|(_, e)| e.is_none());
+                    crate::metrics::op("clone", t, ok, 0, 0);
+                    conn.reply(&NodeResponse::Cloned(done)).await.is_ok()
+                }
+            }
             NodeRequest::Attach => {
                 if !peer.is(Role::Coord, secured) {
                     refuse(&mut conn, &peer, "only the coordinator may attach").await;
@@ -387,6 +405,27 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> (bool, Option<u64
     }
     let sent = ok.then_some(r.header.stored_len);
     (conn.reply(&NodeResponse::End { ok }).await.is_ok(), sent)
+}
+
+/// Copies each held chunk under its new id, one after another (each copy
+/// is disk-bound; the coordinator asks every holder at once). A source
+/// found corrupt is quarantined and reported, as on any read.
+async fn clone_chunks(ctx: &Ctx, pairs: Vec<(ChunkId, ChunkId)>) -> Vec<(ChunkId, Option<String>)> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (from, to) in pairs {
+        let res = ctx.store.clone_chunk(&from, to).await;
+        match &res {
+            Err(Error::Corrupt { chunk, reason }) => ctx.corrupt(chunk, reason).await,
+            Err(Error::NoSuchChunk(id)) if *id == from => ctx.missing(&from),
+            _ => {}
+        }
+        if let Err(e) = &res {
+            tracing::warn!(%from, %to, error = %e, "clone failed");
+        }
+        out.push((to, res.err().map(|e| e.to_string())));
+    }
+    tracing::info!(count = out.len(), "cloned chunks");
+    out
 }
 
 /// Verifies a whole copy, then answers with its first raw bytes (the

@@ -70,7 +70,18 @@ pub enum NodeRequest {
     /// SHA-256). The dashboard's hex view: the one way chunk bytes reach the
     /// coordinator, and bounded so it can never become a data path.
     Preview { id: ChunkId, max_len: u32 },
+    /// Coordinator only (like `Delete` and `Attach`): make a copy of each
+    /// held chunk `from` under the new id `to`, on this node's own disk (an
+    /// in-kernel copy, a reflink where the file system shares extents). The
+    /// source's CRC is checked, the new copy is made durable like a put and
+    /// never replaces an id already present. At most [`MAX_CLONE_PAIRS`]
+    /// pairs. Answered with `Cloned`. Used by `CopyFile`: copying a file
+    /// inside the cluster moves no chunk bytes over the network.
+    Clone { pairs: Vec<(ChunkId, ChunkId)> },
 }
+
+/// Most chunk pairs one `NodeRequest::Clone` carries.
+pub const MAX_CLONE_PAIRS: usize = 4096;
 
 /// Largest chunk preview a node sends (64 KiB).
 pub const PREVIEW_MAX: u32 = 64 * 1024;
@@ -98,6 +109,9 @@ pub enum NodeResponse {
         bytes: Vec<u8>,
         crc: u32,
     },
+    /// Answer to `Clone`, one entry per pair in order: the new id and `None`
+    /// once its copy is durable, or why it could not be made.
+    Cloned(Vec<(ChunkId, Option<String>)>),
 }
 
 /// What a node reports about itself with every heartbeat.
@@ -353,12 +367,44 @@ pub enum CoordRequest {
     },
     /// Operator: names of the client keys in force.
     KeyList,
+    /// Copy a file inside the cluster: every node holding a member of the
+    /// source's stripes copies it locally under a new id, and `dst` is
+    /// committed with the copies that succeeded (self-healing restores the
+    /// rest). No chunk bytes cross the network. `range` (start, end) in
+    /// bytes selects whole stripes only; a range that does not start and
+    /// end on stripe boundaries (or the end of the file) is refused.
+    /// `attrs`: the new file's attributes, or the source's when `None`.
+    /// Answered with `Committed`.
+    CopyFile {
+        src: FileName,
+        dst: FileName,
+        range: Option<(u64, u64)>,
+        attrs: Option<Attrs>,
+        force: bool,
+    },
+    /// `PlanPut` for a file smaller than one full stripe, spread over the
+    /// stripe's data chunks (chunks shorter than the cluster's chunk size,
+    /// at least [`MIN_FIT_CHUNK`]) instead of one short stripe: an 8 MiB S3
+    /// part under `rs:6+3` costs 1.5x, not 4x, and its parity is not a copy
+    /// of its only chunk. Answered with `Plan`, whose `chunk_size` says the
+    /// length chosen.
+    PlanPutFit {
+        name: FileName,
+        size: u64,
+        force: bool,
+        scheme: Option<Scheme>,
+    },
     /// Operator: start rebalancing now (`start`), or only report its
     /// progress (answered with `Rebalance`).
     Rebalance {
         start: bool,
     },
 }
+
+/// Shortest chunk `PlanPutFit` cuts a file into: below this, more chunks
+/// cost more per-chunk work (fsyncs, headers, catalog entries) than the
+/// parity they save.
+pub const MIN_FIT_CHUNK: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CoordResponse {

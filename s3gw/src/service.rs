@@ -13,7 +13,7 @@ use futures_util::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
-use protocol::{Attrs, ErrorKind, FileInfo, FileName, FileSummary};
+use protocol::{Attrs, ErrorKind, FileInfo, FileName, FileSummary, Scheme};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use std::pin::Pin;
@@ -28,6 +28,9 @@ const CONTENT_TYPE: &str = "s3.content-type";
 const META: &str = "s3.meta.";
 /// On an upload marker: the object key the upload will complete into.
 const UPLOAD_KEY: &str = "s3.key";
+/// On a bucket marker (and an upload marker): the protection scheme of
+/// the bucket's objects, chosen at CreateBucket by `LocationConstraint`.
+const SCHEME: &str = "s3.scheme";
 
 /// Names asked of the coordinator per listing page.
 const PAGE: u32 = 1000;
@@ -53,21 +56,27 @@ impl Gateway {
     }
 
     async fn coord(&self) -> S3Result<CoordClient> {
-        CoordClient::connect(&self.inner.cfg.client)
+        let mut c = CoordClient::connect(&self.inner.cfg.client)
             .await
-            .map_err(s3e)
+            .map_err(s3e)?;
+        // Parts of 8 MiB (the aws cli's) and small objects fill a stripe
+        // instead of making one short stripe each, whose parities would be
+        // whole extra copies.
+        c.fit_stripes(true);
+        Ok(c)
     }
 
     fn inflight(&self) -> usize {
         self.inner.cfg.client.inflight
     }
 
-    /// `NoSuchBucket` unless the bucket's marker exists.
-    async fn check_bucket(&self, c: &mut CoordClient, bucket: &str) -> S3Result<()> {
+    /// `NoSuchBucket` unless the bucket's marker exists; else the bucket's
+    /// own protection scheme, if it has one.
+    async fn check_bucket(&self, c: &mut CoordClient, bucket: &str) -> S3Result<Option<Scheme>> {
         let marker =
             names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
         match c.lookup(marker).await {
-            Ok(_) => Ok(()),
+            Ok(i) => Ok(scheme_of(&i.attrs)),
             Err(e) if e.coord_kind() == Some(ErrorKind::NoSuchFile) => {
                 Err(s3_error!(NoSuchBucket, "no bucket {bucket}"))
             }
@@ -106,6 +115,7 @@ impl Gateway {
         content_md5: Option<String>,
         mut attrs: Attrs,
         force: bool,
+        scheme: Option<Scheme>,
     ) -> S3Result<String> {
         let size = match len {
             Some(n) if n >= 0 => n as u64,
@@ -160,21 +170,156 @@ impl Gateway {
             Ok(attrs)
         });
         let noop: client::put::Progress = Arc::new(|_| {});
-        client::put::put_stream(
-            c,
-            &self.inner.pool,
-            self.inflight(),
-            reader,
+        let src = client::put::Source {
+            reader: Box::new(tokio_util::io::SyncIoBridge::new(reader)),
             size,
-            name,
+        };
+        let opts = client::put::PutOptions {
+            inflight: self.inflight(),
             force,
-            finish,
-            noop,
-        )
-        .await
-        .map_err(s3e)?;
+            scheme,
+        };
+        client::put::put_source(c, &self.inner.pool, opts, src, name, finish, noop)
+            .await
+            .map_err(s3e)?;
         let e = etag.lock().map(|e| e.clone()).unwrap_or_default();
         Ok(e)
+    }
+
+    /// Streams the bytes `range` of `src` into `dst` (node -> gateway ->
+    /// node, verified on the way). Returns their MD5.
+    async fn stream_range(
+        &self,
+        c: &mut CoordClient,
+        src: FileInfo,
+        range: std::ops::Range<u64>,
+        dst: FileName,
+        scheme: Option<Scheme>,
+    ) -> S3Result<String> {
+        let len = range.end - range.start;
+        let body = self.body(src, range);
+        self.put_body(
+            c,
+            dst,
+            Some(body),
+            Some(len as i64),
+            None,
+            Attrs::new(),
+            true,
+            scheme,
+        )
+        .await
+    }
+
+    /// Makes `dst` (a multipart part) the bytes `range` of `src`, as far
+    /// as possible inside the cluster: the whole stripes the range covers
+    /// are copied by the nodes holding them (`CopyFile`), and only the
+    /// unaligned edges (less than a stripe at each end) stream through
+    /// the gateway; the pieces are then joined by one `Concat`. A range
+    /// inside a single stripe, or a bucket whose scheme differs from the
+    /// source's, streams entirely. Returns the part's ETag: the MD5 of the
+    /// bytes when they were streamed; for a part copied inside the cluster
+    /// the source's MD5 when the part is the whole single-PUT source, else
+    /// an MD5 naming the source version and range (the gateway never reads
+    /// those bytes, so it cannot hash them).
+    async fn copy_range(
+        &self,
+        c: &mut CoordClient,
+        src: FileInfo,
+        range: std::ops::Range<u64>,
+        dst: FileName,
+        scheme: Option<Scheme>,
+    ) -> S3Result<String> {
+        if scheme.is_some_and(|s| s != src.scheme) {
+            return self.stream_range(c, src, range, dst, scheme).await;
+        }
+        let bounds = stripe_bounds(&src);
+        let a = bounds.iter().copied().find(|b| *b >= range.start);
+        let b = bounds.iter().copied().rev().find(|b| *b <= range.end);
+        let (a, b) = match (a, b) {
+            (Some(a), Some(b)) if a < b => (a, b),
+            // Streamed whole: encoded like an UploadPart into this bucket.
+            _ => return self.stream_range(c, src, range, dst, scheme).await,
+        };
+        let src_etag = etag_of(&src.attrs, src.created_ms, src.size)
+            .value()
+            .to_string();
+        let etag = if range == (0..src.size) && is_md5(&src_etag) {
+            src_etag
+        } else {
+            hex::encode(Md5::digest(format!(
+                "copy of {}@{}:{}-{}",
+                src.name, src_etag, range.start, range.end
+            )))
+        };
+        let mut attrs = Attrs::new();
+        attrs.insert(ETAG.into(), etag.clone());
+        if a == range.start && b == range.end {
+            c.copy(src.name.clone(), dst, Some((a, b)), Some(attrs), true)
+                .await
+                .map_err(s3e)?;
+            return Ok(etag);
+        }
+        let piece = |suffix: &str| {
+            FileName::new(&format!("{}.{suffix}", dst.as_str()))
+                .map_err(|e| s3_error!(InternalError, "{e}"))
+        };
+        let (head, mid, tail) = (piece("head")?, piece("mid")?, piece("tail")?);
+        tracing::info!(
+            src = %src.name,
+            streamed = (a - range.start) + (range.end - b),
+            copied = b - a,
+            "part copy: stripes copied by the nodes, unaligned edges streamed"
+        );
+        let mut pieces = Vec::new();
+        let res: S3Result<()> = async {
+            if range.start < a {
+                let body = self.body(src.clone(), range.start..a);
+                self.put_body(
+                    c,
+                    head.clone(),
+                    Some(body),
+                    Some((a - range.start) as i64),
+                    None,
+                    Attrs::new(),
+                    true,
+                    Some(src.scheme),
+                )
+                .await?;
+                pieces.push(head.clone());
+            }
+            c.copy(src.name.clone(), mid.clone(), Some((a, b)), None, true)
+                .await
+                .map_err(s3e)?;
+            pieces.push(mid.clone());
+            if b < range.end {
+                let body = self.body(src.clone(), b..range.end);
+                self.put_body(
+                    c,
+                    tail.clone(),
+                    Some(body),
+                    Some((range.end - b) as i64),
+                    None,
+                    Attrs::new(),
+                    true,
+                    Some(src.scheme),
+                )
+                .await?;
+                pieces.push(tail.clone());
+            }
+            c.concat(dst.clone(), pieces.clone(), attrs)
+                .await
+                .map_err(s3e)?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            for p in [head, mid, tail] {
+                let _ = c.remove(p).await;
+            }
+            return Err(e);
+        }
+        Ok(etag)
     }
 
     /// The verified bytes `range` of a file as an HTTP body. A task drives
@@ -438,6 +583,52 @@ fn attrs_from(content_type: Option<&str>, meta: Option<&Metadata>) -> Attrs {
     a
 }
 
+/// A bucket's or upload's own protection scheme, if it has one.
+fn scheme_of(attrs: &Attrs) -> Option<Scheme> {
+    attrs.get(SCHEME).and_then(|s| s.parse().ok())
+}
+
+/// The scheme a CreateBucket `LocationConstraint` asks for: a dfs-sim
+/// scheme (`rs:6+3`, `lrc:12+2+2`, `xor:4`, `none`) or nothing for an AWS
+/// region name (`us-west-2`, `EU`), which S3 clients send by habit.
+fn bucket_scheme(constraint: Option<&str>) -> S3Result<Option<Scheme>> {
+    let Some(c) = constraint.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let looks_like_scheme = ["none", "xor", "rs:", "lrc:"]
+        .iter()
+        .any(|p| c.to_ascii_lowercase().starts_with(p));
+    if !looks_like_scheme {
+        return Ok(None);
+    }
+    let scheme: Scheme = c.to_ascii_lowercase().parse().map_err(|e| {
+        s3_error!(
+            InvalidLocationConstraint,
+            "{c}: {e} (a dfs-sim scheme: none, xor:K, rs:K+M, lrc:K+L+G)"
+        )
+    })?;
+    scheme
+        .validate()
+        .map_err(|e| s3_error!(InvalidLocationConstraint, "{c}: {e}"))?;
+    Ok(Some(scheme))
+}
+
+/// Byte offsets where a file's stripes start, and its size: the only
+/// places a copy inside the cluster may cut it.
+fn stripe_bounds(info: &FileInfo) -> Vec<u64> {
+    let mut out = vec![0];
+    let mut off = 0;
+    for s in &info.stripes {
+        off += s.data.iter().map(|c| c.header.raw_len).sum::<u64>();
+        out.push(off);
+    }
+    out
+}
+
+fn is_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A client error as the S3 error a client understands.
 fn s3e(e: client::Error) -> S3Error {
     let msg = e.to_string();
@@ -547,9 +738,28 @@ impl S3 for Gateway {
         let bucket = &req.input.bucket;
         let marker =
             names::bucket_marker(bucket).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        let constraint = req
+            .input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            .map(|l| l.as_str().to_string());
+        let mut attrs = Attrs::new();
+        if let Some(scheme) = bucket_scheme(constraint.as_deref())? {
+            attrs.insert(SCHEME.into(), scheme.to_string());
+        }
         let mut c = self.coord().await?;
         match self
-            .put_body(&mut c, marker, None, Some(0), None, Attrs::new(), false)
+            .put_body(
+                &mut c,
+                marker,
+                None,
+                Some(0),
+                None,
+                attrs.clone(),
+                false,
+                None,
+            )
             .await
         {
             Ok(_) => {}
@@ -558,7 +768,7 @@ impl S3 for Gateway {
             }
             Err(e) => return Err(e),
         }
-        tracing::info!(%bucket, "bucket created");
+        tracing::info!(%bucket, scheme = ?attrs.get(SCHEME), "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{bucket}")),
         }))
@@ -599,8 +809,10 @@ impl S3 for Gateway {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let mut c = self.coord().await?;
-        self.check_bucket(&mut c, &req.input.bucket).await?;
-        Ok(S3Response::new(GetBucketLocationOutput::default()))
+        let scheme = self.check_bucket(&mut c, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: scheme.map(|s| BucketLocationConstraint::from(s.to_string())),
+        }))
     }
 
     async fn put_object(
@@ -610,7 +822,7 @@ impl S3 for Gateway {
         let i = req.input;
         let name = object_name(&i.bucket, &i.key)?;
         let mut c = self.coord().await?;
-        self.check_bucket(&mut c, &i.bucket).await?;
+        let scheme = self.check_bucket(&mut c, &i.bucket).await?;
         let attrs = attrs_from(i.content_type.as_deref(), i.metadata.as_ref());
         let etag = self
             .put_body(
@@ -621,6 +833,7 @@ impl S3 for Gateway {
                 i.content_md5,
                 attrs,
                 true,
+                scheme,
             )
             .await?;
         Ok(S3Response::new(PutObjectOutput {
@@ -755,25 +968,25 @@ impl S3 for Gateway {
         };
         let dest = object_name(&i.bucket, &i.key)?;
         let mut c = self.coord().await?;
-        self.check_bucket(&mut c, &i.bucket).await?;
+        let scheme = self.check_bucket(&mut c, &i.bucket).await?;
         let src = self.lookup_object(&mut c, &sb, &sk).await?;
         let replace = i
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let attrs = if replace {
+        let mut attrs = if replace {
             attrs_from(i.content_type.as_deref(), i.metadata.as_ref())
         } else {
-            let mut a = src.attrs.clone();
-            a.remove(ETAG);
-            a
+            src.attrs.clone()
         };
-        let size = src.size;
-        // The bytes go node -> gateway -> node inside the cluster, verified
-        // on the way; the S3 client sends and receives none of them.
-        let body = self.body(src, 0..size);
-        let etag = self
-            .put_body(
+        let etag = if scheme.is_some_and(|s| s != src.scheme) {
+            // The destination bucket protects its objects differently: the
+            // bytes are re-encoded, node -> gateway -> node (verified on the
+            // way; the S3 client sends and receives none of them).
+            attrs.remove(ETAG);
+            let size = src.size;
+            let body = self.body(src, 0..size);
+            self.put_body(
                 &mut c,
                 dest,
                 Some(body),
@@ -781,8 +994,23 @@ impl S3 for Gateway {
                 None,
                 attrs,
                 true,
+                scheme,
             )
-            .await?;
+            .await?
+        } else {
+            // Same bytes, same ETag; nodes copy their chunks locally.
+            let etag = etag_of(&src.attrs, src.created_ms, src.size)
+                .value()
+                .to_string();
+            if src.attrs.contains_key(ETAG) {
+                attrs.insert(ETAG.into(), etag.clone());
+            }
+            let s = c
+                .copy(src.name.clone(), dest, None, Some(attrs), true)
+                .await
+                .map_err(s3e)?;
+            etag_of(&s.attrs, s.created_ms, s.size).value().to_string()
+        };
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(etag)),
@@ -892,14 +1120,17 @@ impl S3 for Gateway {
         let i = req.input;
         object_name(&i.bucket, &i.key)?;
         let mut c = self.coord().await?;
-        self.check_bucket(&mut c, &i.bucket).await?;
+        let scheme = self.check_bucket(&mut c, &i.bucket).await?;
         let upload_id = hex::encode(rand::random::<[u8; 16]>());
         let marker = names::upload_marker(&i.bucket, &upload_id)
             .map_err(|e| s3_error!(InternalError, "{e}"))?;
         let mut attrs = attrs_from(i.content_type.as_deref(), i.metadata.as_ref());
         attrs.insert(UPLOAD_KEY.into(), i.key.clone());
+        if let Some(s) = scheme {
+            attrs.insert(SCHEME.into(), s.to_string());
+        }
         protocol::check_attrs(&attrs).map_err(|e| s3_error!(MetadataTooLarge, "{e}"))?;
-        self.put_body(&mut c, marker, None, Some(0), None, attrs, false)
+        self.put_body(&mut c, marker, None, Some(0), None, attrs, false, None)
             .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(i.bucket),
@@ -934,6 +1165,7 @@ impl S3 for Gateway {
                 i.content_md5,
                 Attrs::new(),
                 true,
+                scheme_of(&up.attrs),
             )
             .await?;
         Ok(S3Response::new(UploadPartOutput {
@@ -974,18 +1206,8 @@ impl S3 for Gateway {
             }
             None => 0..size,
         };
-        let len = range.end - range.start;
-        let body = self.body(src, range);
         let etag = self
-            .put_body(
-                &mut c,
-                part,
-                Some(body),
-                Some(len as i64),
-                None,
-                Attrs::new(),
-                true,
-            )
+            .copy_range(&mut c, src, range, part, scheme_of(&up.attrs))
             .await?;
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
@@ -1018,6 +1240,7 @@ impl S3 for Gateway {
         let parts: Vec<Part> = page
             .iter()
             .take(max)
+            .filter(|f| f.name.base_name().parse::<i32>().is_ok())
             .map(|f| Part {
                 part_number: f.name.base_name().parse().ok(),
                 size: Some(f.size as i64),
@@ -1090,6 +1313,7 @@ impl S3 for Gateway {
         let etag = format!("{}-{}", hex::encode(Md5::digest(&md5s)), names.len());
         let mut attrs = up.attrs.clone();
         attrs.remove(UPLOAD_KEY);
+        attrs.remove(SCHEME);
         attrs.insert(ETAG.into(), etag.clone());
         c.concat(name, names.clone(), attrs).await.map_err(s3e)?;
         // Parts uploaded but not listed, then the marker.
@@ -1153,5 +1377,28 @@ impl S3 for Gateway {
             uploads: Some(uploads),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_constraints_name_schemes_or_regions() {
+        let s = |c| bucket_scheme(Some(c)).map(|s| s.map(|s| s.to_string()));
+        assert_eq!(s("rs:6+3").unwrap().as_deref(), Some("rs:6+3"));
+        assert_eq!(s(" LRC:12+2+2 ").unwrap().as_deref(), Some("lrc:12+2+2"));
+        assert_eq!(s("none").unwrap().as_deref(), Some("none"));
+        // Region names mean the cluster's default.
+        for region in ["us-west-2", "EU", "eu-central-1", ""] {
+            assert_eq!(s(region).unwrap(), None, "{region}");
+        }
+        assert_eq!(bucket_scheme(None).unwrap(), None);
+        // A scheme that does not make sense is refused, not ignored.
+        for bad in ["rs:0+9", "rs:6", "lrc:1+9+9+9", "xor:0"] {
+            let e = s(bad).unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidLocationConstraint, "{bad}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod cluster_state;
 pub mod coord;
+pub mod cp;
 pub mod drain;
 pub mod fsck;
 pub mod get;

@@ -1,6 +1,7 @@
 //! One module per control-path operation: each validates its request,
 //! changes state only through the journal, and builds its response.
 
+pub mod copy;
 pub mod fsck;
 pub mod keys;
 pub mod maintain;

@@ -41,12 +41,16 @@ fn upload_ttl(size: u64) -> Duration {
         .min(MAX_UPLOAD_TTL)
 }
 
+/// Plans a put. With `fit`, a file smaller than one full stripe is cut into
+/// the stripe's K data chunks (each at least `MIN_FIT_CHUNK`, at most the
+/// cluster's chunk size) rather than into one short stripe (`PlanPutFit`).
 pub fn plan(
     coord: &Coord,
     name: FileName,
     size: u64,
     force: bool,
     scheme: Option<Scheme>,
+    fit: bool,
     owner: &str,
 ) -> Result<PutPlan> {
     let cfg = &coord.config;
@@ -100,6 +104,12 @@ pub fn plan(
         None => placement::effective_scheme(cfg.scheme, cfg.stripe, cfg.replication, nodes.len()),
     };
     let code = codes::Code::new(scheme).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let chunk_size = if fit {
+        fit_chunk_size(size, code.k() as u64, cfg.chunk_size)
+    } else {
+        cfg.chunk_size
+    };
+    let chunks = size.div_ceil(chunk_size);
     let domains = st.members.domains();
     let layout = Layout {
         code: &code,
@@ -142,7 +152,7 @@ pub fn plan(
     st.next_upload += 1;
     let plan = PutPlan {
         upload_id: st.next_upload,
-        chunk_size: cfg.chunk_size,
+        chunk_size,
         replication: cfg.replication,
         scheme,
         stripes,
@@ -161,6 +171,16 @@ pub fn plan(
         },
     );
     Ok(plan)
+}
+
+/// The chunk length that spreads `size` bytes over one stripe of `k` data
+/// chunks: never above the cluster's chunk size, never below
+/// [`protocol::MIN_FIT_CHUNK`] (unless the cluster's chunk size is), in
+/// whole 4 KiB pages.
+fn fit_chunk_size(size: u64, k: u64, chunk_size: u64) -> u64 {
+    let per = size.div_ceil(k.max(1)).div_ceil(4096) * 4096;
+    per.max(protocol::MIN_FIT_CHUNK.min(chunk_size))
+        .min(chunk_size)
 }
 
 /// Checks a committed stripe list against the plan and builds the entry.
@@ -525,4 +545,24 @@ pub async fn concat(
     tracing::info!(%name, parts = parts.len(), size = summary.size, "concat committed");
     coord.collect(garbage);
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_chunk_size;
+    const M: u64 = 1024 * 1024;
+
+    #[test]
+    fn small_files_fill_one_stripe_within_bounds() {
+        // An 8 MiB S3 part: 6 chunks of 1.33 MiB under rs:6+3, 4 MiB each
+        // over 2 data chunks.
+        assert_eq!(fit_chunk_size(8 * M, 6, 64 * M), 1_400_832);
+        assert_eq!((8 * M).div_ceil(fit_chunk_size(8 * M, 6, 64 * M)), 6);
+        assert_eq!(fit_chunk_size(8 * M, 2, 64 * M), 4 * M);
+        // Never below 1 MiB, never above the cluster's chunk size.
+        assert_eq!(fit_chunk_size(100_000, 6, 64 * M), M);
+        assert_eq!(fit_chunk_size(1024 * M, 2, 64 * M), 64 * M);
+        assert_eq!(fit_chunk_size(8 * M, 3, 256 * 1024), 256 * 1024);
+        assert_eq!(fit_chunk_size(0, 4, 64 * M), M);
+    }
 }
