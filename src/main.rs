@@ -61,6 +61,8 @@ enum Command {
     Drain(cmd::drain::Args),
     /// Remove a stopped node that holds nothing from the cluster's records.
     Forget(cmd::drain::ForgetArgs),
+    /// Move copies until every node's usage is within 10% of the mean.
+    Rebalance(cmd::rebalance::Args),
     /// Issue, revoke or list client keys (secured clusters; needs the secret).
     Key(cmd::key::Args),
     /// Verify every stored copy now (corrupt ones are repaired).
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
             Command::Fsck(a) => cmd::fsck::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
             Command::Forget(a) => cmd::drain::forget(a).await,
+            Command::Rebalance(a) => cmd::rebalance::run(a).await,
             Command::Key(a) => cmd::key::run(a).await,
             Command::Scrub(a) => cmd::scrub::run(a).await,
             Command::Up(a) => cmd::up::run(a).await,

@@ -290,6 +290,14 @@ impl CoordClient {
         .map(|_| ())
     }
 
+    /// Starts rebalancing (`start`) or only asks how it goes.
+    pub async fn rebalance(&mut self, start: bool) -> Result<protocol::RebalanceStatus> {
+        match self.call(CoordRequest::Rebalance { start }).await? {
+            CoordResponse::Rebalance(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn status(&mut self) -> Result<ClusterStatus> {
         match self.call(CoordRequest::Status).await? {
             CoordResponse::Status(s) => Ok(*s),

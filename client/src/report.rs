@@ -64,6 +64,7 @@ pub struct StatusReport {
     pub schemes: Vec<SchemeReport>,
     pub pending_uploads: u64,
     pub repair: RepairReport,
+    pub rebalance: RebalanceReport,
     pub under_protected_total: u64,
     pub under_protected: Vec<UnderProtectedReport>,
 }
@@ -119,6 +120,123 @@ pub struct RepairReport {
     pub last_mttr_ms: Option<u64>,
     pub incident_open_ms: Option<u64>,
     pub parallel: u32,
+    /// Traffic of the open repair incident, else of the last one.
+    pub incident: Option<IncidentReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentReport {
+    pub open: bool,
+    pub chunks: u64,
+    pub read_bytes: u64,
+    pub rebuilt_bytes: u64,
+    /// Bytes read per byte rebuilt.
+    pub read_per_rebuilt: f64,
+    pub schemes: Vec<SchemeTrafficReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemeTrafficReport {
+    pub scheme: String,
+    pub replication: u32,
+    pub chunks: u64,
+    pub read_bytes: u64,
+    pub rebuilt_bytes: u64,
+    pub read_per_rebuilt: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// `status.rebalance`: progress of rebalancing and usage per node.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebalanceReport {
+    /// `idle`, `running`, `paused` (repairs first).
+    pub state: &'static str,
+    pub trigger: String,
+    pub moved_chunks: u64,
+    pub moved_bytes: u64,
+    pub planned_chunks: u64,
+    pub planned_bytes: u64,
+    pub in_flight_chunks: u64,
+    pub in_flight_bytes: u64,
+    pub failed: u64,
+    pub rate_limit_bytes_per_s: u64,
+    pub tolerance_pct: u32,
+    pub mean_bytes: u64,
+    /// Largest distance of a node's usage from the mean, in percent.
+    pub deviation_pct: f64,
+    pub usage: Vec<NodeUsageReport>,
+    pub stuck: bool,
+    pub last_run_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeUsageReport {
+    pub node: String,
+    pub bytes: u64,
+    /// Percent above (+) or below (-) the mean.
+    pub vs_mean_pct: f64,
+}
+
+pub fn rebalance_state_str(s: protocol::RebalanceState) -> &'static str {
+    match s {
+        protocol::RebalanceState::Idle => "idle",
+        protocol::RebalanceState::Running => "running",
+        protocol::RebalanceState::Paused => "paused",
+    }
+}
+
+impl From<&protocol::RebalanceStatus> for RebalanceReport {
+    fn from(r: &protocol::RebalanceStatus) -> Self {
+        let m = r.mean_bytes as f64;
+        let pct = |b: u64| {
+            if m > 0.0 {
+                (b as f64 - m) / m * 100.0
+            } else {
+                0.0
+            }
+        };
+        let usage: Vec<NodeUsageReport> = r
+            .usage
+            .iter()
+            .map(|u| NodeUsageReport {
+                node: u.node.to_string(),
+                bytes: u.bytes,
+                vs_mean_pct: pct(u.bytes),
+            })
+            .collect();
+        RebalanceReport {
+            state: rebalance_state_str(r.state),
+            trigger: r.trigger.clone(),
+            moved_chunks: r.moved_chunks,
+            moved_bytes: r.moved_bytes,
+            planned_chunks: r.planned_chunks,
+            planned_bytes: r.planned_bytes,
+            in_flight_chunks: r.in_flight_chunks,
+            in_flight_bytes: r.in_flight_bytes,
+            failed: r.failed,
+            rate_limit_bytes_per_s: r.rate_limit_bytes_per_s,
+            tolerance_pct: r.tolerance_pct,
+            mean_bytes: r.mean_bytes,
+            deviation_pct: if usage.len() < 2 {
+                0.0
+            } else {
+                usage
+                    .iter()
+                    .map(|u| u.vs_mean_pct.abs())
+                    .fold(0.0, f64::max)
+            },
+            usage,
+            stuck: r.stuck,
+            last_run_ms: r.last_run_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,7 +311,27 @@ impl From<&ClusterStatus> for StatusReport {
                 last_mttr_ms: r.last_mttr_ms,
                 incident_open_ms: r.incident_open_ms,
                 parallel: r.parallel,
+                incident: r.incident.as_ref().map(|i| IncidentReport {
+                    open: i.open,
+                    chunks: i.chunks,
+                    read_bytes: i.read_bytes,
+                    rebuilt_bytes: i.rebuilt_bytes,
+                    read_per_rebuilt: ratio(i.read_bytes, i.rebuilt_bytes),
+                    schemes: i
+                        .schemes
+                        .iter()
+                        .map(|s| SchemeTrafficReport {
+                            scheme: s.scheme.to_string(),
+                            replication: s.replication,
+                            chunks: s.chunks,
+                            read_bytes: s.read_bytes,
+                            rebuilt_bytes: s.rebuilt_bytes,
+                            read_per_rebuilt: ratio(s.read_bytes, s.rebuilt_bytes),
+                        })
+                        .collect(),
+                }),
             },
+            rebalance: RebalanceReport::from(&s.rebalance),
             under_protected_total: s.under_replicated_total,
             under_protected: s
                 .under_replicated

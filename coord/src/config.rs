@@ -46,6 +46,13 @@ pub struct CoordConfig {
     /// change, so a reader that looked the file up before finishes
     /// byte-exact (GFS's lazy deletion).
     pub delete_grace: Duration,
+    /// Bytes per second rebalancing may move (copies in flight are also
+    /// bounded): background work that leaves the disks and network to
+    /// clients and repairs.
+    pub rebalance_rate: u64,
+    /// Start rebalancing on its own when an empty node joins or an
+    /// imbalance persists (`dfs-sim rebalance` works either way).
+    pub auto_rebalance: bool,
     /// Keep the valid journal records on both sides of a damaged entry.
     pub recover: bool,
     /// Serve what the catalog holds and change nothing: no journal writes,
@@ -83,6 +90,8 @@ impl CoordConfig {
             repair_timeout: Duration::from_secs(120),
             orphan_grace: Duration::from_secs(24 * 3600),
             delete_grace: Duration::from_secs(60),
+            rebalance_rate: 64 * 1024 * 1024,
+            auto_rebalance: true,
             recover: false,
             read_only: false,
             read_token_ttl: Duration::from_secs(3600),

@@ -54,10 +54,18 @@ use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const SNAP_MAGIC: &[u8; 8] = b"DFSSNAP2";
 const SNAP_MAGIC_V1: &[u8; 8] = b"DFSSNAP1";
 const LOG_MAGIC: &[u8; 8] = b"DFSJRNL2";
+const LOCK_FILE: &str = "coord.lock";
+/// How long an open waits for another holder of the directory lock.
+const LOCK_WAIT: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(200)
+} else {
+    std::time::Duration::from_secs(10)
+};
 /// Magic, cluster id, CRC of both.
 const LOG_HEADER_LEN: usize = 8 + 16 + 4;
 /// Version of the catalog's on-disk format written by this code.
@@ -231,6 +239,55 @@ pub struct Journal {
     broken: Option<String>,
     /// Whether this cluster was created by this open (empty directory).
     created: bool,
+    /// The directory's lock (see [`lock_dir`]), shared with a snapshot in
+    /// progress so that it outlives this journal until the snapshot ends.
+    lock: Option<Arc<File>>,
+}
+
+/// Locks the coordinator's data directory (`coord.lock`, an advisory
+/// `flock`): exclusive for a writing coordinator, shared for `--read-only`.
+///
+/// Two coordinators writing one catalog would interleave journals, and
+/// one loading while the other finishes a snapshot could read the old
+/// snapshot yet miss the rotated journal the new one replaced (acknowledged
+/// files lost). A predecessor in the same process may still be finishing a
+/// snapshot, so a held lock is waited for a few seconds before refusing.
+fn lock_dir(dir: &Path, read_only: bool) -> Result<Option<Arc<File>>> {
+    let path = dir.join(LOCK_FILE);
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .create(!read_only)
+        .truncate(false)
+        .open(&path)
+    {
+        Ok(f) => f,
+        // A read-only look at a directory that never had a writer.
+        Err(e) if read_only && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let res = if read_only {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match res {
+            Ok(()) => return Ok(Some(Arc::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Journal(format!(
+                    "{} is in use by another coordinator ({} is locked); refusing to run two coordinators on one catalog",
+                    dir.display(),
+                    path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
 }
 
 impl Journal {
@@ -240,6 +297,7 @@ impl Journal {
         if !mode.read_only {
             create_dir_durably(dir)?;
         }
+        let lock = lock_dir(dir, mode.read_only)?;
         let snap = match File::open(dir.join(SNAP_FILE)) {
             Ok(file) => Some(read_snapshot(file)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -369,6 +427,7 @@ impl Journal {
             snapshot_every: snapshot_every.max(1),
             broken: None,
             created,
+            lock,
         };
         if mode.read_only {
             journal.broken = Some("the coordinator runs --read-only".into());
@@ -472,6 +531,11 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The directory lock, for a background snapshot to hold while it runs.
+    pub fn lock_handle(&self) -> Option<Arc<File>> {
+        self.lock.clone()
     }
 
     /// Starts a fresh `journal.log` for the records after the current one
@@ -852,6 +916,7 @@ mod tests {
         assert_eq!(cat.node_addrs.len(), 9);
         assert!(j.append(&[rec(50)]).is_err());
         assert_eq!(std::fs::read(&log).unwrap(), b);
+        drop(j);
         // Recover: the same records, a clean journal, the damaged one kept.
         let (mut j, cat) = Journal::open(
             dir.path(),
@@ -973,6 +1038,7 @@ mod tests {
         // More after the snapshot was taken.
         apply(&mut j, &mut cat, put(9999));
         let want = postcard::to_allocvec(&cat).unwrap();
+        drop(j);
         // Crash before the rotated journal was dropped: replayed too.
         let (_, back) = open(dir.path(), 1_000_000).unwrap();
         assert_eq!(postcard::to_allocvec(&back).unwrap(), want);
@@ -981,6 +1047,29 @@ mod tests {
         let (_, back) = open(dir.path(), 1_000_000).unwrap();
         assert_eq!(postcard::to_allocvec(&back).unwrap(), want);
         assert_eq!(back.files.len(), 3000);
+    }
+
+    #[test]
+    fn a_second_coordinator_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path(), 1_000_000).unwrap();
+        let err = match open(dir.path(), 1_000_000) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a second writer opened a locked directory"),
+        };
+        assert!(err.contains("in use by another coordinator"), "{err}");
+        let ro = OpenMode {
+            read_only: true,
+            recover: false,
+        };
+        assert!(Journal::open(dir.path(), 1_000_000, ro).is_err());
+        // A snapshot in progress keeps the directory locked after the
+        // journal is gone.
+        let held = j.lock_handle();
+        drop(j);
+        assert!(open(dir.path(), 1_000_000).is_err());
+        drop(held);
+        let (_j, _) = open(dir.path(), 1_000_000).unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod membership;
 pub mod metrics;
 pub mod placement;
 pub mod planner;
+pub mod rebalance;
 pub mod repair;
 pub mod server;
 pub mod session;

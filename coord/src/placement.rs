@@ -59,6 +59,29 @@ pub struct Pick {
     pub fits: bool,
 }
 
+/// How a stripe's copies sit over failure domains. Rebalancing moves a
+/// copy only if no field gets worse, so a move never weakens a stripe
+/// against the loss of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// Most members the loss of one domain takes (every copy in it).
+    pub worst_loss: usize,
+    /// Domains holding a copy.
+    pub domains: usize,
+    /// Decodable after the loss of any one domain (the `--ha` rule).
+    pub survives: bool,
+}
+
+impl Spread {
+    /// Whether `self` (after a move) is at least as good as `before` in
+    /// every respect.
+    pub fn no_worse_than(&self, before: &Spread) -> bool {
+        self.worst_loss <= before.worst_loss
+            && self.domains >= before.domains
+            && (self.survives || !before.survives)
+    }
+}
+
 impl Policy<'_> {
     fn domain<'b>(&'b self, n: &'b NodeId) -> &'b str {
         self.domains
@@ -134,6 +157,64 @@ impl Policy<'_> {
             self.code
                 .is_decodable(self.data, &self.lost_in(holders, d, None))
         })
+    }
+
+    /// How the stripe sits over failure domains (see [`Spread`]).
+    pub fn spread(&self, holders: &Holders) -> Spread {
+        let mut copies: HashMap<&str, usize> = HashMap::new();
+        for n in holders.iter().flatten() {
+            *copies.entry(self.domain(n)).or_default() += 1;
+        }
+        let worst_loss = copies
+            .keys()
+            .map(|d| self.lost_in(holders, d, None).len())
+            .max()
+            .unwrap_or(0);
+        Spread {
+            worst_loss,
+            domains: copies.len(),
+            survives: self.survives_any_domain(holders),
+        }
+    }
+
+    /// The fewest node failures that leave the stripe undecodable, looking
+    /// no further than `limit` (then `limit + 1`). Exhaustive over the
+    /// stripe's nodes, so meant for the small node sets of replicated
+    /// stripes.
+    pub fn fatal_nodes(&self, holders: &Holders, limit: usize) -> usize {
+        let mut nodes: Vec<&NodeId> = holders.iter().flatten().collect();
+        nodes.sort();
+        nodes.dedup();
+        for f in 1..=limit.min(nodes.len()) {
+            // Every f-subset of the nodes, by index vectors in order.
+            let mut idx: Vec<usize> = (0..f).collect();
+            loop {
+                let down: Vec<&NodeId> = idx.iter().map(|&i| nodes[i]).collect();
+                let lost: Vec<usize> = self
+                    .code
+                    .real_members(self.data)
+                    .filter(|&m| {
+                        !holders[m].is_empty() && holders[m].iter().all(|n| down.contains(&n))
+                    })
+                    .collect();
+                if !self.code.is_decodable(self.data, &lost) {
+                    return f;
+                }
+                // Next combination.
+                let mut i = f;
+                while i > 0 && idx[i - 1] == nodes.len() - f + i - 1 {
+                    i -= 1;
+                }
+                if i == 0 {
+                    break;
+                }
+                idx[i - 1] += 1;
+                for j in i..f {
+                    idx[j] = idx[j - 1] + 1;
+                }
+            }
+        }
+        limit + 1
     }
 
     /// Copies of `holders[member]` that break rule 1 or 2, for repair to
@@ -564,6 +645,27 @@ mod tests {
         dm2.insert(id(6), "c".into());
         let p2 = Policy { domains: &dm2, ..p };
         assert!(!p2.survives_any_domain(&holders), "b holds 6 of 10");
+    }
+
+    /// Node failures to lose a replicated xor stripe: two data chunks on
+    /// the same pair of nodes die together.
+    #[test]
+    fn fatal_node_counts() {
+        let code = Code::new("xor:2".parse().unwrap()).unwrap();
+        let id = |i: usize| NodeId::new(&format!("n{i:02}")).unwrap();
+        let dm = HashMap::new();
+        let p = Policy {
+            code: &code,
+            data: 2,
+            replication: 2,
+            ha: false,
+            domains: &dm,
+        };
+        let chained: Holders = vec![vec![id(0), id(1)], vec![id(1), id(2)], vec![id(3)]];
+        assert_eq!(p.fatal_nodes(&chained, 3), 3);
+        let same: Holders = vec![vec![id(0), id(1)], vec![id(0), id(1)], vec![id(3)]];
+        assert_eq!(p.fatal_nodes(&same, 3), 2);
+        assert_eq!(p.fatal_nodes(&same, 1), 2, "beyond the limit");
     }
 
     #[test]

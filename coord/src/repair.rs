@@ -22,8 +22,8 @@ use crate::catalog::{Record, Slot};
 use crate::planner;
 use crate::state::{Coord, State};
 use protocol::{
-    ChunkId, NodeId, NodeState, Rebuild, RebuildPart, RepairOrder, RepairSource, RepairStatus,
-    SessionMsg,
+    ChunkId, IncidentTraffic, NodeId, NodeState, Rebuild, RebuildPart, RepairOrder, RepairSource,
+    RepairStatus, SchemeTraffic, SessionMsg,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub struct Task {
     /// Bytes the target reads to produce the copy (a copy reads one chunk,
     /// a rebuild reads its read plan).
     pub read: u64,
+    /// The file's scheme and replication, for the incident's traffic.
+    pub scheme: protocol::Scheme,
+    pub replication: u32,
 }
 
 /// Repair bookkeeping, kept in [`State`].
@@ -66,6 +69,52 @@ pub struct Repairs {
     incident: Option<Incident>,
     last_mttr: Option<Duration>,
     last_rate: u64,
+    /// Repair traffic of the open incident, else of the last one. An
+    /// incident's traffic runs from the first repair scheduled while none
+    /// was pending to the first scan that finds nothing left to repair, so
+    /// a corrupt copy's repair counts as much as a node death's.
+    traffic: IncidentTraffic,
+}
+
+impl Repairs {
+    /// A repair is scheduled: it opens an incident's traffic if none is open.
+    fn traffic_opens(&mut self) {
+        if !self.traffic.open {
+            self.traffic = IncidentTraffic {
+                open: true,
+                ..Default::default()
+            };
+        }
+    }
+
+    /// A repair completed: its bytes count for the open incident.
+    fn traffic_adds(&mut self, t: &Task) {
+        let tr = &mut self.traffic;
+        tr.chunks += 1;
+        tr.read_bytes += t.read;
+        tr.rebuilt_bytes += t.bytes;
+        let i = match tr
+            .schemes
+            .iter()
+            .position(|s| s.scheme == t.scheme && s.replication == t.replication)
+        {
+            Some(i) => i,
+            None => {
+                tr.schemes.push(SchemeTraffic {
+                    scheme: t.scheme,
+                    replication: t.replication,
+                    chunks: 0,
+                    read_bytes: 0,
+                    rebuilt_bytes: 0,
+                });
+                tr.schemes.len() - 1
+            }
+        };
+        let s = &mut tr.schemes[i];
+        s.chunks += 1;
+        s.read_bytes += t.read;
+        s.rebuilt_bytes += t.bytes;
+    }
 }
 
 struct Incident {
@@ -121,6 +170,7 @@ impl Repairs {
                 .as_ref()
                 .map(|i| now.saturating_duration_since(i.died).as_millis() as u64),
             parallel: parallel as u32,
+            incident: (self.traffic.open || self.traffic.chunks > 0).then(|| self.traffic.clone()),
         }
     }
 }
@@ -230,7 +280,10 @@ fn scan(coord: &Coord) -> Plan {
         *per_target.entry(t.target.clone()).or_default() += 1;
     }
     let mut load = planner::load(st.catalog.files.values());
-    let in_flight = |c: &ChunkId| repairs.in_flight.contains_key(c);
+    // A chunk being moved by rebalancing is neither repaired nor trimmed
+    // until the move is journaled (or abandoned).
+    let moving = &st.rebalance.in_flight;
+    let in_flight = |c: &ChunkId| repairs.in_flight.contains_key(c) || moving.contains_key(c);
     let backed_off = |c: &ChunkId| repairs.retry_at.get(c).is_some_and(|t| *t > now);
     let inputs = planner::Inputs {
         state: &state,
@@ -287,8 +340,11 @@ fn scan(coord: &Coord) -> Plan {
                     RepairSource::Copy(_) => need.bytes,
                     RepairSource::Rebuild(r) => r.parts.iter().map(|p| p.header.stored_len).sum(),
                 },
+                scheme: need.entry.scheme,
+                replication: need.entry.replication,
             },
         );
+        repairs.traffic_opens();
         if let Some(i) = repairs.incident.as_mut() {
             i.first_repair.get_or_insert(now);
         }
@@ -303,6 +359,16 @@ fn scan(coord: &Coord) -> Plan {
     repairs.waiting_bytes = decided.waiting_bytes;
     let settled = decided.only_relocations() && repairs.in_flight.is_empty();
     repairs.stuck = decided.stuck;
+    if settled && repairs.traffic.open {
+        repairs.traffic.open = false;
+        let t = &repairs.traffic;
+        tracing::info!(
+            chunks = t.chunks,
+            read_bytes = t.read_bytes,
+            rebuilt_bytes = t.rebuilt_bytes,
+            "repair: incident over"
+        );
+    }
     if settled {
         if let Some(i) = repairs.incident.take() {
             let mttr = now.saturating_duration_since(i.died);
@@ -435,6 +501,7 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
             st.repairs.done_chunks += 1;
             st.repairs.done_bytes += t.bytes;
             st.repairs.done_read_bytes += t.read;
+            st.repairs.traffic_adds(&t);
             let spare = st.members.members.get(node).is_some_and(|m| m.spare);
             if spare && st.used_spares.insert(node.clone()) {
                 tracing::warn!(%node, "spare took over data: it is a regular node from now on");

@@ -36,6 +36,7 @@ pub async fn serve(
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(monitor(coord.clone(), tasks.stop_signal()));
     tasks.spawn(crate::repair::run(coord.clone(), tasks.stop_signal()));
+    tasks.spawn(crate::rebalance::run(coord.clone(), tasks.stop_signal()));
     for addr in coord.config.nodes.clone() {
         let stop = tasks.stop_signal();
         tasks.spawn(session::dial_loop(coord.clone(), addr, stop));
@@ -122,6 +123,7 @@ fn allowed(peer: &Peer, req: &CoordRequest, secured: bool) -> std::result::Resul
         | CoordRequest::KeyCreate { .. }
         | CoordRequest::KeyRevoke { .. }
         | CoordRequest::KeyList
+        | CoordRequest::Rebalance { .. }
             if !admin =>
         {
             Err("this operation needs the cluster secret (--secret-file), not a client key".into())
@@ -252,6 +254,9 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             CoordRequest::Scrub { node } => {
                 cmd::maintain::scrub(&coord, node).map(|_| CoordResponse::Done)
             }
+            CoordRequest::Rebalance { start } => {
+                cmd::maintain::rebalance(&coord, start).map(CoordResponse::Rebalance)
+            }
             CoordRequest::ReportBad {
                 chunk,
                 node,
@@ -299,6 +304,7 @@ fn op_name(req: &CoordRequest) -> &'static str {
         CoordRequest::CopyFile { .. } => "copy",
         CoordRequest::PlanPutFit { .. } => "plan",
         CoordRequest::FsckPage { .. } => "fsck_page",
+        CoordRequest::Rebalance { .. } => "rebalance",
     }
 }
 

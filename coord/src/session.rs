@@ -116,6 +116,11 @@ pub async fn serve(
             tx,
         );
         let (more, actions) = reconcile(&st, &coord, &id, &reg, behind);
+        // An empty regular node joined: rebalancing evens the cluster out
+        // onto it (once repairs are done).
+        if !reg.spare && reg.inventory.is_empty() && reg.set_aside.is_empty() {
+            st.rebalance.node_joined(&id);
+        }
         // A spare the catalog already places copies on took over data
         // before (e.g. before a coordinator restart): it is regular now.
         if reg.spare && st.catalog.holds_any(&id) {
@@ -172,7 +177,9 @@ pub async fn serve(
             m = conn.recv::<SessionMsg>() => match m {
                 Ok(SessionMsg::Heartbeat(stats)) => coord.lock().members.heartbeat(&id, stats),
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
-                    crate::repair::done(&coord, &id, task, chunk, error).await
+                    if !crate::rebalance::done(&coord, &id, task, chunk, &error).await {
+                        crate::repair::done(&coord, &id, task, chunk, error).await
+                    }
                 }
                 Ok(SessionMsg::Corrupt(chunk)) => {
                     if let Some(m) = coord.lock().members.members.get_mut(&id) {

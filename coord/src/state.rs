@@ -52,6 +52,7 @@ pub struct State {
     pub used_spares: HashSet<NodeId>,
     pub next_upload: u64,
     pub repairs: crate::repair::Repairs,
+    pub rebalance: crate::rebalance::Rebalance,
     /// Deletes waiting for their grace period, oldest first.
     pub pending_deletes: VecDeque<(Instant, NodeId, Vec<ChunkId>)>,
     /// Recent `ReportBad`s by (chunk, node): repeats are ignored for a while,
@@ -109,6 +110,7 @@ impl Coord {
                 used_spares: HashSet::new(),
                 next_upload: rand::random::<u32>() as u64,
                 repairs: Default::default(),
+                rebalance: Default::default(),
                 pending_deletes: VecDeque::new(),
                 reports: HashMap::new(),
                 report_window: (Instant::now(), 0),
@@ -212,7 +214,12 @@ impl Coord {
                         .repairs
                         .in_flight
                         .get(id)
-                        .is_some_and(|t| t.target == node);
+                        .is_some_and(|t| t.target == node)
+                        || st
+                            .rebalance
+                            .in_flight
+                            .get(id)
+                            .is_some_and(|t| t.mv.to == node);
                     !listed && !repairing
                 })
                 .collect();
@@ -265,7 +272,11 @@ fn start_snapshot(coord: &Arc<Coord>, journal: &mut Journal) {
     coord.snapshotting.store(true, Ordering::Release);
     let (dir, cluster) = (journal.dir().to_path_buf(), journal.cluster());
     let coord = coord.clone();
+    // Held until the snapshot is renamed into place and the rotated journal
+    // dropped: a coordinator opening the directory meanwhile waits.
+    let lock = journal.lock_handle();
     tokio::task::spawn_blocking(move || {
+        let _lock = lock;
         let start = Instant::now();
         let res = crate::journal::write_snapshot(&dir, cluster, seq, Live(&coord))
             .and_then(|bytes| crate::journal::drop_rotated(&dir, seq).map(|_| bytes));

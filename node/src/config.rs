@@ -34,6 +34,12 @@ pub struct NodeConfig {
     pub scrub_interval: std::time::Duration,
     /// Repairs this node runs at once.
     pub repair_parallel: usize,
+    /// Bytes the repairs running at once may hold in memory, by their
+    /// estimate (a copy: the chunk; a rebuild: its output plus the member
+    /// being folded in, stored and decompressed): keeps a node rebuilding
+    /// wide stripes of 64 MiB chunks under 512 MiB whatever the number of
+    /// orders. A repair larger than the budget runs alone.
+    pub repair_memory: u64,
     /// Failure domain (rack, enclosure); empty means the node's own id.
     pub domain: String,
     /// A hot spare: the coordinator sends it no new writes, only repairs.
@@ -59,6 +65,7 @@ impl NodeConfig {
             scrub_rate: 32 * 1024 * 1024,
             scrub_interval: std::time::Duration::from_secs(24 * 3600),
             repair_parallel: 4,
+            repair_memory: 384 * 1024 * 1024,
             domain: String::new(),
             spare: false,
             group_commit_max: crate::store::GROUP_MAX_LEN,

@@ -10,8 +10,46 @@ use protocol::chunk;
 use protocol::{ChunkHeader, NodeAddr, Rebuild, RepairOrder, RepairSource, SessionMsg};
 use std::sync::Arc;
 
+/// Unit of the repair memory budget.
+const MIB: u64 = 1024 * 1024;
+
+/// Permits of a budget of `bytes` (at least one).
+pub(crate) fn budget_permits(bytes: u64) -> u32 {
+    (bytes / MIB).clamp(1, u32::MAX as u64 / 2) as u32
+}
+
+/// Bytes an order holds in memory at its peak. A copy holds the stored
+/// chunk. A rebuild holds its output (the stripe's parity length) plus one
+/// member at a time, stored and (if compressed) decompressed; at the end,
+/// the output and its re-encoding.
+fn peak_bytes(order: &RepairOrder) -> u64 {
+    match &order.source {
+        RepairSource::Copy(_) => order.header.stored_len,
+        RepairSource::Rebuild(r) => {
+            let member = r
+                .parts
+                .iter()
+                .map(|p| match p.header.codec {
+                    protocol::Codec::Raw => p.header.stored_len,
+                    protocol::Codec::Lz4 => p.header.stored_len + p.header.raw_len,
+                })
+                .max()
+                .unwrap_or(0);
+            r.parity_len
+                .saturating_add(member.max(order.header.stored_len))
+        }
+    }
+}
+
 pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
     let Ok(_permit) = ctx.repairs.clone().acquire_owned().await else {
+        return;
+    };
+    // Within the memory budget; one order larger than all of it runs alone.
+    let need = peak_bytes(&order)
+        .div_ceil(MIB)
+        .clamp(1, budget_permits(ctx.config.repair_memory) as u64) as u32;
+    let Ok(_memory) = ctx.repair_mem.clone().acquire_many_owned(need).await else {
         return;
     };
     let id = order.header.id;
@@ -142,4 +180,68 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{ChunkId, Codec, RebuildPart};
+
+    fn header(raw: u64, stored: u64) -> ChunkHeader {
+        ChunkHeader {
+            id: ChunkId::random(),
+            raw_len: raw,
+            raw_sha256: [0; 32],
+            codec: if raw == stored {
+                Codec::Raw
+            } else {
+                Codec::Lz4
+            },
+            stored_len: stored,
+            stored_crc: 0,
+        }
+    }
+
+    /// rs:12+4 of 64 MiB chunks: three rebuilds of compressed members fit
+    /// the default budget twice, of raw members three times; a copy is the
+    /// chunk.
+    #[test]
+    fn peak_memory_estimates() {
+        let m = 64 * MIB;
+        let rebuild = |stored: u64| RepairOrder {
+            task: 1,
+            header: header(m, stored),
+            source: RepairSource::Rebuild(Rebuild {
+                scheme: "rs:12+4".parse().unwrap(),
+                data: 12,
+                member: 3,
+                parity_len: m,
+                parts: (0..12)
+                    .map(|i| RebuildPart {
+                        member: i,
+                        header: header(m, stored),
+                        nodes: Vec::new(),
+                    })
+                    .collect(),
+            }),
+        };
+        assert_eq!(peak_bytes(&rebuild(m)), 128 * MIB);
+        assert_eq!(peak_bytes(&rebuild(56 * MIB)), 184 * MIB);
+        let copy = RepairOrder {
+            task: 1,
+            header: header(m, 30 * MIB),
+            source: RepairSource::Copy(Vec::new()),
+        };
+        assert_eq!(peak_bytes(&copy), 30 * MIB);
+        let budget = budget_permits(
+            crate::config::NodeConfig::new(
+                protocol::NodeId::new("n1").unwrap(),
+                "x".into(),
+                String::new(),
+            )
+            .repair_memory,
+        ) as u64;
+        assert_eq!(budget / (peak_bytes(&rebuild(m)) / MIB), 3);
+        assert_eq!(budget / (peak_bytes(&rebuild(56 * MIB)) / MIB), 2);
+    }
 }

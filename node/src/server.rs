@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     pub pool: NodePool,
     pub scrub: crate::scrub::ScrubState,
     pub repairs: Arc<Semaphore>,
+    /// The repair memory budget, one permit per MiB.
+    pub repair_mem: Arc<Semaphore>,
     /// The cluster this node belongs to, once it joined one.
     pub identity: Mutex<crate::identity::Identity>,
     /// Checks block tokens (secured clusters).
@@ -132,6 +134,9 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         pool: NodePool::new(Role::Node, config.secret.clone().map(Credential::Internal)),
         repairs: Arc::new(Semaphore::new(config.repair_parallel.max(1))),
+        repair_mem: Arc::new(Semaphore::new(
+            crate::repair::budget_permits(config.repair_memory) as usize,
+        )),
         identity: Mutex::new(identity),
         token_key: config.secret.as_ref().map(TokenKey::from_secret),
         verifying: Mutex::new(HashSet::new()),

@@ -405,6 +405,11 @@ pub enum CoordRequest {
         limit: u32,
         what_if: Vec<NodeId>,
     },
+    /// Operator: start rebalancing now (`start`), or only report its
+    /// progress (answered with `Rebalance`).
+    Rebalance {
+        start: bool,
+    },
 }
 
 /// Shortest chunk `PlanPutFit` cuts a file into: below this, more chunks
@@ -428,6 +433,7 @@ pub enum CoordResponse {
     /// A new client key, as `NAME:HEX` for a key file.
     Key(String),
     Keys(Vec<String>),
+    Rebalance(RebalanceStatus),
 }
 
 /// A node as clients see it.
@@ -619,6 +625,7 @@ pub struct ClusterStatus {
     /// Uploads planned but not yet committed.
     pub pending_uploads: u64,
     pub repair: RepairStatus,
+    pub rebalance: RebalanceStatus,
 }
 
 /// Storage used by the files of one scheme and replication.
@@ -656,6 +663,84 @@ pub struct RepairStatus {
     pub incident_open_ms: Option<u64>,
     /// Maximum repairs run at once.
     pub parallel: u32,
+    /// Repair traffic of the open incident, else of the last one (an
+    /// incident: repairs from the first one scheduled after a quiet period
+    /// until nothing is left to repair).
+    pub incident: Option<IncidentTraffic>,
+}
+
+/// What one repair incident read and rebuilt: the repair cost of the
+/// schemes in use, as bytes read per byte rebuilt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IncidentTraffic {
+    /// Still repairing.
+    pub open: bool,
+    pub chunks: u64,
+    /// Bytes read from surviving copies and members.
+    pub read_bytes: u64,
+    /// Bytes of the copies produced.
+    pub rebuilt_bytes: u64,
+    /// The same, per scheme and replication of the files repaired.
+    pub schemes: Vec<SchemeTraffic>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemeTraffic {
+    pub scheme: Scheme,
+    pub replication: u32,
+    pub chunks: u64,
+    pub read_bytes: u64,
+    pub rebuilt_bytes: u64,
+}
+
+/// What rebalancing is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RebalanceState {
+    /// Not running: balanced, or never started.
+    #[default]
+    Idle,
+    /// Moving copies.
+    Running,
+    /// Started, but repairs come first: no new move until they are done.
+    Paused,
+}
+
+/// Progress of rebalancing and the usage it evens out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RebalanceStatus {
+    pub state: RebalanceState,
+    /// Why the current (or last) run started: `operator`, `node n5
+    /// joined`, `imbalance`.
+    pub trigger: String,
+    /// Copies moved by the current (or last) run, and their bytes.
+    pub moved_chunks: u64,
+    pub moved_bytes: u64,
+    /// Moves the run expects to make in all (estimated at its start).
+    pub planned_chunks: u64,
+    pub planned_bytes: u64,
+    pub in_flight_chunks: u64,
+    pub in_flight_bytes: u64,
+    pub failed: u64,
+    /// `coord --rebalance-rate`.
+    pub rate_limit_bytes_per_s: u64,
+    /// Every node within this percentage of the mean counts as balanced.
+    pub tolerance_pct: u32,
+    /// Mean stored bytes over the nodes that take data.
+    pub mean_bytes: u64,
+    /// Stored bytes per node that takes data (live, not draining, not a
+    /// spare), as the catalog counts them.
+    pub usage: Vec<NodeUsage>,
+    /// The last run ended without reaching the tolerance: no move left
+    /// that keeps every placement rule.
+    pub stuck: bool,
+    /// How long the last finished run took.
+    pub last_run_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeUsage {
+    pub node: NodeId,
+    pub bytes: u64,
 }
 
 /// Answer to `Fsck`.

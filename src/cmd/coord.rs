@@ -66,6 +66,13 @@ pub struct Args {
     /// change, so readers that started before finish.
     #[arg(long, default_value = "60s")]
     pub delete_grace: String,
+    /// Bytes per second rebalancing may move (e.g. 64MiB, 10MiB).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    pub rebalance_rate: String,
+    /// Rebalance only when asked (`dfs-sim rebalance`), not on its own when
+    /// an empty node joins or an imbalance persists.
+    #[arg(long)]
+    pub no_auto_rebalance: bool,
     /// Start on a damaged journal, keeping every valid record on both sides
     /// of the damage (the damaged journal is kept beside the new one).
     #[arg(long, conflicts_with = "read_only")]
@@ -129,6 +136,12 @@ pub async fn run(a: Args) -> Result<()> {
         crate::format::parse_duration(&a.orphan_grace).map_err(anyhow::Error::msg)?;
     cfg.delete_grace =
         crate::format::parse_duration(&a.delete_grace).map_err(anyhow::Error::msg)?;
+    cfg.rebalance_rate =
+        parse_size(&a.rebalance_rate).map_err(|e| anyhow::anyhow!("--rebalance-rate: {e}"))?;
+    if cfg.rebalance_rate == 0 {
+        bail!("--rebalance-rate must be above 0 (use --no-auto-rebalance to rebalance only when asked)");
+    }
+    cfg.auto_rebalance = !a.no_auto_rebalance;
     cfg.recover = a.recover;
     cfg.read_only = a.read_only;
     // The absolute path, so a coordinator started from the wrong directory

@@ -13,6 +13,7 @@ pub mod loadgen;
 pub mod ls;
 pub mod node;
 pub mod put;
+pub mod rebalance;
 pub mod rm;
 pub mod s3;
 pub mod scrub;

@@ -34,6 +34,10 @@ pub struct Args {
     /// Seconds between background scrub passes.
     #[arg(long, default_value_t = 86_400)]
     pub scrub_interval_s: u64,
+    /// Memory the repairs running at once on this node may hold, by their
+    /// estimate (a rebuild of 64 MiB chunks takes 128-192 MiB).
+    #[arg(long, default_value = "384MiB", value_name = "SIZE")]
+    pub repair_memory: String,
     /// Failure domain (rack, enclosure, region): a stripe's members are
     /// spread over domains [default: the node's own id].
     #[arg(long, value_name = "NAME")]
@@ -78,6 +82,8 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.coord = a.coord;
     cfg.reserve_bytes = crate::format::parse_size(&a.reserve).map_err(anyhow::Error::msg)?;
     cfg.scrub_rate = crate::format::parse_size(&a.scrub_rate).map_err(anyhow::Error::msg)?;
+    cfg.repair_memory = crate::format::parse_size(&a.repair_memory)
+        .map_err(|e| anyhow::anyhow!("--repair-memory: {e}"))?;
     cfg.scrub_interval = std::time::Duration::from_secs(a.scrub_interval_s.max(1));
     cfg.secret = secret;
     if let Some(d) = &a.domain {

@@ -144,13 +144,84 @@ pub async fn run(a: Args) -> Result<()> {
         r.rate_bytes_per_s as f64 / 1e6,
         r.parallel
     );
+    if let Some(i) = &r.incident {
+        let per = |read: u64, built: u64| {
+            if built == 0 {
+                0.0
+            } else {
+                read as f64 / built as f64
+            }
+        };
+        let schemes: Vec<String> = i
+            .schemes
+            .iter()
+            .map(|t| {
+                let label = label(&protocol::SchemeUsage {
+                    scheme: t.scheme,
+                    replication: t.replication,
+                    files: 0,
+                    logical_bytes: 0,
+                    stored_bytes: 0,
+                });
+                format!("{label} {:.2}", per(t.read_bytes, t.rebuilt_bytes))
+            })
+            .collect();
+        outln!(
+            "repair traffic, {} incident: {} read for {} rebuilt in {} chunk(s) ({:.2} bytes read per byte{}{})",
+            if i.open { "current" } else { "last" },
+            bytes(i.read_bytes),
+            bytes(i.rebuilt_bytes),
+            i.chunks,
+            per(i.read_bytes, i.rebuilt_bytes),
+            if schemes.is_empty() { "" } else { "; " },
+            schemes.join(", ")
+        );
+    }
     if r.done_bytes > 0 {
         outln!(
-            "repair traffic: {} read for {} rebuilt ({:.2} bytes read per byte)",
+            "repair traffic since start: {} read for {} rebuilt ({:.2} bytes read per byte)",
             bytes(r.read_bytes),
             bytes(r.done_bytes),
             r.read_bytes as f64 / r.done_bytes as f64
         );
+    }
+    let b = client::report::RebalanceReport::from(&s.rebalance);
+    let usage: Vec<String> = b
+        .usage
+        .iter()
+        .map(|u| format!("{} {:+.0}%", u.node, u.vs_mean_pct))
+        .collect();
+    let run = format!(
+        "{} of ~{} copies ({} of ~{}) moved, {} in flight",
+        b.moved_chunks,
+        b.planned_chunks.max(b.moved_chunks),
+        bytes(b.moved_bytes),
+        bytes(b.planned_bytes.max(b.moved_bytes)),
+        b.in_flight_chunks
+    );
+    let state = match s.rebalance.state {
+        protocol::RebalanceState::Running => format!("running ({}): {run}", b.trigger),
+        protocol::RebalanceState::Paused => {
+            format!("paused while repairs run ({}): {run}", b.trigger)
+        }
+        protocol::RebalanceState::Idle if b.stuck => format!(
+            "idle; the last run ({}) stopped short: no move keeps every placement rule",
+            b.trigger
+        ),
+        protocol::RebalanceState::Idle if b.deviation_pct <= f64::from(b.tolerance_pct) => {
+            "balanced".to_string()
+        }
+        protocol::RebalanceState::Idle => "idle".to_string(),
+    };
+    outln!(
+        "rebalance: {state}; furthest node {:.0}% from the mean of {} (tolerance {}%, rate limit {}/s)",
+        b.deviation_pct,
+        bytes(b.mean_bytes),
+        b.tolerance_pct,
+        bytes(b.rate_limit_bytes_per_s)
+    );
+    if !usage.is_empty() {
+        outln!("usage vs mean: {}", usage.join(", "));
     }
     match (r.incident_open_ms, r.last_mttr_ms) {
         (Some(ms), _) => outln!(

@@ -673,7 +673,8 @@ impl Cluster {
             let d = self.cfg.domains[i % self.cfg.domains.len()].clone();
             args.extend(["--domain".into(), d]);
         }
-        if i + self.cfg.spares >= self.cfg.nodes {
+        // Nodes added later (`add_node`) are regular nodes.
+        if i < self.cfg.nodes && i + self.cfg.spares >= self.cfg.nodes {
             args.push("--spare".into());
         }
         if self.cfg.http {
@@ -952,6 +953,15 @@ impl Cluster {
         let mut p = self.nodes[i].take().expect("node already down");
         signal(p.pid(), "TERM");
         wait_until(DEADLINE, "node to exit after SIGTERM", || !p.running());
+    }
+
+    /// Starts a new, empty node (the next index); returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(None);
+        self.node_addrs.push(None);
+        self.spawn_node(i);
+        i
     }
 
     /// Starts node `i` again: same id and data dir, new port.

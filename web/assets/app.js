@@ -105,6 +105,17 @@ function renderRepair(s) {
     ["last MTTR", secs(r.last_mttr_ms)],
     ["under-protected", s.under_protected_total + " chunks"],
   ];
+  const t = r.incident;
+  if (t) {
+    rows.push([t.open ? "this incident" : "last incident",
+      bytes(t.read_bytes) + " read / " + bytes(t.rebuilt_bytes) + " rebuilt (" + t.read_per_rebuilt.toFixed(2) + " per byte)"]);
+  }
+  const b = s.rebalance;
+  if (b) {
+    const run = b.moved_chunks + "/" + Math.max(b.planned_chunks, b.moved_chunks) + " copies (" + bytes(b.moved_bytes) + ")";
+    rows.push(["rebalance", b.state === "idle" ? (b.stuck ? "stopped short, " : "idle, ") + "furthest node " +
+      b.deviation_pct.toFixed(0) + "% from the mean" : b.state + " (" + b.trigger + "): " + run]);
+  }
   const v = $("repair-view");
   v.replaceChildren();
   for (const [k, val] of rows) {

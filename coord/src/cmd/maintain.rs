@@ -87,6 +87,20 @@ pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
     Ok(())
 }
 
+/// `dfs-sim rebalance`: starts a run (`start`) and reports progress. The
+/// rebalancing loop does the moving, after any repair.
+pub fn rebalance(coord: &Coord, start: bool) -> Result<protocol::RebalanceStatus> {
+    if start && coord.config.read_only {
+        return Err(Error::ReadOnly);
+    }
+    let mut st = coord.lock();
+    if start && !st.rebalance.active() {
+        tracing::info!("rebalance requested");
+        st.rebalance.request();
+    }
+    Ok(st.rebalance.status())
+}
+
 /// Verify orders sent per second at most, whoever reports.
 const MAX_REPORTS_PER_S: u32 = 50;
 

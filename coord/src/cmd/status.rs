@@ -109,6 +109,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         under_replicated_total: under_total,
         pending_uploads: st.uploads.len() as u64,
         repair: st.repairs.status(cfg.repair_parallel, now),
+        rebalance: st.rebalance.status(),
     }
 }
 
