@@ -236,6 +236,8 @@ dfs_bench() {
   degraded_gets dfs
   unset DFS_COORD
   for n in n2 n3 coord; do kill_one "dfs_$n"; done
+  # Free the disk before SeaweedFS writes its copies (the box is shared).
+  rm -rf "$d"
 }
 
 # ---------------------------------------------------------------- SeaweedFS

@@ -105,25 +105,31 @@ pub async fn get_with(
         // cache) proceeds in parallel with fetching and decoding instead of
         // behind them.
         Some(file) => {
-            let mut done = stream::iter(positions.into_iter().enumerate())
-                .map(|(index, (si, ci))| {
-                    let (pool, info, stats, file) =
-                        (pool.clone(), info.clone(), stats.clone(), file.clone());
-                    let offset = offsets[index];
-                    async move {
-                        let raw = read_chunk(&pool, &info, si, ci, &stats).await?;
-                        write_at(file, raw, offset).await
-                    }
+            probe_nodes(pool, &info, &stats).await;
+            let fetches = Arc::new(tokio::sync::Semaphore::new(inflight.max(1)));
+            let decoding = Arc::new(tokio::sync::Semaphore::new(1));
+            let offsets = Arc::new(offsets);
+            let mut done = stream::iter(0..info.stripes.len())
+                .map(|si| {
+                    let job = StripeJob {
+                        pool: pool.clone(),
+                        info: info.clone(),
+                        stats: stats.clone(),
+                        file: file.clone(),
+                        offsets: offsets.clone(),
+                        fetches: fetches.clone(),
+                        decoding: decoding.clone(),
+                        progress: progress.clone(),
+                        si,
+                    };
+                    job.run()
                 })
-                .buffer_unordered(inflight.max(1));
+                .buffer_unordered(STRIPES_IN_FLIGHT);
             let mut written = 0u64;
             let mut res = Ok(());
             while let Some(n) = done.next().await {
                 match n {
-                    Ok(n) => {
-                        written += n;
-                        progress(n);
-                    }
+                    Ok(n) => written += n,
                     Err(e) => {
                         res = Err(e);
                         break;
@@ -403,7 +409,7 @@ async fn rebuild(
         let dec = code
             .decoder(data, &read, &[lost])
             .map_err(|e| e.to_string())?;
-        let mut out = vec![0u8; parity_len];
+        let mut out = directio::AlignedBuf::zeroed(parity_len);
         let mut fetched = stream::iter(read.iter().copied().enumerate())
             .map(|(r, m)| async move {
                 let c = member_info(m).ok_or("member missing from the stripe")?;
@@ -425,7 +431,7 @@ async fn rebuild(
                     }
                     let dec = dec.clone();
                     out = tokio::task::spawn_blocking(move || {
-                        dec.add(r, &raw, &mut [out.as_mut_slice()]);
+                        dec.add(r, &raw, &mut [&mut out[..]]);
                         out
                     })
                     .await
@@ -439,16 +445,302 @@ async fn rebuild(
             }
         }
         return tokio::task::spawn_blocking(move || {
-            out.truncate(want.raw_len as usize);
+            out.set_len((want.raw_len as usize).min(out.len()));
             if chunk::sha256(&out) != want.raw_sha256 {
                 return Err("rebuilt bytes fail SHA-256 verification".to_string());
             }
-            Ok(Bytes::from(out))
+            Ok(out.into_bytes())
         })
         .await
         .map_err(|e| e.to_string())?;
     }
 }
+
+/// Stripes fetched at once by a get to a file; their chunk fetches share
+/// the get's `inflight` permits.
+const STRIPES_IN_FLIGHT: usize = 2;
+
+/// How long the liveness probe at the start of a get waits for a node: a
+/// refused connection answers at once; a node that is merely slow is not
+/// judged by it.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Connects to every node holding a part of the file, all at once, before
+/// the first fetch: a node that refuses is remembered as a suspect for the
+/// whole get, so stripes that need it are planned as degraded from the
+/// start (each member fetched once) instead of finding out chunk by chunk.
+/// The connections stay in the pool for the fetches.
+async fn probe_nodes(pool: &NodePool, info: &FileInfo, stats: &Stats) {
+    let mut addrs: Vec<&str> = info
+        .stripes
+        .iter()
+        .flat_map(|s| s.data.iter().chain(s.parity.iter()))
+        .flat_map(|c| c.locations.iter())
+        .map(|l| l.node.addr.as_str())
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    let results = futures_util::future::join_all(
+        addrs
+            .iter()
+            .map(|a| tokio::time::timeout(PROBE_TIMEOUT, pool.probe(a))),
+    )
+    .await;
+    for (addr, r) in addrs.into_iter().zip(results) {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(%addr, error = %e, "node does not answer; its copies are read last");
+            if let Ok(mut s) = stats.suspects.lock() {
+                s.insert(addr.to_string());
+            }
+        }
+    }
+}
+
+/// One stripe of a get to a file.
+struct StripeJob {
+    pool: Arc<NodePool>,
+    info: Arc<FileInfo>,
+    stats: Arc<Stats>,
+    file: Positioned,
+    offsets: Arc<Vec<u64>>,
+    /// Chunk fetches in flight across the whole get.
+    fetches: Arc<tokio::sync::Semaphore>,
+    /// Degraded stripes decoding at once (each holds one output per lost
+    /// chunk), so memory stays bounded whatever the pattern of losses.
+    decoding: Arc<tokio::sync::Semaphore>,
+    progress: Progress,
+    si: usize,
+}
+
+impl StripeJob {
+    /// Writes every data chunk of the stripe; returns the bytes written.
+    ///
+    /// When data chunks have no usable copy (every holder dead or already
+    /// failed in this get), the stripe is decoded in one pass: each member
+    /// the read plan names is fetched once and folded into the outputs of
+    /// all lost chunks as it arrives, and the data members among them are
+    /// written out as well, so a lost chunk costs its parity fetches
+    /// rather than K or K/L extra fetches. If anything fails on the way,
+    /// the lost chunks fall back to the per-chunk path (`read_chunk`).
+    async fn run(self) -> Result<u64> {
+        let stripe = &self.info.stripes[self.si];
+        let usable = |c: &ChunkInfo| {
+            c.locations
+                .iter()
+                .any(|l| l.alive && !self.stats.suspect(&l.node.addr))
+        };
+        let lost: Vec<usize> = (0..stripe.data.len())
+            .filter(|&ci| !usable(&stripe.data[ci]))
+            .collect();
+        if lost.is_empty() {
+            let all: Vec<usize> = (0..stripe.data.len()).collect();
+            return self.plain(&all).await;
+        }
+        let _decoding = self
+            .decoding
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Unreadable(e.to_string()))?;
+        match self.decode_pass(&lost).await {
+            Ok(n) => Ok(n),
+            Err(Fallback { written, left }) => {
+                tracing::warn!(
+                    file = %self.info.name,
+                    stripe = self.si,
+                    "one-pass decode of the stripe failed; rebuilding its chunks one by one"
+                );
+                Ok(written + self.plain(&left).await?)
+            }
+        }
+    }
+
+    /// Reads data chunks `cis` one by one (each with its own fallbacks).
+    async fn plain(&self, cis: &[usize]) -> Result<u64> {
+        let mut done = stream::iter(cis.iter().copied())
+            .map(|ci| async move {
+                let _permit = self
+                    .fetches
+                    .acquire()
+                    .await
+                    .map_err(|e| Error::Unreadable(e.to_string()))?;
+                let raw = read_chunk(&self.pool, &self.info, self.si, ci, &self.stats).await?;
+                let n = write_at(self.file.clone(), raw, self.offset(ci)).await?;
+                (self.progress)(n);
+                Ok::<_, Error>(n)
+            })
+            .buffer_unordered(cis.len().max(1));
+        let mut written = 0;
+        while let Some(n) = done.next().await {
+            written += n?;
+        }
+        Ok(written)
+    }
+
+    fn offset(&self, ci: usize) -> u64 {
+        self.offsets[position(&self.info, self.si, ci)]
+    }
+
+    /// The one-pass decode of a stripe whose data chunks `lost` have no
+    /// usable copy.
+    async fn decode_pass(&self, lost: &[usize]) -> Result<u64, Fallback> {
+        let stripe = &self.info.stripes[self.si];
+        let data = stripe.data.len();
+        let everything = |written| Fallback {
+            written,
+            left: (0..data).collect(),
+        };
+        let Ok(code) = codes::Code::new(self.info.scheme) else {
+            return Err(everything(0));
+        };
+        let k = code.k();
+        let member_info = |m: usize| -> Option<&ChunkInfo> {
+            if m < k {
+                stripe.data.get(m)
+            } else {
+                stripe.parity.get(m - k)
+            }
+        };
+        let gone: Vec<usize> = code
+            .real_members(data)
+            .filter(|&m| {
+                member_info(m).is_none_or(|c| {
+                    c.locations
+                        .iter()
+                        .all(|l| !l.alive || self.stats.suspect(&l.node.addr))
+                })
+            })
+            .collect();
+        let Ok(read) = code.read_plan(data, &gone, lost) else {
+            return Err(everything(0));
+        };
+        let Ok(dec) = code.decoder(data, &read, lost) else {
+            return Err(everything(0));
+        };
+        let parity_len = stripe
+            .data
+            .iter()
+            .map(|c| c.header.raw_len)
+            .max()
+            .unwrap_or(0) as usize;
+        let outs: Vec<directio::AlignedBuf> = lost
+            .iter()
+            .map(|_| directio::AlignedBuf::zeroed(parity_len))
+            .collect();
+        let outs = Arc::new(std::sync::Mutex::new(outs));
+        let dec = Arc::new(dec);
+        // Every member read for the decode, and every data chunk that is
+        // not lost (needed in the output anyway), fetched once each.
+        let mut fetch: Vec<usize> = read.clone();
+        fetch.extend((0..data).filter(|ci| !lost.contains(ci) && !read.contains(ci)));
+        let mut done = stream::iter(fetch)
+            .map(|m| {
+                let (outs, dec, read) = (outs.clone(), dec.clone(), &read);
+                async move {
+                    let _permit = self.fetches.acquire().await.ok()?;
+                    let c = member_info(m)?;
+                    let raw = read_any(&self.pool, c, &self.info.name, &self.stats)
+                        .await
+                        .ok()?;
+                    if raw.len() > parity_len {
+                        return None;
+                    }
+                    let mut n = 0;
+                    if let Some(r) = read.iter().position(|&x| x == m) {
+                        let raw = raw.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let mut outs = outs.lock().unwrap_or_else(|p| p.into_inner());
+                            let mut refs: Vec<&mut [u8]> =
+                                outs.iter_mut().map(|o| &mut o[..]).collect();
+                            dec.add(r, &raw, &mut refs);
+                        })
+                        .await
+                        .ok()?;
+                    }
+                    if m < data {
+                        n = write_at(self.file.clone(), raw, self.offset(m))
+                            .await
+                            .ok()?;
+                        (self.progress)(n);
+                    }
+                    Some((m, n))
+                }
+            })
+            .buffer_unordered(read.len() + data);
+        let mut written = 0u64;
+        let mut arrived: Vec<usize> = Vec::new();
+        let mut failed = false;
+        while let Some(r) = done.next().await {
+            match r {
+                Some((m, n)) => {
+                    written += n;
+                    arrived.push(m);
+                }
+                None => failed = true,
+            }
+        }
+        drop(done);
+        if failed {
+            // Data chunks not yet written, and every lost one, take the
+            // per-chunk path.
+            let left = (0..data).filter(|ci| !arrived.contains(ci)).collect();
+            return Err(Fallback { written, left });
+        }
+        let outs = match Arc::try_unwrap(outs) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Err(_) => return Err(everything(written)),
+        };
+        let mut left = Vec::new();
+        for (out, &ci) in outs.into_iter().zip(lost) {
+            let want = &stripe.data[ci].header;
+            let (want_len, want_sha) = (want.raw_len as usize, want.raw_sha256);
+            let verified = tokio::task::spawn_blocking(move || {
+                let mut out = out;
+                out.set_len(want_len.min(out.len()));
+                (chunk::sha256(&out) == want_sha).then(|| out.into_bytes())
+            })
+            .await
+            .ok()
+            .flatten();
+            match verified {
+                Some(raw) => {
+                    let n = match write_at(self.file.clone(), raw, self.offset(ci)).await {
+                        Ok(n) => n,
+                        Err(_) => {
+                            left.push(ci);
+                            continue;
+                        }
+                    };
+                    (self.progress)(n);
+                    written += n;
+                    self.stats.rebuilt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        file = %self.info.name,
+                        chunk = position(&self.info, self.si, ci),
+                        "chunk rebuilt from its stripe, SHA-256 verified"
+                    );
+                }
+                None => left.push(ci),
+            }
+        }
+        if left.is_empty() {
+            Ok(written)
+        } else {
+            Err(Fallback { written, left })
+        }
+    }
+}
+
+/// What a failed one-pass decode leaves to the per-chunk path.
+struct Fallback {
+    /// Bytes already written.
+    written: u64,
+    /// Data chunks not written yet.
+    left: Vec<usize>,
+}
+
+/// An output file and, when the file system allows it, a direct handle on it.
+type Positioned = (Arc<std::fs::File>, Option<Arc<std::fs::File>>);
 
 /// The output: stdout, or a temp file renamed into place by `finish`.
 enum Sink {
@@ -456,6 +748,9 @@ enum Sink {
     Stdout(std::io::Stdout),
     File {
         file: Arc<std::fs::File>,
+        /// The same file opened for direct I/O, when the file system allows
+        /// it: chunk-sized writes skip the page cache (see `directio`).
+        direct: Option<Arc<std::fs::File>>,
         tmp: PathBuf,
         dest: PathBuf,
         done: bool,
@@ -485,8 +780,11 @@ impl Sink {
                     path: tmp.display().to_string(),
                     source,
                 })?;
+                let direct = directio::open_direct(&tmp, std::fs::OpenOptions::new().write(true))
+                    .map(Arc::new);
                 Ok(Sink::File {
                     file: Arc::new(file),
+                    direct,
                     tmp,
                     dest: dest.clone(),
                     done: false,
@@ -496,10 +794,11 @@ impl Sink {
         }
     }
 
-    /// The file, when output can be written at any offset.
-    fn positioned(&self) -> Option<Arc<std::fs::File>> {
+    /// The file (and its direct handle), when output can be written at any
+    /// offset.
+    fn positioned(&self) -> Option<Positioned> {
         match self {
-            Sink::File { file, .. } => Some(file.clone()),
+            Sink::File { file, direct, .. } => Some((file.clone(), direct.clone())),
             _ => None,
         }
     }
@@ -558,10 +857,9 @@ impl Sink {
 
 /// Writes a verified chunk at its offset on a blocking thread and starts
 /// its writeback; returns its length.
-async fn write_at(file: Arc<std::fs::File>, raw: Bytes, offset: u64) -> Result<u64> {
+async fn write_at((file, direct): Positioned, raw: Bytes, offset: u64) -> Result<u64> {
     tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        file.write_all_at(&raw, offset)?;
+        directio::write_all_at(direct.as_deref(), &file, &raw, offset)?;
         start_writeback(&file, offset, raw.len() as u64);
         Ok(raw.len() as u64)
     })

@@ -386,7 +386,7 @@ async fn get(conn: &mut Connection, ctx: &Ctx, id: ChunkId) -> (bool, Option<u64
     loop {
         match r.next_piece().await {
             Ok(Some(piece)) => {
-                if conn.write_data(&piece).await.is_err() {
+                if conn.send_data(&piece).await.is_err() {
                     return (false, None);
                 }
             }

@@ -128,7 +128,8 @@ pub fn decode(h: &ChunkHeader, stored: Bytes) -> Result<Bytes, ChunkError> {
     let raw = match h.codec {
         Codec::Raw => stored,
         Codec::Lz4 => {
-            let mut out = vec![0u8; h.raw_len as usize];
+            // Page-aligned, so the reader can write it to disk directly.
+            let mut out = directio::AlignedBuf::zeroed(h.raw_len as usize);
             let n = lz4_flex::block::decompress_into(&stored, &mut out)
                 .map_err(|e| ChunkError::Decompress(e.to_string()))?;
             if n as u64 != h.raw_len {
@@ -137,7 +138,7 @@ pub fn decode(h: &ChunkHeader, stored: Bytes) -> Result<Bytes, ChunkError> {
                     want: h.raw_len,
                 });
             }
-            Bytes::from(out)
+            out.into_bytes()
         }
     };
     if sha256(&raw) != h.raw_sha256 {

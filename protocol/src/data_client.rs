@@ -5,7 +5,7 @@
 use crate::chunk::check_bounds;
 use crate::handshake::{self, Credential, Role};
 use crate::{BlockToken, ChunkHeader, Connection, NodeRequest, NodeResponse};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -74,6 +74,15 @@ impl NodePool {
             .entry(addr.to_string())
             .or_default()
             .push((c, Instant::now()));
+    }
+
+    /// Opens (or reuses) a connection to `addr` and keeps it for the next
+    /// request: tells early whether the node answers at all, and saves the
+    /// handshake later.
+    pub async fn probe(&self, addr: &str) -> crate::Result<()> {
+        let c = self.conn(addr).await?;
+        self.put_back(addr, c);
+        Ok(())
     }
 
     /// Stores one copy; returns once the node has it durably.
@@ -159,7 +168,9 @@ impl NodePool {
                 want.id
             )));
         }
-        let mut buf = BytesMut::with_capacity(want.stored_len as usize);
+        // Page-aligned (stored bytes of a raw chunk are the file's bytes,
+        // which the reader may write to disk directly); bounded above.
+        let mut buf = directio::AlignedBuf::with_capacity(want.stored_len as usize);
         while (buf.len() as u64) < want.stored_len {
             let d = tokio::time::timeout(IO_TIMEOUT, c.recv_data())
                 .await
@@ -167,7 +178,7 @@ impl NodePool {
             if buf.len() as u64 + d.len() as u64 > want.stored_len {
                 return Err(bad("node sent more bytes than the chunk holds".into()));
             }
-            buf.extend_from_slice(&d);
+            buf.push(&d);
         }
         match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>())
             .await
@@ -175,7 +186,7 @@ impl NodePool {
         {
             NodeResponse::End { ok: true } => {
                 self.put_back(addr, c);
-                Ok(buf.freeze())
+                Ok(buf.into_bytes())
             }
             NodeResponse::End { ok: false } => Err(crate::Error::Remote(crate::WireError::new(
                 crate::ErrorKind::Corrupt,
