@@ -24,7 +24,7 @@
 # for every scheme; LRC repair reads <= 0.6x what RS with the same K reads
 # (rs:12+4 is run for that comparison, repair only).
 #
-# Knobs: CORPUS_MIB [256], CHUNK [4MiB], EC_BENCH_DIR [target/ec-bench].
+# Knobs: CORPUS_MIB [1024], CHUNK [4MiB], EC_BENCH_DIR [target/ec-bench].
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +32,7 @@ WORK=${EC_BENCH_DIR:-$ROOT/target/ec-bench}
 BIN=$ROOT/target/release/dfs-sim
 RUN=$WORK/run
 LOGS=$WORK/logs
-CORPUS_MIB=${CORPUS_MIB:-256}
+CORPUS_MIB=${CORPUS_MIB:-1024}
 CHUNK=${CHUNK:-4MiB}
 NODES=16
 
