@@ -16,6 +16,20 @@ macro_rules! outln {
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3): how
+/// long freed memory stays committed before it is returned to the OS.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Clients, nodes and gateways free 64 MiB chunk buffers all the time:
+/// mimalloc's default 10 ms purge delay (x10 for arenas) keeps several of
+/// them resident, which took a 1 GiB put from 400 to 625 MiB peak RSS
+/// (limit 600). The coordinator's catalog allocations stay with the
+/// default, which is what they were measured with.
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets a plain integer option; mimalloc reads it at each purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 mod cmd;
 mod format;
 mod progress;
@@ -87,6 +101,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Coord(_)) {
+        purge_freed_memory_at_once();
+    }
     let server = matches!(
         cli.command,
         Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
