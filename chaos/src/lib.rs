@@ -411,8 +411,11 @@ async fn drive(
     let live_task = cfg.live.clone().map(|f| {
         let sh = sh.clone();
         tokio::spawn(async move {
+            // A status line once a second (a display ticker, not a wait).
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tick.tick().await;
                 f(&sh.live(t0));
             }
         })

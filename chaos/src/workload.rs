@@ -332,15 +332,26 @@ async fn ls(sh: &Shared, cs: &mut ClientState) -> Done {
     }
 }
 
-/// The final read of one name, after the cluster healed: retried a few
-/// times (a read racing the last repairs may fail once), then judged.
+/// How long the final read of a name keeps retrying before it is judged:
+/// a read racing the last repairs may fail once or twice.
+const FINAL_READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The final read of one name, after the cluster healed: retried (short,
+/// growing pauses) until it reads or [`FINAL_READ_DEADLINE`] passes, then
+/// judged.
 pub async fn final_check(sh: &Shared, cs: &mut ClientState, idx: usize) {
     let name = cs.names[idx].clone();
     let start = sh.history.now();
+    let deadline = tokio::time::Instant::now() + FINAL_READ_DEADLINE;
+    let mut pause = Duration::from_millis(100);
     let mut last = None;
-    for attempt in 0..5 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    loop {
+        if last.is_some() {
+            if tokio::time::Instant::now() + pause > deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
         let (d, seen) = get(sh, cs, &name).await;
         if seen.is_some() {
