@@ -201,14 +201,35 @@ impl DirectWriter {
     pub fn create(path: &Path, stage: usize, direct: bool) -> io::Result<DirectWriter> {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
+        let mut refused = false;
         let direct_file = if direct {
-            open_direct(path, &mut opts.clone())
+            match opts.clone().custom_flags(libc::O_DIRECT).open(path) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+                Err(_) => {
+                    refused = true;
+                    None
+                }
+            }
         } else {
             None
         };
         let (file, direct) = match direct_file {
             Some(f) => (f, true),
-            None => (opts.open(path)?, false),
+            None => match opts.open(path) {
+                Ok(f) => (f, false),
+                // Some kernels create the file before refusing O_DIRECT
+                // (the check comes after O_CREAT): the file there is the
+                // one this call just created exclusively, still empty.
+                Err(e) if refused && e.kind() == io::ErrorKind::AlreadyExists => (
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(path)?,
+                    false,
+                ),
+                Err(e) => return Err(e),
+            },
         };
         Ok(DirectWriter {
             file,
