@@ -163,7 +163,7 @@ fn a_node_whose_data_directory_disappears_reports_failed_and_is_replaced() {
     });
     let fsck = ok(c.run(&["fsck"]), "fsck");
     assert!(
-        !fsck.contains("degraded") && !fsck.contains("at risk") && !fsck.contains("lost"),
+        fsck.contains("1 healthy, 0 degraded, 0 at-risk, 0 lost"),
         "fsck after repair: {fsck}"
     );
     c.get_exact("f", &data);
@@ -195,7 +195,10 @@ fn aws(dir: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
         .env("AWS_SECRET_ACCESS_KEY", SK)
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_MAX_ATTEMPTS", "1")
         .env("AWS_PAGER", "")
@@ -260,8 +263,8 @@ print("mpu", code(lambda: s3.create_multipart_upload(Bucket="nulb", Key="nul\x00
     assert!(out.contains("mpu 400 InvalidArgument"), "{out}");
     let ls = c.ls();
     assert!(
-        !ls.iter().any(|n| n.contains("nul") && n.contains("key")),
-        "{ls:?}"
+        !ls.iter().any(|n| n.contains("%00") || n.contains("%01")),
+        "nothing of the refused keys was stored: {ls:?}"
     );
     // The CLI can still write such a name; listings must not break on it.
     c.put_ok("nulb/cli%01name", b"z");
@@ -482,14 +485,17 @@ fn a_second_coordinator_says_it_waits_for_the_lock() {
         waiting.contains("coord.lock") && waiting.contains("10"),
         "says which lock and how long: {waiting}"
     );
-    wait_until(Duration::from_secs(30), "the second coordinator gives up", || {
-        matches!(child.0.try_wait(), Ok(Some(_)))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the second coordinator gives up",
+        || matches!(child.0.try_wait(), Ok(Some(_))),
+    );
     let status = child.0.wait().unwrap();
     assert!(!status.success(), "the second coordinator must refuse");
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(
-        rest.iter().any(|l| l.contains("in use by another coordinator")),
+        rest.iter()
+            .any(|l| l.contains("in use by another coordinator")),
         "{rest:?}"
     );
     assert!(c.status().is_some(), "the first coordinator still serves");

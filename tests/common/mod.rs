@@ -1252,7 +1252,10 @@ impl Cluster {
     /// in `data` (created if missing), registering with this coordinator;
     /// returns once it announced its address.
     pub fn spawn_extra_node(&self, id: &str, data: &Path) -> Extra {
-        let log = self.dir.path().join(format!("extra-node-{id}-{}.log", unique()));
+        let log = self
+            .dir
+            .path()
+            .join(format!("extra-node-{id}-{}.log", unique()));
         let mut args: Vec<String> = vec![
             "node".into(),
             "--id".into(),
