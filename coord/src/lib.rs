@@ -13,8 +13,6 @@ pub mod journal;
 mod legacy;
 pub mod membership;
 pub mod metrics;
-pub mod placement;
-pub mod planner;
 pub mod rebalance;
 pub mod repair;
 pub mod server;
@@ -22,6 +20,9 @@ pub mod session;
 pub mod state;
 
 pub use config::CoordConfig;
+/// Placement and the repair planner are pure decisions shared with the
+/// simulator; they live in `decide` and keep their old paths here.
+pub use decide::{placement, planner};
 pub use error::{Error, Result};
 pub use server::{run, serve};
 pub use state::Coord;

@@ -315,12 +315,13 @@ pub async fn copy(
     if let Some(why) = failed {
         coord.lock().uploads.remove(&upload_id);
         coord.collect(all);
-        return Err(Error::NotEnoughNodes {
+        return Err(decide::Error::NotEnoughNodes {
             live: addrs.len(),
             needed: code.members(),
             replication: entry.replication,
             scheme: format!("{} (copy of {src} failed: {why})", entry.scheme),
-        });
+        }
+        .into());
     }
     {
         let mut st = coord.lock();

@@ -131,7 +131,7 @@ pub fn plan(
                 .map(|m| m.id.to_string())
                 .collect();
             if full.is_empty() {
-                e
+                Error::from(e)
             } else {
                 Error::BadRequest(format!(
                     "{e}: disk full on {} (less than a chunk free beyond their reserve)",
@@ -382,7 +382,7 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
             })
             .map(|p| p.node);
         let Some(new) = new else {
-            return Err(Error::NotEnoughNodes {
+            return Err(decide::Error::NotEnoughNodes {
                 live: cands
                     .iter()
                     .filter(|n| !failed_set.contains(&n.node.id))
@@ -390,7 +390,8 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
                 needed: code.members(),
                 replication,
                 scheme: up.plan.scheme.to_string(),
-            });
+            }
+        .into());
         };
         tracing::warn!(%name, %chunk, %failed, new = %new.id, "put: replacing a failed target");
         let target = if member < k {
