@@ -583,6 +583,7 @@ mod legacy_tests {
 mod size_tests {
     use super::tests::chunk;
     use super::*;
+    use protocol::Scheme;
 
     /// The per-file cost of the catalog (issue 13 measured it: about 500
     /// bytes for a one-chunk file, all told) rests on these sizes; a field

@@ -35,8 +35,8 @@ pub async fn serve(
 ) -> Result<()> {
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(monitor(coord.clone(), tasks.stop_signal()));
-    tasks.spawn(crate::repair::run(coord.clone(), tasks.stop_signal()));
-    tasks.spawn(crate::rebalance::run(coord.clone(), tasks.stop_signal()));
+    tasks.spawn(crate::repair::run::run(coord.clone(), tasks.stop_signal()));
+    tasks.spawn(crate::rebalance::run::run(coord.clone(), tasks.stop_signal()));
     for addr in coord.config.nodes.clone() {
         let stop = tasks.stop_signal();
         tasks.spawn(session::dial_loop(coord.clone(), addr, stop));

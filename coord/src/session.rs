@@ -177,17 +177,17 @@ pub async fn serve(
             m = conn.recv::<SessionMsg>() => match m {
                 Ok(SessionMsg::Heartbeat(stats)) => coord.lock().members.heartbeat(&id, stats),
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
-                    if !crate::rebalance::done(&coord, &id, task, chunk, &error).await {
-                        crate::repair::done(&coord, &id, task, chunk, error).await
+                    if !crate::rebalance::run::done(&coord, &id, task, chunk, &error).await {
+                        crate::repair::run::done(&coord, &id, task, chunk, error).await
                     }
                 }
                 Ok(SessionMsg::Corrupt(chunk)) => {
                     if let Some(m) = coord.lock().members.members.get_mut(&id) {
                         m.set_aside.insert(chunk, (Instant::now(), true));
                     }
-                    crate::repair::corrupt(&coord, &id, chunk).await
+                    crate::repair::run::corrupt(&coord, &id, chunk).await
                 }
-                Ok(SessionMsg::Missing(chunk)) => crate::repair::corrupt(&coord, &id, chunk).await,
+                Ok(SessionMsg::Missing(chunk)) => crate::repair::run::corrupt(&coord, &id, chunk).await,
                 Ok(other) => tracing::debug!(node = %id, ?other, "ignoring session message"),
                 Err(e) => {
                     tracing::debug!(node = %id, error = %e, "session read ended");
