@@ -28,10 +28,10 @@
 //! free (their bytes are known zeros), are never read, and never stored.
 
 use crate::error::Error;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 use crate::gf;
 use crate::scheme::{Role, Scheme};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Bytes processed per member before moving to the next output, so a block
 /// of the source stays in cache while every parity is updated from it.

@@ -9,16 +9,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
-    pub files: BTreeMap<FileName, FileEntry>,
+    files: BTreeMap<FileName, FileEntry>,
     /// Last known data address of every node ever registered, so that after
     /// a restart clients can be pointed at nodes before they re-register.
-    pub node_addrs: BTreeMap<NodeId, String>,
+    node_addrs: BTreeMap<NodeId, String>,
     /// Nodes being drained: they take no new chunks and their copies are
     /// moved away. Durable, so a restart does not forget a drain.
-    pub draining: BTreeSet<NodeId>,
+    draining: BTreeSet<NodeId>,
     /// Client keys in force, by name (`dfs-sim key create`). Kept with the
     /// catalog because the coordinator is the one that checks them.
-    pub keys: BTreeMap<String, [u8; 32]>,
+    keys: BTreeMap<String, [u8; 32]>,
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
@@ -70,7 +70,6 @@ impl ChunkRef {
         }
     }
 }
-
 
 /// One durable change to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,8 +132,69 @@ pub enum Record {
 /// Copies of a chunk that are no longer referenced and may be deleted.
 pub type Garbage = Vec<(ChunkId, Vec<NodeId>)>;
 
-
+/// Read access for everyone; change only through [`Catalog::apply`], which
+/// the journal calls on replay and the journal writer calls once a record
+/// is durable (`crate::state`).
 impl Catalog {
+    /// Every file, by name.
+    pub fn files(&self) -> &BTreeMap<FileName, FileEntry> {
+        &self.files
+    }
+
+    pub fn file(&self, name: &FileName) -> Option<&FileEntry> {
+        self.files.get(name)
+    }
+
+    /// How many files the catalog holds.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Last known data address of every node ever registered.
+    pub fn node_addrs(&self) -> &BTreeMap<NodeId, String> {
+        &self.node_addrs
+    }
+
+    /// Nodes being drained.
+    pub fn draining(&self) -> &BTreeSet<NodeId> {
+        &self.draining
+    }
+
+    /// Client keys in force, by name.
+    pub fn keys(&self) -> &BTreeMap<String, [u8; 32]> {
+        &self.keys
+    }
+
+    /// TEST ONLY (`DFS_TEST_BUG=ack-before-fsync`, see `crate::state`):
+    /// forgets files created after `ms`, as a coordinator that acknowledged
+    /// before its journal fsync would after a crash. Returns how many.
+    pub(crate) fn forget_created_after(&mut self, ms: u64) -> usize {
+        let before = self.files.len();
+        self.files.retain(|_, f| f.created_ms < ms);
+        self.reindex();
+        before - self.files.len()
+    }
+
+    /// A catalog of an older format, converted (`crate::legacy`).
+    pub(crate) fn upgraded(
+        files: BTreeMap<FileName, FileEntry>,
+        node_addrs: BTreeMap<NodeId, String>,
+        draining: BTreeSet<NodeId>,
+    ) -> Catalog {
+        let mut c = Catalog {
+            files,
+            node_addrs,
+            draining,
+            ..Default::default()
+        };
+        c.reindex();
+        c
+    }
+
     /// Rebuilds derived indexes after deserialisation.
     pub fn reindex(&mut self) {
         self.index.clear();
@@ -286,7 +346,7 @@ impl Catalog {
     /// Applies a record; returns the copies it made unreferenced. Records are
     /// validated before they are journaled, so applying never fails; a record
     /// that no longer fits (replayed after a later state) is skipped.
-    pub fn apply(&mut self, r: &Record) -> Garbage {
+    pub(crate) fn apply(&mut self, r: &Record) -> Garbage {
         match r {
             Record::PutFile { name, entry } => {
                 let entry = self.intern_entry(entry.clone());

@@ -15,9 +15,11 @@ pub mod membership;
 pub mod metrics;
 pub mod rebalance;
 pub mod repair;
+pub mod reports;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod uploads;
 
 pub use config::CoordConfig;
 /// Placement and the repair planner are pure decisions shared with the

@@ -460,7 +460,6 @@ impl Rebalance {
     }
 }
 
-
 pub mod run;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! reconciliation), heartbeats in, commands out.
 
 use crate::catalog::{Garbage, Record};
-use crate::state::{Coord, State};
+use crate::state::{Coord, Parts};
 use protocol::handshake::{self, Credential, Role};
 use protocol::{
     ChunkId, Connection, CoordResponse, ErrorKind, NodeId, NodeRequest, Register, RegisterAck,
@@ -99,9 +99,10 @@ pub async fn serve(
     }
     let (tx, mut rx) = mpsc::channel(256);
     let (gen, records, actions) = {
-        let mut st = coord.lock();
+        let mut guard = coord.lock();
+        let st = guard.parts();
         let mut records = Vec::new();
-        if st.catalog.node_addrs.get(&id) != Some(&reg.addr) {
+        if st.catalog.node_addrs().get(&id) != Some(&reg.addr) {
             records.push(Record::NodeAddr {
                 id: id.clone(),
                 addr: reg.addr.clone(),
@@ -127,7 +128,7 @@ pub async fn serve(
             st.used_spares.insert(id.clone());
         }
         records.extend(more);
-        if let Some(m) = st.members.members.get_mut(&id) {
+        if let Some(m) = st.members.get_mut(&id) {
             m.behind = behind;
             let now = Instant::now();
             m.set_aside = reg
@@ -154,7 +155,7 @@ pub async fn serve(
     };
     if let Err(e) = sent {
         tracing::warn!(node = %id, error = %e, "registration failed");
-        coord.lock().members.session_closed(&id, gen);
+        coord.lock().parts().members.session_closed(&id, gen);
         return;
     }
     tracing::info!(node = %id, addr = %reg.addr, chunks = reg.inventory.len(), set_aside = reg.set_aside.len(), "node registered");
@@ -175,14 +176,14 @@ pub async fn serve(
     loop {
         tokio::select! {
             m = conn.recv::<SessionMsg>() => match m {
-                Ok(SessionMsg::Heartbeat(stats)) => coord.lock().members.heartbeat(&id, stats),
+                Ok(SessionMsg::Heartbeat(stats)) => coord.lock().parts().members.heartbeat(&id, stats),
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
                     if !crate::rebalance::run::done(&coord, &id, task, chunk, &error).await {
                         crate::repair::run::done(&coord, &id, task, chunk, error).await
                     }
                 }
                 Ok(SessionMsg::Corrupt(chunk)) => {
-                    if let Some(m) = coord.lock().members.members.get_mut(&id) {
+                    if let Some(m) = coord.lock().parts().members.get_mut(&id) {
                         m.set_aside.insert(chunk, (Instant::now(), true));
                     }
                     crate::repair::run::corrupt(&coord, &id, chunk).await
@@ -202,7 +203,7 @@ pub async fn serve(
             _ = stop.changed() => break,
         }
     }
-    coord.lock().members.session_closed(&id, gen);
+    coord.lock().parts().members.session_closed(&id, gen);
 }
 
 /// What registration asks of a node besides the journal records.
@@ -225,7 +226,7 @@ struct Actions {
 /// the node but the node no longer has are dropped from its entry, which
 /// makes them visibly under-protected.
 fn reconcile(
-    st: &State,
+    st: &Parts,
     coord: &Coord,
     node: &NodeId,
     reg: &Register,
@@ -233,8 +234,8 @@ fn reconcile(
 ) -> (Vec<Record>, Actions) {
     let now = Instant::now();
     let inv: HashSet<ChunkId> = reg.inventory.iter().copied().collect();
-    let pending: HashSet<ChunkId> = st.uploads.values().flat_map(|u| u.chunk_ids()).collect();
-    let trusted = !behind && !st.catalog.files.is_empty();
+    let pending: HashSet<ChunkId> = st.uploads.chunk_ids();
+    let trusted = !behind && !st.catalog.files().is_empty();
     let mut records = Vec::new();
     let mut actions = Actions::default();
     let below_target = |id: &ChunkId| -> Option<bool> {
@@ -242,7 +243,7 @@ fn reconcile(
         let live = c
             .nodes
             .iter()
-            .filter(|n| *n != node && st.members.is_alive(n, now, &coord.config))
+            .filter(|n| *n != node && st.members.not_dead(n, now, &coord.config))
             .count() as u32;
         Some(live < f.target(parity))
     };
@@ -283,7 +284,7 @@ fn reconcile(
         }
     }
     let reclaimed: HashSet<ChunkId> = actions.reclaim.iter().copied().collect();
-    for f in st.catalog.files.values() {
+    for f in st.catalog.files().values() {
         for (c, _) in f.chunks() {
             let id = c.header.id;
             if c.nodes.contains(node) && !inv.contains(&id) && !reclaimed.contains(&id) {
@@ -308,13 +309,13 @@ pub fn purge_set_aside(coord: &Coord, now: Instant) {
     }
     let grace = coord.config.orphan_grace;
     let mut guard = coord.lock();
-    let st = &mut *guard;
-    if st.catalog.files.is_empty() {
+    let st = guard.parts();
+    if st.catalog.files().is_empty() {
         return;
     }
-    let pending: HashSet<ChunkId> = st.uploads.values().flat_map(|u| u.chunk_ids()).collect();
+    let pending: HashSet<ChunkId> = st.uploads.chunk_ids();
     let mut sends = Vec::new();
-    for m in st.members.members.values_mut() {
+    for m in st.members.iter_mut() {
         if m.behind || m.session.is_none() {
             continue;
         }

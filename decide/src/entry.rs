@@ -38,7 +38,6 @@ pub struct ChunkEntry {
     pub nodes: Vec<NodeId>,
 }
 
-
 /// Where in its stripe a chunk sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Slot {

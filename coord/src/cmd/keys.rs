@@ -34,7 +34,7 @@ pub async fn create(coord: &Coord, name: String) -> Result<String> {
                 .into(),
         ));
     }
-    if coord.lock().catalog.keys.contains_key(&name) {
+    if coord.lock().catalog().keys().contains_key(&name) {
         return Err(Error::BadRequest(format!(
             "a key named {name} exists; revoke it first (dfs-sim key revoke {name})"
         )));
@@ -51,7 +51,7 @@ pub async fn create(coord: &Coord, name: String) -> Result<String> {
 }
 
 pub async fn revoke(coord: &Coord, name: String) -> Result<()> {
-    if !coord.lock().catalog.keys.contains_key(&name) {
+    if !coord.lock().catalog().keys().contains_key(&name) {
         return Err(Error::BadRequest(format!("no key named {name}")));
     }
     coord
@@ -62,5 +62,5 @@ pub async fn revoke(coord: &Coord, name: String) -> Result<()> {
 }
 
 pub fn list(coord: &Coord) -> Vec<String> {
-    coord.lock().catalog.keys.keys().cloned().collect()
+    coord.lock().catalog().keys().keys().cloned().collect()
 }

@@ -4,7 +4,7 @@
 //! the bookkeeping) never imports the loop.
 
 use super::*;
-use crate::state::{Coord, State};
+use crate::state::Coord;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -23,9 +23,13 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
         let orders = tick(&coord, Instant::now());
         for (node, order) in orders {
             let chunk = order.header.id;
-            let sent = coord.lock().members.send(&node, SessionMsg::Repair(order));
+            let sent = coord
+                .lock()
+                .parts()
+                .members
+                .send(&node, SessionMsg::Repair(order));
             if !sent {
-                coord.lock().rebalance.in_flight.remove(&chunk);
+                coord.lock().parts().rebalance.in_flight.remove(&chunk);
             }
         }
     }
@@ -35,8 +39,8 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
 fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
     let cfg = &coord.config;
     let mut guard = coord.lock();
-    let st: &mut State = &mut guard;
-    let rb = &mut st.rebalance;
+    let st = guard.parts();
+    let rb = &mut *st.rebalance;
 
     // Rate limit: a bucket of up to one second of bytes (at least one
     // chunk, so a chunk larger than the rate still goes, at that rate).
@@ -58,10 +62,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         .iter()
         .filter(|(_, t)| {
             now.saturating_duration_since(t.started) > cfg.repair_timeout
-                || members
-                    .members
-                    .get(&t.mv.to)
-                    .is_none_or(|m| m.session.is_none())
+                || members.get(&t.mv.to).is_none_or(|m| m.session.is_none())
         })
         .map(|(c, _)| *c)
         .collect();
@@ -88,20 +89,23 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
     }
     rb.looked = Some(now);
     let targets: Vec<Candidate> = members
-        .candidates(now, cfg, &st.catalog.draining, &st.used_spares)
+        .candidates(now, cfg, st.catalog.draining(), &st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();
     // Nodes that take data: in session and alive, not draining, not a
     // spare still standing by (a full node too: it has most to give).
-    let takes_data = members.members.values().filter(|m| {
+    let takes_data = members.iter().filter(|m| {
         m.session.is_some()
-            && crate::membership::Membership::state(m, now, cfg) == protocol::NodeState::Alive
-            && !st.catalog.draining.contains(&m.id)
+            && members.is_alive(&m.id, now, cfg)
+            && !st.catalog.draining().contains(&m.id)
             && (!m.spare || st.used_spares.contains(&m.id))
     });
     let scan = Instant::now();
-    let mut usage = usage(st.catalog.files.values(), takes_data.map(|m| m.id.clone()));
+    let mut usage = usage(
+        st.catalog.files().values(),
+        takes_data.map(|m| m.id.clone()),
+    );
     rb.idle_every = scan.elapsed() * 20;
     let mut per_node: HashMap<NodeId, usize> = HashMap::new();
     for t in rb.in_flight.values() {
@@ -150,7 +154,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         // Mean size of a copy on these nodes, to turn bytes into copies.
         let copies: u64 = st
             .catalog
-            .files
+            .files()
             .values()
             .flat_map(|f| f.chunks())
             .map(|(c, _)| c.nodes.iter().filter(|n| usage.contains_key(*n)).count() as u64)
@@ -193,11 +197,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         return Vec::new();
     }
     let domains = members.domains();
-    let alive = |n: &NodeId| {
-        members.members.get(n).is_some_and(|m| {
-            crate::membership::Membership::state(m, now, cfg) == protocol::NodeState::Alive
-        })
-    };
+    let alive = |n: &NodeId| members.is_alive(n, now, cfg);
     let repairs = &st.repairs;
     let (in_flight, retry_at) = (&rb.in_flight, &rb.retry_at);
     let busy = |c: &ChunkId| {
@@ -211,7 +211,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
         busy: &busy,
     };
     let moves = plan(
-        st.catalog.files.iter(),
+        st.catalog.files().iter(),
         &inputs,
         &mut usage,
         &mut per_node,
@@ -280,7 +280,7 @@ pub async fn done(
 ) -> bool {
     let mv = {
         let mut guard = coord.lock();
-        let st = &mut *guard;
+        let st = guard.parts();
         match st.rebalance.in_flight.get(&chunk) {
             Some(t) if t.task == task && &t.mv.to == node => {}
             _ => return task & TASK_BIT != 0,
@@ -301,9 +301,9 @@ pub async fn done(
         let now = Instant::now();
         let cfg = &coord.config;
         let members = &st.members;
-        let alive = |n: &NodeId| members.is_alive(n, now, cfg);
+        let alive = |n: &NodeId| members.not_dead(n, now, cfg);
         let ok = match st.catalog.locate(&chunk) {
-            Some(r) => st.catalog.files.get(&r.file).is_some_and(|f| {
+            Some(r) => st.catalog.files().get(&r.file).is_some_and(|f| {
                 legal(
                     f,
                     r.stripe(),
@@ -345,14 +345,16 @@ pub async fn done(
         Ok(garbage) => {
             coord.collect(garbage);
             coord.collect(vec![(chunk, vec![mv.from.clone()])]);
-            let mut st = coord.lock();
+            let mut guard = coord.lock();
+            let st = guard.parts();
             st.rebalance.in_flight.remove(&chunk);
             st.rebalance.status.moved_chunks += 1;
             st.rebalance.status.moved_bytes += mv.bytes;
             tracing::info!(%chunk, from = %mv.from, to = %mv.to, "rebalance: copy moved");
         }
         Err(e) => {
-            let mut st = coord.lock();
+            let mut guard = coord.lock();
+            let st = guard.parts();
             st.rebalance.in_flight.remove(&chunk);
             st.rebalance.status.failed += 1;
             tracing::error!(error = %e, "could not journal a moved copy");
@@ -360,4 +362,3 @@ pub async fn done(
     }
     true
 }
-

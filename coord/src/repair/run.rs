@@ -6,7 +6,7 @@
 use super::*;
 use crate::catalog::{Record, Slot};
 use crate::planner;
-use crate::state::{Coord, State};
+use crate::state::{Coord, Parts};
 use protocol::{NodeState, Rebuild, RebuildPart, RepairOrder, RepairSource, SessionMsg};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -49,9 +49,13 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
         );
         for (node, order) in orders {
             let chunk = order.header.id;
-            let sent = coord.lock().members.send(&node, SessionMsg::Repair(order));
+            let sent = coord
+                .lock()
+                .parts()
+                .members
+                .send(&node, SessionMsg::Repair(order));
             if !sent {
-                coord.lock().repairs.in_flight.remove(&chunk);
+                coord.lock().parts().repairs.in_flight.remove(&chunk);
             }
         }
     }
@@ -72,7 +76,7 @@ fn scan(coord: &Coord) -> Plan {
     let cfg = &coord.config;
     let now = Instant::now();
     let mut guard = coord.lock();
-    let st: &mut State = &mut guard;
+    let st = guard.parts();
     let mut plan = Plan::default();
     // Deaths are noticed here too (not only by the monitor), so an incident
     // is always open before its first repair is planned.
@@ -87,7 +91,7 @@ fn scan(coord: &Coord) -> Plan {
         .iter()
         .filter(|(_, t)| {
             now.saturating_duration_since(t.started) > cfg.repair_timeout
-                || !has_session(st, &t.target)
+                || !has_session(&st, &t.target)
         })
         .map(|(c, _)| *c)
         .collect();
@@ -103,19 +107,18 @@ fn scan(coord: &Coord) -> Plan {
     let members = &st.members;
     let state = |n: &NodeId| {
         members
-            .members
             .get(n)
             .map(|m| crate::membership::Membership::state(m, now, cfg))
             .unwrap_or(NodeState::Dead)
     };
     let domains = members.domains();
-    let writable = members.candidates(now, cfg, &st.catalog.draining, &st.used_spares);
-    let repairs = &mut st.repairs;
+    let writable = members.candidates(now, cfg, st.catalog.draining(), &st.used_spares);
+    let repairs = &mut *st.repairs;
     let mut per_target: HashMap<NodeId, usize> = HashMap::new();
     for t in repairs.in_flight.values() {
         *per_target.entry(t.target.clone()).or_default() += 1;
     }
-    let mut load = planner::load(st.catalog.files.values());
+    let mut load = planner::load(st.catalog.files().values());
     // A chunk being moved by rebalancing is neither repaired nor trimmed
     // until the move is journaled (or abandoned).
     let moving = &st.rebalance.in_flight;
@@ -123,7 +126,7 @@ fn scan(coord: &Coord) -> Plan {
     let backed_off = |c: &ChunkId| repairs.retry_at.get(c).is_some_and(|t| *t > now);
     let inputs = planner::Inputs {
         state: &state,
-        draining: &st.catalog.draining,
+        draining: st.catalog.draining(),
         domains: &domains,
         writable: &writable,
         ha: cfg.ha,
@@ -135,7 +138,7 @@ fn scan(coord: &Coord) -> Plan {
     };
     let stripes = st
         .catalog
-        .files
+        .files()
         .iter()
         .flat_map(|(name, f)| (0..f.stripes.len()).map(move |i| (name, f, i)));
     let decided = planner::plan(stripes, &inputs, &mut load, &mut per_target);
@@ -230,11 +233,8 @@ fn scan(coord: &Coord) -> Plan {
     plan
 }
 
-fn has_session(st: &State, n: &NodeId) -> bool {
-    st.members
-        .members
-        .get(n)
-        .is_some_and(|m| m.session.is_some())
+fn has_session(st: &Parts, n: &NodeId) -> bool {
+    st.members.get(n).is_some_and(|m| m.session.is_some())
 }
 
 /// The order a planner decision becomes on the wire: node addresses, the
@@ -293,7 +293,8 @@ fn order_for(
 /// orders it twice.
 pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error: Option<String>) {
     {
-        let mut st = coord.lock();
+        let mut guard = coord.lock();
+        let st = guard.parts();
         match st.repairs.in_flight.get(&chunk) {
             Some(t) if t.id == task && &t.target == node => {}
             _ => {
@@ -327,7 +328,8 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
     if let Ok(garbage) = &res {
         coord.collect(garbage.clone());
     }
-    let mut st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let Some(t) = st.repairs.in_flight.remove(&chunk) else {
         return;
     };
@@ -338,7 +340,7 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
             st.repairs.done_bytes += t.bytes;
             st.repairs.done_read_bytes += t.read;
             st.repairs.traffic_adds(&t);
-            let spare = st.members.members.get(node).is_some_and(|m| m.spare);
+            let spare = st.members.get(node).is_some_and(|m| m.spare);
             if spare && st.used_spares.insert(node.clone()) {
                 tracing::warn!(%node, "spare took over data: it is a regular node from now on");
             }
@@ -354,7 +356,8 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
 /// A node found its copy corrupt and quarantined it.
 pub async fn corrupt(coord: &Coord, node: &NodeId, chunk: ChunkId) {
     let record = {
-        let st = coord.lock();
+        let mut guard = coord.lock();
+        let st = guard.parts();
         match st.catalog.chunk(&chunk) {
             Some((_, c, _)) if c.nodes.contains(node) => Record::DropCopies {
                 chunk,
