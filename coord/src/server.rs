@@ -414,3 +414,197 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{ChunkId, CommitPut, FileName, NodeId, NodeStats, Register};
+
+    /// One request of every kind. The match below has no wildcard, so a new
+    /// request kind does not compile until it is listed here, and so until
+    /// its declaration is checked against the trust table.
+    fn every_request() -> Vec<CoordRequest> {
+        let name = FileName::new("a").unwrap();
+        let node = NodeId::new("n1").unwrap();
+        let all = vec![
+            CoordRequest::Register(Register {
+                node_id: node.clone(),
+                addr: String::new(),
+                stats: NodeStats::default(),
+                inventory: Vec::new(),
+                domain: String::new(),
+                spare: false,
+                cluster: None,
+                seq_seen: 0,
+                set_aside: Vec::new(),
+            }),
+            CoordRequest::PlanPut {
+                name: name.clone(),
+                size: 0,
+                force: false,
+                scheme: None,
+                fit: false,
+            },
+            CoordRequest::CommitPut(CommitPut {
+                upload_id: 0,
+                stripes: Vec::new(),
+                attrs: Default::default(),
+            }),
+            CoordRequest::AbortPut { upload_id: 0 },
+            CoordRequest::ReplaceTarget {
+                upload_id: 0,
+                chunk: ChunkId::random(),
+                failed: node.clone(),
+            },
+            CoordRequest::Lookup { name: name.clone() },
+            CoordRequest::List {
+                prefix: String::new(),
+            },
+            CoordRequest::ListPage {
+                prefix: String::new(),
+                after: None,
+                limit: 1,
+            },
+            CoordRequest::Remove { name: name.clone() },
+            CoordRequest::Status,
+            CoordRequest::Fsck {
+                names: Vec::new(),
+                what_if: Vec::new(),
+            },
+            CoordRequest::FsckPage {
+                after: None,
+                limit: 1,
+                what_if: Vec::new(),
+            },
+            CoordRequest::Drain {
+                node: node.clone(),
+                cancel: false,
+            },
+            CoordRequest::Forget { node: node.clone() },
+            CoordRequest::Scrub { node: None },
+            CoordRequest::ReportBad {
+                chunk: ChunkId::random(),
+                node: node.clone(),
+                reason: String::new(),
+            },
+            CoordRequest::KeyCreate {
+                name: String::new(),
+            },
+            CoordRequest::KeyRevoke {
+                name: String::new(),
+            },
+            CoordRequest::KeyList,
+            CoordRequest::Concat {
+                name: name.clone(),
+                parts: Vec::new(),
+                attrs: Default::default(),
+            },
+            CoordRequest::CopyFile {
+                src: name.clone(),
+                dst: name,
+                range: None,
+                attrs: None,
+                force: false,
+            },
+            CoordRequest::Rebalance { start: false },
+            CoordRequest::Ping,
+        ];
+        for r in &all {
+            match r {
+                CoordRequest::Register(_)
+                | CoordRequest::PlanPut { .. }
+                | CoordRequest::CommitPut(_)
+                | CoordRequest::AbortPut { .. }
+                | CoordRequest::ReplaceTarget { .. }
+                | CoordRequest::Lookup { .. }
+                | CoordRequest::List { .. }
+                | CoordRequest::ListPage { .. }
+                | CoordRequest::Remove { .. }
+                | CoordRequest::Status
+                | CoordRequest::Fsck { .. }
+                | CoordRequest::FsckPage { .. }
+                | CoordRequest::Drain { .. }
+                | CoordRequest::Forget { .. }
+                | CoordRequest::Scrub { .. }
+                | CoordRequest::ReportBad { .. }
+                | CoordRequest::KeyCreate { .. }
+                | CoordRequest::KeyRevoke { .. }
+                | CoordRequest::KeyList
+                | CoordRequest::Concat { .. }
+                | CoordRequest::CopyFile { .. }
+                | CoordRequest::Rebalance { .. }
+                | CoordRequest::Ping => {}
+            }
+        }
+        all
+    }
+
+    /// The name of a request kind as the trust table writes it.
+    fn kind(r: &CoordRequest) -> String {
+        let dbg = format!("{r:?}");
+        dbg.split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// ARCHITECTURE.md's "Coordinator requests" table: kind -> roles.
+    fn trust_table(section: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ARCHITECTURE.md"))
+                .unwrap();
+        let start = doc.find(section).expect("the trust table section");
+        doc[start..]
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let kind = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let roles = cells
+                    .get(2)?
+                    .split(',')
+                    .map(|r| r.trim().to_string())
+                    .collect();
+                Some((kind.to_string(), roles))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_request_declares_the_roles_of_the_trust_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let coord = Coord::open(CoordConfig::new(dir.path().to_path_buf())).unwrap();
+        let table = trust_table("**Coordinator requests**");
+        let requests = every_request();
+        assert_eq!(
+            table.len(),
+            requests.len(),
+            "one row per request kind: {table:?}"
+        );
+        for r in requests {
+            let k = kind(&r);
+            let (declared, _) = route(&coord, "test", r);
+            let roles: Vec<String> = declared
+                .access
+                .iter()
+                .map(|a| a.name().to_string())
+                .collect();
+            assert_eq!(table.get(&k), Some(&roles), "{k}: declared {roles:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_declared_means_nobody() {
+        let peer = Peer {
+            role: Role::Admin,
+            key_name: None,
+            proved: true,
+            cluster: None,
+        };
+        assert!(permits(&peer, &[], false).is_err());
+        assert!(permits(&peer, ADMIN, true).is_ok());
+        assert!(permits(&peer, NODE, true).is_err());
+    }
+}
