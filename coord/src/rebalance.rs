@@ -28,7 +28,7 @@ use crate::placement::{Candidate, Policy};
 use crate::planner;
 use protocol::{
     ChunkId, FileName, NodeId, NodeUsage, RebalanceState, RebalanceStatus, RepairOrder,
-    RepairSource, SessionMsg,
+    RepairSource,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};

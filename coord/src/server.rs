@@ -149,7 +149,7 @@ type Reply<'a> = Pin<Box<dyn Future<Output = Result<CoordResponse>> + Send + 'a>
 /// connection becomes a node's session.
 enum Handler<'a> {
     Reply(Reply<'a>),
-    Session(protocol::Register),
+    Session(Box<protocol::Register>),
 }
 
 fn reply<'a>(f: impl Future<Output = Result<CoordResponse>> + Send + 'a) -> Handler<'a> {
@@ -163,7 +163,7 @@ fn reply<'a>(f: impl Future<Output = Result<CoordResponse>> + Send + 'a) -> Hand
 fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Declared, Handler<'a>) {
     let d = |label, access| Declared { label, access };
     match req {
-        CoordRequest::Register(reg) => (d("register", NODE), Handler::Session(reg)),
+        CoordRequest::Register(reg) => (d("register", NODE), Handler::Session(Box::new(reg))),
         CoordRequest::PlanPut {
             name,
             size,
@@ -396,7 +396,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         let started = Instant::now();
         let res = match handler {
             Handler::Session(reg) => {
-                session::serve(coord.clone(), conn, reg, Origin::Node, stop).await;
+                session::serve(coord.clone(), conn, *reg, Origin::Node, stop).await;
                 return;
             }
             Handler::Reply(f) => f.await,

@@ -137,6 +137,23 @@ impl Coord {
         self.busy.claim(names)
     }
 
+    /// Sends a repair or move order to `node` over its session. Without a
+    /// session the order is dropped, and `forget` removes its bookkeeping
+    /// under the same hold of the lock, so the next round plans it again.
+    pub fn send_order(
+        &self,
+        node: &NodeId,
+        order: protocol::RepairOrder,
+        forget: impl FnOnce(&mut Parts<'_>, ChunkId),
+    ) {
+        let chunk = order.header.id;
+        let mut guard = self.lock();
+        let mut st = guard.parts();
+        if !st.members.send(node, SessionMsg::Repair(order)) {
+            forget(&mut st, chunk);
+        }
+    }
+
     /// Sequence number of the last durable record.
     pub fn seq(&self) -> u64 {
         self.seq.load(Ordering::Acquire)

@@ -92,7 +92,7 @@ pub fn plan(
     // Spares take no new writes.
     let nodes: Vec<placement::Candidate> = st
         .members
-        .candidates(Instant::now(), cfg, st.catalog.draining(), &st.used_spares)
+        .candidates(Instant::now(), cfg, st.catalog.draining(), st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();
@@ -310,7 +310,7 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
     let st = guard.parts();
     let cands: Vec<placement::Candidate> = st
         .members
-        .candidates(Instant::now(), cfg, st.catalog.draining(), &st.used_spares)
+        .candidates(Instant::now(), cfg, st.catalog.draining(), st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();

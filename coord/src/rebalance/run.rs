@@ -22,15 +22,9 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
         }
         let orders = tick(&coord, Instant::now());
         for (node, order) in orders {
-            let chunk = order.header.id;
-            let sent = coord
-                .lock()
-                .parts()
-                .members
-                .send(&node, SessionMsg::Repair(order));
-            if !sent {
-                coord.lock().parts().rebalance.in_flight.remove(&chunk);
-            }
+            coord.send_order(&node, order, |st, chunk| {
+                st.rebalance.in_flight.remove(&chunk);
+            });
         }
     }
 }
@@ -89,7 +83,7 @@ fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
     }
     rb.looked = Some(now);
     let targets: Vec<Candidate> = members
-        .candidates(now, cfg, st.catalog.draining(), &st.used_spares)
+        .candidates(now, cfg, st.catalog.draining(), st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();

@@ -48,15 +48,9 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
                 .collect(),
         );
         for (node, order) in orders {
-            let chunk = order.header.id;
-            let sent = coord
-                .lock()
-                .parts()
-                .members
-                .send(&node, SessionMsg::Repair(order));
-            if !sent {
-                coord.lock().parts().repairs.in_flight.remove(&chunk);
-            }
+            coord.send_order(&node, order, |st, chunk| {
+                st.repairs.in_flight.remove(&chunk);
+            });
         }
     }
 }
@@ -112,7 +106,7 @@ fn scan(coord: &Coord) -> Plan {
             .unwrap_or(NodeState::Dead)
     };
     let domains = members.domains();
-    let writable = members.candidates(now, cfg, st.catalog.draining(), &st.used_spares);
+    let writable = members.candidates(now, cfg, st.catalog.draining(), st.used_spares);
     let repairs = &mut *st.repairs;
     let mut per_target: HashMap<NodeId, usize> = HashMap::new();
     for t in repairs.in_flight.values() {
