@@ -41,20 +41,20 @@ pub async fn serve(
         coord.clone(),
         tasks.stop_signal(),
     ));
-    for addr in coord.config.nodes.clone() {
+    for addr in coord.config().nodes.clone() {
         let stop = tasks.stop_signal();
         tasks.spawn(session::dial_loop(coord.clone(), addr, stop));
     }
     tracing::info!(
         listen = %listener.local_addr()?,
-        cluster = %coord.cluster,
-        data = %coord.config.data_dir.display(),
-        secured = coord.config.secured(),
-        read_only = coord.config.read_only,
-        replication = coord.config.replication,
-        scheme = %coord.config.scheme,
-        ha = coord.config.ha,
-        chunk_size = coord.config.chunk_size,
+        cluster = %coord.cluster(),
+        data = %coord.config().data_dir.display(),
+        secured = coord.config().secured(),
+        read_only = coord.config().read_only,
+        replication = coord.config().replication,
+        scheme = %coord.config().scheme,
+        ha = coord.config().ha,
+        chunk_size = coord.config().chunk_size,
         "coordinator serving"
     );
     let c = coord.clone();
@@ -74,7 +74,7 @@ pub async fn serve(
 /// Declares nodes dead and expires abandoned uploads.
 async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
     let period =
-        (coord.config.heartbeat / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        (coord.config().heartbeat / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
@@ -85,10 +85,10 @@ async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
         {
             let mut guard = coord.lock();
             let st = guard.parts();
-            for (node, died) in st.members.check(now, &coord.config) {
+            for (node, died) in st.members.check(now, &coord.config()) {
                 st.repairs.node_died(&node, died);
             }
-            let window = coord.config.delete_grace.max(Duration::from_secs(60));
+            let window = coord.config().delete_grace.max(Duration::from_secs(60));
             st.reports.expire(now, window);
         }
         cmd::put::expire(&coord, now);
@@ -325,7 +325,7 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
             d("ping", &[Access::Node, Access::Client]),
             reply(async move {
                 Ok(CoordResponse::Pong {
-                    cluster: coord.cluster,
+                    cluster: coord.cluster(),
                     seq: coord.seq(),
                 })
             }),
@@ -361,8 +361,8 @@ fn permits(peer: &Peer, access: &[Access], secured: bool) -> std::result::Result
 
 async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
     let policy = Acceptor {
-        secret: coord.config.secret.clone(),
-        cluster: Some(coord.cluster),
+        secret: coord.config().secret.clone(),
+        cluster: Some(coord.cluster()),
         keys: Some(Arc::new(CatalogKeys(coord.clone()))),
         anonymous_clients: false,
     };
@@ -379,7 +379,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         (None, Some(a)) => a.ip().to_string(),
         (None, None) => "unknown".into(),
     };
-    let secured = coord.config.secured();
+    let secured = coord.config().secured();
     while let Some(req) = conn.next_request::<CoordRequest>(&mut stop).await {
         let (declared, handler) = route(&coord, &owner, req);
         if let Err(why) = permits(&peer, declared.access, secured) {

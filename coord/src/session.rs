@@ -51,8 +51,8 @@ pub async fn dial_loop(coord: Arc<Coord>, addr: String, mut stop: watch::Receive
 
 async fn attach(coord: &Coord, addr: &str) -> protocol::Result<(Connection, Register)> {
     let mut conn = Connection::connect(addr).await?;
-    let cred = coord.config.secret.clone().map(Credential::Internal);
-    handshake::initiate(&mut conn, Role::Coord, cred.as_ref(), Some(coord.cluster)).await?;
+    let cred = coord.config().secret.clone().map(Credential::Internal);
+    handshake::initiate(&mut conn, Role::Coord, cred.as_ref(), Some(coord.cluster())).await?;
     conn.send(&NodeRequest::Attach).await?;
     let reg: Register = conn.recv_reply().await?;
     Ok((conn, reg))
@@ -61,11 +61,11 @@ async fn attach(coord: &Coord, addr: &str) -> protocol::Result<(Connection, Regi
 /// Why a registration is refused, if it is.
 fn refuse(coord: &Coord, reg: &Register) -> Option<String> {
     match reg.cluster {
-        Some(c) if c != coord.cluster => Some(format!(
+        Some(c) if c != coord.cluster() => Some(format!(
             "node {} belongs to cluster {c}, but this coordinator's catalog ({}) is cluster {}: refusing it. Was the coordinator started with the wrong --data?",
             reg.node_id,
-            coord.config.data_dir.display(),
-            coord.cluster
+            coord.config().data_dir.display(),
+            coord.cluster()
         )),
         _ => None,
     }
@@ -145,8 +145,8 @@ pub async fn serve(
         (gen, records, actions)
     };
     let ack = RegisterAck {
-        heartbeat_ms: coord.config.heartbeat.as_millis() as u64,
-        cluster: coord.cluster,
+        heartbeat_ms: coord.config().heartbeat.as_millis() as u64,
+        cluster: coord.cluster(),
         catalog_seq: seq,
     };
     let sent = match origin {
@@ -169,7 +169,7 @@ pub async fn serve(
         let _ = conn.send(&SessionMsg::Reclaim(actions.reclaim)).await;
     }
     if !actions.set_aside.is_empty() {
-        tracing::warn!(node = %id, chunks = actions.set_aside.len(), grace_s = coord.config.orphan_grace.as_secs(), "node holds copies the catalog does not know; setting them aside (deleted only after the orphan grace period)");
+        tracing::warn!(node = %id, chunks = actions.set_aside.len(), grace_s = coord.config().orphan_grace.as_secs(), "node holds copies the catalog does not know; setting them aside (deleted only after the orphan grace period)");
         let _ = conn.send(&SessionMsg::SetAside(actions.set_aside)).await;
     }
     coord.collect(actions.excess);
@@ -243,7 +243,7 @@ fn reconcile(
         let live = c
             .nodes
             .iter()
-            .filter(|n| *n != node && st.members.not_dead(n, now, &coord.config))
+            .filter(|n| *n != node && st.members.not_dead(n, now, &coord.config()))
             .count() as u32;
         Some(live < f.target(parity))
     };
@@ -304,10 +304,10 @@ fn reconcile(
 /// registration), has not seen a newer catalog, the catalog is not empty,
 /// and the chunk is still unknown or not needed there.
 pub fn purge_set_aside(coord: &Coord, now: Instant) {
-    if coord.config.read_only {
+    if coord.config().read_only {
         return;
     }
-    let grace = coord.config.orphan_grace;
+    let grace = coord.config().orphan_grace;
     let mut guard = coord.lock();
     let st = guard.parts();
     if st.catalog.files().is_empty() {

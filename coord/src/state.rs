@@ -71,13 +71,13 @@ impl State {
 type JournalReq = (Vec<Record>, oneshot::Sender<Result<Garbage>>);
 
 pub struct Coord {
-    pub config: CoordConfig,
+    config: CoordConfig,
     /// The cluster this catalog belongs to.
-    pub cluster: ClusterId,
+    cluster: ClusterId,
     /// Sequence number of the last durable journal record.
     seq: AtomicU64,
     /// Signs block tokens (secured clusters only).
-    pub token_key: Option<TokenKey>,
+    token_key: Option<TokenKey>,
     /// A background snapshot is being written.
     snapshotting: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
@@ -135,6 +135,21 @@ impl Coord {
     /// the guard drops; a name already being changed is [`Error::Busy`].
     pub fn claim_names(&self, names: Vec<FileName>) -> Result<NameGuard<'_>> {
         self.busy.claim(names)
+    }
+
+    /// The options the coordinator was started with.
+    pub fn config(&self) -> &CoordConfig {
+        &self.config
+    }
+
+    /// The cluster this catalog belongs to.
+    pub fn cluster(&self) -> ClusterId {
+        self.cluster
+    }
+
+    /// Signs block tokens (secured clusters only).
+    pub fn token_key(&self) -> Option<&TokenKey> {
+        self.token_key.as_ref()
     }
 
     /// Sends a repair or move order to `node` over its session. Without a

@@ -90,7 +90,7 @@ pub async fn copy(
     force: bool,
     owner: &str,
 ) -> Result<FileSummary> {
-    let cfg = &coord.config;
+    let cfg = &coord.config();
     if cfg.read_only {
         return Err(Error::ReadOnly);
     }
@@ -214,7 +214,7 @@ pub async fn copy(
         async move {
             let res = tokio::time::timeout(
                 deadline,
-                clone_on(&addr, cred.as_ref(), coord.cluster, pairs),
+                clone_on(&addr, cred.as_ref(), coord.cluster(), pairs),
             )
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {deadline:?}")));

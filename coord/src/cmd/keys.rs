@@ -28,7 +28,7 @@ fn check_name(name: &str) -> Result<()> {
 /// Issues a new key; returns it as `NAME:HEX`, the content of a key file.
 pub async fn create(coord: &Coord, name: String) -> Result<String> {
     check_name(&name)?;
-    if !coord.config.secured() {
+    if !coord.config().secured() {
         return Err(Error::BadRequest(
             "client keys need a secured cluster: start the coordinator and nodes with --secret-file"
                 .into(),

@@ -93,7 +93,7 @@ pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
 /// `dfs-sim rebalance`: starts a run (`start`) and reports progress. The
 /// rebalancing loop does the moving, after any repair.
 pub fn rebalance(coord: &Coord, start: bool) -> Result<protocol::RebalanceStatus> {
-    if start && coord.config.read_only {
+    if start && coord.config().read_only {
         return Err(Error::ReadOnly);
     }
     let mut guard = coord.lock();

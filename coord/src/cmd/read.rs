@@ -17,7 +17,7 @@ fn chunk_info(st: &Parts, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
                 id: n.clone(),
                 addr: st.members.addr_of(n),
             },
-            alive: st.members.not_dead(n, now, &coord.config),
+            alive: st.members.not_dead(n, now, &coord.config()),
             domain: st
                 .members
                 .get(n)
@@ -30,7 +30,7 @@ fn chunk_info(st: &Parts, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
     ChunkInfo {
         header: c.header.clone(),
         locations,
-        token: coord.grant(c.header.id, BlockOp::Read, 0, coord.config.read_token_ttl),
+        token: coord.grant(c.header.id, BlockOp::Read, 0, coord.config().read_token_ttl),
     }
 }
 

@@ -13,11 +13,11 @@ use tokio::sync::watch;
 
 /// The repair loop: scan, journal, send; until the coordinator stops.
 pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
-    if coord.config.read_only {
+    if coord.config().read_only {
         return;
     }
     let period =
-        (coord.config.heartbeat / 6).clamp(Duration::from_millis(20), Duration::from_millis(500));
+        (coord.config().heartbeat / 6).clamp(Duration::from_millis(20), Duration::from_millis(500));
     let mut pause = period;
     loop {
         tokio::select! {
@@ -67,7 +67,7 @@ struct Plan {
 }
 
 fn scan(coord: &Coord) -> Plan {
-    let cfg = &coord.config;
+    let cfg = &coord.config();
     let now = Instant::now();
     let mut guard = coord.lock();
     let st = guard.parts();
