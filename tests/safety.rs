@@ -402,6 +402,7 @@ fn floods_leave_a_legitimate_client_served() {
                 size: 32 << 30,
                 force: false,
                 scheme: None,
+                fit: false,
             })
             .await
             .unwrap();

@@ -11,7 +11,7 @@ use protocol::{
 pub struct CoordClient {
     conn: Connection,
     addr: String,
-    /// Plan puts with `PlanPutFit` (see [`CoordClient::fit_stripes`]).
+    /// Plan puts fitted to a stripe (`PlanPut { fit: true }` (see [`CoordClient::fit_stripes`]).
     fit_stripes: bool,
 }
 
@@ -42,7 +42,7 @@ impl CoordClient {
     }
 
     /// From now on, plan puts of files smaller than a full stripe over the
-    /// stripe's data chunks (`PlanPutFit`) instead of one short stripe: the
+    /// stripe's data chunks (`PlanPut { fit: true }`) instead of one short stripe: the
     /// S3 gateway's parts and small objects then cost the scheme's overhead,
     /// not a whole parity per chunk.
     pub fn fit_stripes(&mut self, on: bool) {
@@ -82,20 +82,12 @@ impl CoordClient {
         force: bool,
         scheme: Option<protocol::Scheme>,
     ) -> Result<PutPlan> {
-        let req = if self.fit_stripes {
-            CoordRequest::PlanPutFit {
-                name,
-                size,
-                force,
-                scheme,
-            }
-        } else {
-            CoordRequest::PlanPut {
-                name,
-                size,
-                force,
-                scheme,
-            }
+        let req = CoordRequest::PlanPut {
+            name,
+            size,
+            force,
+            scheme,
+            fit: self.fit_stripes,
         };
         match self.call(req).await? {
             CoordResponse::Plan(p) => Ok(p),

@@ -30,12 +30,15 @@
 use crate::error::Error;
 use crate::gf;
 use crate::scheme::{Role, Scheme};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Bytes processed per member before moving to the next output, so a block
 /// of the source stays in cache while every parity is updated from it.
 const BLOCK: usize = 32 * 1024;
 
-/// A scheme's matrices, built once per use (microseconds).
+/// A scheme's matrices (built in microseconds; [`Code::shared`] keeps one
+/// per scheme).
 #[derive(Debug, Clone)]
 pub struct Code {
     scheme: Scheme,
@@ -61,6 +64,22 @@ impl Code {
             }
         };
         Ok(Code { scheme, k, parity })
+    }
+
+    /// The code of `scheme`, built once per distinct scheme in this
+    /// process and shared: planner, rebalance, fsck and health ask for a
+    /// file's code once per file, and a cluster has a handful of schemes.
+    pub fn shared(scheme: Scheme) -> Result<Arc<Code>, Error> {
+        static CODES: OnceLock<Mutex<HashMap<Scheme, Arc<Code>>>> = OnceLock::new();
+        let codes = CODES.get_or_init(Default::default);
+        // A poisoned map still holds only finished codes.
+        let mut map = codes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&scheme) {
+            return Ok(c.clone());
+        }
+        let code = Arc::new(Code::new(scheme)?);
+        map.insert(scheme, code.clone());
+        Ok(code)
     }
 
     pub fn scheme(&self) -> Scheme {

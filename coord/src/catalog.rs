@@ -2,22 +2,23 @@
 //! address book. Changed only by applying journal [`Record`]s, so replaying
 //! the journal after a crash rebuilds exactly what was acknowledged.
 
-use protocol::{ChunkHeader, ChunkId, FileName, NodeId, Scheme};
+pub use decide::entry::{legacy, ChunkEntry, FileEntry, Slot, StripeEntry};
+use protocol::{ChunkId, FileName, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
-    pub files: BTreeMap<FileName, FileEntry>,
+    files: BTreeMap<FileName, FileEntry>,
     /// Last known data address of every node ever registered, so that after
     /// a restart clients can be pointed at nodes before they re-register.
-    pub node_addrs: BTreeMap<NodeId, String>,
+    node_addrs: BTreeMap<NodeId, String>,
     /// Nodes being drained: they take no new chunks and their copies are
     /// moved away. Durable, so a restart does not forget a drain.
-    pub draining: BTreeSet<NodeId>,
+    draining: BTreeSet<NodeId>,
     /// Client keys in force, by name (`dfs-sim key create`). Kept with the
     /// catalog because the coordinator is the one that checks them.
-    pub keys: BTreeMap<String, [u8; 32]>,
+    keys: BTreeMap<String, [u8; 32]>,
     /// Derived: where each chunk sits in the namespace. Rebuilt on load.
     #[serde(skip)]
     index: HashMap<ChunkId, ChunkRef>,
@@ -26,38 +27,6 @@ pub struct Catalog {
     /// each owning a copy ([`Catalog::intern`]).
     #[serde(skip)]
     interned: HashSet<NodeId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub size: u64,
-    pub created_ms: u64,
-    pub chunk_size: u64,
-    pub replication: u32,
-    /// The erasure code of every stripe; roles of the parities follow from
-    /// it (`Scheme::parity_roles`).
-    pub scheme: Scheme,
-    pub stripes: Vec<StripeEntry>,
-    /// Small metadata (S3 content type, user metadata, ETag). Chunk offsets
-    /// come from each chunk's `raw_len`, not from `chunk_size`: a file made
-    /// by [`Record::Concat`] has chunks of different lengths.
-    pub attrs: protocol::Attrs,
-}
-
-/// Data chunks (at most the scheme's K; fewer in a short stripe, whose
-/// missing data are virtual zeros never stored) and every parity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StripeEntry {
-    pub data: Vec<ChunkEntry>,
-    /// In the scheme's member order: member `K + j` is `parity[j]`.
-    pub parity: Vec<ChunkEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkEntry {
-    pub header: ChunkHeader,
-    /// Nodes holding a verified copy.
-    pub nodes: Vec<NodeId>,
 }
 
 /// Position of a chunk in the namespace: one per chunk in the index, so
@@ -98,27 +67,6 @@ impl ChunkRef {
             Slot::Parity(i)
         } else {
             Slot::Data(i)
-        }
-    }
-}
-
-/// Where in its stripe a chunk sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    Data(usize),
-    Parity(usize),
-}
-
-impl Slot {
-    pub fn is_parity(self) -> bool {
-        matches!(self, Slot::Parity(_))
-    }
-
-    /// Member index in the code (`k` data members come first).
-    pub fn member(self, k: usize) -> usize {
-        match self {
-            Slot::Data(i) => i,
-            Slot::Parity(j) => k + j,
         }
     }
 }
@@ -184,134 +132,69 @@ pub enum Record {
 /// Copies of a chunk that are no longer referenced and may be deleted.
 pub type Garbage = Vec<(ChunkId, Vec<NodeId>)>;
 
-impl FileEntry {
-    pub fn chunks(&self) -> impl Iterator<Item = (&ChunkEntry, bool)> {
-        self.stripes.iter().flat_map(|s| {
-            s.data
-                .iter()
-                .map(|c| (c, false))
-                .chain(s.parity.iter().map(|c| (c, true)))
-        })
-    }
-
-    /// The code of this file's stripes. Schemes are validated when decoded,
-    /// so building the code cannot fail for a catalog entry.
-    pub fn code(&self) -> codes::Code {
-        codes::Code::new(self.scheme).unwrap_or_else(|_| {
-            codes::Code::new(Scheme::None).expect("the none scheme is always valid")
-        })
-    }
-
-    /// Copies each chunk should have: `replication` for data, one for parity.
-    pub fn target(&self, parity: bool) -> u32 {
-        if parity {
-            1
-        } else {
-            self.replication
-        }
-    }
-}
-
-impl StripeEntry {
-    pub fn members(&self) -> impl Iterator<Item = (Slot, &ChunkEntry)> {
-        self.data
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (Slot::Data(i), c))
-            .chain(
-                self.parity
-                    .iter()
-                    .enumerate()
-                    .map(|(j, c)| (Slot::Parity(j), c)),
-            )
-    }
-
-    pub fn get(&self, slot: Slot) -> Option<&ChunkEntry> {
-        match slot {
-            Slot::Data(i) => self.data.get(i),
-            Slot::Parity(j) => self.parity.get(j),
-        }
-    }
-
-    /// Round 1's stripe (data plus at most one XOR parity) in today's shape:
-    /// the parity becomes a one-element list whose role is `xor`. The loader
-    /// of round-1 snapshots and journals calls this (via
-    /// [`FileEntry::from_legacy`]).
-    pub fn from_legacy(old: legacy::StripeEntry) -> StripeEntry {
-        StripeEntry {
-            data: old.data,
-            parity: old.parity.into_iter().collect(),
-        }
-    }
-}
-
-impl FileEntry {
-    /// Round 1's file entry: no scheme field; a file had XOR parity iff its
-    /// stripes carried a parity block, and its stripe width was the longest
-    /// stripe's data count. Files without parity become `none`, whose
-    /// stripes hold one chunk each (round 1 planned them that way).
-    pub fn from_legacy(old: legacy::FileEntry) -> FileEntry {
-        let parity = old.stripes.iter().any(|s| s.parity.is_some());
-        let width = old.stripes.iter().map(|s| s.data.len()).max().unwrap_or(1);
-        let scheme = if parity {
-            Scheme::Xor {
-                k: width.clamp(1, codes::MAX_MEMBERS - 1) as u8,
-            }
-        } else {
-            Scheme::None
-        };
-        let mut stripes: Vec<StripeEntry> = old
-            .stripes
-            .into_iter()
-            .map(StripeEntry::from_legacy)
-            .collect();
-        if !parity {
-            // `none` stripes hold one chunk each.
-            stripes = stripes
-                .into_iter()
-                .flat_map(|s| {
-                    s.data.into_iter().map(|c| StripeEntry {
-                        data: vec![c],
-                        parity: Vec::new(),
-                    })
-                })
-                .collect();
-        }
-        FileEntry {
-            size: old.size,
-            created_ms: old.created_ms,
-            chunk_size: old.chunk_size,
-            replication: old.replication,
-            scheme,
-            stripes,
-            attrs: Default::default(),
-        }
-    }
-}
-
-/// Round 1's stripe shape, the input of [`FileEntry::from_legacy`]. The
-/// rest of round 1's on-disk format (snapshot, records) is frozen in
-/// `crate::legacy`, whose loader calls the conversion.
-pub mod legacy {
-    use super::ChunkEntry;
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct FileEntry {
-        pub size: u64,
-        pub created_ms: u64,
-        pub chunk_size: u64,
-        pub replication: u32,
-        pub stripes: Vec<StripeEntry>,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct StripeEntry {
-        pub data: Vec<ChunkEntry>,
-        pub parity: Option<ChunkEntry>,
-    }
-}
-
+/// Read access for everyone; change only through [`Catalog::apply`], which
+/// the journal calls on replay and the journal writer calls once a record
+/// is durable (`crate::state`).
 impl Catalog {
+    /// Every file, by name.
+    pub fn files(&self) -> &BTreeMap<FileName, FileEntry> {
+        &self.files
+    }
+
+    pub fn file(&self, name: &FileName) -> Option<&FileEntry> {
+        self.files.get(name)
+    }
+
+    /// How many files the catalog holds.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Last known data address of every node ever registered.
+    pub fn node_addrs(&self) -> &BTreeMap<NodeId, String> {
+        &self.node_addrs
+    }
+
+    /// Nodes being drained.
+    pub fn draining(&self) -> &BTreeSet<NodeId> {
+        &self.draining
+    }
+
+    /// Client keys in force, by name.
+    pub fn keys(&self) -> &BTreeMap<String, [u8; 32]> {
+        &self.keys
+    }
+
+    /// TEST ONLY (`DFS_TEST_BUG=ack-before-fsync`, see `crate::state`):
+    /// forgets files created after `ms`, as a coordinator that acknowledged
+    /// before its journal fsync would after a crash. Returns how many.
+    pub(crate) fn forget_created_after(&mut self, ms: u64) -> usize {
+        let before = self.files.len();
+        self.files.retain(|_, f| f.created_ms < ms);
+        self.reindex();
+        before - self.files.len()
+    }
+
+    /// A catalog of an older format, converted (`crate::legacy`).
+    pub(crate) fn upgraded(
+        files: BTreeMap<FileName, FileEntry>,
+        node_addrs: BTreeMap<NodeId, String>,
+        draining: BTreeSet<NodeId>,
+    ) -> Catalog {
+        let mut c = Catalog {
+            files,
+            node_addrs,
+            draining,
+            ..Default::default()
+        };
+        c.reindex();
+        c
+    }
+
     /// Rebuilds derived indexes after deserialisation.
     pub fn reindex(&mut self) {
         self.index.clear();
@@ -463,7 +346,7 @@ impl Catalog {
     /// Applies a record; returns the copies it made unreferenced. Records are
     /// validated before they are journaled, so applying never fails; a record
     /// that no longer fits (replayed after a later state) is skipped.
-    pub fn apply(&mut self, r: &Record) -> Garbage {
+    pub(crate) fn apply(&mut self, r: &Record) -> Garbage {
         match r {
             Record::PutFile { name, entry } => {
                 let entry = self.intern_entry(entry.clone());
@@ -569,7 +452,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::Codec;
+    use protocol::{ChunkHeader, Codec, Scheme};
 
     pub(crate) fn chunk(nodes: &[&str]) -> ChunkEntry {
         ChunkEntry {
@@ -701,6 +584,7 @@ mod tests {
 mod legacy_tests {
     use super::tests::chunk;
     use super::*;
+    use protocol::Scheme;
 
     /// A round-1 catalog (XOR file and replica-only file) converts to one
     /// xor file with a one-element parity list and one `none` file.
@@ -759,6 +643,7 @@ mod legacy_tests {
 mod size_tests {
     use super::tests::chunk;
     use super::*;
+    use protocol::Scheme;
 
     /// The per-file cost of the catalog (issue 13 measured it: about 500
     /// bytes for a one-chunk file, all told) rests on these sizes; a field

@@ -10,20 +10,8 @@ pub enum Error {
     FileExists(FileName),
     #[error("{0} is being written by another put right now")]
     Busy(FileName),
-    #[error("only {live} live non-spare nodes for {scheme} with replication {replication} (needs {needed}); start more nodes or choose a narrower scheme")]
-    NotEnoughNodes {
-        live: usize,
-        needed: usize,
-        replication: u32,
-        scheme: String,
-    },
-    #[error("--ha: a {scheme} stripe cannot survive the loss of any one domain over {have} failure domains ({domains}); it needs at least {needed} (start nodes with --domain in more domains, or choose a scheme tolerating more losses)")]
-    NotEnoughDomains {
-        have: usize,
-        needed: usize,
-        scheme: String,
-        domains: String,
-    },
+    #[error(transparent)]
+    Placement(#[from] decide::Error),
     #[error("no such upload {0} (expired, aborted, or the coordinator restarted)")]
     NoSuchUpload(u64),
     #[error("commit does not match the plan: {0}")]
@@ -51,9 +39,7 @@ impl Error {
         let kind = match self {
             Error::NoSuchFile(_) => ErrorKind::NoSuchFile,
             Error::FileExists(_) | Error::Busy(_) => ErrorKind::FileExists,
-            Error::NotEnoughNodes { .. } | Error::NotEnoughDomains { .. } => {
-                ErrorKind::NotEnoughNodes
-            }
+            Error::Placement(_) => ErrorKind::NotEnoughNodes,
             Error::NoSuchUpload(_) => ErrorKind::NoSuchUpload,
             Error::BadCommit(_) | Error::BadRequest(_) | Error::ReadOnly => ErrorKind::BadRequest,
             Error::Forbidden(_) => ErrorKind::Forbidden,

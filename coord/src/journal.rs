@@ -442,7 +442,7 @@ impl Journal {
         };
         if mode.read_only {
             journal.broken = Some("the coordinator runs --read-only".into());
-            tracing::warn!(files = catalog.files.len(), %cluster, "catalog loaded read-only");
+            tracing::warn!(files = catalog.files().len(), %cluster, "catalog loaded read-only");
             return Ok((journal, catalog));
         }
         if damage.is_some() || legacy || created || !log_v2 {
@@ -474,7 +474,7 @@ impl Journal {
             journal.log = Some(log);
         }
         tracing::info!(
-            files = catalog.files.len(),
+            files = catalog.files().len(),
             snapshot_seq = snap_seq,
             replayed,
             %cluster,
@@ -874,7 +874,7 @@ mod tests {
         let (mut j, cat) = open(dir.path(), 3).unwrap();
         assert!(!j.created());
         assert_eq!(j.cluster(), cluster, "the cluster id survives restarts");
-        assert_eq!(cat.node_addrs.len(), 5);
+        assert_eq!(cat.node_addrs().len(), 5);
         // Appending after the truncated tail still replays.
         j.append(&[Record::RemoveFile {
             name: FileName::new("nope").unwrap(),
@@ -883,7 +883,7 @@ mod tests {
         j.append(&[rec(9)]).unwrap();
         drop(j);
         let (_, cat) = open(dir.path(), 3).unwrap();
-        assert_eq!(cat.node_addrs.len(), 6);
+        assert_eq!(cat.node_addrs().len(), 6);
     }
 
     #[test]
@@ -896,7 +896,7 @@ mod tests {
         b[last] ^= 0x10; // the last entry's payload, nothing after it
         std::fs::write(&log, &b).unwrap();
         let (_, cat) = open(dir.path(), 1_000_000).unwrap();
-        assert_eq!(cat.node_addrs.len(), 3);
+        assert_eq!(cat.node_addrs().len(), 3);
     }
 
     #[test]
@@ -924,7 +924,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(cat.node_addrs.len(), 9);
+        assert_eq!(cat.node_addrs().len(), 9);
         assert!(j.append(&[rec(50)]).is_err());
         assert_eq!(std::fs::read(&log).unwrap(), b);
         drop(j);
@@ -938,7 +938,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(cat.node_addrs.len(), 9);
+        assert_eq!(cat.node_addrs().len(), 9);
         j.append(&[rec(77)]).unwrap();
         drop(j);
         let kept = std::fs::read_dir(dir.path())
@@ -953,7 +953,7 @@ mod tests {
             .count();
         assert_eq!(kept, 1);
         let (_, cat) = open(dir.path(), 1_000_000).unwrap();
-        assert_eq!(cat.node_addrs.len(), 10);
+        assert_eq!(cat.node_addrs().len(), 10);
     }
 
     #[test]
@@ -1057,7 +1057,7 @@ mod tests {
         assert!(rotated(dir.path()).unwrap().is_empty());
         let (_, back) = open(dir.path(), 1_000_000).unwrap();
         assert_eq!(postcard::to_allocvec(&back).unwrap(), want);
-        assert_eq!(back.files.len(), 3000);
+        assert_eq!(back.files().len(), 3000);
     }
 
     #[test]
@@ -1099,7 +1099,7 @@ mod tests {
         j.append(&[put(20)]).unwrap();
         drop(j);
         let (_, back) = open(dir.path(), 1_000_000).unwrap();
-        assert_eq!(back.files.len(), 21);
+        assert_eq!(back.files().len(), 21);
     }
 
     /// The round-1 shapes, written here by hand so the test does not depend
@@ -1160,8 +1160,8 @@ mod tests {
         std::fs::write(dir.path().join(LOG_FILE), log).unwrap();
         let (j, cat) = open(dir.path(), 100).unwrap();
         // Record 1 is in the snapshot already; 2 and 3 are replayed.
-        assert_eq!(cat.node_addrs.len(), 3);
-        assert_eq!(cat.node_addrs[&NodeId::new("n1").unwrap()], "127.0.0.1:1");
+        assert_eq!(cat.node_addrs().len(), 3);
+        assert_eq!(cat.node_addrs()[&NodeId::new("n1").unwrap()], "127.0.0.1:1");
         let cluster = j.cluster();
         drop(j);
         assert!(std::fs::read(dir.path().join(SNAP_FILE))
@@ -1169,6 +1169,6 @@ mod tests {
             .starts_with(SNAP_MAGIC));
         let (j, cat) = open(dir.path(), 100).unwrap();
         assert_eq!(j.cluster(), cluster);
-        assert_eq!(cat.node_addrs.len(), 3);
+        assert_eq!(cat.node_addrs().len(), 3);
     }
 }

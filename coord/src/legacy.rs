@@ -84,12 +84,11 @@ fn file(f: FileEntryV1) -> FileEntry {
 
 impl CatalogV1 {
     pub fn into_current(self) -> Catalog {
-        let mut c = Catalog::default();
-        c.files = self.files.into_iter().map(|(n, f)| (n, file(f))).collect();
-        c.node_addrs = self.node_addrs;
-        c.draining = self.draining;
-        c.reindex();
-        c
+        Catalog::upgraded(
+            self.files.into_iter().map(|(n, f)| (n, file(f))).collect(),
+            self.node_addrs,
+            self.draining,
+        )
     }
 }
 

@@ -13,15 +13,18 @@ pub mod journal;
 mod legacy;
 pub mod membership;
 pub mod metrics;
-pub mod placement;
-pub mod planner;
 pub mod rebalance;
 pub mod repair;
+pub mod reports;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod uploads;
 
 pub use config::CoordConfig;
+/// Placement and the repair planner are pure decisions shared with the
+/// simulator; they live in `decide` and keep their old paths here.
+pub use decide::{placement, planner};
 pub use error::{Error, Result};
 pub use server::{run, serve};
 pub use state::Coord;

@@ -75,7 +75,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Membership {
-    pub members: BTreeMap<NodeId, Member>,
+    members: BTreeMap<NodeId, Member>,
     next_gen: u64,
     /// When [`Membership::check`] last ran: a gap far longer than its
     /// period means the coordinator itself was not running.
@@ -83,6 +83,36 @@ pub struct Membership {
 }
 
 impl Membership {
+    pub fn get(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut Member> {
+        self.members.get_mut(id)
+    }
+
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.members.contains_key(id)
+    }
+
+    /// Every known node, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Member> {
+        self.members.values_mut()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &NodeId> {
+        self.members.keys()
+    }
+
+    /// Removes a node from the table (`dfs-sim forget`).
+    pub fn forget(&mut self, id: &NodeId) -> Option<Member> {
+        self.members.remove(id)
+    }
+
     /// Seeds the table with nodes known from the catalog, all dead until
     /// they register.
     pub fn seed(&mut self, known: &BTreeMap<NodeId, String>) {
@@ -160,10 +190,21 @@ impl Membership {
         }
     }
 
-    pub fn is_alive(&self, id: &NodeId, now: Instant, cfg: &CoordConfig) -> bool {
+    /// Not yet declared dead: alive or suspect. Copies on such a node still
+    /// count (a late heartbeat is not a lost disk), and readers may try it.
+    pub fn not_dead(&self, id: &NodeId, now: Instant, cfg: &CoordConfig) -> bool {
         self.members
             .get(id)
             .is_some_and(|m| Self::state(m, now, cfg) != NodeState::Dead)
+    }
+
+    /// Alive in the strict sense of [`Membership::state`]: a session open
+    /// and heartbeats on time. Work that should not start on a wavering
+    /// node (a rebalance move) asks this.
+    pub fn is_alive(&self, id: &NodeId, now: Instant, cfg: &CoordConfig) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| Self::state(m, now, cfg) == NodeState::Alive)
     }
 
     /// Nodes fit to receive new chunks: session open, not dead, not being

@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 use crate::session::{self, Origin};
 use crate::state::Coord;
 use protocol::handshake::{self, Acceptor, KeyStore, Peer, Role};
-use protocol::{Connection, CoordRequest, CoordResponse, FileName, Secret};
+use protocol::{Connection, CoordRequest, CoordResponse, Secret};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -35,22 +36,25 @@ pub async fn serve(
 ) -> Result<()> {
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(monitor(coord.clone(), tasks.stop_signal()));
-    tasks.spawn(crate::repair::run(coord.clone(), tasks.stop_signal()));
-    tasks.spawn(crate::rebalance::run(coord.clone(), tasks.stop_signal()));
-    for addr in coord.config.nodes.clone() {
+    tasks.spawn(crate::repair::run::run(coord.clone(), tasks.stop_signal()));
+    tasks.spawn(crate::rebalance::run::run(
+        coord.clone(),
+        tasks.stop_signal(),
+    ));
+    for addr in coord.config().nodes.clone() {
         let stop = tasks.stop_signal();
         tasks.spawn(session::dial_loop(coord.clone(), addr, stop));
     }
     tracing::info!(
         listen = %listener.local_addr()?,
-        cluster = %coord.cluster,
-        data = %coord.config.data_dir.display(),
-        secured = coord.config.secured(),
-        read_only = coord.config.read_only,
-        replication = coord.config.replication,
-        scheme = %coord.config.scheme,
-        ha = coord.config.ha,
-        chunk_size = coord.config.chunk_size,
+        cluster = %coord.cluster(),
+        data = %coord.config().data_dir.display(),
+        secured = coord.config().secured(),
+        read_only = coord.config().read_only,
+        replication = coord.config().replication,
+        scheme = %coord.config().scheme,
+        ha = coord.config().ha,
+        chunk_size = coord.config().chunk_size,
         "coordinator serving"
     );
     let c = coord.clone();
@@ -70,7 +74,7 @@ pub async fn serve(
 /// Declares nodes dead and expires abandoned uploads.
 async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
     let period =
-        (coord.config.heartbeat / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        (coord.config().heartbeat / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
@@ -79,13 +83,13 @@ async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
         }
         let now = Instant::now();
         {
-            let mut st = coord.lock();
-            for (node, died) in st.members.check(now, &coord.config) {
+            let mut guard = coord.lock();
+            let st = guard.parts();
+            for (node, died) in st.members.check(now, coord.config()) {
                 st.repairs.node_died(&node, died);
             }
-            let window = coord.config.delete_grace.max(Duration::from_secs(60));
-            st.reports
-                .retain(|_, at| now.saturating_duration_since(*at) < window);
+            let window = coord.config().delete_grace.max(Duration::from_secs(60));
+            st.reports.expire(now, window);
         }
         cmd::put::expire(&coord, now);
         coord.flush_deletes(now);
@@ -99,43 +103,266 @@ struct CatalogKeys(Arc<Coord>);
 
 impl KeyStore for CatalogKeys {
     fn client_key(&self, name: &str) -> Option<Secret> {
-        let key = *self.0.lock().catalog.keys.get(name)?;
+        let key = *self.0.lock().catalog().keys().get(name)?;
         Secret::new(key.to_vec()).ok()
     }
 }
 
-/// What a peer may ask, by its (proved) role. Without a secret the cluster
-/// is a trusted loopback one and roles are only claimed.
-fn allowed(peer: &Peer, req: &CoordRequest, secured: bool) -> std::result::Result<(), String> {
-    // Unsecured clusters are trusted loopback ones: anyone is an operator.
-    let admin = !secured || peer.is(Role::Admin, true);
-    match req {
-        CoordRequest::Register(_) if peer.is(Role::Node, secured) => Ok(()),
-        CoordRequest::Register(_) => {
-            Err("only a node holding the cluster secret may register".into())
+/// Who may send a request. A request declares one or more; a peer that
+/// matches none is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A node holding the internal secret (its session).
+    Node,
+    /// Any client: a client key, or the operator.
+    Client,
+    /// The operator: the internal secret, not a client key.
+    Admin,
+}
+
+impl Access {
+    /// The name the trust table in ARCHITECTURE.md uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Node => "node",
+            Access::Client => "client",
+            Access::Admin => "admin",
         }
-        _ if peer.role == Role::Node || peer.role == Role::Coord => {
-            Err("nodes may only register".into())
-        }
-        CoordRequest::Drain { .. }
-        | CoordRequest::Forget { .. }
-        | CoordRequest::Scrub { .. }
-        | CoordRequest::KeyCreate { .. }
-        | CoordRequest::KeyRevoke { .. }
-        | CoordRequest::KeyList
-        | CoordRequest::Rebalance { .. }
-            if !admin =>
-        {
-            Err("this operation needs the cluster secret (--secret-file), not a client key".into())
-        }
-        _ => Ok(()),
     }
+}
+
+/// What a request declares next to its handler: its metric label and who
+/// may send it.
+#[derive(Debug, Clone, Copy)]
+pub struct Declared {
+    pub label: &'static str,
+    pub access: &'static [Access],
+}
+
+const NODE: &[Access] = &[Access::Node];
+const CLIENT: &[Access] = &[Access::Client];
+const ADMIN: &[Access] = &[Access::Admin];
+
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<CoordResponse>> + Send + 'a>>;
+
+/// What serving a request means: an answer, or (registration) the
+/// connection becomes a node's session.
+enum Handler<'a> {
+    Reply(Reply<'a>),
+    Session(Box<protocol::Register>),
+}
+
+fn reply<'a>(f: impl Future<Output = Result<CoordResponse>> + Send + 'a) -> Handler<'a> {
+    Handler::Reply(Box::pin(f))
+}
+
+/// The request table: every request, who may send it, its label and its
+/// handler, in one exhaustive match (a new request does not compile until
+/// it is declared here). Nothing runs before [`permits`] has said yes: the
+/// handler is a future, polled only after the check.
+fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Declared, Handler<'a>) {
+    let d = |label, access| Declared { label, access };
+    match req {
+        CoordRequest::Register(reg) => (d("register", NODE), Handler::Session(Box::new(reg))),
+        CoordRequest::PlanPut {
+            name,
+            size,
+            force,
+            scheme,
+            fit,
+        } => (
+            d("plan", CLIENT),
+            reply(async move {
+                cmd::put::plan(coord, name, size, force, scheme, fit, owner)
+                    .map(CoordResponse::Plan)
+            }),
+        ),
+        CoordRequest::CommitPut(c) => (
+            d("commit", CLIENT),
+            reply(async move {
+                cmd::put::commit(coord, c)
+                    .await
+                    .map(CoordResponse::Committed)
+            }),
+        ),
+        CoordRequest::ReplaceTarget {
+            upload_id,
+            chunk,
+            failed,
+        } => (
+            d("replace_target", CLIENT),
+            reply(async move {
+                cmd::put::replace(coord, upload_id, chunk, failed).map(CoordResponse::Target)
+            }),
+        ),
+        CoordRequest::AbortPut { upload_id } => (
+            d("abort", CLIENT),
+            reply(async move { cmd::put::abort(coord, upload_id).map(|_| CoordResponse::Aborted) }),
+        ),
+        CoordRequest::Lookup { name } => (
+            d("lookup", CLIENT),
+            reply(async move { cmd::read::lookup(coord, &name).map(CoordResponse::File) }),
+        ),
+        CoordRequest::List { prefix } => (
+            d("list", CLIENT),
+            reply(async move { Ok(CoordResponse::Files(cmd::read::list(coord, &prefix))) }),
+        ),
+        CoordRequest::ListPage {
+            prefix,
+            after,
+            limit,
+        } => (
+            d("list_page", CLIENT),
+            reply(async move {
+                Ok(CoordResponse::Files(cmd::read::list_page(
+                    coord,
+                    &prefix,
+                    after.as_deref(),
+                    limit,
+                )))
+            }),
+        ),
+        CoordRequest::Concat { name, parts, attrs } => (
+            d("concat", CLIENT),
+            reply(async move {
+                cmd::put::concat(coord, name, parts, attrs)
+                    .await
+                    .map(CoordResponse::Committed)
+            }),
+        ),
+        CoordRequest::CopyFile {
+            src,
+            dst,
+            range,
+            attrs,
+            force,
+        } => (
+            d("copy", CLIENT),
+            reply(async move {
+                cmd::copy::copy(coord, src, dst, range, attrs, force, owner)
+                    .await
+                    .map(CoordResponse::Committed)
+            }),
+        ),
+        CoordRequest::Remove { name } => (
+            d("remove", CLIENT),
+            reply(async move {
+                cmd::remove::remove(coord, name).await?;
+                Ok(CoordResponse::Removed)
+            }),
+        ),
+        CoordRequest::Status => (
+            d("status", CLIENT),
+            reply(async move { Ok(CoordResponse::Status(Box::new(cmd::status::status(coord)))) }),
+        ),
+        CoordRequest::Fsck { names, what_if } => (
+            d("fsck", CLIENT),
+            reply(async move { cmd::fsck::fsck(coord, names, what_if).map(CoordResponse::Fsck) }),
+        ),
+        CoordRequest::FsckPage {
+            after,
+            limit,
+            what_if,
+        } => (
+            d("fsck_page", CLIENT),
+            reply(async move {
+                cmd::fsck::fsck_page(coord, after, limit, what_if).map(CoordResponse::Fsck)
+            }),
+        ),
+        CoordRequest::ReportBad {
+            chunk,
+            node,
+            reason,
+        } => (
+            d("report_bad", CLIENT),
+            reply(async move {
+                cmd::maintain::report_bad(coord, chunk, node, &reason).map(|_| CoordResponse::Done)
+            }),
+        ),
+        CoordRequest::KeyCreate { name } => (
+            d("key_create", ADMIN),
+            reply(async move { cmd::keys::create(coord, name).await.map(CoordResponse::Key) }),
+        ),
+        CoordRequest::KeyRevoke { name } => (
+            d("key_revoke", ADMIN),
+            reply(async move {
+                cmd::keys::revoke(coord, name)
+                    .await
+                    .map(|_| CoordResponse::Done)
+            }),
+        ),
+        CoordRequest::KeyList => (
+            d("key_list", ADMIN),
+            reply(async move { Ok(CoordResponse::Keys(cmd::keys::list(coord))) }),
+        ),
+        CoordRequest::Drain { node, cancel } => (
+            d("drain", ADMIN),
+            reply(async move {
+                cmd::maintain::drain(coord, node, cancel)
+                    .await
+                    .map(|_| CoordResponse::Done)
+            }),
+        ),
+        CoordRequest::Forget { node } => (
+            d("forget", ADMIN),
+            reply(async move {
+                cmd::maintain::forget(coord, node)
+                    .await
+                    .map(|_| CoordResponse::Done)
+            }),
+        ),
+        CoordRequest::Scrub { node } => (
+            d("scrub", ADMIN),
+            reply(async move { cmd::maintain::scrub(coord, node).map(|_| CoordResponse::Done) }),
+        ),
+        CoordRequest::Rebalance { start } => (
+            d("rebalance", ADMIN),
+            reply(
+                async move { cmd::maintain::rebalance(coord, start).map(CoordResponse::Rebalance) },
+            ),
+        ),
+        CoordRequest::Ping => (
+            d("ping", &[Access::Node, Access::Client]),
+            reply(async move {
+                Ok(CoordResponse::Pong {
+                    cluster: coord.cluster(),
+                    seq: coord.seq(),
+                })
+            }),
+        ),
+    }
+}
+
+/// Whether `peer` may send a request declaring `access`. Deny by default:
+/// a request that declares nobody is refused, and so is a peer that matches
+/// none of the declared roles. Without a secret the cluster is a trusted
+/// loopback one and roles are only claimed: anyone is an operator.
+fn permits(peer: &Peer, access: &[Access], secured: bool) -> std::result::Result<(), String> {
+    let is_node = peer.role == Role::Node || peer.role == Role::Coord;
+    let admin = !is_node && (!secured || peer.is(Role::Admin, true));
+    let ok = |a: &Access| match a {
+        Access::Node => peer.is(Role::Node, secured),
+        Access::Client => !is_node,
+        Access::Admin => admin,
+    };
+    if access.iter().any(ok) {
+        return Ok(());
+    }
+    Err(if access.is_empty() {
+        "this request is open to nobody".into()
+    } else if access == NODE {
+        "only a node holding the cluster secret may register".into()
+    } else if is_node {
+        "nodes may only register".into()
+    } else {
+        "this operation needs the cluster secret (--secret-file), not a client key".into()
+    })
 }
 
 async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
     let policy = Acceptor {
-        secret: coord.config.secret.clone(),
-        cluster: Some(coord.cluster),
+        secret: coord.config().secret.clone(),
+        cluster: Some(coord.cluster()),
         keys: Some(Arc::new(CatalogKeys(coord.clone()))),
         anonymous_clients: false,
     };
@@ -152,10 +379,11 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         (None, Some(a)) => a.ip().to_string(),
         (None, None) => "unknown".into(),
     };
-    let secured = coord.config.secured();
+    let secured = coord.config().secured();
     while let Some(req) = conn.next_request::<CoordRequest>(&mut stop).await {
-        if let Err(why) = allowed(&peer, &req, secured) {
-            tracing::warn!(role = ?peer.role, key = ?peer.key_name, "refused: {why}");
+        let (declared, handler) = route(&coord, &owner, req);
+        if let Err(why) = permits(&peer, declared.access, secured) {
+            tracing::warn!(role = ?peer.role, key = ?peer.key_name, op = declared.label, "refused: {why}");
             if conn
                 .reply_err(Error::Forbidden(why).to_wire())
                 .await
@@ -165,107 +393,15 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             }
             continue;
         }
-        let (op, started) = (op_name(&req), Instant::now());
-        let res = match req {
-            CoordRequest::Register(reg) => {
-                session::serve(coord, conn, reg, Origin::Node, stop).await;
+        let started = Instant::now();
+        let res = match handler {
+            Handler::Session(reg) => {
+                session::serve(coord.clone(), conn, *reg, Origin::Node, stop).await;
                 return;
             }
-            CoordRequest::PlanPut {
-                name,
-                size,
-                force,
-                scheme,
-            } => cmd::put::plan(&coord, name, size, force, scheme, false, &owner)
-                .map(CoordResponse::Plan),
-            CoordRequest::PlanPutFit {
-                name,
-                size,
-                force,
-                scheme,
-            } => cmd::put::plan(&coord, name, size, force, scheme, true, &owner)
-                .map(CoordResponse::Plan),
-            CoordRequest::CommitPut(c) => cmd::put::commit(&coord, c)
-                .await
-                .map(CoordResponse::Committed),
-            CoordRequest::ReplaceTarget {
-                upload_id,
-                chunk,
-                failed,
-            } => cmd::put::replace(&coord, upload_id, chunk, failed).map(CoordResponse::Target),
-            CoordRequest::AbortPut { upload_id } => {
-                cmd::put::abort(&coord, upload_id).map(|_| CoordResponse::Aborted)
-            }
-            CoordRequest::Lookup { name } => {
-                cmd::read::lookup(&coord, &name).map(CoordResponse::File)
-            }
-            CoordRequest::List { prefix } => {
-                Ok(CoordResponse::Files(cmd::read::list(&coord, &prefix)))
-            }
-            CoordRequest::ListPage {
-                prefix,
-                after,
-                limit,
-            } => Ok(CoordResponse::Files(cmd::read::list_page(
-                &coord,
-                &prefix,
-                after.as_deref(),
-                limit,
-            ))),
-            CoordRequest::Concat { name, parts, attrs } => {
-                cmd::put::concat(&coord, name, parts, attrs)
-                    .await
-                    .map(CoordResponse::Committed)
-            }
-            CoordRequest::CopyFile {
-                src,
-                dst,
-                range,
-                attrs,
-                force,
-            } => cmd::copy::copy(&coord, src, dst, range, attrs, force, &owner)
-                .await
-                .map(CoordResponse::Committed),
-            CoordRequest::Remove { name } => remove(&coord, name).await,
-            CoordRequest::Status => {
-                Ok(CoordResponse::Status(Box::new(cmd::status::status(&coord))))
-            }
-            CoordRequest::Fsck { names, what_if } => {
-                cmd::fsck::fsck(&coord, names, what_if).map(CoordResponse::Fsck)
-            }
-            CoordRequest::FsckPage {
-                after,
-                limit,
-                what_if,
-            } => cmd::fsck::fsck_page(&coord, after, limit, what_if).map(CoordResponse::Fsck),
-            CoordRequest::KeyCreate { name } => cmd::keys::create(&coord, name)
-                .await
-                .map(CoordResponse::Key),
-            CoordRequest::KeyRevoke { name } => cmd::keys::revoke(&coord, name)
-                .await
-                .map(|_| CoordResponse::Done),
-            CoordRequest::KeyList => Ok(CoordResponse::Keys(cmd::keys::list(&coord))),
-            CoordRequest::Drain { node, cancel } => cmd::maintain::drain(&coord, node, cancel)
-                .await
-                .map(|_| CoordResponse::Done),
-            CoordRequest::Forget { node } => cmd::maintain::forget(&coord, node)
-                .await
-                .map(|_| CoordResponse::Done),
-            CoordRequest::Scrub { node } => {
-                cmd::maintain::scrub(&coord, node).map(|_| CoordResponse::Done)
-            }
-            CoordRequest::Rebalance { start } => {
-                cmd::maintain::rebalance(&coord, start).map(CoordResponse::Rebalance)
-            }
-            CoordRequest::ReportBad {
-                chunk,
-                node,
-                reason,
-            } => {
-                cmd::maintain::report_bad(&coord, chunk, node, &reason).map(|_| CoordResponse::Done)
-            }
+            Handler::Reply(f) => f.await,
         };
-        crate::metrics::request(op, started, res.is_ok());
+        crate::metrics::request(declared.label, started, res.is_ok());
         let sent = match res {
             Ok(r) => conn.reply(&r).await,
             Err(e) => {
@@ -279,36 +415,197 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
     }
 }
 
-/// The operation's label in the request metrics.
-fn op_name(req: &CoordRequest) -> &'static str {
-    match req {
-        CoordRequest::Register(_) => "register",
-        CoordRequest::PlanPut { .. } => "plan",
-        CoordRequest::CommitPut(_) => "commit",
-        CoordRequest::AbortPut { .. } => "abort",
-        CoordRequest::ReplaceTarget { .. } => "replace_target",
-        CoordRequest::Lookup { .. } => "lookup",
-        CoordRequest::List { .. } => "list",
-        CoordRequest::Remove { .. } => "remove",
-        CoordRequest::Status => "status",
-        CoordRequest::Fsck { .. } => "fsck",
-        CoordRequest::Drain { .. } => "drain",
-        CoordRequest::Forget { .. } => "forget",
-        CoordRequest::Scrub { .. } => "scrub",
-        CoordRequest::ReportBad { .. } => "report_bad",
-        CoordRequest::KeyCreate { .. } => "key_create",
-        CoordRequest::KeyRevoke { .. } => "key_revoke",
-        CoordRequest::KeyList => "key_list",
-        CoordRequest::ListPage { .. } => "list_page",
-        CoordRequest::Concat { .. } => "concat",
-        CoordRequest::CopyFile { .. } => "copy",
-        CoordRequest::PlanPutFit { .. } => "plan",
-        CoordRequest::FsckPage { .. } => "fsck_page",
-        CoordRequest::Rebalance { .. } => "rebalance",
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{ChunkId, CommitPut, FileName, NodeId, NodeStats, Register};
 
-async fn remove(coord: &Coord, name: FileName) -> Result<CoordResponse> {
-    cmd::remove::remove(coord, name).await?;
-    Ok(CoordResponse::Removed)
+    /// One request of every kind. The match below has no wildcard, so a new
+    /// request kind does not compile until it is listed here, and so until
+    /// its declaration is checked against the trust table.
+    fn every_request() -> Vec<CoordRequest> {
+        let name = FileName::new("a").unwrap();
+        let node = NodeId::new("n1").unwrap();
+        let all = vec![
+            CoordRequest::Register(Register {
+                node_id: node.clone(),
+                addr: String::new(),
+                stats: NodeStats::default(),
+                inventory: Vec::new(),
+                domain: String::new(),
+                spare: false,
+                cluster: None,
+                seq_seen: 0,
+                set_aside: Vec::new(),
+                node_uuid: None,
+            }),
+            CoordRequest::PlanPut {
+                name: name.clone(),
+                size: 0,
+                force: false,
+                scheme: None,
+                fit: false,
+            },
+            CoordRequest::CommitPut(CommitPut {
+                upload_id: 0,
+                stripes: Vec::new(),
+                attrs: Default::default(),
+            }),
+            CoordRequest::AbortPut { upload_id: 0 },
+            CoordRequest::ReplaceTarget {
+                upload_id: 0,
+                chunk: ChunkId::random(),
+                failed: node.clone(),
+            },
+            CoordRequest::Lookup { name: name.clone() },
+            CoordRequest::List {
+                prefix: String::new(),
+            },
+            CoordRequest::ListPage {
+                prefix: String::new(),
+                after: None,
+                limit: 1,
+            },
+            CoordRequest::Remove { name: name.clone() },
+            CoordRequest::Status,
+            CoordRequest::Fsck {
+                names: Vec::new(),
+                what_if: Vec::new(),
+            },
+            CoordRequest::FsckPage {
+                after: None,
+                limit: 1,
+                what_if: Vec::new(),
+            },
+            CoordRequest::Drain {
+                node: node.clone(),
+                cancel: false,
+            },
+            CoordRequest::Forget { node: node.clone() },
+            CoordRequest::Scrub { node: None },
+            CoordRequest::ReportBad {
+                chunk: ChunkId::random(),
+                node: node.clone(),
+                reason: String::new(),
+            },
+            CoordRequest::KeyCreate {
+                name: String::new(),
+            },
+            CoordRequest::KeyRevoke {
+                name: String::new(),
+            },
+            CoordRequest::KeyList,
+            CoordRequest::Concat {
+                name: name.clone(),
+                parts: Vec::new(),
+                attrs: Default::default(),
+            },
+            CoordRequest::CopyFile {
+                src: name.clone(),
+                dst: name,
+                range: None,
+                attrs: None,
+                force: false,
+            },
+            CoordRequest::Rebalance { start: false },
+            CoordRequest::Ping,
+        ];
+        for r in &all {
+            match r {
+                CoordRequest::Register(_)
+                | CoordRequest::PlanPut { .. }
+                | CoordRequest::CommitPut(_)
+                | CoordRequest::AbortPut { .. }
+                | CoordRequest::ReplaceTarget { .. }
+                | CoordRequest::Lookup { .. }
+                | CoordRequest::List { .. }
+                | CoordRequest::ListPage { .. }
+                | CoordRequest::Remove { .. }
+                | CoordRequest::Status
+                | CoordRequest::Fsck { .. }
+                | CoordRequest::FsckPage { .. }
+                | CoordRequest::Drain { .. }
+                | CoordRequest::Forget { .. }
+                | CoordRequest::Scrub { .. }
+                | CoordRequest::ReportBad { .. }
+                | CoordRequest::KeyCreate { .. }
+                | CoordRequest::KeyRevoke { .. }
+                | CoordRequest::KeyList
+                | CoordRequest::Concat { .. }
+                | CoordRequest::CopyFile { .. }
+                | CoordRequest::Rebalance { .. }
+                | CoordRequest::Ping => {}
+            }
+        }
+        all
+    }
+
+    /// The name of a request kind as the trust table writes it.
+    fn kind(r: &CoordRequest) -> String {
+        let dbg = format!("{r:?}");
+        dbg.split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// ARCHITECTURE.md's "Coordinator requests" table: kind -> roles.
+    fn trust_table(section: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ARCHITECTURE.md"))
+                .unwrap();
+        let start = doc.find(section).expect("the trust table section");
+        doc[start..]
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let kind = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let roles = cells
+                    .get(2)?
+                    .split(',')
+                    .map(|r| r.trim().to_string())
+                    .collect();
+                Some((kind.to_string(), roles))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_request_declares_the_roles_of_the_trust_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let coord = Coord::open(CoordConfig::new(dir.path().to_path_buf())).unwrap();
+        let table = trust_table("**Coordinator requests**");
+        let requests = every_request();
+        assert_eq!(
+            table.len(),
+            requests.len(),
+            "one row per request kind: {table:?}"
+        );
+        for r in requests {
+            let k = kind(&r);
+            let (declared, _) = route(&coord, "test", r);
+            let roles: Vec<String> = declared
+                .access
+                .iter()
+                .map(|a| a.name().to_string())
+                .collect();
+            assert_eq!(table.get(&k), Some(&roles), "{k}: declared {roles:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_declared_means_nobody() {
+        let peer = Peer {
+            role: Role::Admin,
+            key_name: None,
+            proved: true,
+            cluster: None,
+        };
+        assert!(permits(&peer, &[], false).is_err());
+        assert!(permits(&peer, ADMIN, true).is_ok());
+        assert!(permits(&peer, NODE, true).is_err());
+    }
 }

@@ -2,7 +2,7 @@
 //! reconciliation), heartbeats in, commands out.
 
 use crate::catalog::{Garbage, Record};
-use crate::state::{Coord, State};
+use crate::state::{Coord, Parts};
 use protocol::handshake::{self, Credential, Role};
 use protocol::{
     ChunkId, Connection, CoordResponse, ErrorKind, NodeId, NodeRequest, Register, RegisterAck,
@@ -51,8 +51,8 @@ pub async fn dial_loop(coord: Arc<Coord>, addr: String, mut stop: watch::Receive
 
 async fn attach(coord: &Coord, addr: &str) -> protocol::Result<(Connection, Register)> {
     let mut conn = Connection::connect(addr).await?;
-    let cred = coord.config.secret.clone().map(Credential::Internal);
-    handshake::initiate(&mut conn, Role::Coord, cred.as_ref(), Some(coord.cluster)).await?;
+    let cred = coord.config().secret.clone().map(Credential::Internal);
+    handshake::initiate(&mut conn, Role::Coord, cred.as_ref(), Some(coord.cluster())).await?;
     conn.send(&NodeRequest::Attach).await?;
     let reg: Register = conn.recv_reply().await?;
     Ok((conn, reg))
@@ -61,11 +61,11 @@ async fn attach(coord: &Coord, addr: &str) -> protocol::Result<(Connection, Regi
 /// Why a registration is refused, if it is.
 fn refuse(coord: &Coord, reg: &Register) -> Option<String> {
     match reg.cluster {
-        Some(c) if c != coord.cluster => Some(format!(
+        Some(c) if c != coord.cluster() => Some(format!(
             "node {} belongs to cluster {c}, but this coordinator's catalog ({}) is cluster {}: refusing it. Was the coordinator started with the wrong --data?",
             reg.node_id,
-            coord.config.data_dir.display(),
-            coord.cluster
+            coord.config().data_dir.display(),
+            coord.cluster()
         )),
         _ => None,
     }
@@ -78,12 +78,16 @@ fn refuse(coord: &Coord, reg: &Register) -> Option<String> {
 /// restarting before its old session was seen closed), and is fine; so is
 /// any registration while the id's holder is dead (a replaced disk), or
 /// when either side predates identities.
-fn identity_conflict(st: &State, coord: &Coord, reg: &Register) -> Option<String> {
-    let m = st.members.members.get(&reg.node_id)?;
+fn identity_conflict(
+    members: &crate::membership::Membership,
+    coord: &Coord,
+    reg: &Register,
+) -> Option<String> {
+    let m = members.get(&reg.node_id)?;
     let theirs = reg.node_uuid.as_ref()?;
     let ours = m.identity.as_ref()?;
     let live = m.session.is_some()
-        && crate::membership::Membership::state(m, Instant::now(), &coord.config)
+        && crate::membership::Membership::state(m, Instant::now(), coord.config())
             != protocol::NodeState::Dead;
     (live && ours != theirs).then(|| {
         format!(
@@ -119,7 +123,7 @@ pub async fn serve(
             "node has seen a newer catalog than this coordinator holds (a stale copy of the data directory?): nothing will be deleted or set aside on it"
         );
     }
-    let conflict = identity_conflict(&coord.lock(), &coord, &reg);
+    let conflict = identity_conflict(coord.lock().parts().members, &coord, &reg);
     if let Some(why) = conflict {
         tracing::error!(node = %id, addr = %reg.addr, "{why}");
         let _ = conn
@@ -129,9 +133,10 @@ pub async fn serve(
     }
     let (tx, mut rx) = mpsc::channel(256);
     let (gen, records, actions) = {
-        let mut st = coord.lock();
+        let mut guard = coord.lock();
+        let st = guard.parts();
         let mut records = Vec::new();
-        if st.catalog.node_addrs.get(&id) != Some(&reg.addr) {
+        if st.catalog.node_addrs().get(&id) != Some(&reg.addr) {
             records.push(Record::NodeAddr {
                 id: id.clone(),
                 addr: reg.addr.clone(),
@@ -157,7 +162,7 @@ pub async fn serve(
             st.used_spares.insert(id.clone());
         }
         records.extend(more);
-        if let Some(m) = st.members.members.get_mut(&id) {
+        if let Some(m) = st.members.get_mut(&id) {
             if reg.node_uuid.is_some() && m.identity.is_some() && m.identity != reg.node_uuid {
                 tracing::warn!(node = %id, was = ?m.identity, now = ?reg.node_uuid, "node registers with another data directory than before (replaced disk?); its old copies count as lost");
             }
@@ -180,8 +185,8 @@ pub async fn serve(
         (gen, records, actions)
     };
     let ack = RegisterAck {
-        heartbeat_ms: coord.config.heartbeat.as_millis() as u64,
-        cluster: coord.cluster,
+        heartbeat_ms: coord.config().heartbeat.as_millis() as u64,
+        cluster: coord.cluster(),
         catalog_seq: seq,
     };
     let sent = match origin {
@@ -190,7 +195,7 @@ pub async fn serve(
     };
     if let Err(e) = sent {
         tracing::warn!(node = %id, error = %e, "registration failed");
-        coord.lock().members.session_closed(&id, gen);
+        coord.lock().parts().members.session_closed(&id, gen);
         return;
     }
     tracing::info!(node = %id, addr = %reg.addr, chunks = reg.inventory.len(), set_aside = reg.set_aside.len(), "node registered");
@@ -204,26 +209,26 @@ pub async fn serve(
         let _ = conn.send(&SessionMsg::Reclaim(actions.reclaim)).await;
     }
     if !actions.set_aside.is_empty() {
-        tracing::warn!(node = %id, chunks = actions.set_aside.len(), grace_s = coord.config.orphan_grace.as_secs(), "node holds copies the catalog does not know; setting them aside (deleted only after the orphan grace period)");
+        tracing::warn!(node = %id, chunks = actions.set_aside.len(), grace_s = coord.config().orphan_grace.as_secs(), "node holds copies the catalog does not know; setting them aside (deleted only after the orphan grace period)");
         let _ = conn.send(&SessionMsg::SetAside(actions.set_aside)).await;
     }
     coord.collect(actions.excess);
     loop {
         tokio::select! {
             m = conn.recv::<SessionMsg>() => match m {
-                Ok(SessionMsg::Heartbeat(stats)) => coord.lock().members.heartbeat(&id, stats),
+                Ok(SessionMsg::Heartbeat(stats)) => coord.lock().parts().members.heartbeat(&id, stats),
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
-                    if !crate::rebalance::done(&coord, &id, task, chunk, &error).await {
-                        crate::repair::done(&coord, &id, task, chunk, error).await
+                    if !crate::rebalance::run::done(&coord, &id, task, chunk, &error).await {
+                        crate::repair::run::done(&coord, &id, task, chunk, error).await
                     }
                 }
                 Ok(SessionMsg::Corrupt(chunk)) => {
-                    if let Some(m) = coord.lock().members.members.get_mut(&id) {
+                    if let Some(m) = coord.lock().parts().members.get_mut(&id) {
                         m.set_aside.insert(chunk, (Instant::now(), true));
                     }
-                    crate::repair::corrupt(&coord, &id, chunk).await
+                    crate::repair::run::corrupt(&coord, &id, chunk).await
                 }
-                Ok(SessionMsg::Missing(chunk)) => crate::repair::corrupt(&coord, &id, chunk).await,
+                Ok(SessionMsg::Missing(chunk)) => crate::repair::run::corrupt(&coord, &id, chunk).await,
                 Ok(other) => tracing::debug!(node = %id, ?other, "ignoring session message"),
                 Err(e) => {
                     tracing::debug!(node = %id, error = %e, "session read ended");
@@ -238,7 +243,7 @@ pub async fn serve(
             _ = stop.changed() => break,
         }
     }
-    coord.lock().members.session_closed(&id, gen);
+    coord.lock().parts().members.session_closed(&id, gen);
 }
 
 /// What registration asks of a node besides the journal records.
@@ -261,7 +266,7 @@ struct Actions {
 /// the node but the node no longer has are dropped from its entry, which
 /// makes them visibly under-protected.
 fn reconcile(
-    st: &State,
+    st: &Parts,
     coord: &Coord,
     node: &NodeId,
     reg: &Register,
@@ -269,8 +274,8 @@ fn reconcile(
 ) -> (Vec<Record>, Actions) {
     let now = Instant::now();
     let inv: HashSet<ChunkId> = reg.inventory.iter().copied().collect();
-    let pending: HashSet<ChunkId> = st.uploads.values().flat_map(|u| u.chunk_ids()).collect();
-    let trusted = !behind && !st.catalog.files.is_empty();
+    let pending: HashSet<ChunkId> = st.uploads.chunk_ids();
+    let trusted = !behind && !st.catalog.files().is_empty();
     let mut records = Vec::new();
     let mut actions = Actions::default();
     let below_target = |id: &ChunkId| -> Option<bool> {
@@ -278,7 +283,7 @@ fn reconcile(
         let live = c
             .nodes
             .iter()
-            .filter(|n| *n != node && st.members.is_alive(n, now, &coord.config))
+            .filter(|n| *n != node && st.members.not_dead(n, now, coord.config()))
             .count() as u32;
         Some(live < f.target(parity))
     };
@@ -319,7 +324,7 @@ fn reconcile(
         }
     }
     let reclaimed: HashSet<ChunkId> = actions.reclaim.iter().copied().collect();
-    for f in st.catalog.files.values() {
+    for f in st.catalog.files().values() {
         for (c, _) in f.chunks() {
             let id = c.header.id;
             if c.nodes.contains(node) && !inv.contains(&id) && !reclaimed.contains(&id) {
@@ -339,18 +344,18 @@ fn reconcile(
 /// registration), has not seen a newer catalog, the catalog is not empty,
 /// and the chunk is still unknown or not needed there.
 pub fn purge_set_aside(coord: &Coord, now: Instant) {
-    if coord.config.read_only {
+    if coord.config().read_only {
         return;
     }
-    let grace = coord.config.orphan_grace;
+    let grace = coord.config().orphan_grace;
     let mut guard = coord.lock();
-    let st = &mut *guard;
-    if st.catalog.files.is_empty() {
+    let st = guard.parts();
+    if st.catalog.files().is_empty() {
         return;
     }
-    let pending: HashSet<ChunkId> = st.uploads.values().flat_map(|u| u.chunk_ids()).collect();
+    let pending: HashSet<ChunkId> = st.uploads.chunk_ids();
     let mut sends = Vec::new();
-    for m in st.members.members.values_mut() {
+    for m in st.members.iter_mut() {
         if m.behind || m.session.is_none() {
             continue;
         }

@@ -7,76 +7,82 @@ use crate::config::CoordConfig;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, OpenMode, SnapshotSource};
 use crate::membership::Membership;
-use protocol::{
-    BlockOp, BlockToken, ChunkId, ClusterId, FileName, NodeId, PutPlan, SessionMsg, TokenKey,
-};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use crate::reports::BadReports;
+use crate::uploads::{BusyNames, NameGuard, Uploads};
+use protocol::{BlockOp, BlockToken, ChunkId, ClusterId, FileName, NodeId, SessionMsg, TokenKey};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// A planned, not yet committed upload.
-pub struct Upload {
-    pub name: FileName,
-    pub size: u64,
-    pub force: bool,
-    pub plan: PutPlan,
-    pub expires: Instant,
-    /// Nodes the client failed to write to during this upload: never
-    /// offered again as replacements.
-    pub failed: HashSet<NodeId>,
-    /// Who planned it (client key name, or peer address), for the per-peer cap.
-    pub owner: String,
-}
-
-impl Upload {
-    pub fn chunk_ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
-        self.plan
-            .stripes
-            .iter()
-            .flat_map(|s| s.data.iter().chain(s.parity.iter()).map(|c| c.id))
-    }
-}
-
-/// Mutable state behind one lock, never held across an await.
+/// Mutable state behind one lock, never held across an await. Its parts
+/// are private: the catalog is read-only here (it changes only when the
+/// journal writer applies a durable record, in this module), and the other
+/// parts are reached through [`State::parts`], a borrow of each.
 pub struct State {
-    pub catalog: Catalog,
-    pub uploads: HashMap<u64, Upload>,
-    /// Names with a commit or remove in flight: a second change to the same
-    /// name waits its turn instead of racing the journal.
-    pub busy: HashSet<FileName>,
-    pub members: Membership,
-    pub rotation: u64,
+    catalog: Catalog,
+    uploads: Uploads,
+    members: Membership,
+    rotation: u64,
     /// Spares that received repaired copies: regular nodes from then on.
-    pub used_spares: HashSet<NodeId>,
-    pub next_upload: u64,
-    pub repairs: crate::repair::Repairs,
-    pub rebalance: crate::rebalance::Rebalance,
+    used_spares: HashSet<NodeId>,
+    repairs: crate::repair::Repairs,
+    rebalance: crate::rebalance::Rebalance,
     /// Deletes waiting for their grace period, oldest first.
-    pub pending_deletes: VecDeque<(Instant, NodeId, Vec<ChunkId>)>,
-    /// Recent `ReportBad`s by (chunk, node): repeats are ignored for a while,
-    /// so one reader (or a hostile one) cannot make a node verify a chunk
-    /// over and over.
-    pub reports: HashMap<(ChunkId, NodeId), Instant>,
-    /// Start of the current one-second window of `ReportBad`s and how many
-    /// were accepted in it.
-    pub report_window: (Instant, u32),
+    pending_deletes: VecDeque<(Instant, NodeId, Vec<ChunkId>)>,
+    reports: BadReports,
+}
+
+/// One borrow of each part of [`State`] at once, for code that reads the
+/// catalog while it updates bookkeeping (a repair scan, a placement). The
+/// catalog is lent shared: nothing outside the apply path can change it.
+pub struct Parts<'a> {
+    pub catalog: &'a Catalog,
+    pub uploads: &'a mut Uploads,
+    pub members: &'a mut Membership,
+    /// Placement's round-robin start, so ties rotate between puts.
+    pub rotation: &'a mut u64,
+    pub used_spares: &'a mut HashSet<NodeId>,
+    pub repairs: &'a mut crate::repair::Repairs,
+    pub rebalance: &'a mut crate::rebalance::Rebalance,
+    pub reports: &'a mut BadReports,
+}
+
+impl State {
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            catalog: &self.catalog,
+            uploads: &mut self.uploads,
+            members: &mut self.members,
+            rotation: &mut self.rotation,
+            used_spares: &mut self.used_spares,
+            repairs: &mut self.repairs,
+            rebalance: &mut self.rebalance,
+            reports: &mut self.reports,
+        }
+    }
 }
 
 type JournalReq = (Vec<Record>, oneshot::Sender<Result<Garbage>>);
 
 pub struct Coord {
-    pub config: CoordConfig,
+    config: CoordConfig,
     /// The cluster this catalog belongs to.
-    pub cluster: ClusterId,
+    cluster: ClusterId,
     /// Sequence number of the last durable journal record.
     seq: AtomicU64,
     /// Signs block tokens (secured clusters only).
-    pub token_key: Option<TokenKey>,
+    token_key: Option<TokenKey>,
     /// A background snapshot is being written.
     snapshotting: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
+    /// Names being changed (their own lock: see [`BusyNames`]).
+    busy: BusyNames,
     journal: mpsc::Sender<JournalReq>,
 }
 
@@ -93,7 +99,7 @@ impl Coord {
         )?;
         test_bug_forget_recent_puts(&mut catalog);
         let mut members = Membership::default();
-        members.seed(&catalog.node_addrs);
+        members.seed(catalog.node_addrs());
         let (tx, rx) = mpsc::channel(1024);
         let coord = Arc::new(Coord {
             cluster: journal.cluster(),
@@ -103,18 +109,16 @@ impl Coord {
             config,
             state: Mutex::new(State {
                 catalog,
-                uploads: HashMap::new(),
-                busy: HashSet::new(),
+                uploads: Uploads::default(),
                 members,
                 rotation: rand::random::<u8>() as u64,
                 used_spares: HashSet::new(),
-                next_upload: rand::random::<u32>() as u64,
                 repairs: Default::default(),
                 rebalance: Default::default(),
                 pending_deletes: VecDeque::new(),
-                reports: HashMap::new(),
-                report_window: (Instant::now(), 0),
+                reports: BadReports::default(),
             }),
+            busy: BusyNames::default(),
             journal: tx,
         });
         tokio::spawn(writer(journal, Arc::downgrade(&coord), rx));
@@ -125,6 +129,44 @@ impl Coord {
         // Every mutation under this lock completes or is a single
         // assignment, so a poisoned lock still guards consistent data.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims `names` for one change (commit, copy, concat, remove) until
+    /// the guard drops; a name already being changed is [`Error::Busy`].
+    pub fn claim_names(&self, names: Vec<FileName>) -> Result<NameGuard<'_>> {
+        self.busy.claim(names)
+    }
+
+    /// The options the coordinator was started with.
+    pub fn config(&self) -> &CoordConfig {
+        &self.config
+    }
+
+    /// The cluster this catalog belongs to.
+    pub fn cluster(&self) -> ClusterId {
+        self.cluster
+    }
+
+    /// Signs block tokens (secured clusters only).
+    pub fn token_key(&self) -> Option<&TokenKey> {
+        self.token_key.as_ref()
+    }
+
+    /// Sends a repair or move order to `node` over its session. Without a
+    /// session the order is dropped, and `forget` removes its bookkeeping
+    /// under the same hold of the lock, so the next round plans it again.
+    pub fn send_order(
+        &self,
+        node: &NodeId,
+        order: protocol::RepairOrder,
+        forget: impl FnOnce(&mut Parts<'_>, ChunkId),
+    ) {
+        let chunk = order.header.id;
+        let mut guard = self.lock();
+        let mut st = guard.parts();
+        if !st.members.send(node, SessionMsg::Repair(order)) {
+            forget(&mut st, chunk);
+        }
     }
 
     /// Sequence number of the last durable record.
@@ -227,7 +269,7 @@ impl Coord {
                 continue;
             }
             let n = ids.len();
-            if st.members.members.get(&node).is_some_and(|m| m.behind) {
+            if st.members.get(&node).is_some_and(|m| m.behind) {
                 tracing::warn!(%node, chunks = n, "not deleting on a node that has seen a newer catalog than ours");
             } else if st.members.send(&node, SessionMsg::Delete(ids)) {
                 tracing::info!(%node, chunks = n, "asked node to delete unreferenced chunks");
@@ -351,7 +393,7 @@ async fn writer(
                 }
             }
         }
-        let files = coord.lock().catalog.files.len();
+        let files = coord.lock().catalog.len();
         if !coord.snapshotting.load(Ordering::Acquire) && journal.needs_snapshot(files) {
             start_snapshot(&coord, &mut journal);
         }
@@ -372,11 +414,9 @@ fn test_bug_forget_recent_puts(catalog: &mut crate::catalog::Catalog) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let before = catalog.files.len();
-    catalog.files.retain(|_, f| f.created_ms + 5_000 < now_ms);
-    catalog.reindex();
+    let forgotten = catalog.forget_created_after(now_ms.saturating_sub(5_000));
     tracing::error!(
-        forgotten = before - catalog.files.len(),
+        forgotten,
         "DFS_TEST_BUG=ack-before-fsync: forgot recently acknowledged files"
     );
 }

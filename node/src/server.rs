@@ -200,6 +200,17 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
     // freely; everyone else needs a block token per chunk.
     let trusted = peer.is(Role::Node, secured) || peer.is(Role::Coord, secured);
     while let Some(req) = conn.next_request::<NodeRequest>(&mut stop).await {
+        let access = declare(&req);
+        if !permits(&peer, access, secured) {
+            let why = format!("only the coordinator may send {}", label(&req));
+            // A refused `Put` is followed by data frames that are not read:
+            // the connection closes after the refusal.
+            let put = matches!(req, NodeRequest::Put { .. });
+            if !refuse(&mut conn, &peer, &why).await || put || matches!(req, NodeRequest::Attach) {
+                return;
+            }
+            continue;
+        }
         let keep_going = match req {
             NodeRequest::Put { header, token } => {
                 match check_token(
@@ -235,30 +246,19 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                 }
             }
             NodeRequest::Preview { id, max_len } => {
-                // Only the coordinator (for its dashboard) may ask.
-                if !peer.is(Role::Coord, secured) {
-                    refuse(&mut conn, &peer, "only the coordinator may preview chunks").await
-                } else {
-                    let t = Instant::now();
-                    let ok = preview(&mut conn, &ctx, id, max_len).await;
-                    crate::metrics::op("preview", t, ok, 0, 0);
-                    ok
-                }
+                let t = Instant::now();
+                let ok = preview(&mut conn, &ctx, id, max_len).await;
+                crate::metrics::op("preview", t, ok, 0, 0);
+                ok
             }
             NodeRequest::Delete(ids) => {
-                if !peer.is(Role::Coord, secured) {
-                    refuse(&mut conn, &peer, "only the coordinator may delete chunks").await
-                } else {
-                    let count = ctx.store.delete(&ids).await;
-                    tracing::info!(count, "deleted chunks");
-                    conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
-                }
+                let count = ctx.store.delete(&ids).await;
+                tracing::info!(count, "deleted chunks");
+                conn.reply(&NodeResponse::Deleted { count }).await.is_ok()
             }
             NodeRequest::Ping => conn.reply(&NodeResponse::Pong(ctx.stats())).await.is_ok(),
             NodeRequest::Clone { pairs } => {
-                if !peer.is(Role::Coord, secured) {
-                    refuse(&mut conn, &peer, "only the coordinator may clone chunks").await
-                } else if pairs.len() > protocol::MAX_CLONE_PAIRS {
+                if pairs.len() > protocol::MAX_CLONE_PAIRS {
                     let e = Error::BadRequest(format!(
                         "{} chunks to clone; at most {} per request",
                         pairs.len(),
@@ -274,10 +274,6 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                 }
             }
             NodeRequest::Attach => {
-                if !peer.is(Role::Coord, secured) {
-                    refuse(&mut conn, &peer, "only the coordinator may attach").await;
-                    return;
-                }
                 session::attached(conn, ctx, stop).await;
                 return;
             }
@@ -286,6 +282,66 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
             return;
         }
     }
+}
+
+/// Who may send a node request. `Token` requests are checked per chunk
+/// (`check_token`: nodes and the coordinator need no token, everyone else
+/// one for that chunk and operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The coordinator, proved by the internal secret.
+    Coord,
+    /// Anyone holding a block token for the chunk.
+    Token,
+    /// Every peer that completed the handshake.
+    Anyone,
+}
+
+impl Access {
+    /// The name the trust table in ARCHITECTURE.md uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Coord => "coord",
+            Access::Token => "token",
+            Access::Anyone => "anyone",
+        }
+    }
+}
+
+/// The node's request table: who may send each request. Exhaustive, so a
+/// new request does not compile until it is declared; an empty list would
+/// refuse everyone.
+pub fn declare(req: &NodeRequest) -> &'static [Access] {
+    match req {
+        NodeRequest::Put { .. } | NodeRequest::Get { .. } => &[Access::Token],
+        NodeRequest::Ping => &[Access::Anyone],
+        NodeRequest::Delete(_)
+        | NodeRequest::Attach
+        | NodeRequest::Preview { .. }
+        | NodeRequest::Clone { .. } => &[Access::Coord],
+    }
+}
+
+/// A request's name, for refusals.
+fn label(req: &NodeRequest) -> &'static str {
+    match req {
+        NodeRequest::Put { .. } => "Put",
+        NodeRequest::Get { .. } => "Get",
+        NodeRequest::Delete(_) => "Delete",
+        NodeRequest::Ping => "Ping",
+        NodeRequest::Attach => "Attach",
+        NodeRequest::Preview { .. } => "Preview",
+        NodeRequest::Clone { .. } => "Clone",
+    }
+}
+
+/// Deny by default: a peer must match one of the declared roles. Token
+/// requests pass here and are checked chunk by chunk.
+fn permits(peer: &Peer, access: &[Access], secured: bool) -> bool {
+    access.iter().any(|a| match a {
+        Access::Coord => peer.is(Role::Coord, secured),
+        Access::Token | Access::Anyone => true,
+    })
 }
 
 fn check_token(
@@ -468,6 +524,82 @@ async fn preview(conn: &mut Connection, ctx: &Ctx, id: ChunkId, max_len: u32) ->
             }
             tracing::warn!(chunk = %id, error = %e, "preview failed");
             conn.reply_err(e.to_wire()).await.is_ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    fn every_request() -> Vec<NodeRequest> {
+        let header = protocol::ChunkHeader {
+            id: ChunkId::random(),
+            raw_len: 0,
+            raw_sha256: [0; 32],
+            codec: protocol::Codec::Raw,
+            stored_len: 0,
+            stored_crc: 0,
+        };
+        let all = vec![
+            NodeRequest::Put {
+                header,
+                token: None,
+            },
+            NodeRequest::Get {
+                id: ChunkId::random(),
+                token: None,
+            },
+            NodeRequest::Delete(Vec::new()),
+            NodeRequest::Ping,
+            NodeRequest::Attach,
+            NodeRequest::Preview {
+                id: ChunkId::random(),
+                max_len: 0,
+            },
+            NodeRequest::Clone { pairs: Vec::new() },
+        ];
+        // No wildcard: a new request kind must be listed above.
+        for r in &all {
+            match r {
+                NodeRequest::Put { .. }
+                | NodeRequest::Get { .. }
+                | NodeRequest::Delete(_)
+                | NodeRequest::Ping
+                | NodeRequest::Attach
+                | NodeRequest::Preview { .. }
+                | NodeRequest::Clone { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_request_declares_the_roles_of_the_trust_table() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ARCHITECTURE.md"))
+                .unwrap();
+        let start = doc.find("**Node requests**").expect("the node trust table");
+        let table: std::collections::BTreeMap<String, String> = doc[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let kind = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((kind.to_string(), cells.get(2)?.to_string()))
+            })
+            .collect();
+        let requests = every_request();
+        assert_eq!(table.len(), requests.len(), "{table:?}");
+        for r in &requests {
+            let roles: Vec<&str> = declare(r).iter().map(|a| a.name()).collect();
+            assert_eq!(
+                table.get(label(r)).map(String::as_str),
+                Some(roles.join(", ").as_str()),
+                "{}",
+                label(r)
+            );
         }
     }
 }

@@ -295,6 +295,13 @@ pub enum CoordRequest {
         force: bool,
         /// Overrides the cluster's default scheme for this file.
         scheme: Option<Scheme>,
+        /// For a file smaller than one full stripe: spread it over the
+        /// stripe's data chunks (chunks shorter than the cluster's chunk
+        /// size, at least [`MIN_FIT_CHUNK`]) instead of one short stripe:
+        /// an 8 MiB S3 part under `rs:6+3` costs 1.5x, not 4x, and its
+        /// parity is not a copy of its only chunk. The plan's `chunk_size`
+        /// says the length chosen.
+        fit: bool,
     },
     /// Make a planned upload visible under its name; acknowledged only once
     /// durable.
@@ -390,18 +397,6 @@ pub enum CoordRequest {
         attrs: Option<Attrs>,
         force: bool,
     },
-    /// `PlanPut` for a file smaller than one full stripe, spread over the
-    /// stripe's data chunks (chunks shorter than the cluster's chunk size,
-    /// at least [`MIN_FIT_CHUNK`]) instead of one short stripe: an 8 MiB S3
-    /// part under `rs:6+3` costs 1.5x, not 4x, and its parity is not a copy
-    /// of its only chunk. Answered with `Plan`, whose `chunk_size` says the
-    /// length chosen.
-    PlanPutFit {
-        name: FileName,
-        size: u64,
-        force: bool,
-        scheme: Option<Scheme>,
-    },
     /// One page of a whole-namespace `Fsck`: files strictly after `after`,
     /// in name order, at most `limit` (capped at [`MAX_FSCK_PAGE`], and
     /// fewer when a page would outgrow a frame). Answered with `Fsck`; an
@@ -418,9 +413,12 @@ pub enum CoordRequest {
     Rebalance {
         start: bool,
     },
+    /// Is this a coordinator of that cluster, and how far is its catalog?
+    /// Answered with `Pong`; any authenticated peer may ask.
+    Ping,
 }
 
-/// Shortest chunk `PlanPutFit` cuts a file into: below this, more chunks
+/// Shortest chunk a fitted `PlanPut` cuts a file into: below this, more chunks
 /// cost more per-chunk work (fsyncs, headers, catalog entries) than the
 /// parity they save.
 pub const MIN_FIT_CHUNK: u64 = 1024 * 1024;
@@ -442,6 +440,11 @@ pub enum CoordResponse {
     Key(String),
     Keys(Vec<String>),
     Rebalance(RebalanceStatus),
+    /// Answer to `Ping`: the cluster and the last durable journal record.
+    Pong {
+        cluster: ClusterId,
+        seq: u64,
+    },
 }
 
 /// A node as clients see it.

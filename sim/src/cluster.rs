@@ -26,8 +26,8 @@
 use crate::error::{bad, Result};
 use crate::model::{parse_bytes, parse_percent, Layout};
 use codes::Code;
-use coord::catalog::{ChunkEntry, FileEntry, StripeEntry};
-use coord::placement::{self, Candidate};
+use decide::entry::{ChunkEntry, FileEntry, StripeEntry};
+use decide::placement::{self, Candidate};
 use protocol::{ChunkHeader, ChunkId, Codec, FileName, NodeAddr, NodeId};
 use std::collections::HashMap;
 

@@ -2,15 +2,15 @@
 //!
 //! Every decision is the real code's: losses by `codes::Code::is_decodable`
 //! (or a deliberately broken stand-in in tests, see [`Decodable`]), repair
-//! needs, their order and their targets by `coord::planner::plan`. What is
+//! needs, their order and their targets by `decide::planner::plan`. What is
 //! simulated is when things break, how long a repair takes, and when a
 //! failed drive is replaced.
 
 use crate::cluster::{chunk_pos, node_index, Base};
 use crate::model::{Params, HOURS_PER_YEAR};
 use codes::Code;
-use coord::placement::Candidate;
-use coord::planner::{self, Source};
+use decide::placement::Candidate;
+use decide::planner::{self, Source};
 use protocol::{ChunkId, NodeAddr, NodeId, NodeState};
 use rand::Rng;
 use rand::SeedableRng;
@@ -124,7 +124,7 @@ pub struct Trial<'a> {
     base: &'a Base,
     p: &'a Params,
     decodable: &'a Decodable,
-    pub file: coord::catalog::FileEntry,
+    pub file: decide::entry::FileEntry,
     node: Vec<NodeSt>,
     on_node: Vec<BTreeSet<usize>>,
     attention: BTreeSet<usize>,
@@ -849,7 +849,7 @@ impl<'a> Trial<'a> {
                 out[3] += 1;
                 continue;
             }
-            let count = |c: &coord::catalog::ChunkEntry| {
+            let count = |c: &decide::entry::ChunkEntry| {
                 c.nodes
                     .iter()
                     .filter(|h| node_index(h).is_some_and(|i| node[i].up))

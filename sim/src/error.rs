@@ -9,7 +9,7 @@ pub enum Error {
     #[error("bad scheme: {0}")]
     Scheme(#[from] codes::Error),
     #[error("placement refuses this layout: {0}")]
-    Placement(#[from] coord::Error),
+    Placement(#[from] decide::Error),
     #[error("layout file: {0}")]
     Layout(#[from] toml::de::Error),
 }

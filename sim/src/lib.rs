@@ -3,10 +3,10 @@
 //! Years of node, domain, transient and latent-sector failures in simulated
 //! time, with no I/O and no runtime: an event queue, a seeded RNG, and the
 //! coordinator's own decision code. Stripes are placed by
-//! `coord::placement::plan`, losses are decided by
+//! `decide::placement::plan`, losses are decided by
 //! `codes::Code::is_decodable`, health by `protocol::health` (what
 //! `fsck --what-if` prints), and repairs are ordered and targeted by
-//! `coord::planner::plan` — the functions the running system calls, so the
+//! `decide::planner::plan` — the functions the running system calls, so the
 //! simulator cannot drift from it. Only time, disks and network are
 //! modelled.
 //!

@@ -157,9 +157,8 @@ fn what_if_lost(base: &Base, domain: usize) -> usize {
         .into_iter()
         .map(|i| base.ids[i].clone())
         .collect();
-    let count = |c: &coord::catalog::ChunkEntry| {
-        c.nodes.iter().filter(|n| !gone.contains(n)).count() as u32
-    };
+    let count =
+        |c: &decide::entry::ChunkEntry| c.nodes.iter().filter(|n| !gone.contains(n)).count() as u32;
     base.file
         .stripes
         .iter()

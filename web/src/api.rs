@@ -35,7 +35,7 @@ pub fn router(coord: Arc<coord::Coord>, prom: PrometheusHandle, cfg: &crate::Web
     let pool = Arc::new(NodePool::new(
         Role::Coord,
         coord
-            .config
+            .config()
             .secret
             .clone()
             .map(protocol::handshake::Credential::Internal),

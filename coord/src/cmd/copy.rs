@@ -19,7 +19,8 @@
 use super::now_ms;
 use crate::catalog::{ChunkEntry, FileEntry, Record, StripeEntry};
 use crate::error::{Error, Result};
-use crate::state::{Coord, Upload};
+use crate::state::Coord;
+use crate::uploads::Upload;
 use protocol::handshake::{self, Credential, Role};
 use protocol::{
     Attrs, ChunkId, ChunkPlan, Connection, FileName, FileSummary, NodeId, NodeRequest,
@@ -89,7 +90,7 @@ pub async fn copy(
     force: bool,
     owner: &str,
 ) -> Result<FileSummary> {
-    let cfg = &coord.config;
+    let cfg = &coord.config();
     if cfg.read_only {
         return Err(Error::ReadOnly);
     }
@@ -99,13 +100,14 @@ pub async fn copy(
     let now = Instant::now();
     // Plan under the lock: new ids, who copies what, the pending upload.
     let (upload_id, template, members, bytes_per_node, addrs) = {
-        let mut st = coord.lock();
-        if !force && st.catalog.files.contains_key(&dst) {
+        let mut guard = coord.lock();
+        let st = guard.parts();
+        if !force && st.catalog.files().contains_key(&dst) {
             return Err(Error::FileExists(dst));
         }
         let f = st
             .catalog
-            .files
+            .files()
             .get(&src)
             .ok_or_else(|| Error::NoSuchFile(src.clone()))?;
         let (stripes, size) = select(f, range)?;
@@ -130,7 +132,7 @@ pub async fn copy(
                 let asked: Vec<NodeId> = c
                     .nodes
                     .iter()
-                    .filter(|n| st.members.is_alive(n, now, cfg))
+                    .filter(|n| st.members.not_dead(n, now, cfg))
                     .cloned()
                     .collect();
                 for n in &asked {
@@ -170,10 +172,9 @@ pub async fn copy(
                 sp.parity.push(p);
             }
         }
-        st.next_upload += 1;
-        let upload_id = st.next_upload;
+        let upload_id = st.uploads.next_id();
         let total: u64 = bytes_per_node.values().copied().max().unwrap_or(0);
-        st.uploads.insert(
+        st.uploads.open(
             upload_id,
             Upload {
                 name: dst.clone(),
@@ -213,7 +214,7 @@ pub async fn copy(
         async move {
             let res = tokio::time::timeout(
                 deadline,
-                clone_on(&addr, cred.as_ref(), coord.cluster, pairs),
+                clone_on(&addr, cred.as_ref(), coord.cluster(), pairs),
             )
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {deadline:?}")));
@@ -313,45 +314,47 @@ pub async fn copy(
         .map(|m| (m.new_id, m.asked.clone()))
         .collect();
     if let Some(why) = failed {
-        coord.lock().uploads.remove(&upload_id);
+        coord.lock().parts().uploads.close(upload_id);
         coord.collect(all);
-        return Err(Error::NotEnoughNodes {
+        return Err(decide::Error::NotEnoughNodes {
             live: addrs.len(),
             needed: code.members(),
             replication: entry.replication,
             scheme: format!("{} (copy of {src} failed: {why})", entry.scheme),
-        });
+        }
+        .into());
     }
-    {
-        let mut st = coord.lock();
-        if !st.uploads.contains_key(&upload_id) {
+    let claim = {
+        let mut guard = coord.lock();
+        let st = guard.parts();
+        if !st.uploads.contains(upload_id) {
             // Expired while copying: its ids are being collected.
             return Err(Error::NoSuchUpload(upload_id));
         }
-        if !force && st.catalog.files.contains_key(&dst) {
-            st.uploads.remove(&upload_id);
-            drop(st);
+        if !force && st.catalog.files().contains_key(&dst) {
+            st.uploads.close(upload_id);
+            drop(guard);
             coord.collect(all);
             return Err(Error::FileExists(dst));
         }
-        if !st.busy.insert(dst.clone()) {
-            st.uploads.remove(&upload_id);
-            drop(st);
-            coord.collect(all);
-            return Err(Error::Busy(dst));
+        match coord.claim_names(vec![dst.clone()]) {
+            Ok(claim) => claim,
+            Err(e) => {
+                st.uploads.close(upload_id);
+                drop(guard);
+                coord.collect(all);
+                return Err(e);
+            }
         }
-    }
+    };
     let res = coord
         .commit(vec![Record::PutFile {
             name: dst.clone(),
             entry,
         }])
         .await;
-    {
-        let mut st = coord.lock();
-        st.busy.remove(&dst);
-        st.uploads.remove(&upload_id);
-    }
+    coord.lock().parts().uploads.close(upload_id);
+    drop(claim);
     match res {
         Ok(garbage) => {
             tracing::info!(%src, %dst, size = summary.size, "copy committed");

@@ -36,14 +36,15 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
         .into_iter()
         .collect();
     {
-        let st = coord.lock();
+        let mut guard = coord.lock();
+        let st = guard.parts();
         for n in &what_if {
-            if !st.members.members.contains_key(n) {
+            if !st.members.contains(n) {
                 return Err(Error::BadRequest(format!("no node {n} in this cluster")));
             }
         }
         for n in &names {
-            if !st.catalog.files.contains_key(n) {
+            if !st.catalog.files().contains_key(n) {
                 return Err(Error::NoSuchFile(n.clone()));
             }
         }
@@ -52,14 +53,15 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
     if names.is_empty() {
         let mut after: Option<FileName> = None;
         loop {
-            let st = coord.lock();
+            let mut guard = coord.lock();
+            let st = guard.parts();
             let lower = match &after {
                 Some(a) => Bound::Excluded(a.clone()),
                 None => Bound::Unbounded,
             };
             let batch: Vec<&FileName> = st
                 .catalog
-                .files
+                .files()
                 .range((lower, Bound::Unbounded))
                 .take(BATCH)
                 .map(|(n, _)| n)
@@ -73,7 +75,8 @@ pub fn fsck(coord: &Coord, names: Vec<FileName>, what_if: Vec<NodeId>) -> Result
     } else {
         let names: Vec<FileName> = names.into_iter().collect();
         for batch in names.chunks(BATCH) {
-            let st = coord.lock();
+            let mut guard = coord.lock();
+            let st = guard.parts();
             // A file removed since the check above is simply left out.
             files.extend(check(coord, &st, batch.iter().collect(), &what_if));
         }
@@ -101,9 +104,10 @@ pub fn fsck_page(
         .into_iter()
         .collect();
     let limit = limit.clamp(1, protocol::MAX_FSCK_PAGE) as usize;
-    let st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     for n in &what_if {
-        if !st.members.members.contains_key(n) {
+        if !st.members.contains(n) {
             return Err(Error::BadRequest(format!("no node {n} in this cluster")));
         }
     }
@@ -113,13 +117,13 @@ pub fn fsck_page(
     };
     let batch: Vec<&FileName> = st
         .catalog
-        .files
+        .files()
         .range::<FileName, _>((lower, Bound::Unbounded))
         .take(limit)
         .map(|(n, _)| n)
         .collect();
     let mut files = check(coord, &st, batch, &what_if);
-    drop(st);
+    drop(guard);
     // A file's report grows with its chunks below target: cut the page
     // where it would no longer fit a frame (always keeping one file, which
     // a file's chunk count bounds).
@@ -142,16 +146,16 @@ const PAGE_BYTES: usize = protocol::MAX_FRAME_LEN / 2;
 
 fn check(
     coord: &Coord,
-    st: &crate::state::State,
+    st: &crate::state::Parts,
     names: Vec<&FileName>,
     what_if: &[NodeId],
 ) -> Vec<FileHealth> {
     let now = Instant::now();
     let gone: HashSet<&NodeId> = what_if.iter().collect();
-    let live = |n: &NodeId| !gone.contains(n) && st.members.is_alive(n, now, &coord.config);
+    let live = |n: &NodeId| !gone.contains(n) && st.members.not_dead(n, now, coord.config());
     let mut files = Vec::new();
     for name in names {
-        let Some(f) = st.catalog.files.get(name) else {
+        let Some(f) = st.catalog.files().get(name) else {
             continue;
         };
         let code = f.code();

@@ -28,13 +28,13 @@ fn check_name(name: &str) -> Result<()> {
 /// Issues a new key; returns it as `NAME:HEX`, the content of a key file.
 pub async fn create(coord: &Coord, name: String) -> Result<String> {
     check_name(&name)?;
-    if !coord.config.secured() {
+    if !coord.config().secured() {
         return Err(Error::BadRequest(
             "client keys need a secured cluster: start the coordinator and nodes with --secret-file"
                 .into(),
         ));
     }
-    if coord.lock().catalog.keys.contains_key(&name) {
+    if coord.lock().catalog().keys().contains_key(&name) {
         return Err(Error::BadRequest(format!(
             "a key named {name} exists; revoke it first (dfs-sim key revoke {name})"
         )));
@@ -51,7 +51,7 @@ pub async fn create(coord: &Coord, name: String) -> Result<String> {
 }
 
 pub async fn revoke(coord: &Coord, name: String) -> Result<()> {
-    if !coord.lock().catalog.keys.contains_key(&name) {
+    if !coord.lock().catalog().keys().contains_key(&name) {
         return Err(Error::BadRequest(format!("no key named {name}")));
     }
     coord
@@ -62,5 +62,5 @@ pub async fn revoke(coord: &Coord, name: String) -> Result<()> {
 }
 
 pub fn list(coord: &Coord) -> Vec<String> {
-    coord.lock().catalog.keys.keys().cloned().collect()
+    coord.lock().catalog().keys().keys().cloned().collect()
 }

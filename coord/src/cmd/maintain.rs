@@ -10,8 +10,9 @@ use protocol::{ChunkId, NodeId, SessionMsg};
 /// the moving: a draining node's copies stop counting toward targets.
 pub async fn drain(coord: &Coord, node: NodeId, cancel: bool) -> Result<()> {
     {
-        let st = coord.lock();
-        if !st.members.members.contains_key(&node) {
+        let mut guard = coord.lock();
+        let st = guard.parts();
+        if !st.members.contains(&node) {
             return Err(Error::BadRequest(format!("no node {node} in this cluster")));
         }
     }
@@ -33,8 +34,9 @@ pub async fn drain(coord: &Coord, node: NodeId, cancel: bool) -> Result<()> {
 /// catalog entry counts on it; refuses otherwise, naming what to do first.
 pub async fn forget(coord: &Coord, node: NodeId) -> Result<()> {
     {
-        let st = coord.lock();
-        let Some(m) = st.members.members.get(&node) else {
+        let mut guard = coord.lock();
+        let st = guard.parts();
+        let Some(m) = st.members.get(&node) else {
             return Err(Error::BadRequest(format!("no node {node} in this cluster")));
         };
         if m.session.is_some() {
@@ -44,7 +46,7 @@ pub async fn forget(coord: &Coord, node: NodeId) -> Result<()> {
         }
         let held = st
             .catalog
-            .files
+            .files()
             .values()
             .flat_map(|f| f.chunks())
             .filter(|(c, _)| c.nodes.contains(&node))
@@ -58,21 +60,22 @@ pub async fn forget(coord: &Coord, node: NodeId) -> Result<()> {
     coord
         .commit(vec![Record::Forget { node: node.clone() }])
         .await?;
-    coord.lock().members.members.remove(&node);
+    coord.lock().parts().members.forget(&node);
     tracing::info!(%node, "node forgotten");
     Ok(())
 }
 
 pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
-    let st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let targets: Vec<NodeId> = match node {
         Some(n) => {
-            if !st.members.members.contains_key(&n) {
+            if !st.members.contains(&n) {
                 return Err(Error::BadRequest(format!("no node {n} in this cluster")));
             }
             vec![n]
         }
-        None => st.members.members.keys().cloned().collect(),
+        None => st.members.ids().cloned().collect(),
     };
     let mut reached = 0;
     for n in &targets {
@@ -90,10 +93,11 @@ pub fn scrub(coord: &Coord, node: Option<NodeId>) -> Result<()> {
 /// `dfs-sim rebalance`: starts a run (`start`) and reports progress. The
 /// rebalancing loop does the moving, after any repair.
 pub fn rebalance(coord: &Coord, start: bool) -> Result<protocol::RebalanceStatus> {
-    if start && coord.config.read_only {
+    if start && coord.config().read_only {
         return Err(Error::ReadOnly);
     }
-    let mut st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     if start && !st.rebalance.active() {
         tracing::info!("rebalance requested");
         st.rebalance.request();
@@ -101,32 +105,20 @@ pub fn rebalance(coord: &Coord, start: bool) -> Result<protocol::RebalanceStatus
     Ok(st.rebalance.status())
 }
 
-/// Verify orders sent per second at most, whoever reports.
-const MAX_REPORTS_PER_S: u32 = 50;
-
 /// A reader saw a bad copy. The node is asked to verify it rather than the
 /// copy being dropped on the client's word alone. The same (chunk, node) is
-/// verified at most once a minute, and at most [`MAX_REPORTS_PER_S`] orders
-/// go out per second: a flood of reports costs the nodes nothing.
+/// verified at most once a minute, and at most a fixed number of orders go out
+/// per second (`crate::reports`): a flood of reports costs the nodes nothing.
 pub fn report_bad(coord: &Coord, chunk: ChunkId, node: NodeId, reason: &str) -> Result<()> {
-    let mut st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let now = std::time::Instant::now();
     if st.catalog.chunk(&chunk).is_none() {
         return Ok(());
     }
-    if st.reports.contains_key(&(chunk, node.clone())) {
-        tracing::debug!(%chunk, %node, "repeated bad-copy report ignored");
+    if !st.reports.admit(chunk, &node, now) {
         return Ok(());
     }
-    let (start, count) = st.report_window;
-    if now.saturating_duration_since(start) >= std::time::Duration::from_secs(1) {
-        st.report_window = (now, 0);
-    } else if count >= MAX_REPORTS_PER_S {
-        tracing::debug!(%chunk, %node, "bad-copy reports over the rate limit; ignored");
-        return Ok(());
-    }
-    st.report_window.1 += 1;
-    st.reports.insert((chunk, node.clone()), now);
     tracing::warn!(%chunk, %node, reason = %reason.chars().take(200).collect::<String>(), "reader reported a bad copy; asking the node to verify it");
     st.members.send(&node, SessionMsg::Verify(chunk));
     Ok(())

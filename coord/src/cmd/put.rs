@@ -11,7 +11,8 @@ use super::now_ms;
 use crate::catalog::{ChunkEntry, FileEntry, Record, StripeEntry};
 use crate::error::{Error, Result};
 use crate::placement::{self, Holders, Layout, Policy};
-use crate::state::{Coord, Upload};
+use crate::state::Coord;
+use crate::uploads::Upload;
 use protocol::{
     BlockOp, ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId,
     PutPlan, Scheme,
@@ -43,7 +44,7 @@ fn upload_ttl(size: u64) -> Duration {
 
 /// Plans a put. With `fit`, a file smaller than one full stripe is cut into
 /// the stripe's K data chunks (each at least `MIN_FIT_CHUNK`, at most the
-/// cluster's chunk size) rather than into one short stripe (`PlanPutFit`).
+/// cluster's chunk size) rather than into one short stripe (`PlanPut { fit: true }`).
 pub fn plan(
     coord: &Coord,
     name: FileName,
@@ -53,12 +54,13 @@ pub fn plan(
     fit: bool,
     owner: &str,
 ) -> Result<PutPlan> {
-    let cfg = &coord.config;
+    let cfg = &coord.config();
     if cfg.read_only {
         return Err(Error::ReadOnly);
     }
-    let mut st = coord.lock();
-    if !force && st.catalog.files.contains_key(&name) {
+    let mut guard = coord.lock();
+    let st = guard.parts();
+    if !force && st.catalog.files().contains_key(&name) {
         return Err(Error::FileExists(name));
     }
     let chunks = size.div_ceil(cfg.chunk_size);
@@ -71,27 +73,19 @@ pub fn plan(
     // The caps count live uploads only: one past its deadline is dead
     // weight until the monitor collects it, and must not refuse new puts.
     let now = Instant::now();
-    let open = st.uploads.values().filter(|u| u.expires > now).count();
+    let open = st.uploads.live(now);
     if open >= cfg.max_uploads {
         return Err(Error::Overloaded(format!(
             "{open} uploads are open; try again when some finish"
         )));
     }
-    let mine = st
-        .uploads
-        .values()
-        .filter(|u| u.owner == owner && u.expires > now)
-        .count();
+    let mine = st.uploads.live_owned_by(owner, now);
     if mine >= cfg.max_uploads_per_peer {
         return Err(Error::Overloaded(format!(
             "{owner} has {mine} uploads open, the most one client may; finish or abort some"
         )));
     }
-    let planned: u64 = st
-        .uploads
-        .values()
-        .map(|u| u.size.div_ceil(u.plan.chunk_size.max(1)))
-        .sum();
+    let planned = st.uploads.planned_chunks();
     if planned + chunks > cfg.max_planned_chunks {
         return Err(Error::Overloaded(format!(
             "{planned} chunks are planned in open uploads; this one would pass the limit of {}",
@@ -101,7 +95,7 @@ pub fn plan(
     // Spares take no new writes.
     let nodes: Vec<placement::Candidate> = st
         .members
-        .candidates(Instant::now(), cfg, &st.catalog.draining, &st.used_spares)
+        .candidates(Instant::now(), cfg, st.catalog.draining(), st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();
@@ -127,18 +121,17 @@ pub fn plan(
     let stripes = if chunks == 0 {
         Vec::new()
     } else {
-        placement::plan(&nodes, chunks, &layout, &mut st.rotation).map_err(|e| {
+        placement::plan(&nodes, chunks, &layout, st.rotation).map_err(|e| {
             // Say so when full disks are what is missing.
             let full: Vec<String> = st
                 .members
-                .members
-                .values()
+                .iter()
                 .filter(|m| m.session.is_some())
                 .filter(|m| m.stats.usable_bytes().is_some_and(|u| u < cfg.chunk_size))
                 .map(|m| m.id.to_string())
                 .collect();
             if full.is_empty() {
-                e
+                Error::from(e)
             } else {
                 Error::BadRequest(format!(
                     "{e}: disk full on {} (less than a chunk free beyond their reserve)",
@@ -156,16 +149,15 @@ pub fn plan(
             c.token = coord.grant(c.id, BlockOp::Write, max_len, ttl);
         }
     }
-    st.next_upload += 1;
     let plan = PutPlan {
-        upload_id: st.next_upload,
+        upload_id: st.uploads.next_id(),
         chunk_size,
         replication: cfg.replication,
         scheme,
         stripes,
     };
     tracing::info!(%name, size, chunks, %scheme, upload = plan.upload_id, "put planned");
-    st.uploads.insert(
+    st.uploads.open(
         plan.upload_id,
         Upload {
             name,
@@ -280,23 +272,24 @@ const BUSY_WAIT: Duration = Duration::from_secs(10);
 pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
     let deadline = Instant::now() + BUSY_WAIT;
     let mut pause = Duration::from_millis(1);
-    let (name, entry) = loop {
+    let (name, entry, _claim) = loop {
         let refused = {
-            let mut st = coord.lock();
+            let mut guard = coord.lock();
+            let st = guard.parts();
             let up = st
                 .uploads
-                .get(&commit.upload_id)
+                .get(commit.upload_id)
                 .ok_or(Error::NoSuchUpload(commit.upload_id))?;
             let entry = build_entry(up, &commit)?;
             let name = up.name.clone();
-            if !up.force && st.catalog.files.contains_key(&name) {
+            if !up.force && st.catalog.files().contains_key(&name) {
                 Some(Error::FileExists(name))
-            } else if st.busy.insert(name.clone()) {
-                break (name, entry);
-            } else if Instant::now() >= deadline {
-                Some(Error::Busy(name))
             } else {
-                None
+                match coord.claim_names(vec![name.clone()]) {
+                    Ok(claim) => break (name, entry, claim),
+                    Err(e) if Instant::now() >= deadline => Some(e),
+                    Err(_) => None,
+                }
             }
         };
         if let Some(e) = refused {
@@ -320,11 +313,7 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
             entry,
         }])
         .await;
-    let upload = {
-        let mut st = coord.lock();
-        st.busy.remove(&name);
-        st.uploads.remove(&commit.upload_id)
-    };
+    let upload = coord.lock().parts().uploads.close(commit.upload_id);
     match res {
         Ok(garbage) => {
             tracing::info!(%name, size = summary.size, "put committed");
@@ -346,19 +335,19 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
 /// first, then the least used in the plan; a node the client failed on is
 /// never offered again.
 pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) -> Result<NodeAddr> {
-    let cfg = &coord.config;
+    let cfg = &coord.config();
     let mut guard = coord.lock();
-    let st = &mut *guard;
+    let st = guard.parts();
     let cands: Vec<placement::Candidate> = st
         .members
-        .candidates(Instant::now(), cfg, &st.catalog.draining, &st.used_spares)
+        .candidates(Instant::now(), cfg, st.catalog.draining(), st.used_spares)
         .into_iter()
         .filter(|c| !c.spare)
         .collect();
     let domains = st.members.domains();
     let up = st
         .uploads
-        .get_mut(&upload_id)
+        .get_mut(upload_id)
         .ok_or(Error::NoSuchUpload(upload_id))?;
     up.failed.insert(failed.clone());
     let mut uses: HashMap<NodeId, u64> = HashMap::new();
@@ -414,7 +403,7 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
             })
             .map(|p| p.node);
         let Some(new) = new else {
-            return Err(Error::NotEnoughNodes {
+            return Err(decide::Error::NotEnoughNodes {
                 live: cands
                     .iter()
                     .filter(|n| !failed_set.contains(&n.node.id))
@@ -422,7 +411,8 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
                 needed: code.members(),
                 replication,
                 scheme: up.plan.scheme.to_string(),
-            });
+            }
+            .into());
         };
         tracing::warn!(%name, %chunk, %failed, new = %new.id, "put: replacing a failed target");
         let target = if member < k {
@@ -440,7 +430,7 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
 
 /// Drops an upload whose commit was refused and collects its chunks.
 fn release(coord: &Coord, upload_id: u64, why: &Error) {
-    let up = coord.lock().uploads.remove(&upload_id);
+    let up = coord.lock().parts().uploads.close(upload_id);
     if let Some(up) = up {
         tracing::info!(name = %up.name, upload = upload_id, error = %why, "commit refused; upload released");
         discard(coord, &up);
@@ -450,8 +440,9 @@ fn release(coord: &Coord, upload_id: u64, why: &Error) {
 pub fn abort(coord: &Coord, upload_id: u64) -> Result<()> {
     let up = coord
         .lock()
+        .parts()
         .uploads
-        .remove(&upload_id)
+        .close(upload_id)
         .ok_or(Error::NoSuchUpload(upload_id))?;
     tracing::info!(name = %up.name, upload = upload_id, "put aborted");
     discard(coord, &up);
@@ -461,14 +452,12 @@ pub fn abort(coord: &Coord, upload_id: u64) -> Result<()> {
 /// Drops uploads past their deadline.
 pub fn expire(coord: &Coord, now: Instant) {
     let expired: Vec<Upload> = {
-        let mut st = coord.lock();
-        let ids: Vec<u64> = st
-            .uploads
-            .iter()
-            .filter(|(_, u)| u.expires <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.iter().filter_map(|id| st.uploads.remove(id)).collect()
+        let mut guard = coord.lock();
+        let st = guard.parts();
+        let ids = st.uploads.expired(now);
+        ids.into_iter()
+            .filter_map(|id| st.uploads.close(id))
+            .collect()
     };
     for up in expired {
         tracing::warn!(name = %up.name, upload = up.plan.upload_id, "upload expired uncommitted");
@@ -505,11 +494,12 @@ pub async fn concat(
     }
     protocol::check_attrs(&attrs).map_err(Error::BadRequest)?;
     let created_ms = now_ms();
-    let (summary, entry) = {
-        let mut st = coord.lock();
+    let (summary, entry, claim) = {
+        let mut guard = coord.lock();
+        let st = guard.parts();
         let mut seen = std::collections::HashSet::new();
         // One scheme per file: parts must share theirs.
-        let scheme = match parts.first().and_then(|p| st.catalog.files.get(p)) {
+        let scheme = match parts.first().and_then(|p| st.catalog.files().get(p)) {
             Some(f) => f.scheme,
             None => return Err(Error::NoSuchFile(parts[0].clone())),
         };
@@ -530,7 +520,7 @@ pub async fn concat(
             }
             let f = st
                 .catalog
-                .files
+                .files()
                 .get(p)
                 .ok_or_else(|| Error::NoSuchFile(p.clone()))?;
             if f.scheme != scheme {
@@ -550,16 +540,13 @@ pub async fn concat(
                 "the joined file would have {chunks} chunks; the limit is {MAX_CHUNKS_PER_FILE}"
             )));
         }
-        let mut taken = Vec::new();
-        for n in parts.iter().chain(std::iter::once(&name)) {
-            if !st.busy.insert(n.clone()) {
-                for t in taken {
-                    st.busy.remove(&t);
-                }
-                return Err(Error::Busy(n.clone()));
-            }
-            taken.push(n.clone());
-        }
+        let claim = coord.claim_names(
+            parts
+                .iter()
+                .chain(std::iter::once(&name))
+                .cloned()
+                .collect(),
+        )?;
         let summary = FileSummary {
             name: name.clone(),
             size: entry.size,
@@ -567,7 +554,7 @@ pub async fn concat(
             created_ms,
             attrs: entry.attrs.clone(),
         };
-        (summary, entry)
+        (summary, entry, claim)
     };
     let res = coord
         .commit(vec![Record::Concat {
@@ -576,12 +563,7 @@ pub async fn concat(
             entry,
         }])
         .await;
-    {
-        let mut st = coord.lock();
-        for n in parts.iter().chain(std::iter::once(&name)) {
-            st.busy.remove(n);
-        }
-    }
+    drop(claim);
     let garbage = res?;
     tracing::info!(%name, parts = parts.len(), size = summary.size, "concat committed");
     coord.collect(garbage);

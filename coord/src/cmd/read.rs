@@ -2,13 +2,13 @@
 
 use crate::catalog::{ChunkEntry, FileEntry};
 use crate::error::{Error, Result};
-use crate::state::{Coord, State};
+use crate::state::{Coord, Parts};
 use protocol::{
     BlockOp, ChunkInfo, FileInfo, FileName, FileSummary, Location, NodeAddr, StripeInfo,
 };
 use std::time::Instant;
 
-fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkInfo {
+fn chunk_info(st: &Parts, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkInfo {
     let mut locations: Vec<Location> = c
         .nodes
         .iter()
@@ -17,9 +17,8 @@ fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
                 id: n.clone(),
                 addr: st.members.addr_of(n),
             },
-            alive: st.members.is_alive(n, now, &coord.config),
+            alive: st.members.not_dead(n, now, coord.config()),
             domain: st
-                .members
                 .members
                 .get(n)
                 .map(|m| m.domain.clone())
@@ -31,15 +30,16 @@ fn chunk_info(st: &State, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
     ChunkInfo {
         header: c.header.clone(),
         locations,
-        token: coord.grant(c.header.id, BlockOp::Read, 0, coord.config.read_token_ttl),
+        token: coord.grant(c.header.id, BlockOp::Read, 0, coord.config().read_token_ttl),
     }
 }
 
 pub fn lookup(coord: &Coord, name: &FileName) -> Result<FileInfo> {
-    let st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let f = st
         .catalog
-        .files
+        .files()
         .get(name)
         .ok_or_else(|| Error::NoSuchFile(name.clone()))?;
     let now = Instant::now();
@@ -81,9 +81,10 @@ fn summary(n: &FileName, f: &FileEntry) -> FileSummary {
 }
 
 pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
-    let st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     st.catalog
-        .files
+        .files()
         .iter()
         .filter(|(n, _)| n.as_str().starts_with(prefix))
         .map(|(n, f)| summary(n, f))
@@ -96,7 +97,8 @@ pub fn list(coord: &Coord, prefix: &str) -> Vec<FileSummary> {
 pub fn list_page(coord: &Coord, prefix: &str, after: Option<&str>, limit: u32) -> Vec<FileSummary> {
     use std::ops::Bound;
     let limit = limit.clamp(1, protocol::MAX_LIST_PAGE) as usize;
-    let st = coord.lock();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let start = match after {
         Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
         _ => Bound::Included(prefix.to_string()),
@@ -106,7 +108,7 @@ pub fn list_page(coord: &Coord, prefix: &str, after: Option<&str>, limit: u32) -
     // after the last name it got.
     let mut budget = LIST_PAGE_BYTES;
     st.catalog
-        .files
+        .files()
         .range::<str, _>((start.as_ref().map(|s| s.as_str()), Bound::Unbounded))
         .take_while(|(n, _)| n.as_str().starts_with(prefix))
         .take(limit)

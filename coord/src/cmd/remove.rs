@@ -6,19 +6,14 @@ use crate::state::Coord;
 use protocol::FileName;
 
 pub async fn remove(coord: &Coord, name: FileName) -> Result<()> {
-    {
-        let mut st = coord.lock();
-        if !st.catalog.files.contains_key(&name) {
-            return Err(Error::NoSuchFile(name));
-        }
-        if !st.busy.insert(name.clone()) {
-            return Err(Error::Busy(name));
-        }
+    if !coord.lock().catalog().files().contains_key(&name) {
+        return Err(Error::NoSuchFile(name));
     }
+    let claim = coord.claim_names(vec![name.clone()])?;
     let res = coord
         .commit(vec![Record::RemoveFile { name: name.clone() }])
         .await;
-    coord.lock().busy.remove(&name);
+    drop(claim);
     let garbage = res?;
     tracing::info!(%name, "file removed");
     coord.collect(garbage);

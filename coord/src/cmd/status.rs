@@ -12,15 +12,16 @@ use std::time::Instant;
 const MAX_LISTED: usize = 1000;
 
 pub fn status(coord: &Coord) -> ClusterStatus {
-    let cfg = &coord.config;
-    let st = coord.lock();
+    let cfg = &coord.config();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let now = Instant::now();
     let mut per_node: HashMap<&protocol::NodeId, u64> = HashMap::new();
     let mut under = Vec::new();
     let mut under_total = 0u64;
     let (mut bytes, mut chunks) = (0, 0);
     let mut usage: BTreeMap<(String, u32), SchemeUsage> = BTreeMap::new();
-    for (name, f) in &st.catalog.files {
+    for (name, f) in st.catalog.files() {
         bytes += f.size;
         let u = usage
             .entry((f.scheme.to_string(), f.replication))
@@ -42,7 +43,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
             let mut live = 0;
             for n in &c.nodes {
                 *per_node.entry(n).or_default() += 1;
-                if st.members.is_alive(n, now, cfg) {
+                if st.members.not_dead(n, now, cfg) {
                     live += 1;
                 }
             }
@@ -64,8 +65,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
     }
     let nodes: Vec<NodeStatus> = st
         .members
-        .members
-        .values()
+        .iter()
         .map(|m| NodeStatus {
             id: m.id.clone(),
             addr: m.addr.clone(),
@@ -75,7 +75,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
                 .map(|t| now.saturating_duration_since(t).as_millis() as u64),
             catalog_chunks: per_node.get(&m.id).copied().unwrap_or(0),
             stats: m.stats.clone(),
-            draining: st.catalog.draining.contains(&m.id),
+            draining: st.catalog.draining().contains(&m.id),
             domain: m.domain.clone(),
             spare: m.spare && !st.used_spares.contains(&m.id),
             was_spare: m.spare && st.used_spares.contains(&m.id),
@@ -87,16 +87,15 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         .count();
     let scheme: Scheme = placement::effective_scheme(cfg.scheme, cfg.stripe, cfg.replication, live);
     ClusterStatus {
-        cluster: coord.cluster.to_string(),
+        cluster: coord.cluster().to_string(),
         read_only: cfg.read_only,
         catalog_behind: st
             .members
-            .members
-            .values()
+            .iter()
             .filter(|m| m.behind)
             .map(|m| m.id.clone())
             .collect(),
-        files: st.catalog.files.len() as u64,
+        files: st.catalog.files().len() as u64,
         bytes,
         chunks,
         replication: cfg.replication,
@@ -118,13 +117,14 @@ pub fn status(coord: &Coord) -> ClusterStatus {
 /// exporter; the same classification `fsck` uses.
 pub fn chunks_by_health(coord: &Coord) -> [u64; 4] {
     use protocol::health::{stripe_health, Health, StripeCopies};
-    let cfg = &coord.config;
-    let st = coord.lock();
+    let cfg = &coord.config();
+    let mut guard = coord.lock();
+    let st = guard.parts();
     let now = Instant::now();
     let mut out = [0u64; 4];
     // Codes are built once per scheme in use, not once per file.
     let mut codes: Vec<(protocol::Scheme, codes::Code)> = Vec::new();
-    for f in st.catalog.files.values() {
+    for f in st.catalog.files().values() {
         if !codes.iter().any(|(s, _)| *s == f.scheme) {
             match codes::Code::new(f.scheme) {
                 Ok(c) => codes.push((f.scheme, c)),
@@ -138,7 +138,7 @@ pub fn chunks_by_health(coord: &Coord) -> [u64; 4] {
             let count = |c: &crate::catalog::ChunkEntry| {
                 c.nodes
                     .iter()
-                    .filter(|n| st.members.is_alive(n, now, cfg))
+                    .filter(|n| st.members.not_dead(n, now, cfg))
                     .count() as u32
             };
             let copies = StripeCopies {

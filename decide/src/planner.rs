@@ -14,7 +14,7 @@
 //! but some placed where they weaken the stripe). Targets come from the one
 //! placement [`Policy`], spares first.
 
-use crate::catalog::{FileEntry, Slot, StripeEntry};
+use crate::entry::{FileEntry, Slot, StripeEntry};
 use crate::placement::{Candidate, Holders, Policy};
 use protocol::{ChunkId, FileName, NodeId, NodeState};
 use std::collections::{BTreeSet, HashMap, HashSet};
