@@ -780,8 +780,11 @@ impl Sink {
                     path: tmp.display().to_string(),
                     source,
                 })?;
-                let direct = directio::open_direct(&tmp, std::fs::OpenOptions::new().write(true))
-                    .map(Arc::new);
+                // A second handle on the same file, kept only if it is
+                // direct: the buffered one takes unaligned tails.
+                let direct = directio::open(&tmp, std::fs::OpenOptions::new().write(true), true)
+                    .ok()
+                    .and_then(|(f, direct)| direct.then(|| Arc::new(f)));
                 Ok(Sink::File {
                     file: Arc::new(file),
                     direct,
