@@ -11,6 +11,9 @@ use protocol::{
 pub struct CoordClient {
     conn: Connection,
     addr: String,
+    /// How this connection was made: a read that outlives its tokens opens
+    /// another like it to renew them.
+    cfg: ClientConfig,
     /// Plan puts with `PlanPutFit` (see [`CoordClient::fit_stripes`]).
     fit_stripes: bool,
 }
@@ -37,8 +40,14 @@ impl CoordClient {
         Ok(CoordClient {
             conn,
             addr,
+            cfg: cfg.clone(),
             fit_stripes: false,
         })
+    }
+
+    /// The configuration this connection was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
     }
 
     /// From now on, plan puts of files smaller than a full stripe over the

@@ -328,9 +328,9 @@ impl Gateway {
     fn body(&self, info: FileInfo, range: std::ops::Range<u64>) -> StreamingBlob {
         let (tx, rx) = mpsc::channel(2);
         let s = client::get::range_stream(
+            &self.inner.cfg.client,
             self.inner.pool.clone(),
             Arc::new(info),
-            self.inflight(),
             range,
         );
         tokio::spawn(async move {
