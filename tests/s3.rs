@@ -961,7 +961,7 @@ fn corrupt_keeping_crc(path: &Path) {
         }
         if v != 0 {
             basis.push((v, m));
-            basis.sort_by(|a, b| b.0.cmp(&a.0));
+            basis.sort_by_key(|b| std::cmp::Reverse(b.0));
         }
     }
     let (mut v, mut m) = (base ^ want, 0u32);
