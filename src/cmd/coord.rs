@@ -1,5 +1,7 @@
 //! `dfs-sim coord`: run the coordinator.
 
+#[cfg(not(feature = "http"))]
+use super::no_http as web;
 use super::{announce, bind, load_secret, shutdown_signal};
 use crate::format::parse_size;
 use anyhow::{bail, Result};

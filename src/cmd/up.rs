@@ -8,6 +8,7 @@ use super::shutdown_signal;
 use anyhow::{bail, Context, Result};
 use localcluster::{spawn, Started};
 use std::fs::File;
+#[cfg(feature = "s3")]
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -60,6 +61,7 @@ pub struct Args {
 }
 
 /// The S3 gateway `up` runs next to the cluster.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 struct S3Info {
     addr: String,
     access: String,
@@ -117,7 +119,8 @@ pub async fn run(a: Args) -> Result<()> {
             return Err(e);
         }
     };
-    let s3 = if a.no_s3 {
+    // A build without the gateway (the demo's) runs the cluster without it.
+    let s3 = if a.no_s3 || !cfg!(feature = "s3") {
         None
     } else {
         match start_s3(&a, &dir, &log_dir, &exe, &state.coord.addr, &mut pids).await {
@@ -154,6 +157,7 @@ pub async fn run(a: Args) -> Result<()> {
 /// Starts `dfs-sim s3` for the cluster with the keys kept in `DIR/s3.keys`
 /// (made on first use, readable only by the owner). The gateway is not in
 /// cluster.json: `kill`/`start` manage nodes; `up` stops it on exit.
+#[cfg(feature = "s3")]
 async fn start_s3(
     a: &Args,
     dir: &Path,
@@ -232,6 +236,19 @@ async fn start_s3(
         access,
         secret,
     })
+}
+
+/// A build without the gateway never starts one (see `run`).
+#[cfg(not(feature = "s3"))]
+async fn start_s3(
+    _a: &Args,
+    _dir: &Path,
+    _log_dir: &Path,
+    _exe: &str,
+    _coord: &str,
+    _pids: &mut Vec<u32>,
+) -> Result<S3Info> {
+    bail!("this dfs-sim was built without the S3 gateway")
 }
 
 /// How to reach the gateway from aws cli, rclone and SDKs.
@@ -360,7 +377,10 @@ async fn start_all(
         if let Some(ms) = a.heartbeat_ms {
             v.extend(["--heartbeat-ms".into(), ms.to_string()]);
         }
-        v.extend(["--http".into(), http.clone()]);
+        // A build without the HTTP faces (the demo's) has no dashboard.
+        if cfg!(feature = "http") {
+            v.extend(["--http".into(), http.clone()]);
+        }
         v
     };
     let log = log_dir.join("coord.log");
