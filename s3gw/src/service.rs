@@ -179,7 +179,7 @@ impl Gateway {
             force,
             scheme,
         };
-        client::put::put_source(c, &self.inner.pool, opts, src, name, finish, noop)
+        client::put::put_source(c, &self.inner.pool, opts, src, name, Some(finish), noop)
             .await
             .map_err(s3e)?;
         let e = etag.lock().map(|e| e.clone()).unwrap_or_default();
