@@ -243,7 +243,7 @@ fn reconcile(
         let live = c
             .nodes
             .iter()
-            .filter(|n| *n != node && st.members.not_dead(n, now, &coord.config()))
+            .filter(|n| *n != node && st.members.not_dead(n, now, coord.config()))
             .count() as u32;
         Some(live < f.target(parity))
     };

@@ -152,7 +152,7 @@ fn check(
 ) -> Vec<FileHealth> {
     let now = Instant::now();
     let gone: HashSet<&NodeId> = what_if.iter().collect();
-    let live = |n: &NodeId| !gone.contains(n) && st.members.not_dead(n, now, &coord.config());
+    let live = |n: &NodeId| !gone.contains(n) && st.members.not_dead(n, now, coord.config());
     let mut files = Vec::new();
     for name in names {
         let Some(f) = st.catalog.files().get(name) else {

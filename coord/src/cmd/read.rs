@@ -17,7 +17,7 @@ fn chunk_info(st: &Parts, coord: &Coord, c: &ChunkEntry, now: Instant) -> ChunkI
                 id: n.clone(),
                 addr: st.members.addr_of(n),
             },
-            alive: st.members.not_dead(n, now, &coord.config()),
+            alive: st.members.not_dead(n, now, coord.config()),
             domain: st
                 .members
                 .get(n)
