@@ -390,7 +390,7 @@ fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
 fn handshaken(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut hello = b"DFS1".to_vec();
-    varint(2, &mut hello); // protocol version
+    varint(protocol::PROTOCOL_VERSION as u64, &mut hello); // protocol version
     varint(0, &mut hello); // Role::Client
     hello.extend_from_slice(&[7u8; 32]); // nonce
     hello.push(0); // key_name: None

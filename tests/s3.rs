@@ -906,3 +906,155 @@ fn copies_stay_inside_the_cluster_and_buckets_carry_schemes() {
     }
     assert_ne!(c.stat("plain/one")["scheme"], "rs:2+1");
 }
+
+/// CRC-32 (IEEE), table-driven: the corruption below must keep it.
+fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+            }
+            *e = c;
+        }
+        t
+    });
+    !data.iter().fold(!0u32, |c, &b| {
+        t[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
+    })
+}
+
+/// Corrupts the stored bytes of a chunk file so that their CRC-32 stays the
+/// same: the node's own cheap check on every read passes, and only the
+/// reader's SHA-256 of the decoded bytes sees the damage. One byte is
+/// flipped, then four others are chosen to restore the CRC (CRC-32 is
+/// affine over GF(2): solve for the 32 bits).
+fn corrupt_keeping_crc(path: &Path) {
+    let mut f = std::fs::read(path).expect("read chunk file");
+    assert_eq!(&f[..8], b"DFSCHNK1", "{}", path.display());
+    let body = 12 + u32::from_le_bytes(f[8..12].try_into().unwrap()) as usize;
+    let n = f.len() - body;
+    assert!(n >= 64, "chunk too short to corrupt");
+    let want = crc32(&f[body..]);
+    f[body + n / 2] ^= 0x5A;
+    let patch = body + 8;
+    let base = crc32(&f[body..]);
+    // Basis of the effects of flipping each of the 32 patch bits, each with
+    // the set of bits that produces it.
+    let mut basis: Vec<(u32, u32)> = Vec::new();
+    for bit in 0..32 {
+        f[patch + bit / 8] ^= 1 << (bit % 8);
+        let mut v = crc32(&f[body..]) ^ base;
+        f[patch + bit / 8] ^= 1 << (bit % 8);
+        let mut m = 1u32 << bit;
+        for &(bv, bm) in &basis {
+            if v ^ bv < v {
+                v ^= bv;
+                m ^= bm;
+            }
+        }
+        if v != 0 {
+            basis.push((v, m));
+            basis.sort_by_key(|b| std::cmp::Reverse(b.0));
+        }
+    }
+    let (mut v, mut m) = (base ^ want, 0u32);
+    for &(bv, bm) in &basis {
+        if v ^ bv < v {
+            v ^= bv;
+            m ^= bm;
+        }
+    }
+    assert_eq!(v, 0, "CRC-32 could not be restored");
+    for bit in 0..32 {
+        if m & (1 << bit) != 0 {
+            f[patch + bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+    assert_eq!(crc32(&f[body..]), want);
+    std::fs::write(path, &f).expect("write corrupted chunk file");
+}
+
+/// An S3 GET reads through the same pipeline as `get`: a copy that fails
+/// verification (corrupted so that the node's CRC misses it) is read
+/// around, and the coordinator hears of it (`ReportBad`) and has the node
+/// verify and quarantine it, exactly as after a `dfs-sim get`.
+#[test]
+fn s3_get_reports_a_bad_copy_to_the_coordinator() {
+    if !have("aws", &["--version"]) {
+        return;
+    }
+    let mut c = cluster();
+    let ep = c.start_s3(AK, SK, &[]);
+    let d = c.dir().to_path_buf();
+    let d = d.as_path();
+    aws_ok(d, &ep, &["s3", "mb", "s3://bad"]);
+    let data = random_bytes(21, 3 * 1024 * 1024 + 777);
+    let p = c.scratch("obj.bin");
+    std::fs::write(&p, &data).unwrap();
+    let p = p.display().to_string();
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "bad",
+            "--key",
+            "obj",
+            "--body",
+            &p,
+        ],
+    );
+    let st = c.stat("bad/obj");
+    let chunk = chunk_of(&st, 0, Some(0));
+    let id = chunk["id"].as_str().unwrap().to_string();
+    // The first holder listed is the copy a reader tries first.
+    let node = Cluster::node_index(&holders(chunk)[0]);
+    corrupt_keeping_crc(&c.chunk_path(node, &id));
+
+    let back = c.scratch("obj.back");
+    aws_ok(
+        d,
+        &ep,
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "bad",
+            "--key",
+            "obj",
+            &back.display().to_string(),
+        ],
+    );
+    assert_same_bytes(
+        &std::fs::read(&back).unwrap(),
+        &data,
+        "GET around a bad copy",
+    );
+    let log = c.dir().join("coord.log");
+    wait_until(DEADLINE, "the coordinator hears of the bad copy", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("reader reported a bad copy") && l.contains(&id))
+    });
+    // Ordered to verify, the node finds the SHA-256 mismatch and sets the
+    // copy aside.
+    let q = c.node_data_dir(node).join("quarantine");
+    wait_until(DEADLINE, "the node quarantines the bad copy", || {
+        std::fs::read_dir(&q)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(&id))
+            })
+            .unwrap_or(false)
+    });
+}

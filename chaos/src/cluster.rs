@@ -11,7 +11,7 @@ use localcluster::{send_signal, spawn, wait_gone, ClusterState, ProcState};
 use protocol::Credential;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the nodes may take to be seen alive after the cluster starts.
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,13 +64,7 @@ impl Cluster {
         pids: &mut Vec<u32>,
     ) -> Result<Cluster> {
         let s = |x: &str| x.to_string();
-        let argv = vec![
-            s(exe),
-            s("coord"),
-            s("--listen"),
-            s("127.0.0.1:0"),
-            s("--data"),
-            dir.join("coord").to_string_lossy().into_owned(),
+        let flags = vec![
             s("--replication"),
             o.replication.to_string(),
             s("--parity"),
@@ -86,60 +80,53 @@ impl Cluster {
             s("--orphan-grace"),
             s("5s"),
         ];
-        let coord = spawn("chaos", "coord", argv, &log_dir.join("coord.log"), pids)?
-            .ready()
-            .await?;
-        reap(coord.child);
-        let coord_target = Arc::new(Mutex::new(coord.proc.addr.clone()));
-        let mut proxies = Vec::new();
-        let mut pending = Vec::new();
-        for i in 1..=o.nodes {
-            let id = format!("n{i}");
-            let proxy = Proxy::start(coord_target.clone()).await?;
-            let argv = vec![
-                s(exe),
-                s("node"),
-                s("--id"),
-                id.clone(),
-                s("--listen"),
-                s("127.0.0.1:0"),
-                s("--data"),
-                dir.join(&id).to_string_lossy().into_owned(),
-                s("--coord"),
-                proxy.addr.clone(),
-            ];
-            proxies.push(Some(proxy));
-            pending.push(spawn(
-                "chaos",
-                &id,
-                argv,
-                &log_dir.join(format!("{id}.log")),
-                pids,
-            )?);
-        }
-        let mut nodes = Vec::new();
-        for p in pending {
-            let st = p.ready().await?;
-            reap(st.child);
-            nodes.push(st.proc);
-        }
-        let state = ClusterState {
-            up_pid: std::process::id(),
-            coord: coord.proc,
-            nodes,
-            log_dir: log_dir.to_path_buf(),
+        let mut start = localcluster::Starter {
+            exe,
+            dir,
+            who: "chaos",
+            pids,
         };
-        state.save(dir)?;
-        let c = Cluster {
+        let coord = start.coord("127.0.0.1:0", &flags).await?;
+        let coord_target = Arc::new(Mutex::new(coord.proc.addr.clone()));
+        // A proxy between each node and the coordinator, for partitions.
+        let mut proxies = Vec::new();
+        let mut specs = Vec::new();
+        for i in 1..=o.nodes {
+            let proxy = Proxy::start(coord_target.clone()).await?;
+            specs.push(localcluster::NodeSpec {
+                id: format!("n{i}"),
+                listen: s("127.0.0.1:0"),
+                coord: proxy.addr.clone(),
+                extra: Vec::new(),
+            });
+            proxies.push(Some(proxy));
+        }
+        let nodes = start.nodes(specs).await?;
+        let state = start.record(&coord, &nodes)?;
+        let node_ids: Vec<String> = state.nodes.iter().map(|n| n.id.clone()).collect();
+        let ids: Vec<&str> = node_ids.iter().map(|s| s.as_str()).collect();
+        let mut children: Vec<localcluster::Started> =
+            std::iter::once(coord).chain(nodes).collect();
+        localcluster::wait_alive(
+            &state.coord.addr,
+            None,
+            &ids,
+            &mut children,
+            ALIVE_TIMEOUT,
+            log_dir,
+        )
+        .await?;
+        for c in children {
+            reap(c.child);
+        }
+        Ok(Cluster {
             dir: dir.to_path_buf(),
             secret: None,
             own: true,
             proxies,
             coord_target,
-            node_ids: state.nodes.iter().map(|n| n.id.clone()).collect(),
-        };
-        c.wait_all_alive(ALIVE_TIMEOUT).await?;
-        Ok(c)
+            node_ids,
+        })
     }
 
     /// A cluster started by `dfs-sim up --data DIR`.
@@ -192,18 +179,16 @@ impl Cluster {
 
     pub async fn wait_all_alive(&self, within: Duration) -> Result<()> {
         let ids: Vec<&str> = self.node_ids.iter().map(|s| s.as_str()).collect();
-        let deadline = Instant::now() + within;
-        while !localcluster::all_alive(&self.coord_addr(), self.secret.clone(), &ids).await {
-            if Instant::now() >= deadline {
-                return Err(Error::Setup(format!(
-                    "the coordinator did not see all {} nodes alive within {} s; see the logs in {}",
-                    ids.len(),
-                    within.as_secs(),
-                    self.dir.join("logs").display()
-                )));
-            }
-            tokio::time::sleep(localcluster::POLL).await;
-        }
+        let logs = self.dir.join("logs");
+        localcluster::wait_alive(
+            &self.coord_addr(),
+            self.secret.clone(),
+            &ids,
+            &mut [],
+            within,
+            &logs,
+        )
+        .await?;
         Ok(())
     }
 

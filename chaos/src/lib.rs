@@ -268,24 +268,19 @@ impl Shared {
     }
 }
 
-/// Impaired nodes a scheme survives: R-1 more copies, plus what parity
-/// adds (xor: 1, rs:K+M: M).
+/// Impaired nodes a scheme survives: R-1 more copies, plus the losses its
+/// code always decodes (xor: 1, rs:K+M: M, lrc:K+L+G: G+1). The scheme is
+/// parsed by `codes` (through `protocol::Scheme`), the same parser the
+/// coordinator uses, so chaos accepts exactly what `up --parity` accepts.
 pub fn tolerance(replication: u32, parity: &str) -> Result<usize> {
-    let p = parity.trim().to_ascii_lowercase();
-    let extra = match p.as_str() {
-        "none" => 0,
-        "xor" => 1,
-        s => {
-            let m = s
-                .strip_prefix("rs:")
-                .and_then(|km| km.split_once('+'))
-                .and_then(|(_, m)| m.parse::<usize>().ok());
-            m.ok_or_else(|| {
-                Error::Usage(format!(
-                    "unknown parity scheme {parity:?} (xor, none or rs:K+M)"
-                ))
-            })?
-        }
+    let scheme: protocol::Scheme = parity
+        .parse()
+        .map_err(|e| Error::Usage(format!("--parity {parity:?}: {e}")))?;
+    let extra = match scheme {
+        protocol::Scheme::None => 0,
+        protocol::Scheme::Xor { .. } => 1,
+        protocol::Scheme::Rs { m, .. } => m as usize,
+        protocol::Scheme::Lrc { g, .. } => g as usize + 1,
     };
     Ok(replication.saturating_sub(1) as usize + extra)
 }
@@ -598,6 +593,9 @@ mod tests {
         assert_eq!(tolerance(1, "xor").unwrap(), 1);
         assert_eq!(tolerance(3, "none").unwrap(), 2);
         assert_eq!(tolerance(1, "rs:4+2").unwrap(), 2);
+        assert_eq!(tolerance(1, "xor:6").unwrap(), 1);
+        assert_eq!(tolerance(2, "lrc:12+2+2").unwrap(), 4);
         assert!(tolerance(1, "raid5").is_err());
+        assert!(tolerance(1, "rs:0+2").is_err());
     }
 }

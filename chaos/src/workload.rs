@@ -7,7 +7,7 @@ use crate::model::{NameModel, Seen, Val, Violation};
 use crate::schedule::{content, OpKind, OpPlan, OpSchedule};
 use crate::Shared;
 use client::get::Output;
-use client::put::Source;
+use client::put::{PutOptions, Source};
 use client::{CoordClient, Error as CError};
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
@@ -175,7 +175,21 @@ async fn put(sh: &Shared, cs: &mut ClientState, op: &OpPlan, name: &FileName) ->
             reader: Box::new(std::io::Cursor::new(data)),
             size: op.size,
         };
-        client::put::put_with(&mut c, &pool, 3, src, name.clone(), force, Arc::new(|_| {})).await
+        let opts = PutOptions {
+            inflight: 3,
+            force,
+            scheme: None,
+        };
+        client::put::put_source(
+            &mut c,
+            &pool,
+            opts,
+            src,
+            name.clone(),
+            None,
+            Arc::new(|_| {}),
+        )
+        .await
     })
     .await;
     let mut d = match res {

@@ -11,7 +11,11 @@ use protocol::{
 pub struct CoordClient {
     conn: Connection,
     addr: String,
-    /// Plan puts fitted to a stripe (`PlanPut { fit: true }` (see [`CoordClient::fit_stripes`]).
+    /// How this connection was made: a read that outlives its tokens opens
+    /// another like it to renew them.
+    cfg: ClientConfig,
+    /// Plan puts fitted to a stripe (`PlanPut { fit: true }`; see
+    /// [`CoordClient::fit_stripes`]).
     fit_stripes: bool,
 }
 
@@ -37,8 +41,14 @@ impl CoordClient {
         Ok(CoordClient {
             conn,
             addr,
+            cfg: cfg.clone(),
             fit_stripes: false,
         })
+    }
+
+    /// The configuration this connection was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
     }
 
     /// From now on, plan puts of files smaller than a full stripe over the

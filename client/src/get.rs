@@ -11,7 +11,7 @@ use futures_util::stream::{self, StreamExt};
 use protocol::chunk;
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
-use protocol::{ChunkInfo, FileInfo, FileName, StripeInfo};
+use protocol::{BlockToken, ChunkInfo, FileInfo, FileName, StripeInfo};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +39,9 @@ pub struct GetSummary {
     pub elapsed: Duration,
 }
 
+/// The state one read of a looked-up file shares between its fetches:
+/// suspects, bad copies to report, the degraded-read budget and the read
+/// tokens, renewed while the read lasts.
 struct Stats {
     failed: AtomicU64,
     rebuilt: AtomicU64,
@@ -50,16 +53,182 @@ struct Stats {
     bad: std::sync::Mutex<Vec<(protocol::ChunkId, protocol::NodeId, String)>>,
     /// Bounds the stripe members held by all rebuilds of this get at once.
     rebuild_fetches: tokio::sync::Semaphore,
+    tokens: Tokens,
 }
 
 impl Stats {
+    fn new(cfg: &ClientConfig, info: &FileInfo) -> Stats {
+        Stats {
+            failed: AtomicU64::new(0),
+            rebuilt: AtomicU64::new(0),
+            suspects: Default::default(),
+            bad: Default::default(),
+            rebuild_fetches: tokio::sync::Semaphore::new(REBUILD_FETCHES),
+            tokens: Tokens {
+                cfg: cfg.clone(),
+                name: info.name.clone(),
+                fresh: std::sync::Mutex::new(Fresh {
+                    issued_ms: protocol::token::now_ms(),
+                    ..Fresh::default()
+                }),
+                renewing: tokio::sync::Mutex::new(()),
+            },
+        }
+    }
+
     fn suspect(&self, addr: &str) -> bool {
         self.suspects
             .lock()
             .map(|s| s.contains(addr))
             .unwrap_or(false)
     }
+
+    fn take_bad(&self) -> Vec<(protocol::ChunkId, protocol::NodeId, String)> {
+        self.bad
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+
+    /// Tells the coordinator of every copy that failed verification, so it
+    /// has the node re-verify (and quarantine) it: whoever reads, `get` or
+    /// an S3 GET of a range, the coordinator hears of it the same way.
+    async fn report(&self, coord: &mut CoordClient) {
+        for (chunk, node, reason) in self.take_bad() {
+            if let Err(e) = coord.report_bad(chunk, node, reason).await {
+                tracing::debug!(error = %e, "could not report a bad copy");
+            }
+        }
+    }
 }
+
+/// Read tokens that outlive the lookup which granted them. Tokens live
+/// minutes (the coordinator's `--read-token-ttl`), so that a revoked key
+/// stops reading within that bound; a read that lasts longer asks the
+/// coordinator again, over a new connection (a new handshake, where a
+/// revoked key is refused), shortly before they expire or when a node
+/// refuses one as expired.
+struct Tokens {
+    cfg: ClientConfig,
+    name: FileName,
+    fresh: std::sync::Mutex<Fresh>,
+    /// One renewal at a time; the others wait for its tokens.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Fresh {
+    /// Bumped by every renewal.
+    generation: u64,
+    /// Tokens of the newest renewal, by chunk (the lookup's before any).
+    tokens: std::collections::HashMap<protocol::ChunkId, BlockToken>,
+    /// When the tokens in use were granted (client clock), to judge how
+    /// much of their life is left.
+    issued_ms: u64,
+    /// A renewal that failed (the key was revoked, the file replaced):
+    /// every later fetch fails with it instead of asking again.
+    failed: Option<String>,
+}
+
+/// Error of a fetch refused for an expired token, as the node words it.
+fn expired_token(e: &protocol::Error) -> bool {
+    matches!(e, protocol::Error::Remote(w)
+        if w.kind == protocol::ErrorKind::Forbidden && w.message.contains("expired"))
+}
+
+impl Tokens {
+    /// The newest token for `c` and the generation it belongs to.
+    fn get(&self, c: &ChunkInfo) -> Result<(Option<BlockToken>, u64), String> {
+        let f = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &f.failed {
+            return Err(why.clone());
+        }
+        let t = f
+            .tokens
+            .get(&c.header.id)
+            .cloned()
+            .or_else(|| c.token.clone());
+        Ok((t, f.generation))
+    }
+
+    /// Whether `t` is in the last quarter of its life (at most
+    /// [`RENEW_AHEAD`] before expiry): renew before using it.
+    fn expiring(&self, t: &BlockToken) -> bool {
+        let issued = self.fresh.lock().map(|f| f.issued_ms).unwrap_or_default();
+        let now = protocol::token::now_ms();
+        let life = t.expires_ms.saturating_sub(issued);
+        let ahead = (life / 4).min(RENEW_AHEAD.as_millis() as u64);
+        t.expires_ms <= now + ahead
+    }
+
+    /// Fetches fresh tokens for the whole file unless a renewal newer than
+    /// `seen` already did.
+    async fn renew(&self, seen: u64) -> Result<(), String> {
+        let _one = self.renewing.lock().await;
+        {
+            let f = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(why) = &f.failed {
+                return Err(why.clone());
+            }
+            if f.generation > seen {
+                return Ok(());
+            }
+        }
+        let issued_ms = protocol::token::now_ms();
+        let res = async {
+            let mut coord = CoordClient::connect(&self.cfg).await?;
+            coord.lookup(self.name.clone()).await
+        }
+        .await;
+        let mut f = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        match res {
+            Ok(info) => {
+                let tokens: std::collections::HashMap<_, _> = info
+                    .stripes
+                    .iter()
+                    .flat_map(|s| s.data.iter().chain(s.parity.iter()))
+                    .filter_map(|c| Some((c.header.id, c.token.clone()?)))
+                    .collect();
+                tracing::debug!(file = %self.name, tokens = tokens.len(), "read tokens renewed");
+                f.tokens = tokens;
+                f.generation += 1;
+                f.issued_ms = issued_ms;
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("the read tokens expired and could not be renewed: {e}");
+                tracing::warn!(file = %self.name, "{why}");
+                f.failed = Some(why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    /// Fetches `c`'s stored bytes from `addr` with the newest token,
+    /// renewing it first when it is about to expire, and once more when
+    /// the node refuses it as expired.
+    async fn fetch(&self, pool: &NodePool, addr: &str, c: &ChunkInfo) -> Result<Bytes, String> {
+        let (mut token, mut generation) = self.get(c)?;
+        if token.as_ref().is_some_and(|t| self.expiring(t)) {
+            self.renew(generation).await?;
+            (token, generation) = self.get(c)?;
+        }
+        match pool.fetch(addr, &c.header, token.as_ref()).await {
+            Err(e) if expired_token(&e) => {
+                self.renew(generation).await?;
+                let (token, _) = self.get(c)?;
+                pool.fetch(addr, &c.header, token.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            r => r.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// How long before a read token expires (at most; a quarter of its life
+/// when that is shorter) the read asks for fresh ones.
+const RENEW_AHEAD: Duration = Duration::from_secs(30);
 
 pub async fn get(
     cfg: &ClientConfig,
@@ -83,22 +252,9 @@ pub async fn get_with(
 ) -> Result<GetSummary> {
     let start = Instant::now();
     let info = Arc::new(coord.lookup(name.clone()).await?);
-    let stats = Arc::new(Stats {
-        failed: AtomicU64::new(0),
-        rebuilt: AtomicU64::new(0),
-        suspects: Default::default(),
-        bad: Default::default(),
-        rebuild_fetches: tokio::sync::Semaphore::new(REBUILD_FETCHES),
-    });
+    let stats = Arc::new(Stats::new(coord.config(), &info));
     let mut sink = Sink::open(&out)?;
-    let positions: Vec<(usize, usize)> = info
-        .stripes
-        .iter()
-        .enumerate()
-        .flat_map(|(si, s)| (0..s.data.len()).map(move |ci| (si, ci)))
-        .collect();
-    let chunks = positions.len() as u64;
-    let offsets = chunk_offsets(&info);
+    let chunks = info.stripes.iter().map(|s| s.data.len() as u64).sum();
     let res = match sink.positioned() {
         // A file is written at each chunk's offset as soon as the chunk is
         // verified, from blocking threads: writing (a copy into the page
@@ -108,7 +264,7 @@ pub async fn get_with(
             probe_nodes(pool, &info, &stats).await;
             let fetches = Arc::new(tokio::sync::Semaphore::new(inflight.max(1)));
             let decoding = Arc::new(tokio::sync::Semaphore::new(1));
-            let offsets = Arc::new(offsets);
+            let offsets = Arc::new(chunk_offsets(&info));
             let mut done = stream::iter(0..info.stripes.len())
                 .map(|si| {
                     let job = StripeJob {
@@ -146,14 +302,16 @@ pub async fn get_with(
                 Err(e) => Err(e),
             }
         }
-        // A stream must be written in order.
+        // A stream is written in order: the whole file is the range
+        // 0..size of the ordered pipeline the S3 gateway reads ranges with.
         None => {
-            let mut fetched = stream::iter(positions)
-                .map(|(si, ci)| {
-                    let (pool, info, stats) = (pool.clone(), info.clone(), stats.clone());
-                    async move { read_chunk(&pool, &info, si, ci, &stats).await }
-                })
-                .buffered(inflight.max(1));
+            let mut fetched = std::pin::pin!(ordered(
+                pool.clone(),
+                info.clone(),
+                stats.clone(),
+                inflight,
+                0..info.size
+            ));
             let mut written = 0u64;
             let res = async {
                 while let Some(raw) = fetched.next().await {
@@ -171,20 +329,10 @@ pub async fn get_with(
                 tokio::task::block_in_place(|| sink.finish())
             }
             .await;
-            drop(fetched);
             res
         }
     };
-    let bad = stats
-        .bad
-        .lock()
-        .map(|mut b| std::mem::take(&mut *b))
-        .unwrap_or_default();
-    for (chunk, node, reason) in bad {
-        if let Err(e) = coord.report_bad(chunk, node, reason).await {
-            tracing::debug!(error = %e, "could not report a bad copy");
-        }
-    }
+    stats.report(coord).await;
     res?;
     Ok(GetSummary {
         name,
@@ -213,23 +361,64 @@ fn chunk_offsets(info: &FileInfo) -> Vec<u64> {
 }
 
 /// The bytes `range` (end exclusive, within the file) of a looked-up file,
-/// as a stream of verified pieces in order: only the chunks that overlap the
-/// range are fetched, `inflight` at a time, each verified (and rebuilt from
-/// parity if need be) exactly as `get` does. Memory stays at `inflight`
-/// chunks whatever the range.
+/// as a stream of verified pieces in order, for the S3 gateway's GET: the
+/// same pipeline as `get` (copies tried live-first, SHA-256 verified,
+/// rebuilt from the stripe when no copy verifies, tokens renewed), fetching
+/// only the chunks that overlap the range, `cfg.inflight` at a time, so
+/// memory stays at `inflight` chunks whatever the range. Copies that failed
+/// verification are reported to the coordinator (over a connection of its
+/// own, opened only then) when the stream ends or is dropped.
 pub fn range_stream(
+    cfg: &ClientConfig,
     pool: Arc<NodePool>,
     info: Arc<FileInfo>,
+    range: std::ops::Range<u64>,
+) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
+    let stats = Arc::new(Stats::new(cfg, &info));
+    let report = ReportOnDrop(stats.clone());
+    ordered(pool, info, stats, cfg.inflight, range).map(move |piece| {
+        let _ = &report;
+        piece
+    })
+}
+
+/// Reports a stream's bad copies when it goes away, finished or not.
+struct ReportOnDrop(Arc<Stats>);
+
+impl Drop for ReportOnDrop {
+    fn drop(&mut self) {
+        let bad = self.0.take_bad();
+        if bad.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cfg = self.0.tokens.cfg.clone();
+        rt.spawn(async move {
+            match CoordClient::connect(&cfg).await {
+                Ok(mut coord) => {
+                    for (chunk, node, reason) in bad {
+                        if let Err(e) = coord.report_bad(chunk, node, reason).await {
+                            tracing::debug!(error = %e, "could not report a bad copy");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "could not report bad copies"),
+            }
+        });
+    }
+}
+
+/// The ordered pipeline: the verified pieces of `range`, in order, each
+/// chunk read by `read_chunk`, `inflight` at once.
+fn ordered(
+    pool: Arc<NodePool>,
+    info: Arc<FileInfo>,
+    stats: Arc<Stats>,
     inflight: usize,
     range: std::ops::Range<u64>,
 ) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
-    let stats = Arc::new(Stats {
-        failed: AtomicU64::new(0),
-        rebuilt: AtomicU64::new(0),
-        suspects: Default::default(),
-        bad: Default::default(),
-        rebuild_fetches: tokio::sync::Semaphore::new(REBUILD_FETCHES),
-    });
     let offsets = chunk_offsets(&info);
     let wanted: Vec<(usize, usize, u64)> = info
         .stripes
@@ -279,6 +468,13 @@ async fn read_chunk(
     match read_any(pool, c, &info.name, stats).await {
         Ok(raw) => Ok(raw),
         Err(why) => {
+            if let Err(t) = stats.tokens.get(c) {
+                // Without tokens no member can be read: say why at once.
+                return Err(Error::Unreadable(format!(
+                    "chunk {index} of {}: {t}",
+                    info.name
+                )));
+            }
             tracing::warn!(
                 file = %info.name,
                 chunk = index,
@@ -319,10 +515,7 @@ async fn read_any(
     // already failed during this get after the rest.
     order.sort_by_key(|l| stats.suspect(&l.node.addr));
     for loc in order {
-        let res = match pool
-            .fetch(&loc.node.addr, &c.header, c.token.as_ref())
-            .await
-        {
+        let res = match stats.tokens.fetch(pool, &loc.node.addr, c).await {
             Ok(stored) => {
                 let h = c.header.clone();
                 let res = tokio::task::spawn_blocking(move || chunk::decode(&h, stored))
@@ -336,7 +529,10 @@ async fn read_any(
                 }
                 res
             }
-            Err(e) => Err(e.to_string()),
+            // Tokens that cannot be renewed fail every copy alike: the
+            // node is not to blame.
+            Err(e) if stats.tokens.get(c).is_err() => return Err(e),
+            Err(e) => Err(e),
         };
         match res {
             Ok(raw) => return Ok(raw),
@@ -780,8 +976,11 @@ impl Sink {
                     path: tmp.display().to_string(),
                     source,
                 })?;
-                let direct = directio::open_direct(&tmp, std::fs::OpenOptions::new().write(true))
-                    .map(Arc::new);
+                // A second handle on the same file, kept only if it is
+                // direct: the buffered one takes unaligned tails.
+                let direct = directio::open(&tmp, std::fs::OpenOptions::new().write(true), true)
+                    .ok()
+                    .and_then(|(f, direct)| direct.then(|| Arc::new(f)));
                 Ok(Sink::File {
                     file: Arc::new(file),
                     direct,

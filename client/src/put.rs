@@ -72,7 +72,7 @@ pub async fn put(
         force,
         scheme: cfg.scheme,
     };
-    put_opts(&mut coord, &pool, opts, src, name, progress).await
+    put_source(&mut coord, &pool, opts, src, name, None, progress).await
 }
 
 /// How one put runs.
@@ -92,82 +92,23 @@ pub struct Source {
     pub size: u64,
 }
 
-/// A put over an existing coordinator connection and node pool, so that a
-/// program storing many files (`loadgen`) pays for connections once.
-pub async fn put_with(
-    coord: &mut CoordClient,
-    pool: &Arc<NodePool>,
-    inflight: usize,
-    src: Source,
-    name: FileName,
-    force: bool,
-    progress: Progress,
-) -> Result<PutSummary> {
-    let opts = PutOptions {
-        inflight,
-        force,
-        scheme: None,
-    };
-    put_opts(coord, pool, opts, src, name, progress).await
-}
-
-/// [`put_with`] with every option, including the file's scheme.
-pub async fn put_opts(
-    coord: &mut CoordClient,
-    pool: &Arc<NodePool>,
-    opts: PutOptions,
-    src: Source,
-    name: FileName,
-    progress: Progress,
-) -> Result<PutSummary> {
-    let finish: Finish = Box::new(|| Ok(Attrs::new()));
-    put_source(coord, pool, opts, src, name, finish, progress).await
-}
-
 /// Called once every byte was read and stored, just before the commit: it
 /// returns the metadata to keep with the file, or refuses the commit (e.g.
 /// an S3 `Content-MD5` that does not match what was read), which aborts the
 /// put.
 pub type Finish = Box<dyn FnOnce() -> std::result::Result<Attrs, String> + Send>;
 
-/// Streams `size` bytes from an async reader (an HTTP body) through the
-/// same pipeline as a file put: the bytes are read chunk by chunk as the
-/// pipeline has room, never held whole.
-#[allow(clippy::too_many_arguments)]
-pub async fn put_stream<R>(
-    coord: &mut CoordClient,
-    pool: &Arc<NodePool>,
-    inflight: usize,
-    reader: R,
-    size: u64,
-    name: FileName,
-    force: bool,
-    finish: Finish,
-    progress: Progress,
-) -> Result<PutSummary>
-where
-    R: tokio::io::AsyncRead + Send + Unpin + 'static,
-{
-    let src = Source {
-        reader: Box::new(tokio_util::io::SyncIoBridge::new(reader)),
-        size,
-    };
-    let opts = PutOptions {
-        inflight,
-        force,
-        scheme: None,
-    };
-    put_source(coord, pool, opts, src, name, finish, progress).await
-}
-
-/// [`put_opts`] with metadata decided after the bytes were read.
+/// A put of any reader over an existing coordinator connection and node
+/// pool: what programs storing many files (`loadgen`, `chaos`) and the S3
+/// gateway (an HTTP body, its metadata decided by `finish` once the bytes
+/// were read) use; [`put`] is this for a local file.
 pub async fn put_source(
     coord: &mut CoordClient,
     pool: &Arc<NodePool>,
     opts: PutOptions,
     src: Source,
     name: FileName,
-    finish: Finish,
+    finish: Option<Finish>,
     progress: Progress,
 ) -> Result<PutSummary> {
     let start = Instant::now();
@@ -181,7 +122,7 @@ pub async fn put_source(
     match stream(coord, pool, opts.inflight, src, &plan, progress).await {
         Ok((stripes, stored_bytes)) => {
             let chunks = stripes.iter().map(|s| s.data.len() as u64).sum();
-            let attrs = match finish() {
+            let attrs = match finish.map_or(Ok(Attrs::new()), |f| f()) {
                 Ok(a) => a,
                 Err(cause) => {
                     if let Err(e) = coord.abort(upload_id).await {

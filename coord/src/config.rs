@@ -58,7 +58,9 @@ pub struct CoordConfig {
     /// Serve what the catalog holds and change nothing: no journal writes,
     /// no repairs, no deletes (for inspecting a damaged journal).
     pub read_only: bool,
-    /// How long a read token granted by `Lookup` stays valid.
+    /// How long a read token granted by `Lookup` stays valid: the bound on
+    /// how long a revoked client key can go on reading chunks it was
+    /// granted (clients renew tokens for reads that last longer).
     pub read_token_ttl: Duration,
     /// Most uploads planned and not yet committed, in all.
     pub max_uploads: usize,
@@ -94,7 +96,7 @@ impl CoordConfig {
             auto_rebalance: true,
             recover: false,
             read_only: false,
-            read_token_ttl: Duration::from_secs(3600),
+            read_token_ttl: Duration::from_secs(300),
             max_uploads: 1024,
             max_uploads_per_peer: 128,
             max_planned_chunks: 262_144,

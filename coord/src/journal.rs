@@ -48,6 +48,7 @@
 use crate::catalog::{Catalog, Record};
 use crate::error::{Error, Result};
 use crate::legacy;
+use directio::fsutil::{create_dir_durably, write_atomic};
 use protocol::ClusterId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -786,44 +787,6 @@ fn parse_entry<R: DeserializeOwned>(bytes: &[u8], pos: usize) -> Option<(u64, R,
     }
     let (seq, record): (u64, R) = postcard::from_bytes(payload).ok()?;
     Some((seq, record, pos + 8 + len as usize))
-}
-
-/// Creates `dir` (and parents) and fsyncs the parent of each directory it
-/// created, so the directory entry itself survives a power loss.
-pub fn create_dir_durably(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dir_durably(parent)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()?;
-    Ok(())
-}
-
-/// temp file, fsync, rename, fsync the directory.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(name))?;
-        File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    Ok(res?)
 }
 
 #[cfg(test)]

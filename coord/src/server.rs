@@ -374,6 +374,11 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         }
     };
     drop(policy);
+    // The key this connection proved, to notice its revocation.
+    let proved_key = peer
+        .key_name
+        .as_deref()
+        .map(|k| cmd::keys::current(&coord, k));
     let owner = match (&peer.key_name, conn.peer()) {
         (Some(k), _) => format!("key {k}"),
         (None, Some(a)) => a.ip().to_string(),
@@ -381,6 +386,14 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
     };
     let secured = coord.config().secured();
     while let Some(req) = conn.next_request::<CoordRequest>(&mut stop).await {
+        if let (Some(name), Some(proved)) = (peer.key_name.as_deref(), proved_key) {
+            if cmd::keys::current(&coord, name) != proved {
+                tracing::warn!(key = %name, "refused: the client key was revoked; closing its connection");
+                let why = format!("client key {name} was revoked");
+                let _ = conn.reply_err(Error::Forbidden(why).to_wire()).await;
+                return;
+            }
+        }
         let (declared, handler) = route(&coord, &owner, req);
         if let Err(why) = permits(&peer, declared.access, secured) {
             tracing::warn!(role = ?peer.role, key = ?peer.key_name, op = declared.label, "refused: {why}");

@@ -14,6 +14,8 @@
 //! is refused (tmpfs, some overlay file systems): correctness never depends
 //! on it, only speed.
 
+pub mod fsutil;
+
 use bytes::Bytes;
 use std::alloc::{self, Layout};
 use std::fs::File;
@@ -153,10 +155,36 @@ pub fn is_aligned(data: &[u8], offset: u64) -> bool {
         && data.len().is_multiple_of(ALIGN)
 }
 
-/// Opens `path` for direct I/O with `opts`, or `None` when the file system
-/// refuses `O_DIRECT` (the caller then uses its buffered handle).
-pub fn open_direct(path: &Path, opts: &mut std::fs::OpenOptions) -> Option<File> {
-    opts.custom_flags(libc::O_DIRECT).open(path).ok()
+/// Opens `path` with `opts`, with `O_DIRECT` when `direct` is asked and
+/// the file system allows it; returns the file and whether it is direct.
+/// The one direct-or-buffered open: the writer, the reader and the
+/// client's output file all go through it, so a fallback fix reaches all.
+///
+/// With `create_new`, an existing file is an error either way. Some kernels
+/// create the file before refusing `O_DIRECT` (the check comes after
+/// `O_CREAT`): the file found by the buffered retry is then the one the
+/// direct attempt just created exclusively, still empty, and it is opened
+/// (truncated) instead of refused.
+pub fn open(path: &Path, opts: &std::fs::OpenOptions, direct: bool) -> io::Result<(File, bool)> {
+    let mut refused = false;
+    if direct {
+        match opts.clone().custom_flags(libc::O_DIRECT).open(path) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+            Err(_) => refused = true,
+        }
+    }
+    match opts.open(path) {
+        Ok(f) => Ok((f, false)),
+        Err(e) if refused && e.kind() == io::ErrorKind::AlreadyExists => Ok((
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)?,
+            false,
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes `data` at `offset` of a file that has a direct handle and a
@@ -201,36 +229,7 @@ impl DirectWriter {
     pub fn create(path: &Path, stage: usize, direct: bool) -> io::Result<DirectWriter> {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
-        let mut refused = false;
-        let direct_file = if direct {
-            match opts.clone().custom_flags(libc::O_DIRECT).open(path) {
-                Ok(f) => Some(f),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
-                Err(_) => {
-                    refused = true;
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let (file, direct) = match direct_file {
-            Some(f) => (f, true),
-            None => match opts.open(path) {
-                Ok(f) => (f, false),
-                // Some kernels create the file before refusing O_DIRECT
-                // (the check comes after O_CREAT): the file there is the
-                // one this call just created exclusively, still empty.
-                Err(e) if refused && e.kind() == io::ErrorKind::AlreadyExists => (
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .truncate(true)
-                        .open(path)?,
-                    false,
-                ),
-                Err(e) => return Err(e),
-            },
-        };
+        let (file, direct) = open(path, &opts, direct)?;
         Ok(DirectWriter {
             file,
             direct,
@@ -307,15 +306,7 @@ impl BlockReader {
     pub fn open(path: &Path, len: u64, block: usize, direct: bool) -> io::Result<BlockReader> {
         let mut opts = std::fs::OpenOptions::new();
         opts.read(true);
-        let direct_file = if direct {
-            open_direct(path, &mut opts.clone())
-        } else {
-            None
-        };
-        let (file, direct) = match direct_file {
-            Some(f) => (f, true),
-            None => (opts.open(path)?, false),
-        };
+        let (file, direct) = open(path, &opts, direct)?;
         Ok(BlockReader {
             file,
             direct,
@@ -445,7 +436,9 @@ mod tests {
             .truncate(true)
             .open(&p)
             .unwrap();
-        let direct = open_direct(&p, std::fs::OpenOptions::new().write(true));
+        let direct = open(&p, std::fs::OpenOptions::new().write(true), true)
+            .ok()
+            .and_then(|(f, d)| d.then_some(f));
         let mut a = AlignedBuf::zeroed(2 * ALIGN + 100);
         a.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
         let b = vec![9u8; 333];

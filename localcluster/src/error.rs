@@ -35,6 +35,12 @@ pub enum Error {
     },
     #[error("{id} did not start within {secs} s; see {}", log.display())]
     NotReady { id: String, secs: u64, log: PathBuf },
+    #[error("the coordinator did not see all {nodes} nodes alive within {secs} s; see the logs in {}", logs.display())]
+    NotAlive {
+        nodes: usize,
+        secs: u64,
+        logs: PathBuf,
+    },
     #[error("{id} printed an unexpected line: {line}")]
     BadReadyLine { id: String, line: String },
     #[error(transparent)]

@@ -1,6 +1,6 @@
 //! Local clusters of the real `dfs-sim` binary: the state file
 //! `DIR/cluster.json`, starting a process and waiting for its ready line,
-//! signals and liveness.
+//! signals and liveness, and starting a whole cluster (`Starter`).
 //!
 //! Shared by `dfs-sim up`/`kill`/`start` and by `dfs-sim chaos`, which
 //! starts, crashes and restarts the same processes the same way, so that
@@ -13,6 +13,7 @@
 mod error;
 mod process;
 mod spawn;
+mod start;
 mod state;
 
 pub use error::{Error, Result};
@@ -21,6 +22,7 @@ pub use process::{
     wait_gone,
 };
 pub use spawn::{parse_ready, ready_fields, spawn, Pending, Started, READY_TIMEOUT};
+pub use start::{wait_alive, NodeSpec, Starter};
 pub use state::{ClusterState, Proc, ProcState, DEFAULT_DIR};
 
 /// How often conditions are polled.

@@ -19,8 +19,8 @@
 //! from before identities gets one at its next start.
 
 use crate::error::{Error, Result};
+use directio::fsutil::write_atomic;
 use protocol::ClusterId;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const ID_FILE: &str = "cluster.id";
@@ -112,16 +112,6 @@ impl Identity {
         }
         Ok(())
     }
-}
-
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! The node never interprets file names: it only knows [`protocol::ChunkId`]s.
 
 pub mod config;
+mod ctx;
 pub mod error;
 pub mod identity;
 pub mod metrics;

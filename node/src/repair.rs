@@ -3,8 +3,8 @@
 //! its stripe that the coordinator's read plan names. Node to node; the coordinator only gives the order and hears
 //! the outcome.
 
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::server::Ctx;
 use bytes::Bytes;
 use protocol::chunk;
 use protocol::{ChunkHeader, NodeAddr, Rebuild, RepairOrder, RepairSource, SessionMsg};

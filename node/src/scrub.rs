@@ -3,42 +3,19 @@
 //! before a reader needs the copy. A corrupt copy is quarantined and
 //! reported; the coordinator then repairs it from the other copies or parity.
 
+use crate::ctx::Ctx;
 use crate::error::Error;
-use crate::server::Ctx;
-use protocol::NodeStats;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
-
-#[derive(Default)]
-pub struct ScrubState {
-    pub passes: AtomicU64,
-    pub running: AtomicBool,
-    pub corrupt_found: AtomicU64,
-    now: Notify,
-}
-
-impl ScrubState {
-    /// Starts a full, unthrottled pass as soon as the current one (if any)
-    /// is done.
-    pub fn request(&self) {
-        self.now.notify_one();
-    }
-
-    pub fn fill(&self, s: &mut NodeStats) {
-        s.scrub_passes = self.passes.load(Ordering::Relaxed);
-        s.scrub_running = self.running.load(Ordering::Relaxed);
-        s.corrupt_found = self.corrupt_found.load(Ordering::Relaxed);
-    }
-}
+use tokio::sync::watch;
 
 pub(crate) async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let interval = ctx.config.scrub_interval.max(Duration::from_secs(1));
     loop {
         let manual = tokio::select! {
             _ = tokio::time::sleep(interval), if ctx.config.scrub_rate > 0 => false,
-            _ = ctx.scrub.now.notified() => true,
+            _ = ctx.scrub.requested() => true,
             _ = stop.changed() => return,
         };
         let rate = if manual {

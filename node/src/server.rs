@@ -1,14 +1,14 @@
 //! The node's accept loop and the handling of one data connection.
 
 use crate::config::NodeConfig;
+use crate::ctx::{Ctx, ScrubState, VERIFY_PARALLEL};
 use crate::error::{Error, Result};
 use crate::session;
 use crate::store::ChunkStore;
 use protocol::data_client::NodePool;
 use protocol::handshake::{self, Acceptor, Credential, Peer, Role};
 use protocol::{
-    BlockOp, BlockToken, ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse, NodeStats,
-    SessionMsg, TokenKey,
+    BlockOp, BlockToken, ChunkHeader, ChunkId, Connection, NodeRequest, NodeResponse, TokenKey,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,94 +26,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// temp file forever (plus [`TRANSFER_GRACE`] for latency).
 pub const MIN_TRANSFER_RATE: u64 = 256 * 1024;
 const TRANSFER_GRACE: Duration = Duration::from_secs(10);
-
-/// Full verifications (decompression + SHA-256, a whole chunk in memory)
-/// running at once on a coordinator's order; more orders wait their turn,
-/// and past [`MAX_VERIFY_QUEUE`] waiting ones are dropped.
-const VERIFY_PARALLEL: usize = 2;
-const MAX_VERIFY_QUEUE: usize = 1024;
-
-/// Shared state of a running node.
-pub(crate) struct Ctx {
-    pub config: NodeConfig,
-    pub store: Arc<ChunkStore>,
-    /// Reports for the coordinator (corrupt copies, repair outcomes),
-    /// forwarded by whichever session is open.
-    pub events: mpsc::Sender<SessionMsg>,
-    pub events_rx: tokio::sync::Mutex<mpsc::Receiver<SessionMsg>>,
-    /// Connections to other nodes, for repair.
-    pub pool: NodePool,
-    pub scrub: crate::scrub::ScrubState,
-    pub repairs: Arc<Semaphore>,
-    /// The repair memory budget, one permit per MiB.
-    pub repair_mem: Arc<Semaphore>,
-    /// The cluster this node belongs to, once it joined one.
-    pub identity: Mutex<crate::identity::Identity>,
-    /// Checks block tokens (secured clusters).
-    pub token_key: Option<TokenKey>,
-    /// Chunks being (or waiting to be) verified on order: duplicates of an
-    /// order in progress are dropped.
-    pub verifying: Mutex<HashSet<ChunkId>>,
-    pub verify_slots: Arc<Semaphore>,
-}
-
-impl Ctx {
-    pub fn stats(&self) -> NodeStats {
-        let mut s = self.store.stats();
-        self.scrub.fill(&mut s);
-        s
-    }
-
-    pub fn cluster(&self) -> Option<protocol::ClusterId> {
-        self.identity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cluster
-    }
-
-    /// Verifies a copy on the coordinator's order, at most once at a time
-    /// per chunk and [`VERIFY_PARALLEL`] at once; a missing copy is reported
-    /// as such (missing is bad).
-    pub fn verify_ordered(self: &Arc<Self>, id: ChunkId) {
-        {
-            let mut v = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
-            if v.len() >= MAX_VERIFY_QUEUE || !v.insert(id) {
-                return;
-            }
-        }
-        let ctx = self.clone();
-        tokio::spawn(async move {
-            let _slot = ctx.verify_slots.clone().acquire_owned().await;
-            match ctx.store.verify(&id).await {
-                Err(crate::Error::Corrupt { reason, .. }) => ctx.corrupt(&id, &reason).await,
-                Err(crate::Error::NoSuchChunk(_)) => ctx.missing(&id),
-                _ => {}
-            }
-            ctx.verifying
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        });
-    }
-
-    /// Tells the coordinator a copy it counts on is not here.
-    pub fn missing(&self, id: &ChunkId) {
-        tracing::error!(chunk = %id, "chunk copy missing from disk");
-        let _ = self.events.try_send(SessionMsg::Missing(*id));
-    }
-
-    /// Quarantines a copy found corrupt and tells the coordinator, which
-    /// counts it lost and schedules a repair.
-    pub async fn corrupt(&self, id: &ChunkId, reason: &str) {
-        self.store.quarantine(id, reason).await;
-        self.scrub
-            .corrupt_found
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.events.try_send(SessionMsg::Corrupt(*id)).is_err() {
-            tracing::warn!(chunk = %id, "cannot report corrupt chunk now; the next registration will");
-        }
-    }
-}
 
 /// Runs a node on `listener` until `shutdown` completes. Returns once every
 /// connection has finished or been cut off; nothing half-written stays
@@ -145,7 +57,7 @@ pub async fn run(
         store,
         events,
         events_rx: tokio::sync::Mutex::new(events_rx),
-        scrub: crate::scrub::ScrubState::default(),
+        scrub: ScrubState::default(),
     });
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(crate::scrub::run(ctx.clone(), tasks.stop_signal()));

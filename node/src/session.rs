@@ -5,8 +5,8 @@
 //! redialling), and a coordinator started with `--nodes` attaches to the
 //! nodes it was given. After the first exchange both cases run the same loop.
 
+use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::server::Ctx;
 use protocol::handshake::{self, Credential, Role};
 use protocol::{Connection, CoordRequest, CoordResponse, Register, RegisterAck, SessionMsg};
 use std::sync::Arc;

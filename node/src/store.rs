@@ -28,6 +28,7 @@
 
 use crate::error::{is_disk_full, Error, Result};
 use bytes::{Bytes, BytesMut};
+use directio::fsutil::create_dir_durably;
 use protocol::chunk::{self, check_bounds};
 use protocol::{ChunkHeader, ChunkId, NodeStats};
 use std::collections::HashMap;
@@ -936,27 +937,6 @@ fn count_files(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| rd.count() as u64)
         .unwrap_or(0)
-}
-
-/// Creates `dir` (and parents) and fsyncs the parent of every directory it
-/// created, so the new directory entries survive a power loss.
-pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dir_durably(parent)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(parent)?.sync_all()
 }
 
 /// fsyncs a directory so a rename or unlink in it survives a crash.

@@ -66,7 +66,7 @@ pub struct Connection {
     peer: Option<SocketAddr>,
     /// Set by the accept loop: lets it see when this connection waits for a
     /// request, so idle connections can be evicted at the connection cap.
-    activity: Option<std::sync::Arc<crate::server::Activity>>,
+    activity: Option<std::sync::Arc<crate::activity::Activity>>,
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -102,7 +102,7 @@ impl Connection {
         self.peer
     }
 
-    pub(crate) fn set_activity(&mut self, a: std::sync::Arc<crate::server::Activity>) {
+    pub(crate) fn set_activity(&mut self, a: std::sync::Arc<crate::activity::Activity>) {
         self.activity = Some(a);
     }
 
@@ -241,8 +241,8 @@ impl Connection {
         let r = tokio::select! {
             r = self.recv_opt::<T>() => r,
             _ = stop.changed() => return None,
-            _ = tokio::time::sleep(crate::server::IDLE_TIMEOUT) => {
-                tracing::debug!("closing a connection idle for {:?}", crate::server::IDLE_TIMEOUT);
+            _ = tokio::time::sleep(crate::activity::IDLE_TIMEOUT) => {
+                tracing::debug!("closing a connection idle for {:?}", crate::activity::IDLE_TIMEOUT);
                 return None;
             }
         };

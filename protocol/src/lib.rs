@@ -4,6 +4,7 @@
 //! Nothing outside this crate encodes or decodes bytes on the wire, so a change
 //! of format is a change to this crate alone (and to [`PROTOCOL_VERSION`]).
 
+mod activity;
 pub mod chunk;
 pub mod connection;
 pub mod data_client;

@@ -7,59 +7,17 @@
 //! idle the longest (waiting for a request, or for its handshake) is closed
 //! to make room, so a flood of idle peers never locks out a working one.
 
+use crate::activity::Activity;
+pub use crate::activity::IDLE_TIMEOUT;
 use crate::connection::Connection;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
-
-/// A connection that sends no request for this long is closed. Sessions
-/// (heartbeats) never wait this long; pooled client connections are reused
-/// only well within it.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What the accept loop knows of one connection: whether it is idle, and
-/// the signal that evicts it.
-pub struct Activity {
-    /// Milliseconds since the server started at which the connection became
-    /// idle, plus one; 0 while it serves a request.
-    idle_since: AtomicU64,
-    epoch: Instant,
-    evict: tokio::sync::Notify,
-}
-
-impl Activity {
-    fn new(epoch: Instant) -> Self {
-        let a = Activity {
-            idle_since: AtomicU64::new(0),
-            epoch,
-            evict: tokio::sync::Notify::new(),
-        };
-        a.set_idle(true);
-        a
-    }
-
-    pub(crate) fn set_idle(&self, idle: bool) {
-        let v = if idle {
-            self.epoch.elapsed().as_millis() as u64 + 1
-        } else {
-            0
-        };
-        self.idle_since.store(v, Ordering::Relaxed);
-    }
-
-    fn idle_since(&self) -> Option<u64> {
-        match self.idle_since.load(Ordering::Relaxed) {
-            0 => None,
-            v => Some(v),
-        }
-    }
-}
 
 #[derive(Default)]
 struct Registry {
@@ -77,7 +35,7 @@ impl Registry {
             .min_by_key(|(t, _)| *t);
         match oldest {
             Some((_, a)) => {
-                a.evict.notify_one();
+                a.evict();
                 true
             }
             None => false,
@@ -177,7 +135,7 @@ pub async fn serve<H, F>(
                         tasks.set.spawn(async move {
                             let evicted = async {
                                 loop {
-                                    activity.evict.notified().await;
+                                    activity.evicted().await;
                                     // Busy again since it was picked: keep it.
                                     if activity.idle_since().is_some() {
                                         return;

@@ -179,7 +179,7 @@ impl Gateway {
             force,
             scheme,
         };
-        client::put::put_source(c, &self.inner.pool, opts, src, name, finish, noop)
+        client::put::put_source(c, &self.inner.pool, opts, src, name, Some(finish), noop)
             .await
             .map_err(s3e)?;
         let e = etag.lock().map(|e| e.clone()).unwrap_or_default();
@@ -328,9 +328,9 @@ impl Gateway {
     fn body(&self, info: FileInfo, range: std::ops::Range<u64>) -> StreamingBlob {
         let (tx, rx) = mpsc::channel(2);
         let s = client::get::range_stream(
+            &self.inner.cfg.client,
             self.inner.pool.clone(),
             Arc::new(info),
-            self.inflight(),
             range,
         );
         tokio::spawn(async move {

@@ -1,5 +1,7 @@
 //! `dfs-sim coord`: run the coordinator.
 
+#[cfg(not(feature = "http"))]
+use super::no_http as web;
 use super::{announce, bind, load_secret, shutdown_signal};
 use crate::format::parse_size;
 use anyhow::{bail, Result};
@@ -66,6 +68,11 @@ pub struct Args {
     /// change, so readers that started before finish.
     #[arg(long, default_value = "60s")]
     pub delete_grace: String,
+    /// How long a read token granted by a lookup lives (e.g. 5m, 30s): the
+    /// bound on how long a revoked client key can go on reading; reads that
+    /// last longer renew their tokens.
+    #[arg(long, default_value = "5m")]
+    pub read_token_ttl: String,
     /// Bytes per second rebalancing may move (e.g. 64MiB, 10MiB).
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub rebalance_rate: String,
@@ -136,6 +143,13 @@ pub async fn run(a: Args) -> Result<()> {
         crate::format::parse_duration(&a.orphan_grace).map_err(anyhow::Error::msg)?;
     cfg.delete_grace =
         crate::format::parse_duration(&a.delete_grace).map_err(anyhow::Error::msg)?;
+    cfg.read_token_ttl =
+        crate::format::parse_duration(&a.read_token_ttl).map_err(anyhow::Error::msg)?;
+    if cfg.read_token_ttl < std::time::Duration::from_secs(1) {
+        anyhow::bail!(
+            "--read-token-ttl must be at least 1s (reads renew their tokens before they expire)"
+        );
+    }
     cfg.rebalance_rate =
         parse_size(&a.rebalance_rate).map_err(|e| anyhow::anyhow!("--rebalance-rate: {e}"))?;
     if cfg.rebalance_rate == 0 {

@@ -5,7 +5,7 @@
 use super::{file_name, ClientArgs};
 use anyhow::{bail, Result};
 use client::get::Output;
-use client::put::Source;
+use client::put::{PutOptions, Source};
 use client::CoordClient;
 use protocol::data_client::NodePool;
 use protocol::handshake::Role;
@@ -63,13 +63,18 @@ pub async fn run(a: Args) -> Result<()> {
                             size: data.len() as u64,
                             reader: Box::new(std::io::Cursor::new(data)),
                         };
-                        client::put::put_with(
+                        let opts = PutOptions {
+                            inflight: 1,
+                            force: true,
+                            scheme: None,
+                        };
+                        client::put::put_source(
                             &mut coord,
                             &pool,
-                            1,
+                            opts,
                             src,
                             name,
-                            true,
+                            None,
                             Arc::new(|_| {}),
                         )
                         .await?;

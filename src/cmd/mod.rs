@@ -11,6 +11,8 @@ pub mod key;
 pub mod kill;
 pub mod loadgen;
 pub mod ls;
+#[cfg(not(feature = "http"))]
+pub mod no_http;
 pub mod node;
 pub mod put;
 pub mod rebalance;

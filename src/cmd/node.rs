@@ -1,5 +1,7 @@
 //! `dfs-sim node`: run a chunkserver.
 
+#[cfg(not(feature = "http"))]
+use super::no_http as web;
 use super::{announce, bind, load_secret, shutdown_signal};
 use anyhow::Result;
 use protocol::NodeId;

@@ -1,8 +1,13 @@
 //! `dfs-sim s3`: run an S3 gateway in front of the cluster.
 
-use super::{announce, bind, shutdown_signal, ClientArgs};
-use anyhow::{Context, Result};
+use super::ClientArgs;
+#[cfg(feature = "s3")]
+use super::{announce, bind, shutdown_signal};
+#[cfg(feature = "s3")]
+use anyhow::Context;
+use anyhow::Result;
 use std::path::PathBuf;
+#[cfg(feature = "s3")]
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
@@ -23,6 +28,7 @@ pub struct Args {
 }
 
 /// The accepted keys, from the file or the environment.
+#[cfg(feature = "s3")]
 pub fn credentials(file: Option<&PathBuf>) -> Result<s3gw::Credentials> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
@@ -45,6 +51,15 @@ pub fn credentials(file: Option<&PathBuf>) -> Result<s3gw::Credentials> {
     }
 }
 
+/// Without the `s3` feature (the demo's build) there is no gateway to run.
+#[cfg(not(feature = "s3"))]
+pub async fn run(_a: Args) -> Result<()> {
+    anyhow::bail!(
+        "this dfs-sim was built without the S3 gateway; rebuild it with the default features (cargo build --release)"
+    )
+}
+
+#[cfg(feature = "s3")]
 pub async fn run(a: Args) -> Result<()> {
     let credentials = credentials(a.credentials_file.as_ref())?;
     let client = a.client.config()?;

@@ -351,6 +351,13 @@ fn print_scenario(r: &sim::scenario::Report) {
 
 /// Loss probability per year at repair speeds around the chosen one,
 /// with the 95% interval as error bars.
+/// Without the `plots` feature (the demo's build) there is no plotter.
+#[cfg(not(feature = "plots"))]
+fn plot(_p: &Params, _path: &std::path::Path) -> Result<()> {
+    bail!("this dfs-sim was built without plots; rebuild it with the default features (cargo build --release) to use --plot")
+}
+
+#[cfg(feature = "plots")]
 fn plot(p: &Params, path: &std::path::Path) -> Result<()> {
     use plotters::prelude::*;
     sim_font()?;
@@ -427,6 +434,7 @@ fn plot(p: &Params, path: &std::path::Path) -> Result<()> {
 
 /// plotters draws text with a font we hand it (no system font lookup, no
 /// fontconfig): the first DejaVu/Liberation sans found on the machine.
+#[cfg(feature = "plots")]
 fn sim_font() -> Result<()> {
     const FONTS: [&str; 4] = [
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

@@ -2,12 +2,13 @@
 //! processes, in the foreground, until Ctrl-C.
 
 use super::cluster_state::{
-    all_alive, last_log_line, pid_runs, stop_pids, ClusterState, ProcState, DEFAULT_DIR, POLL,
+    last_log_line, pid_runs, stop_pids, ClusterState, ProcState, DEFAULT_DIR,
 };
 use super::shutdown_signal;
 use anyhow::{bail, Context, Result};
 use localcluster::{spawn, Started};
 use std::fs::File;
+#[cfg(feature = "s3")]
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -60,6 +61,7 @@ pub struct Args {
 }
 
 /// The S3 gateway `up` runs next to the cluster.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 struct S3Info {
     addr: String,
     access: String,
@@ -117,7 +119,8 @@ pub async fn run(a: Args) -> Result<()> {
             return Err(e);
         }
     };
-    let s3 = if a.no_s3 {
+    // A build without the gateway (the demo's) runs the cluster without it.
+    let s3 = if a.no_s3 || !cfg!(feature = "s3") {
         None
     } else {
         match start_s3(&a, &dir, &log_dir, &exe, &state.coord.addr, &mut pids).await {
@@ -154,6 +157,7 @@ pub async fn run(a: Args) -> Result<()> {
 /// Starts `dfs-sim s3` for the cluster with the keys kept in `DIR/s3.keys`
 /// (made on first use, readable only by the owner). The gateway is not in
 /// cluster.json: `kill`/`start` manage nodes; `up` stops it on exit.
+#[cfg(feature = "s3")]
 async fn start_s3(
     a: &Args,
     dir: &Path,
@@ -232,6 +236,19 @@ async fn start_s3(
         access,
         secret,
     })
+}
+
+/// A build without the gateway never starts one (see `run`).
+#[cfg(not(feature = "s3"))]
+async fn start_s3(
+    _a: &Args,
+    _dir: &Path,
+    _log_dir: &Path,
+    _exe: &str,
+    _coord: &str,
+    _pids: &mut Vec<u32>,
+) -> Result<S3Info> {
+    bail!("this dfs-sim was built without the S3 gateway")
 }
 
 /// How to reach the gateway from aws cli, rclone and SDKs.
@@ -338,102 +355,76 @@ async fn start_all(
         Some(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
     }
     .to_string();
-    let coord_args = |listen: &str| {
-        let mut v: Vec<String> = vec![
-            exe.into(),
-            "coord".into(),
-            "--listen".into(),
-            listen.into(),
-            "--data".into(),
-            dir.join("coord").to_string_lossy().into_owned(),
-            "--replication".into(),
-            a.replication.to_string(),
-            "--parity".into(),
-            a.parity.to_string(),
-        ];
-        if a.ha {
-            v.push("--ha".into());
-        }
-        if let Some(s) = &a.chunk_size {
-            v.extend(["--chunk-size".into(), s.clone()]);
-        }
-        if let Some(ms) = a.heartbeat_ms {
-            v.extend(["--heartbeat-ms".into(), ms.to_string()]);
-        }
-        v.extend(["--http".into(), http.clone()]);
-        v
+    let mut coord_flags: Vec<String> = vec![
+        "--replication".into(),
+        a.replication.to_string(),
+        "--parity".into(),
+        a.parity.to_string(),
+    ];
+    if a.ha {
+        coord_flags.push("--ha".into());
+    }
+    if let Some(s) = &a.chunk_size {
+        coord_flags.extend(["--chunk-size".into(), s.clone()]);
+    }
+    if let Some(ms) = a.heartbeat_ms {
+        coord_flags.extend(["--heartbeat-ms".into(), ms.to_string()]);
+    }
+    // A build without the HTTP faces (the demo's) has no dashboard.
+    if cfg!(feature = "http") {
+        coord_flags.extend(["--http".into(), http.clone()]);
+    }
+    let mut start = localcluster::Starter {
+        exe,
+        dir,
+        who: "up",
+        pids,
     };
-    let log = log_dir.join("coord.log");
-    let coord = match spawn_ready("coord", coord_args(&coord_listen), &log, pids).await {
+    let coord = match start.coord(&coord_listen, &coord_flags).await {
         Ok(s) => s,
         // Port 4000 was taken between our check and the coordinator's bind.
-        Err(_) if fallback => spawn_ready("coord", coord_args("127.0.0.1:0"), &log, pids).await?,
-        Err(e) => return Err(e),
+        Err(_) if fallback => start.coord("127.0.0.1:0", &coord_flags).await?,
+        Err(e) => return Err(e.into()),
     };
     let coord_addr = coord.proc.addr.clone();
 
     // The nodes, all at once.
-    let mut pending = Vec::new();
-    for i in 1..=a.nodes {
-        let id = format!("n{i}");
-        let listen = match a.base_port {
-            Some(p) if p != 0 => format!("127.0.0.1:{}", u32::from(p) + i),
-            _ => "127.0.0.1:0".to_string(),
-        };
-        let mut argv: Vec<String> = vec![
-            exe.into(),
-            "node".into(),
-            "--id".into(),
-            id.clone(),
-            "--listen".into(),
-            listen,
-            "--data".into(),
-            dir.join(&id).to_string_lossy().into_owned(),
-            "--coord".into(),
-            coord_addr.clone(),
-        ];
-        if let Some(d) = a.domains {
-            argv.extend(["--domain".into(), format!("rack{}", (i - 1) % d + 1)]);
-        }
-        if i > a.nodes - a.spares {
-            argv.push("--spare".into());
-        }
-        let log = log_dir.join(format!("{id}.log"));
-        pending.push(spawn("up", &id, argv, &log, pids)?);
-    }
-    let mut nodes = Vec::new();
-    for p in pending {
-        nodes.push(p.ready().await?);
-    }
-
-    let state = ClusterState {
-        up_pid: std::process::id(),
-        coord: coord.proc.clone(),
-        nodes: nodes.iter().map(|n| n.proc.clone()).collect(),
-        log_dir: log_dir.to_path_buf(),
-    };
-    state.save(dir)?;
+    let specs = (1..=a.nodes)
+        .map(|i| {
+            let mut extra = Vec::new();
+            if let Some(d) = a.domains {
+                extra.extend(["--domain".into(), format!("rack{}", (i - 1) % d + 1)]);
+            }
+            if i > a.nodes - a.spares {
+                extra.push("--spare".into());
+            }
+            localcluster::NodeSpec {
+                id: format!("n{i}"),
+                listen: match a.base_port {
+                    Some(p) if p != 0 => format!("127.0.0.1:{}", u32::from(p) + i),
+                    _ => "127.0.0.1:0".to_string(),
+                },
+                coord: coord_addr.clone(),
+                extra,
+            }
+        })
+        .collect();
+    let nodes = start.nodes(specs).await?;
+    let state = start.record(&coord, &nodes)?;
 
     // Wait until the coordinator has every node alive.
     let ids: Vec<&str> = state.nodes.iter().map(|n| n.id.as_str()).collect();
-    let deadline = Instant::now() + ALIVE_TIMEOUT;
     let mut children: Vec<Started> = std::iter::once(coord).chain(nodes).collect();
-    while !all_alive(&coord_addr, &ids).await {
-        for c in &mut children {
-            if let Some(status) = c.child.try_wait()? {
-                return Err(c.proc.died(&status.to_string()).into());
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the coordinator did not see all {} nodes alive within {} s; see the logs in {}",
-                ids.len(),
-                ALIVE_TIMEOUT.as_secs(),
-                log_dir.display()
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let cred = super::client_credential(None, None)?;
+    localcluster::wait_alive(
+        &coord_addr,
+        cred,
+        &ids,
+        &mut children,
+        ALIVE_TIMEOUT,
+        log_dir,
+    )
+    .await?;
 
     // From now on, only report exits.
     for Started { mut child, proc } in children {

@@ -90,7 +90,7 @@ pub async fn copy(
     force: bool,
     owner: &str,
 ) -> Result<FileSummary> {
-    let cfg = &coord.config();
+    let cfg = coord.config();
     if cfg.read_only {
         return Err(Error::ReadOnly);
     }

@@ -25,6 +25,14 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// The key a client key name stands for now (`None` once revoked): a
+/// connection checks it before each request against the key it proved at
+/// its handshake, so revoking a key also ends the connections already open
+/// with it, and no request of theirs can renew a read token.
+pub fn current(coord: &Coord, name: &str) -> Option<[u8; 32]> {
+    coord.lock().catalog().keys().get(name).copied()
+}
+
 /// Issues a new key; returns it as `NAME:HEX`, the content of a key file.
 pub async fn create(coord: &Coord, name: String) -> Result<String> {
     check_name(&name)?;

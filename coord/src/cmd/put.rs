@@ -54,7 +54,7 @@ pub fn plan(
     fit: bool,
     owner: &str,
 ) -> Result<PutPlan> {
-    let cfg = &coord.config();
+    let cfg = coord.config();
     if cfg.read_only {
         return Err(Error::ReadOnly);
     }
@@ -335,7 +335,7 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
 /// first, then the least used in the plan; a node the client failed on is
 /// never offered again.
 pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) -> Result<NodeAddr> {
-    let cfg = &coord.config();
+    let cfg = coord.config();
     let mut guard = coord.lock();
     let st = guard.parts();
     let cands: Vec<placement::Candidate> = st

@@ -12,7 +12,7 @@ use std::time::Instant;
 const MAX_LISTED: usize = 1000;
 
 pub fn status(coord: &Coord) -> ClusterStatus {
-    let cfg = &coord.config();
+    let cfg = coord.config();
     let mut guard = coord.lock();
     let st = guard.parts();
     let now = Instant::now();
@@ -117,7 +117,7 @@ pub fn status(coord: &Coord) -> ClusterStatus {
 /// exporter; the same classification `fsck` uses.
 pub fn chunks_by_health(coord: &Coord) -> [u64; 4] {
     use protocol::health::{stripe_health, Health, StripeCopies};
-    let cfg = &coord.config();
+    let cfg = coord.config();
     let mut guard = coord.lock();
     let st = guard.parts();
     let now = Instant::now();

@@ -31,7 +31,7 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
 
 /// One round: triggers, bookkeeping, and the orders to send.
 fn tick(coord: &Coord, now: Instant) -> Vec<(NodeId, RepairOrder)> {
-    let cfg = &coord.config();
+    let cfg = coord.config();
     let mut guard = coord.lock();
     let st = guard.parts();
     let rb = &mut *st.rebalance;
@@ -293,7 +293,7 @@ pub async fn done(
         };
         let mv = t.mv.clone();
         let now = Instant::now();
-        let cfg = &coord.config();
+        let cfg = coord.config();
         let members = &st.members;
         let alive = |n: &NodeId| members.not_dead(n, now, cfg);
         let ok = match st.catalog.locate(&chunk) {

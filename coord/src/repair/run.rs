@@ -67,7 +67,7 @@ struct Plan {
 }
 
 fn scan(coord: &Coord) -> Plan {
-    let cfg = &coord.config();
+    let cfg = coord.config();
     let now = Instant::now();
     let mut guard = coord.lock();
     let st = guard.parts();
