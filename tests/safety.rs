@@ -308,6 +308,7 @@ fn strangers_and_clients_cannot_delete_register_or_read_ungranted_chunks() {
             set_aside: Vec::new(),
             domain: String::new(),
             spare: false,
+            node_uuid: None,
         };
         let mut conn = dial(&coord, Role::Client, Some(alice.clone()))
             .await

@@ -73,7 +73,11 @@ pub struct StatusReport {
 pub struct NodeReport {
     pub id: String,
     pub addr: String,
+    /// `alive`, `suspect`, `dead`, or `failed`: running, but its store is
+    /// gone or unwritable (counted dead: its copies are lost).
     pub state: &'static str,
+    /// Why the node's store failed, as the node reported it.
+    pub failed: Option<String>,
     pub last_heartbeat_ms_ago: Option<u64>,
     /// Chunks the catalog places on the node.
     pub chunks: u64,
@@ -258,7 +262,11 @@ impl From<&ClusterStatus> for StatusReport {
                 .map(|n| NodeReport {
                     id: n.id.to_string(),
                     addr: n.addr.clone(),
-                    state: state_str(n.state),
+                    state: match (&n.stats.failed, n.state) {
+                        (Some(_), NodeState::Dead) => "failed",
+                        (_, s) => state_str(s),
+                    },
+                    failed: n.stats.failed.clone(),
                     last_heartbeat_ms_ago: n.last_heartbeat_ms_ago,
                     chunks: n.catalog_chunks,
                     stored_chunks: n.stats.chunks,

@@ -268,6 +268,7 @@ fn lock_dir(dir: &Path, read_only: bool) -> Result<Option<Arc<File>>> {
         Err(e) => return Err(e.into()),
     };
     let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut said = false;
     loop {
         let res = if read_only {
             file.try_lock_shared()
@@ -277,6 +278,16 @@ fn lock_dir(dir: &Path, read_only: bool) -> Result<Option<Arc<File>>> {
         match res {
             Ok(()) => return Ok(Some(Arc::new(file))),
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                // Say so at once: an operator who started a second
+                // coordinator by mistake should not stare at silence.
+                if !said {
+                    tracing::warn!(
+                        "{} is locked by another coordinator; waiting up to {} s for it (a snapshot may be finishing), then refusing",
+                        path.display(),
+                        LOCK_WAIT.as_secs_f64()
+                    );
+                    said = true;
+                }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             Err(std::fs::TryLockError::WouldBlock) => {

@@ -2,8 +2,15 @@
 //!
 //! A node is *alive* while its heartbeats arrive, *suspect* once one is late
 //! or its session dropped, and *dead* after `dead_after` heartbeat intervals
-//! of silence. Only nodes with an open session and a recent heartbeat take
-//! new chunks.
+//! of silence, or at once while it reports its store failed (its copies
+//! are gone). Only nodes with an open session and a recent heartbeat take
+//! new chunks, and not those whose recent transfers keep failing (backed
+//! off, as a full disk is).
+//!
+//! Silence is judged against the coordinator's own progress: if the
+//! monitor itself did not run for a while (the process was stopped, the
+//! machine suspended), no heartbeat could have been read either, so every
+//! node's window starts again instead of all being declared dead.
 
 use crate::config::CoordConfig;
 use protocol::{NodeAddr, NodeId, NodeState, NodeStats, SessionMsg};
@@ -31,12 +38,48 @@ pub struct Member {
     /// Copies the node holds aside (orphans, quarantined corrupt copies):
     /// since when, and whether corrupt. Purged after the orphan grace.
     pub set_aside: std::collections::HashMap<protocol::ChunkId, (Instant, bool)>,
+    /// The identity its data directory carries (`node.uuid`), as sent at
+    /// its last registration; None for nodes from before identities.
+    pub identity: Option<String>,
+    /// Transfers to this node that failed in a row (repair copies it was
+    /// to store), and until when it takes none because of them.
+    pub transfer_failures: u32,
+    pub avoid_until: Option<Instant>,
 }
+
+impl Member {
+    fn new(id: &NodeId, addr: &str) -> Member {
+        Member {
+            id: id.clone(),
+            addr: addr.to_string(),
+            last_heartbeat: None,
+            stats: NodeStats::default(),
+            session: None,
+            reported: NodeState::Dead,
+            domain: id.to_string(),
+            spare: false,
+            behind: false,
+            set_aside: Default::default(),
+            identity: None,
+            transfer_failures: 0,
+            avoid_until: None,
+        }
+    }
+}
+
+/// Transfers failing in a row before a node is backed off.
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
+/// First back-off; it doubles with every further failure, up to the max.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Membership {
     members: BTreeMap<NodeId, Member>,
     next_gen: u64,
+    /// When [`Membership::check`] last ran: a gap far longer than its
+    /// period means the coordinator itself was not running.
+    last_check: Option<Instant>,
 }
 
 impl Membership {
@@ -74,21 +117,7 @@ impl Membership {
     /// they register.
     pub fn seed(&mut self, known: &BTreeMap<NodeId, String>) {
         for (id, addr) in known {
-            self.members.insert(
-                id.clone(),
-                Member {
-                    id: id.clone(),
-                    addr: addr.clone(),
-                    last_heartbeat: None,
-                    stats: NodeStats::default(),
-                    session: None,
-                    reported: NodeState::Dead,
-                    domain: id.to_string(),
-                    spare: false,
-                    behind: false,
-                    set_aside: Default::default(),
-                },
-            );
+            self.members.insert(id.clone(), Member::new(id, addr));
         }
     }
 
@@ -104,18 +133,10 @@ impl Membership {
     ) -> u64 {
         self.next_gen += 1;
         let gen = self.next_gen;
-        let m = self.members.entry(id.clone()).or_insert_with(|| Member {
-            id: id.clone(),
-            addr: addr.to_string(),
-            last_heartbeat: None,
-            stats: NodeStats::default(),
-            session: None,
-            reported: NodeState::Dead,
-            domain: id.to_string(),
-            spare: false,
-            behind: false,
-            set_aside: Default::default(),
-        });
+        let m = self
+            .members
+            .entry(id.clone())
+            .or_insert_with(|| Member::new(id, addr));
         m.addr = addr.to_string();
         m.domain = if domain.is_empty() {
             id.to_string()
@@ -154,6 +175,11 @@ impl Membership {
         let Some(last) = m.last_heartbeat else {
             return NodeState::Dead;
         };
+        // A node whose store is gone holds none of its copies: dead for
+        // repair and placement, though it still heartbeats (to say so).
+        if m.stats.failed.is_some() {
+            return NodeState::Dead;
+        }
         let silent = now.saturating_duration_since(last);
         if silent >= cfg.dead_timeout() {
             NodeState::Dead
@@ -199,6 +225,7 @@ impl Membership {
                     && Self::state(m, now, cfg) != NodeState::Dead
                     && !draining.contains(&m.id)
                     && m.stats.usable_bytes().is_none_or(|u| u >= cfg.chunk_size)
+                    && m.avoid_until.is_none_or(|t| t <= now)
             })
             .map(|m| NodeAddr {
                 id: m.id.clone(),
@@ -262,9 +289,67 @@ impl Membership {
         }
     }
 
+    /// A transfer to `id` failed (a repair copy it could not store): after
+    /// [`FAILURES_BEFORE_BACKOFF`] in a row it takes no new copies for a
+    /// while, doubling with each further failure, so repair and placement
+    /// choose another node instead of the same failing one again and
+    /// again. A full disk is avoided the same way by its free space; this
+    /// covers every other cause (a broken disk the node has not noticed,
+    /// an old node without a store probe).
+    pub fn transfer_failed(&mut self, id: &NodeId, now: Instant) {
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        m.transfer_failures = m.transfer_failures.saturating_add(1);
+        if m.transfer_failures >= FAILURES_BEFORE_BACKOFF {
+            let doublings = (m.transfer_failures - FAILURES_BEFORE_BACKOFF).min(6);
+            let pause = (BACKOFF_MIN * 2u32.pow(doublings)).min(BACKOFF_MAX);
+            m.avoid_until = Some(now + pause);
+            tracing::warn!(node = %id, failures = m.transfer_failures, pause_s = pause.as_secs(), "transfers to this node keep failing; choosing other nodes for a while");
+        }
+    }
+
+    /// A transfer to `id` succeeded: its failure count starts over.
+    pub fn transfer_ok(&mut self, id: &NodeId) {
+        if let Some(m) = self.members.get_mut(id) {
+            if m.avoid_until.take().is_some() {
+                tracing::info!(node = %id, "node takes transfers again");
+            }
+            m.transfer_failures = 0;
+        }
+    }
+
     /// Logs state transitions; returns the nodes newly declared dead with
     /// the time of their last heartbeat (when they actually died).
+    ///
+    /// If this has not run for longer than a heartbeat interval (the
+    /// monitor runs every quarter interval), the coordinator itself was not
+    /// running (stopped, suspended, starved): heartbeats sent meanwhile
+    /// were not read either, so that time says nothing about the nodes.
+    /// It is not counted: every live node's window moves forward by the
+    /// gap (a node silent before the pause keeps the silence it had; one
+    /// that really died during the pause is declared dead one dead timeout
+    /// after the resume).
     pub fn check(&mut self, now: Instant, cfg: &CoordConfig) -> Vec<(NodeId, Instant)> {
+        let gap = self
+            .last_check
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        self.last_check = Some(now);
+        if gap > cfg.heartbeat {
+            tracing::warn!(
+                paused_s = gap.as_secs_f64(),
+                "the coordinator itself did not run for a while; not counting that time against the nodes"
+            );
+            for m in self.members.values_mut() {
+                if m.reported == NodeState::Dead {
+                    continue;
+                }
+                if let Some(t) = m.last_heartbeat {
+                    m.last_heartbeat = Some((t + gap).min(now));
+                }
+            }
+        }
         let mut dead = Vec::new();
         for m in self.members.values_mut() {
             let s = Self::state(m, now, cfg);
@@ -276,6 +361,11 @@ impl Membership {
                 .map(|t| now.saturating_duration_since(t))
                 .unwrap_or(Duration::ZERO);
             match s {
+                NodeState::Dead if m.stats.failed.is_some() => {
+                    let why = m.stats.failed.as_deref().unwrap_or_default();
+                    tracing::error!(node = %m.id, reason = %why, "node reports its store failed: counting its copies lost");
+                    dead.push((m.id.clone(), now));
+                }
                 NodeState::Dead => {
                     tracing::warn!(node = %m.id, silent_s = silent.as_secs_f64(), "node declared dead: missed {} heartbeats", cfg.dead_after);
                     dead.push((m.id.clone(), m.last_heartbeat.unwrap_or(now)));
@@ -288,5 +378,117 @@ impl Membership {
             m.reported = s;
         }
         dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CoordConfig {
+        let mut c = CoordConfig::new("/nonexistent".into());
+        c.heartbeat = Duration::from_millis(100);
+        c.dead_after = 3;
+        c.chunk_size = 1;
+        c
+    }
+
+    fn cluster(n: usize) -> (Membership, Vec<mpsc::Receiver<SessionMsg>>) {
+        let mut m = Membership::default();
+        let mut rxs = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = mpsc::channel(1);
+            let id = NodeId::new(&format!("n{i}")).unwrap();
+            m.register(&id, "127.0.0.1:1", NodeStats::default(), "", false, tx);
+            rxs.push(rx);
+        }
+        (m, rxs)
+    }
+
+    fn writable_ids(m: &Membership, now: Instant, c: &CoordConfig) -> Vec<String> {
+        m.writable(now, c, &Default::default())
+            .into_iter()
+            .map(|n| n.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_store_is_dead_at_once_and_takes_nothing() {
+        let c = cfg();
+        let (mut m, _rx) = cluster(2);
+        let n0 = NodeId::new("n0").unwrap();
+        let now = Instant::now();
+        m.check(now, &c);
+        m.heartbeat(
+            &n0,
+            NodeStats {
+                failed: Some("data directory gone".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(Membership::state(&m.members[&n0], now, &c), NodeState::Dead);
+        assert!(!m.is_alive(&n0, now, &c));
+        let dead = m.check(now, &c);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, n0);
+        assert_eq!(writable_ids(&m, now, &c), vec!["n1"]);
+    }
+
+    #[test]
+    fn a_node_whose_transfers_keep_failing_is_backed_off_then_tried_again() {
+        let mut c = cfg();
+        // Heartbeats are not the point here: nobody goes silent.
+        c.heartbeat = Duration::from_secs(600);
+        let (mut m, _rx) = cluster(2);
+        let n0 = NodeId::new("n0").unwrap();
+        let now = Instant::now();
+        m.transfer_failed(&n0, now);
+        m.transfer_failed(&n0, now);
+        assert_eq!(
+            writable_ids(&m, now, &c).len(),
+            2,
+            "two failures: still tried"
+        );
+        m.transfer_failed(&n0, now);
+        assert_eq!(writable_ids(&m, now, &c), vec!["n1"], "backed off");
+        let later = now + BACKOFF_MIN + Duration::from_millis(1);
+        assert!(writable_ids(&m, later, &c).contains(&"n0".to_string()));
+        // Each further failure doubles the pause, up to the maximum.
+        m.transfer_failed(&n0, later);
+        assert!(!writable_ids(&m, later + BACKOFF_MIN, &c).contains(&"n0".to_string()));
+        for _ in 0..20 {
+            m.transfer_failed(&n0, later);
+        }
+        let until = m.members[&n0].avoid_until.unwrap();
+        assert!(until <= later + BACKOFF_MAX);
+        m.transfer_ok(&n0);
+        assert_eq!(writable_ids(&m, later, &c).len(), 2, "a success resets");
+    }
+
+    #[test]
+    fn time_the_coordinator_did_not_run_is_not_counted_against_nodes() {
+        let c = cfg();
+        let (mut m, _rx) = cluster(2);
+        let t0 = Instant::now();
+        assert!(m.check(t0, &c).is_empty());
+        // The monitor did not run for 5 s (SIGSTOP): nobody is dead.
+        let t1 = t0 + Duration::from_secs(5);
+        assert!(m.check(t1, &c).is_empty());
+        assert!(m
+            .members
+            .values()
+            .all(|x| Membership::state(x, t1, &c) == NodeState::Alive));
+        // Once it runs again, real silence counts as before.
+        let mut t = t1;
+        let mut dead = Vec::new();
+        while t < t1 + Duration::from_secs(1) {
+            t += Duration::from_millis(25);
+            dead.extend(m.check(t, &c));
+        }
+        assert_eq!(
+            dead.len(),
+            2,
+            "silent nodes die one dead timeout after the resume"
+        );
     }
 }

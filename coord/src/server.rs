@@ -450,6 +450,7 @@ mod tests {
                 cluster: None,
                 seq_seen: 0,
                 set_aside: Vec::new(),
+                node_uuid: None,
             }),
             CoordRequest::PlanPut {
                 name: name.clone(),

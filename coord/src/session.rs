@@ -71,6 +71,32 @@ fn refuse(coord: &Coord, reg: &Register) -> Option<String> {
     }
 }
 
+/// Why a registration claiming a live node's id is refused, if it is: the
+/// id is taken by a node with an open session that is not dead, and the
+/// two data directories' identities differ (two processes started with one
+/// `--id`). The same directory on a new address is the node moving (or
+/// restarting before its old session was seen closed), and is fine; so is
+/// any registration while the id's holder is dead (a replaced disk), or
+/// when either side predates identities.
+fn identity_conflict(
+    members: &crate::membership::Membership,
+    coord: &Coord,
+    reg: &Register,
+) -> Option<String> {
+    let m = members.get(&reg.node_id)?;
+    let theirs = reg.node_uuid.as_ref()?;
+    let ours = m.identity.as_ref()?;
+    let live = m.session.is_some()
+        && crate::membership::Membership::state(m, Instant::now(), coord.config())
+            != protocol::NodeState::Dead;
+    (live && ours != theirs).then(|| {
+        format!(
+            "refusing node {} at {}: another node is registered as {} at {} and alive, with data directory identity {ours}; this one's is {theirs}. Two nodes were started with --id {}? Give each node its own id (a node moving to another address keeps its directory, and is accepted)",
+            reg.node_id, reg.addr, reg.node_id, m.addr, reg.node_id
+        )
+    })
+}
+
 /// Runs one registered session until it breaks or the coordinator stops.
 pub async fn serve(
     coord: Arc<Coord>,
@@ -96,6 +122,14 @@ pub async fn serve(
             catalog_seq = seq,
             "node has seen a newer catalog than this coordinator holds (a stale copy of the data directory?): nothing will be deleted or set aside on it"
         );
+    }
+    let conflict = identity_conflict(coord.lock().parts().members, &coord, &reg);
+    if let Some(why) = conflict {
+        tracing::error!(node = %id, addr = %reg.addr, "{why}");
+        let _ = conn
+            .reply_err(WireError::new(ErrorKind::Forbidden, why))
+            .await;
+        return;
     }
     let (tx, mut rx) = mpsc::channel(256);
     let (gen, records, actions) = {
@@ -129,6 +163,12 @@ pub async fn serve(
         }
         records.extend(more);
         if let Some(m) = st.members.get_mut(&id) {
+            if reg.node_uuid.is_some() && m.identity.is_some() && m.identity != reg.node_uuid {
+                tracing::warn!(node = %id, was = ?m.identity, now = ?reg.node_uuid, "node registers with another data directory than before (replaced disk?); its old copies count as lost");
+            }
+            if reg.node_uuid.is_some() {
+                m.identity = reg.node_uuid.clone();
+            }
             m.behind = behind;
             let now = Instant::now();
             m.set_aside = reg

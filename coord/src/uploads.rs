@@ -87,6 +87,22 @@ impl Uploads {
         self.open.is_empty()
     }
 
+    /// Open uploads still within their deadline, for the global cap: one
+    /// past it is dead weight until the monitor collects it and must not
+    /// refuse new puts.
+    pub fn live(&self, now: Instant) -> usize {
+        self.open.values().filter(|u| u.expires > now).count()
+    }
+
+    /// Live uploads (see [`Uploads::live`]) planned by `owner`, for the
+    /// per-peer cap.
+    pub fn live_owned_by(&self, owner: &str, now: Instant) -> usize {
+        self.open
+            .values()
+            .filter(|u| u.owner == owner && u.expires > now)
+            .count()
+    }
+
     /// Open uploads planned by `owner`, for the per-peer cap.
     pub fn owned_by(&self, owner: &str) -> usize {
         self.open.values().filter(|u| u.owner == owner).count()

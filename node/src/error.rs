@@ -23,6 +23,10 @@ pub enum Error {
     },
     #[error("not allowed: {0}")]
     Forbidden(String),
+    /// The store is gone or unwritable (see `ChunkStore::probe`): the node
+    /// takes no writes until it works again.
+    #[error("this node's store failed: {0}")]
+    StoreFailed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,14 +1,22 @@
-//! Which cluster this node belongs to, and how new a catalog it has seen.
+//! Which cluster this node belongs to, how new a catalog it has seen, and
+//! which data directory it is.
 //!
 //! ```text
 //! <data>/cluster.id    hex cluster id, written once when the node first joins
 //! <data>/cluster.seq   highest catalog sequence number a coordinator showed it
+//! <data>/node.uuid     random 128-bit hex identity of this data directory,
+//!                      written once at first start (like HDFS's datanode UUID)
 //! ```
 //!
-//! Both are written temp + fsync + rename + directory fsync. A node refuses
+//! All are written temp + fsync + rename + directory fsync. A node refuses
 //! a coordinator (or peer) of another cluster, and its `cluster.seq` tells a
 //! coordinator whose catalog is older than the node's data (a stale copy of
-//! its directory) that it must not delete anything here.
+//! its directory) that it must not delete anything here. `node.uuid` goes
+//! with every registration: the operator-given `--id` names the node, the
+//! UUID tells two directories apart, so a second process started with a
+//! live node's `--id` (and its own directory) is refused rather than taking
+//! the id over, while the node itself may move address freely. A directory
+//! from before identities gets one at its next start.
 
 use crate::error::{Error, Result};
 use directio::fsutil::write_atomic;
@@ -17,12 +25,43 @@ use std::path::{Path, PathBuf};
 
 const ID_FILE: &str = "cluster.id";
 const SEQ_FILE: &str = "cluster.seq";
+const NODE_FILE: &str = "node.uuid";
 
 #[derive(Debug, Clone)]
 pub struct Identity {
     dir: PathBuf,
     pub cluster: Option<ClusterId>,
     pub seq_seen: u64,
+    /// This data directory's identity (32 hex digits).
+    pub node: String,
+}
+
+/// Reads the directory's `node.uuid`, creating it (durably) if missing.
+fn node_identity(dir: &Path) -> Result<String> {
+    let path = dir.join(NODE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let s = s.trim();
+            if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(s.to_ascii_lowercase())
+            } else {
+                Err(Error::BadRequest(format!(
+                    "{} is not a node identity (32 hex digits); refusing to guess which node this directory belongs to",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id: String = rand::random::<[u8; 16]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            write_atomic(dir, NODE_FILE, id.as_bytes())?;
+            tracing::info!(identity = %id, dir = %dir.display(), "data directory given a node identity");
+            Ok(id)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Identity {
@@ -41,10 +80,12 @@ impl Identity {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let node = node_identity(dir)?;
         Ok(Identity {
             dir: dir.to_path_buf(),
             cluster,
             seq_seen,
+            node,
         })
     }
 
@@ -94,5 +135,23 @@ mod tests {
         let err = again.accept(ClusterId::random(), 99).unwrap_err();
         assert!(err.to_string().contains("another cluster"), "{err}");
         assert_eq!(Identity::load(dir.path()).unwrap().cluster, Some(a));
+    }
+
+    #[test]
+    fn a_directory_keeps_its_node_identity_and_an_old_one_gets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load(dir.path()).unwrap().node;
+        assert_eq!(first.len(), 32);
+        assert_eq!(Identity::load(dir.path()).unwrap().node, first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Identity::load(other.path()).unwrap().node, first);
+        // A directory from before identities (no node.uuid) gets a new one.
+        std::fs::remove_file(dir.path().join(NODE_FILE)).unwrap();
+        let again = Identity::load(dir.path()).unwrap().node;
+        assert_eq!(again.len(), 32);
+        assert_ne!(again, first);
+        // A damaged one is refused, not replaced.
+        std::fs::write(dir.path().join(NODE_FILE), "junk").unwrap();
+        assert!(Identity::load(dir.path()).is_err());
     }
 }

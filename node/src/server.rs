@@ -61,6 +61,10 @@ pub async fn run(
     });
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(crate::scrub::run(ctx.clone(), tasks.stop_signal()));
+    tasks.spawn(crate::store::probe_loop(
+        ctx.store.clone(),
+        tasks.stop_signal(),
+    ));
     if let Some(coord) = ctx.config.coord.clone() {
         let stop = tasks.stop_signal();
         tasks.spawn(session::dial_loop(ctx.clone(), coord, stop));

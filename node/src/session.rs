@@ -16,9 +16,9 @@ use tokio::sync::watch;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 fn register(ctx: &Ctx) -> Register {
-    let (cluster, seq_seen) = {
+    let (cluster, seq_seen, node_uuid) = {
         let id = ctx.identity.lock().unwrap_or_else(|p| p.into_inner());
-        (id.cluster, id.seq_seen)
+        (id.cluster, id.seq_seen, id.node.clone())
     };
     Register {
         node_id: ctx.config.id.clone(),
@@ -30,6 +30,7 @@ fn register(ctx: &Ctx) -> Register {
         cluster,
         seq_seen,
         set_aside: ctx.store.set_aside_list(),
+        node_uuid: Some(node_uuid),
     }
 }
 
@@ -65,7 +66,11 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coord: String, mut stop: watch::Rec
             Err(e) => {
                 let msg = e.to_string();
                 if msg != last_err {
-                    tracing::warn!(%coord, error = %msg, "cannot reach coordinator, retrying");
+                    if refused(&e) {
+                        tracing::error!(%coord, "the coordinator refused this node: {msg}; retrying");
+                    } else {
+                        tracing::warn!(%coord, error = %msg, "cannot reach coordinator, retrying");
+                    }
                     last_err = msg;
                 }
             }
@@ -76,6 +81,14 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coord: String, mut stop: watch::Rec
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Whether the coordinator answered with a refusal (rather than not at all).
+fn refused(e: &crate::Error) -> bool {
+    matches!(
+        e,
+        crate::Error::Protocol(protocol::Error::Remote(w)) if w.kind == protocol::ErrorKind::Forbidden
+    )
 }
 
 async fn open(ctx: &Ctx, coord: &str) -> Result<(Connection, RegisterAck)> {

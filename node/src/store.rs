@@ -65,6 +65,17 @@ pub struct ChunkStore {
     tombstones: Mutex<HashMap<ChunkId, std::time::Instant>>,
     /// Small chunks waiting for the group committer.
     group: std::sync::mpsc::Sender<Pending>,
+    /// The data directory, held open: a directory removed (its link count
+    /// drops to 0) or replaced by another under the same path (another
+    /// device and inode; the open handle keeps the inode from being reused)
+    /// is not this store any more, and its chunks are gone.
+    data_dir: PathBuf,
+    dir_handle: std::fs::File,
+    /// Why the store cannot be trusted with writes (gone, replaced,
+    /// unwritable), if it cannot: set by [`ChunkStore::probe`], which runs
+    /// periodically and after every failed write. The node then reports
+    /// itself failed and refuses writes.
+    failed: Mutex<Option<String>>,
 }
 
 /// Chunks at most this long are committed in groups; larger ones are
@@ -192,6 +203,9 @@ impl ChunkStore {
             .spawn(move || group_committer(dir, rx))?;
         Ok(ChunkStore {
             group,
+            data_dir: data_dir.to_path_buf(),
+            dir_handle: std::fs::File::open(data_dir)?,
+            failed: Mutex::new(None),
             chunks_dir,
             tmp_dir,
             quarantine_dir,
@@ -222,9 +236,99 @@ impl ChunkStore {
         self.index().keys().copied().collect()
     }
 
+    /// Why the store is failed, if it is (see [`ChunkStore::probe`]).
+    pub fn failed(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Checks that the store is still there and writable: the data
+    /// directory is the one opened (same device and inode), its `chunks/`
+    /// and `tmp/` exist, and a probe file can be created, written and
+    /// removed in `tmp/`. Records the outcome (logging each change) and
+    /// returns the failure, if any. Blocking, and cheap: no fsync.
+    ///
+    /// Why: a data directory removed under a running node (`rm -rf`, an
+    /// unmounted disk) otherwise leaves a node that heartbeats as alive
+    /// while every write and read fails, and repair keeps choosing it.
+    pub fn probe(&self) -> Option<String> {
+        let res = self.check_store();
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match (&res, failed.as_ref()) {
+            (Err(why), None) => {
+                tracing::error!(dir = %self.data_dir.display(), reason = %why, "store failed: refusing writes and reporting this node failed")
+            }
+            (Ok(()), Some(was)) => {
+                tracing::warn!(dir = %self.data_dir.display(), was = %was, "store works again")
+            }
+            _ => {}
+        }
+        *failed = res.err();
+        failed.clone()
+    }
+
+    fn check_store(&self) -> std::result::Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.data_dir.display();
+        let held = self
+            .dir_handle
+            .metadata()
+            .map_err(|e| format!("data directory {dir}: {e}"))?;
+        if held.nlink() == 0 {
+            return Err(format!("data directory {dir} is gone (removed)"));
+        }
+        match dir_identity(&self.data_dir) {
+            None => return Err(format!("data directory {dir} is gone")),
+            Some(id) if id != (held.dev(), held.ino()) => {
+                return Err(format!(
+                    "data directory {dir} was replaced (another directory now has its name; the chunks this node held are gone)"
+                ))
+            }
+            Some(_) => {}
+        }
+        for d in [&self.chunks_dir, &self.tmp_dir] {
+            if !d.is_dir() {
+                return Err(format!("{} is gone", d.display()));
+            }
+        }
+        let probe = self
+            .tmp_dir
+            .join(format!("probe.{:016x}", rand::random::<u64>()));
+        let res = std::fs::File::create(&probe)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"probe"));
+        let _ = std::fs::remove_file(&probe);
+        match res {
+            Ok(()) => Ok(()),
+            // A full disk is not a failed one: placement already avoids it.
+            Err(e) if is_disk_full(&e) => Ok(()),
+            Err(e) => Err(format!("cannot write in {}: {e}", self.tmp_dir.display())),
+        }
+    }
+
+    /// A write failed with `e`: probe the store at once (a gone or
+    /// unwritable store is found by the first failed write, not the next
+    /// periodic probe) and turn the error into the node's.
+    fn write_failed(&self, e: std::io::Error) -> Error {
+        if !is_disk_full(&e) {
+            self.probe();
+        }
+        disk_err(e)
+    }
+
+    fn refuse_if_failed(&self) -> Result<()> {
+        match self.failed() {
+            Some(why) => Err(Error::StoreFailed(why)),
+            None => Ok(()),
+        }
+    }
+
     pub fn stats(&self) -> NodeStats {
+        let failed = self.failed();
         let idx = self.index();
         NodeStats {
+            failed,
             chunks: idx.len() as u64,
             bytes: idx.values().sum(),
             free_bytes: free_bytes(&self.chunks_dir),
@@ -347,6 +451,7 @@ impl ChunkStore {
     /// Starts receiving a chunk. Refuses up front when the disk cannot hold it.
     pub async fn create(&self, header: &ChunkHeader) -> Result<ChunkWriter> {
         check_bounds(header).map_err(|e| Error::BadRequest(e.to_string()))?;
+        self.refuse_if_failed()?;
         if let Some(free) = free_bytes(&self.chunks_dir) {
             let need = header.stored_len + self.reserve_bytes;
             if free < need {
@@ -378,7 +483,7 @@ impl ChunkStore {
         // The guard exists before the result is judged: a file created and
         // then failed to write is removed too.
         let guard = TempGuard(Some(tmp_path));
-        let file = file.map_err(disk_err)?;
+        let file = file.map_err(|e| self.write_failed(e))?;
         Ok(ChunkWriter {
             file: Some(file),
             pending: None,
@@ -417,7 +522,7 @@ impl ChunkStore {
         let file = tokio::task::spawn_blocking(move || file.finish())
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?
-            .map_err(disk_err)?;
+            .map_err(|e| self.write_failed(e))?;
         let final_path = self.path_of(&header.id);
         let tmp = guard.0.clone().unwrap_or_default();
         if header.stored_len <= self.group_max_len {
@@ -440,7 +545,7 @@ impl ChunkStore {
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     self.same_as_existing(&header).await
                 }
-                Ok(Err(e)) => Err(disk_err(e)),
+                Ok(Err(e)) => Err(self.write_failed(e)),
                 Err(_) => Err(Error::Io(std::io::Error::other("group committer stopped"))),
             };
         }
@@ -448,13 +553,13 @@ impl ChunkStore {
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?
-            .map_err(disk_err)?;
+            .map_err(|e| self.write_failed(e))?;
         let dir = final_path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
         if !dir.is_dir() {
-            create_dir_durably(&dir)?;
+            create_dir_durably(&dir).map_err(|e| self.write_failed(e))?;
         }
         // Link, not rename: a copy already present under this id is never
         // replaced (a put reusing an id cannot overwrite a good copy). The
@@ -464,7 +569,7 @@ impl ChunkStore {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return self.same_as_existing(&header).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.write_failed(e)),
         }
         fsync_dir(dir).await?;
         let size = 12 + header.stored_len + postcard_len(&header);
@@ -842,6 +947,35 @@ pub async fn fsync_dir(dir: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// How often a node probes its store (see [`ChunkStore::probe`]).
+pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Probes the store every [`PROBE_EVERY`] until `stop`.
+pub async fn probe_loop(
+    store: std::sync::Arc<ChunkStore>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = store.clone();
+        let _ = tokio::task::spawn_blocking(move || s.probe()).await;
+    }
+}
+
+/// (device, inode) of a directory, None if it is not one (or is gone).
+fn dir_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino()))
+}
+
 /// Free bytes for unprivileged users on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -998,6 +1132,29 @@ mod tests {
             0
         );
         assert!(!store.contains(&h.id));
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_directory_goes_or_is_replaced_is_failed_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = ChunkStore::open(&data, 0).unwrap();
+        put(&store, b"before").await;
+        assert_eq!(store.probe(), None);
+        assert_eq!(store.stats().failed, None);
+        std::fs::remove_dir_all(&data).unwrap();
+        let why = store.probe().expect("a gone directory is found");
+        assert!(why.contains("gone"), "{why}");
+        assert_eq!(store.stats().failed.as_deref(), Some(why.as_str()));
+        let (h, _) = chunk::encode(ChunkId::random(), Bytes::from_static(b"after"));
+        assert!(matches!(store.create(&h).await, Err(Error::StoreFailed(_))));
+        // The same path made again is another directory: still failed.
+        std::fs::create_dir_all(data.join("chunks")).unwrap();
+        std::fs::create_dir_all(data.join("tmp")).unwrap();
+        assert!(
+            store.probe().is_some(),
+            "a recreated directory is not the store"
+        );
     }
 
     #[tokio::test]

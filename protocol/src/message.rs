@@ -136,6 +136,10 @@ pub struct NodeStats {
     /// Free space the node keeps in reserve: placement counts only what is
     /// free beyond it.
     pub reserve_bytes: u64,
+    /// Why the node's store failed (its data directory is gone, replaced
+    /// or unwritable), if it did: the node refuses writes, and the
+    /// coordinator counts it dead (its copies are lost) while it says so.
+    pub failed: Option<String>,
 }
 
 impl NodeStats {
@@ -179,6 +183,10 @@ pub struct Register {
     pub seq_seen: u64,
     /// Orphans and quarantined copies held aside.
     pub set_aside: Vec<SetAside>,
+    /// The identity of the node's data directory (32 hex digits, written
+    /// at its first start), None from nodes before identities. A second
+    /// node claiming a live node's id with another identity is refused.
+    pub node_uuid: Option<String>,
 }
 
 /// The coordinator's answer to [`Register`].

@@ -96,12 +96,57 @@ pub fn unescape_key(name: &str) -> String {
     segs.join("/")
 }
 
+/// Whether XML 1.0 can carry `c` (its `Char` production: tab, newline,
+/// carriage return, U+0020..U+D7FF, U+E000..U+FFFD, U+10000 and up; Rust
+/// `char`s are never surrogates).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Whether every character of `s` can appear in an XML 1.0 document. S3
+/// responses are XML, so a key that fails this can be listed only
+/// URL-encoded.
+pub fn xml_safe(s: &str) -> bool {
+    s.chars().all(xml_char)
+}
+
+/// `s` percent-encoded as S3's `EncodingType=url` does: every byte but the
+/// unreserved ones (`A-Z a-z 0-9 - _ . ~`) and `/` becomes `%XX`, so what
+/// clients decode (botocore with `unquote_plus`) is exactly `s`, `+` and
+/// spaces included.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The catalog name of an object, or why the key is not acceptable.
 pub fn object_name(bucket: &str, key: &str) -> Result<FileName, String> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(format!("key must be 1 to {MAX_KEY_LEN} bytes"));
     }
     FileName::new(&format!("{bucket}/{}", escape_key(key)))
+}
+
+/// The catalog name of an object about to be written (PUT, copy target,
+/// multipart upload): as [`object_name`], and a key with a character XML
+/// 1.0 cannot carry (NUL, most control characters) is refused, since
+/// every listing of its bucket would have to carry it. Reads and deletes
+/// of such a name (one the CLI wrote) still work through `object_name`.
+pub fn new_object_name(bucket: &str, key: &str) -> Result<FileName, String> {
+    if let Some(c) = key.chars().find(|c| !xml_char(*c)) {
+        return Err(format!(
+            "key contains U+{:04X}, which XML 1.0 cannot carry (S3 listings are XML); use another key",
+            c as u32
+        ));
+    }
+    object_name(bucket, key)
 }
 
 /// The key of a catalog name under `bucket/`, if it is one.
@@ -188,6 +233,28 @@ mod tests {
         }
         assert!(object_name("bkt", "").is_err());
         assert!(object_name("bkt", &"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn keys_xml_cannot_carry_are_refused_and_encode_for_listings() {
+        for k in [
+            "nul\u{0}key",
+            "ctl\u{1}",
+            "esc\u{1b}",
+            "ff\u{c}",
+            "\u{fffe}",
+            "\u{ffff}",
+        ] {
+            let e = new_object_name("bkt", k).unwrap_err();
+            assert!(e.contains("XML 1.0"), "{k:?}: {e}");
+            assert!(!xml_safe(k));
+            // Such a name the CLI wrote can still be read or deleted.
+            assert!(object_name("bkt", k).is_ok(), "{k:?}");
+        }
+        for k in ["tab\tnl\ncr\r", "ünï", "🎉", "\u{fffd}", "del\u{7f}"] {
+            assert!(xml_safe(k) && new_object_name("bkt", k).is_ok(), "{k:?}");
+        }
+        assert_eq!(url_encode("a b+c/d%e\u{0}é~"), "a%20b%2Bc/d%25e%00%C3%A9~");
     }
 
     #[test]

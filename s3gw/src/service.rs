@@ -553,6 +553,15 @@ fn object_name(bucket: &str, key: &str) -> S3Result<FileName> {
     names::object_name(bucket, key).map_err(|e| s3_error!(InvalidArgument, "key {key:?}: {e}"))
 }
 
+/// [`object_name`] for a key about to be written: one XML 1.0 cannot carry
+/// is refused with `InvalidArgument` (see [`names::new_object_name`]).
+fn new_object_name(bucket: &str, key: &str) -> S3Result<FileName> {
+    if key.len() > names::MAX_KEY_LEN {
+        return Err(s3_error!(KeyTooLongError));
+    }
+    names::new_object_name(bucket, key).map_err(|e| s3_error!(InvalidArgument, "key {key:?}: {e}"))
+}
+
 /// ETag of a file: the MD5 (or multipart form) stored at put; files written
 /// by the CLI get a stable tag from their creation time and size.
 fn etag_of(attrs: &Attrs, created_ms: u64, size: u64) -> ETag {
@@ -570,6 +579,28 @@ fn user_meta(attrs: &Attrs) -> Option<Metadata> {
         .filter_map(|(k, v)| Some((k.strip_prefix(META)?.to_string(), v.clone())))
         .collect();
     (!m.is_empty()).then_some(m)
+}
+
+/// Most bytes of user metadata an object may carry (keys and values, as
+/// UTF-8), AWS's limit for a PUT's `x-amz-meta-*` headers.
+const MAX_USER_META: usize = 2048;
+
+/// Refuses user metadata above [`MAX_USER_META`] with `MetadataTooLarge`
+/// (400), before any byte is stored, rather than letting the catalog's
+/// own, larger attribute limit fail the commit as an internal error.
+fn check_user_meta(meta: Option<&Metadata>) -> S3Result<()> {
+    let total: usize = meta
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if total > MAX_USER_META {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "user metadata is {total} bytes; the limit is {MAX_USER_META}"
+        ));
+    }
+    Ok(())
 }
 
 fn attrs_from(content_type: Option<&str>, meta: Option<&Metadata>) -> Attrs {
@@ -644,6 +675,26 @@ fn s3e(e: client::Error) -> S3Error {
         (_, Some(ErrorKind::InvalidName | ErrorKind::BadRequest)) => {
             S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
         }
+        // The gateway's cluster key was refused (revoked, unknown): the
+        // caller may not do this, and retrying will not help.
+        (_, Some(ErrorKind::Forbidden))
+        | (
+            client::Error::Protocol {
+                source: protocol::Error::Auth(_),
+                ..
+            },
+            _,
+        ) => S3Error::with_message(S3ErrorCode::AccessDenied, msg),
+        (
+            client::Error::Protocol {
+                source: protocol::Error::Remote(w),
+                ..
+            },
+            _,
+        ) if w.kind == ErrorKind::Forbidden => {
+            S3Error::with_message(S3ErrorCode::AccessDenied, msg)
+        }
+        (_, Some(ErrorKind::Overloaded)) => S3Error::with_message(S3ErrorCode::SlowDown, msg),
         (client::Error::Rejected(m), _) if m.starts_with("BadDigest") => {
             S3Error::with_message(S3ErrorCode::BadDigest, msg)
         }
@@ -679,12 +730,34 @@ fn cursor_after_key(bucket: &str, key: &str, delimiter: Option<&str>) -> String 
     }
 }
 
-fn objects(l: &Listing) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
+/// Whether a listing goes out URL-encoded: when the client asked
+/// (`EncodingType=url`, which botocore and so the aws cli send by
+/// default), or when a key or prefix in it holds a character XML 1.0
+/// cannot carry (only the CLI can still write such a name; PUT refuses
+/// it). Then the response says `EncodingType=url`, so the XML is always
+/// well-formed and a client that decodes gets the exact keys.
+fn encode_listing(asked: Option<&EncodingType>, l: &Listing, echoed: &[Option<&str>]) -> bool {
+    asked.is_some_and(|e| e.as_str().eq_ignore_ascii_case(EncodingType::URL))
+        || l.objects.iter().any(|(k, _)| !names::xml_safe(k))
+        || l.prefixes.iter().any(|p| !names::xml_safe(p))
+        || echoed.iter().flatten().any(|s| !names::xml_safe(s))
+}
+
+/// A key, prefix or marker as a listing carries it.
+fn listed(s: &str, url: bool) -> String {
+    if url {
+        names::url_encode(s)
+    } else {
+        s.to_string()
+    }
+}
+
+fn objects(l: &Listing, url: bool) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
     let contents = l
         .objects
         .iter()
         .map(|(k, f)| Object {
-            key: Some(k.clone()),
+            key: Some(listed(k, url)),
             size: Some(f.size as i64),
             e_tag: Some(etag_of(&f.attrs, f.created_ms, f.size)),
             last_modified: Some(timestamp(f.created_ms)),
@@ -698,7 +771,7 @@ fn objects(l: &Listing) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
         .prefixes
         .iter()
         .map(|p| CommonPrefix {
-            prefix: Some(p.clone()),
+            prefix: Some(listed(p, url)),
         })
         .collect::<Vec<_>>();
     (Some(contents), (!prefixes.is_empty()).then_some(prefixes))
@@ -820,7 +893,8 @@ impl S3 for Gateway {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let i = req.input;
-        let name = object_name(&i.bucket, &i.key)?;
+        let name = new_object_name(&i.bucket, &i.key)?;
+        check_user_meta(i.metadata.as_ref())?;
         let mut c = self.coord().await?;
         let scheme = self.check_bucket(&mut c, &i.bucket).await?;
         let attrs = attrs_from(i.content_type.as_deref(), i.metadata.as_ref());
@@ -966,14 +1040,17 @@ impl S3 for Gateway {
             CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
             _ => return Err(s3_error!(NotImplemented, "only bucket/key copy sources")),
         };
-        let dest = object_name(&i.bucket, &i.key)?;
-        let mut c = self.coord().await?;
-        let scheme = self.check_bucket(&mut c, &i.bucket).await?;
-        let src = self.lookup_object(&mut c, &sb, &sk).await?;
+        let dest = new_object_name(&i.bucket, &i.key)?;
         let replace = i
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if replace {
+            check_user_meta(i.metadata.as_ref())?;
+        }
+        let mut c = self.coord().await?;
+        let scheme = self.check_bucket(&mut c, &i.bucket).await?;
+        let src = self.lookup_object(&mut c, &sb, &sk).await?;
         let mut attrs = if replace {
             attrs_from(i.content_type.as_deref(), i.metadata.as_ref())
         } else {
@@ -1045,20 +1122,29 @@ impl S3 for Gateway {
                 cursor,
             )
             .await?;
-        let (contents, common_prefixes) = objects(&l);
+        let url = encode_listing(
+            i.encoding_type.as_ref(),
+            &l,
+            &[
+                Some(prefix.as_str()),
+                i.delimiter.as_deref(),
+                i.start_after.as_deref(),
+            ],
+        );
+        let (contents, common_prefixes) = objects(&l, url);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
-            prefix: Some(prefix),
-            delimiter: i.delimiter,
+            prefix: Some(listed(&prefix, url)),
+            delimiter: i.delimiter.map(|d| listed(&d, url)),
             max_keys: Some(mk as i32),
             key_count: Some((l.objects.len() + l.prefixes.len()) as i32),
             continuation_token: i.continuation_token,
-            start_after: i.start_after,
+            start_after: i.start_after.map(|k| listed(&k, url)),
             is_truncated: Some(l.truncated),
             next_continuation_token: l.next.as_ref().map(hex::encode),
             contents,
             common_prefixes,
-            encoding_type: i.encoding_type,
+            encoding_type: url.then(|| EncodingType::from_static(EncodingType::URL)),
             ..Default::default()
         }))
     }
@@ -1097,18 +1183,27 @@ impl S3 for Gateway {
         } else {
             None
         };
-        let (contents, common_prefixes) = objects(&l);
+        let url = encode_listing(
+            i.encoding_type.as_ref(),
+            &l,
+            &[
+                Some(prefix.as_str()),
+                i.delimiter.as_deref(),
+                i.marker.as_deref(),
+            ],
+        );
+        let (contents, common_prefixes) = objects(&l, url);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(prefix),
-            delimiter: i.delimiter,
-            marker: i.marker,
+            prefix: Some(listed(&prefix, url)),
+            delimiter: i.delimiter.map(|d| listed(&d, url)),
+            marker: i.marker.map(|m| listed(&m, url)),
             max_keys: Some(mk as i32),
             is_truncated: Some(l.truncated),
-            next_marker,
+            next_marker: next_marker.map(|m| listed(&m, url)),
             contents,
             common_prefixes,
-            encoding_type: i.encoding_type,
+            encoding_type: url.then(|| EncodingType::from_static(EncodingType::URL)),
             ..Default::default()
         }))
     }
@@ -1118,7 +1213,8 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let i = req.input;
-        object_name(&i.bucket, &i.key)?;
+        new_object_name(&i.bucket, &i.key)?;
+        check_user_meta(i.metadata.as_ref())?;
         let mut c = self.coord().await?;
         let scheme = self.check_bucket(&mut c, &i.bucket).await?;
         let upload_id = hex::encode(rand::random::<[u8; 16]>());

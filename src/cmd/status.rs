@@ -66,6 +66,7 @@ pub async fn run(a: Args) -> Result<()> {
     );
     for n in nodes {
         let st = match (n.state, n.draining, n.catalog_chunks) {
+            (NodeState::Dead, _, _) if n.stats.failed.is_some() => "failed",
             (NodeState::Dead, _, _) => "dead",
             (_, true, 0) => "drained",
             (_, true, _) => "draining",
@@ -117,6 +118,14 @@ pub async fn run(a: Args) -> Result<()> {
         outln!(
             "set aside on nodes: {orphans} orphan copies (unknown to the catalog), {quarantined} corrupt copies in quarantine; deleted after the grace period"
         );
+    }
+    for n in &s.nodes {
+        if let Some(why) = &n.stats.failed {
+            outln!(
+                "FAILED: node {} is running but its store failed ({why}); it takes no writes and its copies are re-protected elsewhere. Fix or replace its data directory and restart it",
+                n.id.as_str()
+            );
+        }
     }
     if !s.catalog_behind.is_empty() {
         outln!(

@@ -1209,3 +1209,70 @@ pub fn wait_disks_match_catalog(c: &Cluster) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A process started beside a cluster rather than as one of its members
+/// (a second node claiming an id, a second coordinator): its log is a file
+/// of its own, and it is killed when dropped.
+pub struct Extra {
+    proc: Proc,
+    pub log: PathBuf,
+}
+
+impl Extra {
+    pub fn addr(&self) -> &str {
+        &self.proc.addr
+    }
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+    /// Everything it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+impl Cluster {
+    /// Everything the coordinator logged so far (all its runs).
+    pub fn coord_log_text(&self) -> String {
+        std::fs::read_to_string(self.coord_log()).unwrap_or_default()
+    }
+
+    /// Everything node `i` logged so far (all its runs).
+    pub fn node_log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(self.node_log(i)).unwrap_or_default()
+    }
+
+    /// Starts a node that is not one of the cluster's own: `--id id`, data
+    /// in `data` (created if missing), registering with this coordinator;
+    /// returns once it announced its address.
+    pub fn spawn_extra_node(&self, id: &str, data: &Path) -> Extra {
+        let log = self
+            .dir
+            .path()
+            .join(format!("extra-node-{id}-{}.log", unique()));
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--id".into(),
+            id.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data".into(),
+            data.display().to_string(),
+            "--coord".into(),
+            self.coord_addr.clone(),
+        ];
+        if let Some(f) = &self.secret_file {
+            args.extend(["--secret-file".into(), f.display().to_string()]);
+        }
+        match spawn(&args, &log, "node ") {
+            Ok(proc) => Extra { proc, log },
+            Err(SpawnError::Exited(why)) => panic!("extra node {id} did not start:\n{why}"),
+        }
+    }
+}

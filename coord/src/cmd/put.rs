@@ -70,13 +70,16 @@ pub fn plan(
             cfg.chunk_size
         )));
     }
-    if st.uploads.len() >= cfg.max_uploads {
+    // The caps count live uploads only: one past its deadline is dead
+    // weight until the monitor collects it, and must not refuse new puts.
+    let now = Instant::now();
+    let open = st.uploads.live(now);
+    if open >= cfg.max_uploads {
         return Err(Error::Overloaded(format!(
-            "{} uploads are open; try again when some finish",
-            st.uploads.len()
+            "{open} uploads are open; try again when some finish"
         )));
     }
-    let mine = st.uploads.owned_by(owner);
+    let mine = st.uploads.live_owned_by(owner, now);
     if mine >= cfg.max_uploads_per_peer {
         return Err(Error::Overloaded(format!(
             "{owner} has {mine} uploads open, the most one client may; finish or abort some"
@@ -254,21 +257,48 @@ fn build_entry(up: &Upload, commit: &CommitPut) -> Result<FileEntry> {
     })
 }
 
+/// How long a commit waits for another change of the same name (another
+/// put's commit, a remove, a copy's commit: each one journal write) before
+/// it is refused.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// Commits an upload. Concurrent overwrites of one name are serialized,
+/// never refused: a commit that finds the name busy waits its turn and then
+/// replaces what the earlier one wrote, so the commit that arrived last
+/// wins (as on S3). A commit that is refused for good (the name exists and
+/// this is no overwrite, or it stayed busy past [`BUSY_WAIT`]) releases its
+/// upload at once: its chunks are collected after the delete grace and it
+/// no longer counts against any cap.
 pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
-    let (name, entry, _claim) = {
-        let mut guard = coord.lock();
-        let st = guard.parts();
-        let up = st
-            .uploads
-            .get(commit.upload_id)
-            .ok_or(Error::NoSuchUpload(commit.upload_id))?;
-        let entry = build_entry(up, &commit)?;
-        let name = up.name.clone();
-        if !up.force && st.catalog.files().contains_key(&name) {
-            return Err(Error::FileExists(name));
+    let deadline = Instant::now() + BUSY_WAIT;
+    let mut pause = Duration::from_millis(1);
+    let (name, entry, _claim) = loop {
+        let refused = {
+            let mut guard = coord.lock();
+            let st = guard.parts();
+            let up = st
+                .uploads
+                .get(commit.upload_id)
+                .ok_or(Error::NoSuchUpload(commit.upload_id))?;
+            let entry = build_entry(up, &commit)?;
+            let name = up.name.clone();
+            if !up.force && st.catalog.files().contains_key(&name) {
+                Some(Error::FileExists(name))
+            } else {
+                match coord.claim_names(vec![name.clone()]) {
+                    Ok(claim) => break (name, entry, claim),
+                    Err(e) if Instant::now() >= deadline => Some(e),
+                    Err(_) => None,
+                }
+            }
+        };
+        if let Some(e) = refused {
+            release(coord, commit.upload_id, &e);
+            return Err(e);
         }
-        let claim = coord.claim_names(vec![name.clone()])?;
-        (name, entry, claim)
+        // The holder is one journal write away from releasing the name.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
     };
     let summary = FileSummary {
         name: name.clone(),
@@ -396,6 +426,15 @@ pub fn replace(coord: &Coord, upload_id: u64, chunk: ChunkId, failed: NodeId) ->
     Err(Error::BadRequest(format!(
         "chunk {chunk} is not part of upload {upload_id}"
     )))
+}
+
+/// Drops an upload whose commit was refused and collects its chunks.
+fn release(coord: &Coord, upload_id: u64, why: &Error) {
+    let up = coord.lock().parts().uploads.close(upload_id);
+    if let Some(up) = up {
+        tracing::info!(name = %up.name, upload = upload_id, error = %why, "commit refused; upload released");
+        discard(coord, &up);
+    }
 }
 
 pub fn abort(coord: &Coord, upload_id: u64) -> Result<()> {

@@ -299,6 +299,7 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
         if let Some(e) = error {
             st.repairs.in_flight.remove(&chunk);
             st.repairs.failed += 1;
+            st.members.transfer_failed(node, Instant::now());
             st.repairs
                 .retry_at
                 .insert(chunk, Instant::now() + RETRY_AFTER);
@@ -329,6 +330,7 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
     };
     match res {
         Ok(_) => {
+            st.members.transfer_ok(node);
             st.repairs.retry_at.remove(&chunk);
             st.repairs.done_chunks += 1;
             st.repairs.done_bytes += t.bytes;
