@@ -68,6 +68,8 @@ enum Command {
     Cp(cmd::cp::Args),
     /// Show nodes, liveness, usage and under-protected chunks.
     Status(cmd::status::Args),
+    /// Show the coordinator group: members, leader, term, commit index, lag.
+    Coordinators(cmd::coordinators::Args),
     /// Check every file's health; `--deep` verifies every copy,
     /// `--what-if n1,n2` tells what a failure of those nodes would lose.
     Fsck(cmd::fsck::Args),
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
             Command::Rm(a) => cmd::rm::run(a).await,
             Command::Cp(a) => cmd::cp::run(a).await,
             Command::Status(a) => cmd::status::run(a).await,
+            Command::Coordinators(a) => cmd::coordinators::run(a).await,
             Command::Loadgen(a) => cmd::loadgen::run(a).await,
             Command::Fsck(a) => cmd::fsck::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,

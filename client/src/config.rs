@@ -5,7 +5,8 @@ use protocol::{Credential, Scheme};
 /// Where the cluster is and how hard to push it.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Coordinator address (`--coord`, `DFS_COORD`, default 127.0.0.1:4000).
+    /// Coordinator address (`--coord`, `DFS_COORD`, default 127.0.0.1:4000),
+    /// or a coordinator group's members separated by commas.
     pub coord: String,
     /// A client key (`--key-file`, `DFS_KEY`), or the cluster secret for
     /// operator commands (`--secret-file`, `DFS_SECRET`).
@@ -23,6 +24,16 @@ pub struct ClientConfig {
 pub const DEFAULT_COORD: &str = "127.0.0.1:4000";
 
 impl ClientConfig {
+    /// The coordinator addresses: one, or every member of a group
+    /// (`a,b,c`).
+    pub fn coord_addrs(&self) -> Vec<String> {
+        self.coord
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     pub fn new(coord: impl Into<String>) -> Self {
         ClientConfig {
             coord: coord.into(),

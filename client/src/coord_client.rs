@@ -7,6 +7,7 @@ use protocol::{
     ChunkId, ClusterStatus, CommitPut, Connection, CoordRequest, CoordResponse, FileInfo, FileName,
     FileSummary, FsckReport, NodeAddr, NodeId, PutPlan,
 };
+use std::time::Duration;
 
 pub struct CoordClient {
     conn: Connection,
@@ -19,9 +20,50 @@ pub struct CoordClient {
     fit_stripes: bool,
 }
 
+/// How long a request looks for a coordinator leader (an election after a
+/// leader died takes a few seconds) before it gives up with one line.
+const LEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// Whether a request may be sent again after its connection broke without
+/// an answer: reads, and plans (a plan on a coordinator that died is gone
+/// with it). A change that may have happened is not repeated.
+fn retry_safe(req: &CoordRequest) -> bool {
+    matches!(
+        req,
+        CoordRequest::PlanPut { .. }
+            | CoordRequest::Lookup { .. }
+            | CoordRequest::List { .. }
+            | CoordRequest::ListPage { .. }
+            | CoordRequest::Status
+            | CoordRequest::Fsck { .. }
+            | CoordRequest::FsckPage { .. }
+            | CoordRequest::KeyList
+            | CoordRequest::Ping
+            | CoordRequest::Coordinators
+            | CoordRequest::ReportBad { .. }
+    )
+}
+
 impl CoordClient {
+    /// Connects to the coordinator, or to the first member of a group
+    /// (`cfg.coord` = `a,b,c`) that answers; requests then follow the
+    /// group's pointer to its leader.
     pub async fn connect(cfg: &ClientConfig) -> Result<Self> {
-        let addr = cfg.coord.clone();
+        let addrs = cfg.coord_addrs();
+        let mut last = None;
+        for addr in &addrs {
+            match Self::connect_to(cfg, addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Usage("no coordinator address given (--coord or DFS_COORD)".into())
+        }))
+    }
+
+    async fn connect_to(cfg: &ClientConfig, addr: &str) -> Result<Self> {
+        let addr = addr.to_string();
         let mut conn = match Connection::connect(addr.as_str()).await {
             Ok(c) => c,
             Err(source) => return Err(Error::NoCoordinator { addr, source }),
@@ -59,9 +101,9 @@ impl CoordClient {
         self.fit_stripes = on;
     }
 
-    async fn call(&mut self, req: CoordRequest) -> Result<CoordResponse> {
+    async fn exchange(&mut self, req: &CoordRequest) -> Result<CoordResponse> {
         let res = async {
-            self.conn.send(&req).await?;
+            self.conn.send(req).await?;
             self.conn.recv_reply::<CoordResponse>().await
         }
         .await;
@@ -72,6 +114,77 @@ impl CoordClient {
                 peer: format!("coordinator {}", self.addr),
                 source,
             }),
+        }
+    }
+
+    /// Sends `req` to the leader: a follower's `NotLeader` sends it on to
+    /// the leader it names (or the next member), and a member that went
+    /// away mid-request is replaced by another when the request may be
+    /// repeated, until [`LEADER_WAIT`].
+    async fn call(&mut self, req: CoordRequest) -> Result<CoordResponse> {
+        let addrs = self.cfg.coord_addrs();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut pause = Duration::from_millis(50);
+        let mut next = addrs.iter().position(|a| *a == self.addr).unwrap_or(0);
+        let mut last_err: String;
+        loop {
+            let target = match self.exchange(&req).await {
+                Ok(CoordResponse::NotLeader { leader }) => {
+                    last_err = format!("{} is not the leader", self.addr);
+                    leader
+                }
+                Ok(r) => return Ok(r),
+                Err(Error::Protocol { peer, source }) if addrs.len() > 1 && retry_safe(&req) => {
+                    last_err = format!("{peer}: {source}");
+                    None
+                }
+                Err(Error::Coord(w))
+                    if addrs.len() > 1
+                        && w.kind == protocol::ErrorKind::Overloaded
+                        && w.message.starts_with("no coordinator leader") =>
+                {
+                    last_err = w
+                        .message
+                        .trim_start_matches("no coordinator leader: ")
+                        .to_string();
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            // Find the next member to try: the named leader first.
+            loop {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::NoLeader(format!(
+                        "none of {} answered as leader within {} s (last: {last_err})",
+                        addrs.join(","),
+                        LEADER_WAIT.as_secs()
+                    )));
+                }
+                let addr = match target.as_ref().filter(|t| **t != self.addr) {
+                    Some(t) => t.clone(),
+                    None => {
+                        next = (next + 1) % addrs.len().max(1);
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                        addrs.get(next).cloned().unwrap_or_default()
+                    }
+                };
+                match Self::connect_to(&self.cfg, &addr).await {
+                    Ok(c) => {
+                        let fit = self.fit_stripes;
+                        *self = c;
+                        self.fit_stripes = fit;
+                        break;
+                    }
+                    Err(e) => {
+                        last_err = e.to_string();
+                        if target.is_some() {
+                            // The named leader is not reachable: try the rest.
+                            break;
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -296,6 +409,15 @@ impl CoordClient {
     pub async fn rebalance(&mut self, start: bool) -> Result<protocol::RebalanceStatus> {
         match self.call(CoordRequest::Rebalance { start }).await? {
             CoordResponse::Rebalance(s) => Ok(s),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// The coordinator group as the member this client talks to sees it
+    /// (asked of that member, not forwarded to the leader).
+    pub async fn coordinators(&mut self) -> Result<protocol::GroupStatus> {
+        match self.exchange(&CoordRequest::Coordinators).await? {
+            CoordResponse::Coordinators(g) => Ok(g),
             _ => Err(self.unexpected()),
         }
     }

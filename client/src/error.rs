@@ -11,6 +11,9 @@ pub enum Error {
         addr: String,
         source: protocol::Error,
     },
+    /// No member of the coordinator group leads it (or none answers).
+    #[error("no coordinator leader: {0}")]
+    NoLeader(String),
     /// The coordinator refused the request; its message names the cause.
     #[error("{0}")]
     Coord(WireError),

@@ -70,6 +70,10 @@ pub struct CoordConfig {
     /// Most chunks planned across all open uploads: bounds the memory a
     /// flood of huge plans can take.
     pub max_planned_chunks: u64,
+    /// Membership of a coordinator group (`--id`, `--peers`): the catalog
+    /// is replicated on Raft and only the leader serves. `None`: a single
+    /// coordinator with its own journal.
+    pub group: Option<crate::group::peers::GroupConfig>,
 }
 
 impl CoordConfig {
@@ -100,6 +104,7 @@ impl CoordConfig {
             max_uploads: 1024,
             max_uploads_per_peer: 128,
             max_planned_chunks: 262_144,
+            group: None,
         }
     }
 

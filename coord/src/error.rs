@@ -26,6 +26,15 @@ pub enum Error {
     Forbidden(String),
     #[error("too busy: {0}")]
     Overloaded(String),
+    /// This member of a coordinator group does not lead it: the request
+    /// goes to `leader` (an address), or to another member. The server
+    /// answers it with a typed `NotLeader` reply, never as an error.
+    #[error("not the coordinator leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader: Option<String> },
+    #[error("no coordinator leader: {0}")]
+    NoLeader(String),
+    #[error("coordinator group: {0}")]
+    Group(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -43,7 +52,7 @@ impl Error {
             Error::NoSuchUpload(_) => ErrorKind::NoSuchUpload,
             Error::BadCommit(_) | Error::BadRequest(_) | Error::ReadOnly => ErrorKind::BadRequest,
             Error::Forbidden(_) => ErrorKind::Forbidden,
-            Error::Overloaded(_) => ErrorKind::Overloaded,
+            Error::Overloaded(_) | Error::NoLeader(_) => ErrorKind::Overloaded,
             _ => ErrorKind::Internal,
         };
         WireError::new(kind, self.to_string())

@@ -121,10 +121,22 @@ pub fn write_snapshot(
     dir: &Path,
     cluster: ClusterId,
     last_seq: u64,
+    src: impl SnapshotSource,
+) -> Result<u64> {
+    write_snapshot_as(dir, SNAP_FILE, cluster, last_seq, src)
+}
+
+/// [`write_snapshot`] under another file name (a coordinator group keeps
+/// its snapshot as `group.snap`, beside the engine's metadata).
+pub(crate) fn write_snapshot_as(
+    dir: &Path,
+    file_name: &str,
+    cluster: ClusterId,
+    last_seq: u64,
     mut src: impl SnapshotSource,
 ) -> Result<u64> {
     use std::io::{Seek, SeekFrom};
-    let tmp = dir.join(format!("{SNAP_FILE}.tmp"));
+    let tmp = dir.join(format!("{file_name}.tmp"));
     let res = (|| -> Result<u64> {
         let file = File::create(&tmp)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -159,7 +171,7 @@ pub fn write_snapshot(
         file.seek(SeekFrom::Start(8))?;
         file.write_all(&crc.finalize().to_le_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SNAP_FILE))?;
+        std::fs::rename(&tmp, dir.join(file_name))?;
         File::open(dir)?.sync_all()?;
         Ok(len)
     })();
@@ -253,7 +265,7 @@ pub struct Journal {
 /// snapshot yet miss the rotated journal the new one replaced (acknowledged
 /// files lost). A predecessor in the same process may still be finishing a
 /// snapshot, so a held lock is waited for a few seconds before refusing.
-fn lock_dir(dir: &Path, read_only: bool) -> Result<Option<Arc<File>>> {
+pub(crate) fn lock_dir(dir: &Path, read_only: bool) -> Result<Option<Arc<File>>> {
     let path = dir.join(LOCK_FILE);
     let file = match OpenOptions::new()
         .read(true)
@@ -590,6 +602,22 @@ impl Journal {
     }
 }
 
+/// Reads a snapshot written by [`write_snapshot_as`] (a group's, or one
+/// received from its leader): the catalog, the record it was taken at and
+/// its cluster.
+pub(crate) fn read_group_snapshot(r: impl std::io::Read) -> Result<(Catalog, u64, ClusterId)> {
+    match read_snapshot(r)? {
+        Loaded::V2 {
+            catalog,
+            last_seq,
+            cluster,
+        } => Ok((catalog, last_seq, cluster)),
+        Loaded::V1(_) => Err(Error::Journal(
+            "a round-1 snapshot cannot be a group's snapshot".into(),
+        )),
+    }
+}
+
 enum Loaded {
     V2 {
         catalog: Catalog,
@@ -602,7 +630,7 @@ enum Loaded {
 /// Reads a snapshot a section at a time (memory bounded by one batch, not
 /// by the catalog), checking the CRC of the whole body at the end: a
 /// catalog built from a corrupt file is dropped before anyone sees it.
-fn read_snapshot(file: File) -> Result<Loaded> {
+fn read_snapshot(file: impl std::io::Read) -> Result<Loaded> {
     use std::io::Read;
     let mut r = std::io::BufReader::with_capacity(1 << 20, file);
     let mut head = [0u8; 12];
@@ -636,7 +664,7 @@ fn read_snapshot(file: File) -> Result<Loaded> {
     let mut crc = crc32fast::Hasher::new();
     let mut buf = Vec::new();
     // The next section into `buf`; `false` at the empty end marker.
-    let mut next = |r: &mut std::io::BufReader<File>, buf: &mut Vec<u8>| -> Result<bool> {
+    let mut next = |r: &mut std::io::BufReader<_>, buf: &mut Vec<u8>| -> Result<bool> {
         let mut l = [0u8; 4];
         r.read_exact(&mut l).map_err(short)?;
         crc.update(&l);

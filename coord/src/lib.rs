@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod journal;
 mod legacy;
 pub mod membership;

@@ -121,6 +121,37 @@ impl Membership {
         }
     }
 
+    /// Adds nodes known from the catalog that the table lacks (a snapshot
+    /// received from the leader, a member that just became leader).
+    pub fn seed_missing(&mut self, known: &BTreeMap<NodeId, String>) {
+        for (id, addr) in known {
+            if !self.members.contains_key(id) {
+                self.members.insert(id.clone(), Member::new(id, addr));
+            }
+        }
+    }
+
+    /// A coordinator that just took over has the catalog but no liveness:
+    /// every node without a session here counts as last heard now (suspect,
+    /// not dead), so none is declared dead and no repair is planned for it
+    /// before it has had a whole dead-after window to register.
+    pub fn grace(&mut self, now: Instant) {
+        for m in self.members.values_mut() {
+            if m.session.is_none() {
+                m.last_heartbeat = Some(now);
+                m.reported = NodeState::Suspect;
+            }
+        }
+    }
+
+    /// Drops every session's command channel (a deposed leader): no order
+    /// goes out from here any more; the sessions end at their next beat.
+    pub fn close_sessions(&mut self) {
+        for m in self.members.values_mut() {
+            m.session = None;
+        }
+    }
+
     /// Records a new session; returns its generation.
     pub fn register(
         &mut self,

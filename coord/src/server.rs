@@ -34,6 +34,7 @@ pub async fn serve(
     coord: Arc<Coord>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    coord.start_group().await?;
     let mut tasks = protocol::server::Tasks::default();
     tasks.spawn(monitor(coord.clone(), tasks.stop_signal()));
     tasks.spawn(crate::repair::run::run(coord.clone(), tasks.stop_signal()));
@@ -81,6 +82,11 @@ async fn monitor(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        // Liveness, expiry and deletes are the leader's (a group's followers
+        // have no sessions and must not judge the nodes).
+        if coord.leading().is_none() {
+            continue;
+        }
         let now = Instant::now();
         {
             let mut guard = coord.lock();
@@ -118,6 +124,8 @@ pub enum Access {
     Client,
     /// The operator: the internal secret, not a client key.
     Admin,
+    /// Another member of this coordinator group (the internal secret).
+    Coord,
 }
 
 impl Access {
@@ -127,6 +135,7 @@ impl Access {
             Access::Node => "node",
             Access::Client => "client",
             Access::Admin => "admin",
+            Access::Coord => "coord",
         }
     }
 }
@@ -142,6 +151,7 @@ pub struct Declared {
 const NODE: &[Access] = &[Access::Node];
 const CLIENT: &[Access] = &[Access::Client];
 const ADMIN: &[Access] = &[Access::Admin];
+const COORD: &[Access] = &[Access::Coord];
 
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<CoordResponse>> + Send + 'a>>;
 
@@ -321,6 +331,29 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
                 async move { cmd::maintain::rebalance(coord, start).map(CoordResponse::Rebalance) },
             ),
         ),
+        CoordRequest::Raft { kind, body } => (
+            d("raft", COORD),
+            reply(async move {
+                let group = coord.group().ok_or_else(|| {
+                    Error::BadRequest("this coordinator is not a member of a group".into())
+                })?;
+                Ok(CoordResponse::Raft(
+                    group.serve_rpc(kind, &body).await,
+                ))
+            }),
+        ),
+        CoordRequest::Coordinators => (
+            d("coordinators", CLIENT),
+            reply(async move {
+                let group = coord.group().ok_or_else(|| {
+                    Error::BadRequest(
+                        "this is a single coordinator, not a group (started without --peers)"
+                            .into(),
+                    )
+                })?;
+                Ok(CoordResponse::Coordinators(group.status()))
+            }),
+        ),
         CoordRequest::Ping => (
             d("ping", &[Access::Node, Access::Client]),
             reply(async move {
@@ -344,6 +377,7 @@ fn permits(peer: &Peer, access: &[Access], secured: bool) -> std::result::Result
         Access::Node => peer.is(Role::Node, secured),
         Access::Client => !is_node,
         Access::Admin => admin,
+        Access::Coord => peer.is(Role::Coord, secured),
     };
     if access.iter().any(ok) {
         return Ok(());
@@ -352,6 +386,8 @@ fn permits(peer: &Peer, access: &[Access], secured: bool) -> std::result::Result
         "this request is open to nobody".into()
     } else if access == NODE {
         "only a node holding the cluster secret may register".into()
+    } else if access == COORD {
+        "only a member of the coordinator group may send its messages".into()
     } else if is_node {
         "nodes may only register".into()
     } else {
@@ -362,7 +398,7 @@ fn permits(peer: &Peer, access: &[Access], secured: bool) -> std::result::Result
 async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
     let policy = Acceptor {
         secret: coord.config().secret.clone(),
-        cluster: Some(coord.cluster()),
+        cluster: coord.cluster_known(),
         keys: Some(Arc::new(CatalogKeys(coord.clone()))),
         anonymous_clients: false,
     };
@@ -394,6 +430,35 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 return;
             }
         }
+        // A group member serves only while it leads (the group's own
+        // messages and `Coordinators`/`Ping` aside); reads wait until a
+        // majority confirms it still does.
+        let mut confirm = false;
+        if let Some(group) = coord.group() {
+            let own = matches!(
+                req,
+                CoordRequest::Raft { .. } | CoordRequest::Coordinators | CoordRequest::Ping
+            );
+            if !own && group.leading().is_none() {
+                let r = CoordResponse::NotLeader {
+                    leader: group.leader_addr(),
+                };
+                if conn.reply(&r).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            confirm = matches!(
+                req,
+                CoordRequest::Lookup { .. }
+                    | CoordRequest::List { .. }
+                    | CoordRequest::ListPage { .. }
+                    | CoordRequest::Status
+                    | CoordRequest::Fsck { .. }
+                    | CoordRequest::FsckPage { .. }
+                    | CoordRequest::KeyList
+            );
+        }
         let (declared, handler) = route(&coord, &owner, req);
         if let Err(why) = permits(&peer, declared.access, secured) {
             tracing::warn!(role = ?peer.role, key = ?peer.key_name, op = declared.label, "refused: {why}");
@@ -406,6 +471,23 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             }
             continue;
         }
+        if confirm {
+            if let Some(Err(e)) = match coord.group() {
+                Some(g) => Some(g.confirm_leader().await),
+                None => None,
+            } {
+                let sent = match e {
+                    Error::NotLeader { leader } => {
+                        conn.reply(&CoordResponse::NotLeader { leader }).await
+                    }
+                    e => conn.reply_err(e.to_wire()).await,
+                };
+                if sent.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let started = Instant::now();
         let res = match handler {
             Handler::Session(reg) => {
@@ -417,6 +499,10 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
         crate::metrics::request(declared.label, started, res.is_ok());
         let sent = match res {
             Ok(r) => conn.reply(&r).await,
+            // Leadership moved while the request ran: nothing was done.
+            Err(Error::NotLeader { leader }) => {
+                conn.reply(&CoordResponse::NotLeader { leader }).await
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "request failed");
                 conn.reply_err(e.to_wire()).await
@@ -522,6 +608,11 @@ mod tests {
             },
             CoordRequest::Rebalance { start: false },
             CoordRequest::Ping,
+            CoordRequest::Raft {
+                kind: protocol::RaftKind::Vote,
+                body: Vec::new(),
+            },
+            CoordRequest::Coordinators,
         ];
         for r in &all {
             match r {
@@ -547,7 +638,9 @@ mod tests {
                 | CoordRequest::Concat { .. }
                 | CoordRequest::CopyFile { .. }
                 | CoordRequest::Rebalance { .. }
-                | CoordRequest::Ping => {}
+                | CoordRequest::Ping
+                | CoordRequest::Raft { .. }
+                | CoordRequest::Coordinators => {}
             }
         }
         all

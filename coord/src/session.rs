@@ -113,6 +113,19 @@ pub async fn serve(
             .await;
         return;
     }
+    // The term this session runs under: nodes refuse orders from a lower
+    // one, and the session ends as soon as this coordinator stops leading.
+    let Some(term) = coord.leading() else {
+        if matches!(origin, Origin::Coord) {
+            return;
+        }
+        let _ = conn
+            .reply(&CoordResponse::NotLeader {
+                leader: coord.group().and_then(|g| g.leader_addr()),
+            })
+            .await;
+        return;
+    };
     let seq = coord.seq();
     let behind = reg.seq_seen > seq;
     if behind {
@@ -188,6 +201,7 @@ pub async fn serve(
         heartbeat_ms: coord.config().heartbeat.as_millis() as u64,
         cluster: coord.cluster(),
         catalog_seq: seq,
+        term,
     };
     let sent = match origin {
         Origin::Node => conn.reply(&CoordResponse::Registered(ack)).await,
@@ -216,7 +230,16 @@ pub async fn serve(
     loop {
         tokio::select! {
             m = conn.recv::<SessionMsg>() => match m {
-                Ok(SessionMsg::Heartbeat(stats)) => coord.lock().parts().members.heartbeat(&id, stats),
+                Ok(SessionMsg::Heartbeat(stats)) => {
+                    if coord.leading() != Some(term) {
+                        tracing::info!(node = %id, term, "no longer leading: ending the node's session");
+                        break;
+                    }
+                    coord.lock().parts().members.heartbeat(&id, stats);
+                    if conn.send(&SessionMsg::Beat { term }).await.is_err() {
+                        break;
+                    }
+                }
                 Ok(SessionMsg::RepairDone { task, chunk, error }) => {
                     if !crate::rebalance::run::done(&coord, &id, task, chunk, &error).await {
                         crate::repair::run::done(&coord, &id, task, chunk, error).await

@@ -72,8 +72,12 @@ type JournalReq = (Vec<Record>, oneshot::Sender<Result<Garbage>>);
 
 pub struct Coord {
     config: CoordConfig,
-    /// The cluster this catalog belongs to.
-    cluster: ClusterId,
+    /// The cluster this catalog belongs to (unknown only on a member of a
+    /// new group that has not heard from its leader yet).
+    cluster: crate::group::network::ClusterCell,
+    /// The replicated catalog's engine, when this coordinator is a member
+    /// of a group (`--peers`); set once, before serving.
+    group: std::sync::OnceLock<crate::group::Group>,
     /// Sequence number of the last durable journal record.
     seq: AtomicU64,
     /// Signs block tokens (secured clusters only).
@@ -87,8 +91,13 @@ pub struct Coord {
 }
 
 impl Coord {
-    /// Loads the catalog and starts the journal writer.
+    /// Loads the catalog and starts the journal writer (for a group member,
+    /// the writer that proposes to the group: call [`Coord::start_group`]
+    /// before serving).
     pub fn open(config: CoordConfig) -> Result<Arc<Coord>> {
+        if config.group.is_some() {
+            return Self::open_member(config);
+        }
         let (journal, mut catalog) = Journal::open(
             &config.data_dir,
             config.snapshot_every,
@@ -102,7 +111,8 @@ impl Coord {
         members.seed(catalog.node_addrs());
         let (tx, rx) = mpsc::channel(1024);
         let coord = Arc::new(Coord {
-            cluster: journal.cluster(),
+            cluster: crate::group::cluster_cell(Some(journal.cluster())),
+            group: Default::default(),
             seq: AtomicU64::new(journal.seq()),
             token_key: config.secret.as_ref().map(TokenKey::from_secret),
             snapshotting: std::sync::atomic::AtomicBool::new(false),
@@ -125,6 +135,108 @@ impl Coord {
         Ok(coord)
     }
 
+    /// [`Coord::open`] for a member of a group: the catalog from the
+    /// member's latest snapshot (the engine replays the log after it).
+    fn open_member(config: CoordConfig) -> Result<Arc<Coord>> {
+        let dir = &config.data_dir;
+        if config.read_only || config.recover {
+            return Err(Error::Group(
+                "--read-only and --recover are for a single coordinator's journal; a group member recovers from the others".into(),
+            ));
+        }
+        directio::fsutil::create_dir_durably(dir)?;
+        if dir.join("journal.log").exists() || dir.join("catalog.snap").exists() {
+            return Err(Error::Group(format!(
+                "{} holds a single coordinator's catalog; a group member starts from an empty directory (see README: Running without a single point of failure)",
+                dir.display()
+            )));
+        }
+        let lock = crate::journal::lock_dir(dir, false)?;
+        let loaded = crate::group::load(dir)?;
+        let cluster = crate::group::read_cluster(dir)?;
+        if let (Some(a), Some(b)) = (cluster, loaded.cluster) {
+            if a != b {
+                return Err(Error::Group(format!(
+                    "{}: cluster.id says {a} but group.snap belongs to {b}",
+                    dir.display()
+                )));
+            }
+        }
+        let cluster = cluster.or(loaded.cluster);
+        let mut members = Membership::default();
+        members.seed(loaded.catalog.node_addrs());
+        let (tx, rx) = mpsc::channel(1024);
+        let coord = Arc::new(Coord {
+            cluster: crate::group::cluster_cell(cluster),
+            group: Default::default(),
+            seq: AtomicU64::new(0),
+            token_key: config.secret.as_ref().map(TokenKey::from_secret),
+            snapshotting: std::sync::atomic::AtomicBool::new(false),
+            config,
+            state: Mutex::new(State {
+                catalog: loaded.catalog,
+                uploads: Uploads::default(),
+                members,
+                rotation: rand::random::<u8>() as u64,
+                used_spares: HashSet::new(),
+                repairs: Default::default(),
+                rebalance: Default::default(),
+                pending_deletes: VecDeque::new(),
+                reports: BadReports::default(),
+            }),
+            busy: BusyNames::default(),
+            journal: tx,
+        });
+        tokio::spawn(group_writer(Arc::downgrade(&coord), rx, lock));
+        Ok(coord)
+    }
+
+    /// Starts this member's engine (group members only; a no-op otherwise).
+    /// The member with the lowest id forms a new group and gives it a
+    /// cluster id.
+    pub async fn start_group(self: &Arc<Self>) -> Result<()> {
+        let Some(cfg) = self.config.group.clone() else {
+            return Ok(());
+        };
+        let first = cfg.peers.id_of(&cfg.me) == Some(1);
+        if self.cluster_known().is_none() && first && crate::group::fresh(&self.config.data_dir)? {
+            crate::group::Host::adopt_cluster(&**self, ClusterId::random())?;
+        }
+        let host: std::sync::Weak<dyn crate::group::Host> = Arc::downgrade(self) as _;
+        let group = crate::group::Group::start(
+            host,
+            &self.config.data_dir,
+            self.config.secret.clone(),
+            cfg,
+            self.cluster.clone(),
+        )
+        .await?;
+        if self.group.set(group).is_err() {
+            return Err(Error::Group("the group was started twice".into()));
+        }
+        tokio::spawn(watch_leadership(Arc::downgrade(self)));
+        Ok(())
+    }
+
+    /// This coordinator's group, if it is a member of one.
+    pub fn group(&self) -> Option<&crate::group::Group> {
+        self.group.get()
+    }
+
+    /// Whether this coordinator may serve: a single coordinator always, a
+    /// group member while it leads. Returns its term (0 when single).
+    pub fn leading(&self) -> Option<u64> {
+        match self.config.group {
+            None => Some(0),
+            Some(_) => self.group.get().and_then(|g| g.leading()),
+        }
+    }
+
+    /// The cluster id, if known (see [`Coord::cluster`]).
+    pub fn cluster_known(&self) -> Option<ClusterId> {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation under this lock completes or is a single
         // assignment, so a poisoned lock still guards consistent data.
@@ -142,9 +254,11 @@ impl Coord {
         &self.config
     }
 
-    /// The cluster this catalog belongs to.
+    /// The cluster this catalog belongs to. A group member that has not
+    /// heard from its leader yet answers with an all-zero id (it serves
+    /// nothing but the group's messages until it has one).
     pub fn cluster(&self) -> ClusterId {
-        self.cluster
+        self.cluster_known().unwrap_or(ClusterId([0; 16]))
     }
 
     /// Signs block tokens (secured clusters only).
@@ -280,6 +394,52 @@ impl Coord {
     }
 }
 
+impl crate::group::Host for Coord {
+    /// Records the cluster this member belongs to, learned from its leader
+    /// or made by the member forming the group; refuses another one.
+    fn adopt_cluster(&self, id: ClusterId) -> Result<()> {
+        let mut c = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        match *c {
+            Some(have) if have == id => Ok(()),
+            Some(have) => Err(Error::Group(format!(
+                "this member belongs to cluster {have}, not {id} (wrong --peers or --data?)"
+            ))),
+            None => {
+                crate::group::write_cluster(&self.config.data_dir, id)?;
+                tracing::info!(cluster = %id, "joined the coordinator group's cluster");
+                *c = Some(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the records of one replicated log entry (every member, in log
+    /// order). Returns what each commit freed.
+    fn apply_replicated(&self, batch: &[Vec<Record>]) -> Vec<Garbage> {
+        let mut st = self.lock();
+        batch
+            .iter()
+            .map(|records| records.iter().flat_map(|r| st.catalog.apply(r)).collect())
+            .collect()
+    }
+
+    /// Replaces the catalog with a snapshot received from the leader.
+    fn replace_catalog(&self, catalog: Catalog) {
+        let mut st = self.lock();
+        st.members.seed_missing(catalog.node_addrs());
+        st.catalog = catalog;
+    }
+
+    /// The log index applied last (a member's catalog sequence number).
+    fn set_applied(&self, index: u64) {
+        self.seq.store(index, Ordering::Release);
+    }
+
+    fn write_snapshot(&self, dir: &std::path::Path, file_name: &str, index: u64) -> Result<u64> {
+        crate::journal::write_snapshot_as(dir, file_name, self.cluster(), index, Live(self))
+    }
+}
+
 /// Reads the live catalog for a snapshot, one batch per hold of the lock.
 struct Live<'a>(&'a Coord);
 
@@ -335,6 +495,112 @@ fn start_snapshot(coord: &Arc<Coord>, journal: &mut Journal) {
         }
         coord.snapshotting.store(false, Ordering::Release);
     });
+}
+
+/// A group member's writer: batches whatever commits are queued into one
+/// log entry and proposes it; acknowledges once the group committed and
+/// this member applied it. `lock` is the data directory's lock, held for
+/// the member's life.
+async fn group_writer(
+    coord: std::sync::Weak<Coord>,
+    mut rx: mpsc::Receiver<JournalReq>,
+    lock: Option<Arc<std::fs::File>>,
+) {
+    let _lock = lock;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < crate::group::MAX_BATCH {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        let Some(coord) = coord.upgrade() else { return };
+        let records: Vec<Vec<Record>> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let res = match coord.group() {
+            Some(g) => match tokio::time::timeout(PROPOSE_TIMEOUT, g.propose(records)).await {
+                Ok(r) => r,
+                Err(_) => Err(g.no_majority("commit timed out".into())),
+            },
+            None => Err(Error::Group("the group has not started".into())),
+        };
+        match res {
+            Ok(garbage) => {
+                for ((_, ack), g) in batch.into_iter().zip(garbage) {
+                    let _ = ack.send(Ok(g));
+                }
+            }
+            Err(e) => {
+                let leader = match &e {
+                    Error::NotLeader { leader } => Some(leader.clone()),
+                    _ => None,
+                };
+                let msg = e.to_string();
+                for (_, ack) in batch {
+                    let _ = ack.send(Err(match &leader {
+                        Some(l) => Error::NotLeader { leader: l.clone() },
+                        None if matches!(e, Error::NoLeader(_)) => Error::NoLeader(
+                            msg.trim_start_matches("no coordinator leader: ")
+                                .to_string(),
+                        ),
+                        None => Error::Group(msg.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// How long a commit waits for the group: past it the client is told there
+/// is no majority (the entry may still commit later, like any timed-out
+/// write to a replicated store).
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Watches this member's leadership: on becoming leader it gives every node
+/// a full dead-after window to register before anything is declared dead
+/// (it has the catalog but no liveness yet); on losing it, it drops its
+/// node sessions so the nodes look for the new leader.
+async fn watch_leadership(coord: std::sync::Weak<Coord>) {
+    let mut rx = match coord
+        .upgrade()
+        .and_then(|c| c.group().map(|g| g.raft().metrics()))
+    {
+        Some(rx) => rx,
+        None => return,
+    };
+    let mut was = None;
+    loop {
+        let now = {
+            let Some(c) = coord.upgrade() else { return };
+            c.leading()
+        };
+        if now != was {
+            let Some(c) = coord.upgrade() else { return };
+            if let Some(g) = c.group() {
+                g.note_change();
+            }
+            let mut guard = c.lock();
+            let st = guard.parts();
+            match now {
+                Some(term) => {
+                    tracing::info!(term, "leading the coordinator group; waiting a dead-after window for nodes to register before declaring any dead");
+                    let known = st.catalog.node_addrs().clone();
+                    st.members.seed_missing(&known);
+                    st.members.grace(Instant::now());
+                }
+                None => {
+                    tracing::info!(
+                        "not leading the coordinator group (now a follower); closing node sessions"
+                    );
+                    st.members.close_sessions();
+                }
+            }
+            was = now;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The journal writer: batches whatever requests are queued, appends and

@@ -23,6 +23,11 @@ pub enum Error {
     },
     #[error("not allowed: {0}")]
     Forbidden(String),
+    #[error("refusing a deposed coordinator leader: its term {term} is below {seen}, the highest this node has seen")]
+    Deposed { term: u64, seen: u64 },
+    /// A member of a coordinator group that does not lead it.
+    #[error("that coordinator is not the leader")]
+    NotLeader { leader: Option<String> },
     /// The store is gone or unwritable (see `ChunkStore::probe`): the node
     /// takes no writes until it works again.
     #[error("this node's store failed: {0}")]
@@ -39,7 +44,9 @@ impl Error {
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::DiskFull(_) => ErrorKind::DiskFull,
             Error::BadRequest(_) => ErrorKind::BadRequest,
-            Error::Forbidden(_) | Error::WrongCluster { .. } => ErrorKind::Forbidden,
+            Error::Forbidden(_) | Error::WrongCluster { .. } | Error::Deposed { .. } => {
+                ErrorKind::Forbidden
+            }
             Error::Io(e) if is_disk_full(e) => ErrorKind::DiskFull,
             _ => ErrorKind::Internal,
         };

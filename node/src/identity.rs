@@ -6,7 +6,14 @@
 //! <data>/cluster.seq   highest catalog sequence number a coordinator showed it
 //! <data>/node.uuid     random 128-bit hex identity of this data directory,
 //!                      written once at first start (like HDFS's datanode UUID)
+//! <data>/cluster.term  highest coordinator-group term a leader showed it
 //! ```
+//!
+//! `cluster.term` fences a deposed leader: a coordinator group's leader
+//! sends its term with every registration, and the node refuses a
+//! coordinator, and every order on a session, whose term is below the
+//! highest it has recorded. A leader that was paused or cut off and comes
+//! back therefore cannot delete, set aside or move anything here.
 //!
 //! All are written temp + fsync + rename + directory fsync. A node refuses
 //! a coordinator (or peer) of another cluster, and its `cluster.seq` tells a
@@ -26,12 +33,15 @@ use std::path::{Path, PathBuf};
 const ID_FILE: &str = "cluster.id";
 const SEQ_FILE: &str = "cluster.seq";
 const NODE_FILE: &str = "node.uuid";
+const TERM_FILE: &str = "cluster.term";
 
 #[derive(Debug, Clone)]
 pub struct Identity {
     dir: PathBuf,
     pub cluster: Option<ClusterId>,
     pub seq_seen: u64,
+    /// Highest coordinator-group term seen (0: only single coordinators).
+    pub term_seen: u64,
     /// This data directory's identity (32 hex digits).
     pub node: String,
 }
@@ -80,8 +90,13 @@ impl Identity {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let term_seen = std::fs::read_to_string(dir.join(TERM_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
         let node = node_identity(dir)?;
         Ok(Identity {
+            term_seen,
             dir: dir.to_path_buf(),
             cluster,
             seq_seen,
@@ -112,11 +127,43 @@ impl Identity {
         }
         Ok(())
     }
+
+    /// Checks a coordinator's term against the highest seen, recording a
+    /// higher one durably before the session runs: a lower term is a
+    /// deposed leader, refused.
+    pub fn accept_term(&mut self, term: u64) -> Result<()> {
+        if term < self.term_seen {
+            return Err(Error::Deposed {
+                term,
+                seen: self.term_seen,
+            });
+        }
+        if term > self.term_seen {
+            write_atomic(&self.dir, TERM_FILE, term.to_string().as_bytes())?;
+            self.term_seen = term;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lower_term_is_refused_and_the_highest_survives_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut id = Identity::load(dir.path()).unwrap();
+        id.accept_term(0).unwrap();
+        id.accept_term(3).unwrap();
+        let mut again = Identity::load(dir.path()).unwrap();
+        assert_eq!(again.term_seen, 3);
+        let err = again.accept_term(2).unwrap_err();
+        assert!(err.to_string().contains("deposed"), "{err}");
+        again.accept_term(3).unwrap();
+        again.accept_term(5).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap().term_seen, 5);
+    }
 
     #[test]
     fn joins_once_and_refuses_another_cluster() {

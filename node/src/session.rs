@@ -35,35 +35,65 @@ fn register(ctx: &Ctx) -> Register {
 }
 
 /// Checks the coordinator's answer against this node's cluster (recording
-/// it on first join).
+/// it on first join) and its term against the highest seen (fencing a
+/// deposed leader).
 fn accept_ack(ctx: &Ctx, ack: &RegisterAck) -> Result<()> {
-    let res = ctx
-        .identity
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .accept(ack.cluster, ack.catalog_seq);
+    let res = {
+        let mut id = ctx.identity.lock().unwrap_or_else(|p| p.into_inner());
+        id.accept(ack.cluster, ack.catalog_seq)
+            .and_then(|_| id.accept_term(ack.term))
+    };
     if let Err(e) = &res {
         tracing::error!(error = %e, "refusing the coordinator");
     }
     res
 }
 
-/// Keeps a session with the coordinator at `coord` open until `stop`.
-pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coord: String, mut stop: watch::Receiver<bool>) {
+/// Keeps a session with the coordinator open until `stop`. `coords` is one
+/// address or a coordinator group's members (`a,b,c`): the node follows a
+/// follower's pointer to the leader, and tries the next member when one is
+/// down.
+pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coords: String, mut stop: watch::Receiver<bool>) {
+    let list: Vec<String> = coords
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut next = 0usize;
+    let mut hint: Option<String> = None;
     let mut backoff = Duration::from_millis(100);
     let mut last_err = String::new();
     loop {
+        let coord = hint.take().unwrap_or_else(|| {
+            list.get(next % list.len().max(1))
+                .cloned()
+                .unwrap_or_default()
+        });
         match open(&ctx, &coord).await {
             Ok((conn, ack)) => {
-                tracing::info!(%coord, "registered with coordinator");
+                tracing::info!(%coord, term = ack.term, "registered with coordinator");
                 backoff = Duration::from_millis(100);
                 last_err.clear();
-                match run(conn, &ctx, ack.heartbeat_ms, &mut stop).await {
+                match run(conn, &ctx, &ack, &mut stop).await {
                     Ok(()) => return,
                     Err(e) => tracing::warn!(%coord, error = %e, "coordinator session lost"),
                 }
+                // Look for the (maybe new) leader at once.
+                next += 1;
+                continue;
+            }
+            Err(crate::Error::NotLeader { leader }) => {
+                tracing::debug!(%coord, ?leader, "not the coordinator leader");
+                match leader {
+                    Some(l) if l != coord => {
+                        hint = Some(l);
+                        continue;
+                    }
+                    _ => next += 1,
+                }
             }
             Err(e) => {
+                next += 1;
                 let msg = e.to_string();
                 if msg != last_err {
                     if refused(&e) {
@@ -101,6 +131,7 @@ async fn open(ctx: &Ctx, coord: &str) -> Result<(Connection, RegisterAck)> {
             accept_ack(ctx, &ack)?;
             Ok((conn, ack))
         }
+        CoordResponse::NotLeader { leader } => Err(crate::Error::NotLeader { leader }),
         _ => Err(protocol::Error::Unexpected {
             expected: "Registered",
             got: "another response",
@@ -116,7 +147,7 @@ pub(crate) async fn attached(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watc
         let ack: RegisterAck = conn.recv_reply().await?;
         accept_ack(&ctx, &ack)?;
         tracing::info!("coordinator attached");
-        run(conn, &ctx, ack.heartbeat_ms, &mut stop).await
+        run(conn, &ctx, &ack, &mut stop).await
     }
     .await;
     if let Err(e) = res {
@@ -124,14 +155,41 @@ pub(crate) async fn attached(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watc
     }
 }
 
+/// How long a coordinator may stay silent (no answer to heartbeats) before
+/// the node drops the session and looks for a leader: a paused leader's
+/// socket stays open, so silence is the only sign.
+fn silence_limit(heartbeat_ms: u64) -> Duration {
+    Duration::from_millis(heartbeat_ms.saturating_mul(5)).max(Duration::from_secs(3))
+}
+
+/// Notes that the coordinator spoke (any message counts).
+fn heard(m: SessionMsg, last: &mut tokio::time::Instant) -> SessionMsg {
+    *last = tokio::time::Instant::now();
+    m
+}
+
+/// Whether orders of a session running under `term` may still be obeyed:
+/// not once this node has seen a higher term (another leader).
+fn fenced(ctx: &Ctx, term: u64) -> Option<u64> {
+    let seen = ctx
+        .identity
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .term_seen;
+    (seen > term).then_some(seen)
+}
+
 /// Heartbeats every `heartbeat_ms` and executes commands until the
 /// coordinator goes away (error) or the node stops (`Ok`).
 async fn run(
     mut conn: Connection,
     ctx: &Arc<Ctx>,
-    heartbeat_ms: u64,
+    ack: &RegisterAck,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<()> {
+    let (heartbeat_ms, term) = (ack.heartbeat_ms, ack.term);
+    let silence = silence_limit(heartbeat_ms);
+    let mut last_heard = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(heartbeat_ms.clamp(10, 60_000)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Only one session forwards the node's reports; a second concurrent
@@ -140,6 +198,12 @@ async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Err(crate::Error::BadRequest(format!(
+                        "the coordinator answered nothing for {:.1} s (paused or cut off?)",
+                        last_heard.elapsed().as_secs_f64()
+                    )));
+                }
                 let stats = ctx.stats();
                 crate::metrics::local(&stats);
                 conn.send(&SessionMsg::Heartbeat(stats)).await?;
@@ -147,7 +211,13 @@ async fn run(
             Some(ev) = async { match events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 conn.send(&ev).await?;
             }
-            msg = conn.recv::<SessionMsg>() => match msg? {
+            msg = conn.recv::<SessionMsg>() => match heard(msg?, &mut last_heard) {
+                SessionMsg::Beat { .. } => {}
+                order if fenced(ctx, term).is_some() => {
+                    let seen = fenced(ctx, term).unwrap_or_default();
+                    tracing::warn!(term, seen, ?order, "refusing an order from a deposed coordinator leader; ending its session");
+                    return Err(crate::Error::Deposed { term, seen });
+                }
                 SessionMsg::Delete(ids) => {
                     // Unlinked before the next message is read: a repair
                     // order for the same chunk that follows must not find

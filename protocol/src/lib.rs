@@ -25,4 +25,4 @@ pub use token::{BlockOp, BlockToken, TokenKey};
 
 /// Bumped on every incompatible change of any message; peers with different
 /// versions refuse each other in the handshake instead of misreading frames.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;

@@ -199,6 +199,11 @@ pub struct RegisterAck {
     pub cluster: ClusterId,
     /// The catalog's sequence number now.
     pub catalog_seq: u64,
+    /// The coordinator's term as leader of its group (0 for a single
+    /// coordinator). A node refuses a coordinator, and every order on a
+    /// session, whose term is below the highest it has seen: a deposed
+    /// leader can never delete or move anything.
+    pub term: u64,
 }
 
 /// Messages on an established session, in either direction.
@@ -239,6 +244,11 @@ pub enum SessionMsg {
     Verify(ChunkId),
     /// Coordinator -> node: start a full scrub pass now.
     Scrub,
+    /// Coordinator -> node, answering each heartbeat: the coordinator is
+    /// alive and still leads in `term`. A node that hears nothing for a
+    /// few heartbeats drops the session and looks for the leader (a paused
+    /// coordinator's socket stays open).
+    Beat { term: u64 },
 }
 
 /// Instructions for producing one chunk copy on the receiving node.
@@ -416,6 +426,25 @@ pub enum CoordRequest {
     /// Is this a coordinator of that cluster, and how far is its catalog?
     /// Answered with `Pong`; any authenticated peer may ask.
     Ping,
+    /// Coordinator -> coordinator of the same group: one message of the
+    /// consensus engine (openraft). The body is the engine's own message,
+    /// encoded by `coord::group` (postcard), bounded by the frame like
+    /// everything else; answered with `Raft`.
+    Raft {
+        kind: RaftKind,
+        body: Vec<u8>,
+    },
+    /// The coordinator group: members, leader, term, commit index and each
+    /// follower's lag. Any member answers (a follower with what it knows).
+    Coordinators,
+}
+
+/// Which consensus message a [`CoordRequest::Raft`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftKind {
+    Append,
+    Vote,
+    Snapshot,
 }
 
 /// Shortest chunk a fitted `PlanPut` cuts a file into: below this, more chunks
@@ -445,6 +474,41 @@ pub enum CoordResponse {
         cluster: ClusterId,
         seq: u64,
     },
+    /// Answer to `Raft`: the engine's reply, encoded like the request.
+    Raft(Vec<u8>),
+    /// This coordinator is a follower of a group (or has no leader): send
+    /// the request to `leader` (its address), or when `None`, to another
+    /// member. Nothing was done.
+    NotLeader {
+        leader: Option<String>,
+    },
+    Coordinators(GroupStatus),
+}
+
+/// The coordinator group as one member sees it (`dfs-sim coordinators`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The member that answered.
+    pub me: String,
+    /// The leader's name, if this member knows one.
+    pub leader: Option<String>,
+    pub term: u64,
+    /// Highest log index known committed / applied here.
+    pub committed: u64,
+    pub applied: u64,
+    /// Milliseconds since the UNIX epoch when this member last saw the
+    /// leader change (its own election or another's), 0 if never.
+    pub last_change_ms: u64,
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupMember {
+    pub name: String,
+    pub addr: String,
+    pub leader: bool,
+    /// Entries behind the leader's log (known on the leader only).
+    pub lag: Option<u64>,
 }
 
 /// A node as clients see it.

@@ -88,6 +88,21 @@ pub struct Args {
     /// deletes. For inspecting a damaged journal.
     #[arg(long)]
     pub read_only: bool,
+    /// This coordinator's name in a coordinator group (one of --peers).
+    #[arg(long, requires = "peers", value_name = "NAME")]
+    pub id: Option<String>,
+    /// Every member of the coordinator group, the same list on each:
+    /// c1=HOST:PORT,c2=HOST:PORT,c3=HOST:PORT. The catalog is replicated on
+    /// Raft; only the leader serves, and any majority keeps the cluster up.
+    #[arg(long, requires = "id", value_name = "NAME=ADDR,...")]
+    pub peers: Option<String>,
+    /// The group leader's heartbeat to the other members, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub raft_heartbeat_ms: u64,
+    /// A member that hears no leader for this long (to twice as long, at
+    /// random) calls an election, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub election_timeout_ms: u64,
 }
 
 /// `--parity` values, with the scheme's own one-line error.
@@ -158,6 +173,22 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.auto_rebalance = !a.no_auto_rebalance;
     cfg.recover = a.recover;
     cfg.read_only = a.read_only;
+    if let (Some(me), Some(peers)) = (&a.id, &a.peers) {
+        let peers = coord::group::Peers::parse(peers).map_err(anyhow::Error::msg)?;
+        if peers.id_of(me).is_none() {
+            bail!("--id {me} is not one of --peers");
+        }
+        if a.raft_heartbeat_ms == 0 || a.election_timeout_ms <= a.raft_heartbeat_ms * 2 {
+            bail!("--election-timeout-ms must be more than twice --raft-heartbeat-ms");
+        }
+        cfg.group = Some(coord::group::GroupConfig {
+            me: me.clone(),
+            peers,
+            heartbeat: Duration::from_millis(a.raft_heartbeat_ms),
+            election: Duration::from_millis(a.election_timeout_ms),
+            snapshot_every: cfg.snapshot_every,
+        });
+    }
     // The absolute path, so a coordinator started from the wrong directory
     // says so at once.
     let data = std::path::absolute(&a.data).unwrap_or(a.data.clone());

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod cluster_state;
 pub mod coord;
+pub mod coordinators;
 pub mod cp;
 pub mod drain;
 pub mod fsck;
@@ -33,7 +34,8 @@ use std::path::PathBuf;
 /// Options every client command shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Coordinator address.
+    /// Coordinator address, or every member of a coordinator group
+    /// (`a,b,c`): requests find the leader.
     #[arg(long, env = "DFS_COORD", default_value = client::config::DEFAULT_COORD)]
     pub coord: String,
     /// File holding the cluster's shared secret, for operator commands

@@ -20,6 +20,10 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
+        // Only a leader moves anything (a group's followers wait).
+        if coord.leading().is_none() {
+            continue;
+        }
         let orders = tick(&coord, Instant::now());
         for (node, order) in orders {
             coord.send_order(&node, order, |st, chunk| {

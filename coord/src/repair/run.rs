@@ -24,6 +24,10 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
+        // Only a leader repairs (a group's followers wait).
+        if coord.leading().is_none() {
+            continue;
+        }
         let started = Instant::now();
         let Plan {
             records,
