@@ -22,7 +22,11 @@ pub struct CoordClient {
 
 /// How long a request looks for a coordinator leader (an election after a
 /// leader died takes a few seconds) before it gives up with one line.
-const LEADER_WAIT: Duration = Duration::from_secs(20);
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// A group member that does not finish the handshake this soon is skipped.
+const MEMBER_HANDSHAKE: Duration = Duration::from_secs(2);
+/// A group member that does not answer a request this soon is given up.
+const MEMBER_ANSWER: Duration = Duration::from_secs(10);
 
 /// Whether a request may be sent again after its connection broke without
 /// an answer: reads, and plans (a plan on a coordinator that died is gone
@@ -74,12 +78,30 @@ impl CoordClient {
             Some(protocol::Credential::Internal(_)) => Role::Admin,
             _ => Role::Client,
         };
-        handshake::initiate(&mut conn, role, cfg.cred.as_ref(), None)
-            .await
-            .map_err(|source| Error::Protocol {
+        // A member of a group may be paused (its socket accepts, nothing
+        // answers): give up on it soon and try the next.
+        let wait = if cfg.coord_addrs().len() > 1 {
+            MEMBER_HANDSHAKE
+        } else {
+            handshake::HANDSHAKE_TIMEOUT
+        };
+        match tokio::time::timeout(
+            wait,
+            handshake::initiate(&mut conn, role, cfg.cred.as_ref(), None),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|source| Error::Protocol {
                 peer: format!("coordinator {addr}"),
                 source,
-            })?;
+            })?,
+            Err(_) => {
+                return Err(Error::Protocol {
+                    peer: format!("coordinator {addr}"),
+                    source: protocol::Error::Timeout("in the handshake (a paused coordinator?)"),
+                })
+            }
+        };
         Ok(CoordClient {
             conn,
             addr,
@@ -102,11 +124,22 @@ impl CoordClient {
     }
 
     async fn exchange(&mut self, req: &CoordRequest) -> Result<CoordResponse> {
-        let res = async {
+        let exchange = async {
             self.conn.send(req).await?;
             self.conn.recv_reply::<CoordResponse>().await
-        }
-        .await;
+        };
+        // With a group to fall back on, a member that stops answering (a
+        // paused leader) is given up after MEMBER_ANSWER.
+        let res = if self.cfg.coord_addrs().len() > 1 {
+            match tokio::time::timeout(MEMBER_ANSWER, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err(protocol::Error::Timeout(
+                    "waiting for the coordinator's answer",
+                )),
+            }
+        } else {
+            exchange.await
+        };
         match res {
             Ok(r) => Ok(r),
             Err(protocol::Error::Remote(w)) => Err(Error::Coord(w)),
@@ -120,33 +153,24 @@ impl CoordClient {
     /// Sends `req` to the leader: a follower's `NotLeader` sends it on to
     /// the leader it names (or the next member), and a member that went
     /// away mid-request is replaced by another when the request may be
-    /// repeated, until [`LEADER_WAIT`].
+    /// repeated, until [`LEADER_WAIT`]. A leader that cannot reach a
+    /// majority says so, and that is the answer.
     async fn call(&mut self, req: CoordRequest) -> Result<CoordResponse> {
         let addrs = self.cfg.coord_addrs();
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut pause = Duration::from_millis(50);
         let mut next = addrs.iter().position(|a| *a == self.addr).unwrap_or(0);
-        let mut last_err: String;
+        // Members that answered at all (for the final one-line refusal).
+        let mut reachable: std::collections::BTreeSet<String> = Default::default();
         loop {
-            let target = match self.exchange(&req).await {
+            let mut target = match self.exchange(&req).await {
                 Ok(CoordResponse::NotLeader { leader }) => {
-                    last_err = format!("{} is not the leader", self.addr);
+                    reachable.insert(self.addr.clone());
                     leader
                 }
                 Ok(r) => return Ok(r),
-                Err(Error::Protocol { peer, source }) if addrs.len() > 1 && retry_safe(&req) => {
-                    last_err = format!("{peer}: {source}");
-                    None
-                }
-                Err(Error::Coord(w))
-                    if addrs.len() > 1
-                        && w.kind == protocol::ErrorKind::Overloaded
-                        && w.message.starts_with("no coordinator leader") =>
-                {
-                    last_err = w
-                        .message
-                        .trim_start_matches("no coordinator leader: ")
-                        .to_string();
+                Err(Error::Protocol { .. }) if addrs.len() > 1 && retry_safe(&req) => {
+                    reachable.remove(&self.addr);
                     None
                 }
                 Err(e) => return Err(e),
@@ -155,9 +179,10 @@ impl CoordClient {
             loop {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(Error::NoLeader(format!(
-                        "none of {} answered as leader within {} s (last: {last_err})",
-                        addrs.join(","),
-                        LEADER_WAIT.as_secs()
+                        "{} of {} members reachable ({}); a majority is needed",
+                        reachable.len(),
+                        addrs.len(),
+                        reachable.iter().cloned().collect::<Vec<_>>().join(", ")
                     )));
                 }
                 let addr = match target.as_ref().filter(|t| **t != self.addr) {
@@ -176,12 +201,10 @@ impl CoordClient {
                         self.fit_stripes = fit;
                         break;
                     }
-                    Err(e) => {
-                        last_err = e.to_string();
-                        if target.is_some() {
-                            // The named leader is not reachable: try the rest.
-                            break;
-                        }
+                    Err(_) => {
+                        reachable.remove(&addr);
+                        // A named leader that is not reachable: try the rest.
+                        target = None;
                     }
                 }
             }

@@ -45,6 +45,9 @@ pub struct Member {
     /// to store), and until when it takes none because of them.
     pub transfer_failures: u32,
     pub avoid_until: Option<Instant>,
+    /// Until when a node without a session counts as suspect, not dead: a
+    /// coordinator that just took over gives nodes time to find it.
+    pub grace_until: Option<Instant>,
 }
 
 impl Member {
@@ -63,9 +66,15 @@ impl Member {
             identity: None,
             transfer_failures: 0,
             avoid_until: None,
+            grace_until: None,
         }
     }
 }
+
+/// The least time nodes get to find a new leader before any is declared
+/// dead: they notice a silent leader after a few heartbeats, then try the
+/// members in turn.
+const TAKEOVER_GRACE: Duration = Duration::from_secs(10);
 
 /// Transfers failing in a row before a node is backed off.
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
@@ -135,10 +144,12 @@ impl Membership {
     /// every node without a session here counts as last heard now (suspect,
     /// not dead), so none is declared dead and no repair is planned for it
     /// before it has had a whole dead-after window to register.
-    pub fn grace(&mut self, now: Instant) {
+    pub fn grace(&mut self, now: Instant, cfg: &CoordConfig) {
+        let until = now + cfg.dead_timeout().max(TAKEOVER_GRACE);
         for m in self.members.values_mut() {
             if m.session.is_none() {
                 m.last_heartbeat = Some(now);
+                m.grace_until = Some(until);
                 m.reported = NodeState::Suspect;
             }
         }
@@ -212,7 +223,9 @@ impl Membership {
             return NodeState::Dead;
         }
         let silent = now.saturating_duration_since(last);
-        if silent >= cfg.dead_timeout() {
+        if m.session.is_none() && m.grace_until.is_some_and(|g| now < g) {
+            NodeState::Suspect
+        } else if silent >= cfg.dead_timeout() {
             NodeState::Dead
         } else if m.session.is_none() || silent > cfg.heartbeat * 2 {
             NodeState::Suspect

@@ -337,9 +337,7 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
                 let group = coord.group().ok_or_else(|| {
                     Error::BadRequest("this coordinator is not a member of a group".into())
                 })?;
-                Ok(CoordResponse::Raft(
-                    group.serve_rpc(kind, &body).await,
-                ))
+                Ok(CoordResponse::Raft(group.serve_rpc(kind, &body).await))
             }),
         ),
         CoordRequest::Coordinators => (
@@ -431,8 +429,9 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
             }
         }
         // A group member serves only while it leads (the group's own
-        // messages and `Coordinators`/`Ping` aside); reads wait until a
-        // majority confirms it still does.
+        // messages and `Coordinators`/`Ping` aside), and only once a
+        // majority has confirmed that it still does (a lease of half the
+        // election timeout): a deposed leader answers nothing.
         let mut confirm = false;
         if let Some(group) = coord.group() {
             let own = matches!(
@@ -448,16 +447,7 @@ async fn handle(mut conn: Connection, coord: Arc<Coord>, mut stop: watch::Receiv
                 }
                 continue;
             }
-            confirm = matches!(
-                req,
-                CoordRequest::Lookup { .. }
-                    | CoordRequest::List { .. }
-                    | CoordRequest::ListPage { .. }
-                    | CoordRequest::Status
-                    | CoordRequest::Fsck { .. }
-                    | CoordRequest::FsckPage { .. }
-                    | CoordRequest::KeyList
-            );
+            confirm = !own && !matches!(req, CoordRequest::Register(_));
         }
         let (declared, handler) = route(&coord, &owner, req);
         if let Err(why) = permits(&peer, declared.access, secured) {

@@ -520,7 +520,7 @@ async fn group_writer(
         let res = match coord.group() {
             Some(g) => match tokio::time::timeout(PROPOSE_TIMEOUT, g.propose(records)).await {
                 Ok(r) => r,
-                Err(_) => Err(g.no_majority("commit timed out".into())),
+                Err(_) => Err(g.no_majority().await),
             },
             None => Err(Error::Group("the group has not started".into())),
         };
@@ -586,7 +586,7 @@ async fn watch_leadership(coord: std::sync::Weak<Coord>) {
                     tracing::info!(term, "leading the coordinator group; waiting a dead-after window for nodes to register before declaring any dead");
                     let known = st.catalog.node_addrs().clone();
                     st.members.seed_missing(&known);
-                    st.members.grace(Instant::now());
+                    st.members.grace(Instant::now(), &c.config);
                 }
                 None => {
                     tracing::info!(

@@ -109,7 +109,13 @@ pub(crate) async fn dial_loop(ctx: Arc<Ctx>, coords: String, mut stop: watch::Re
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // With a group to go through, move on quickly.
+        let max = if list.len() > 1 {
+            Duration::from_millis(500)
+        } else {
+            MAX_BACKOFF
+        };
+        backoff = (backoff * 2).min(max);
     }
 }
 
@@ -121,7 +127,18 @@ fn refused(e: &crate::Error) -> bool {
     )
 }
 
+/// A coordinator that does not answer registration this soon is skipped
+/// (a paused group member accepts connections and says nothing).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn open(ctx: &Ctx, coord: &str) -> Result<(Connection, RegisterAck)> {
+    match tokio::time::timeout(OPEN_TIMEOUT, open_inner(ctx, coord)).await {
+        Ok(r) => r,
+        Err(_) => Err(protocol::Error::Timeout("registering with the coordinator").into()),
+    }
+}
+
+async fn open_inner(ctx: &Ctx, coord: &str) -> Result<(Connection, RegisterAck)> {
     let mut conn = Connection::connect(coord).await?;
     let cred = ctx.config.secret.clone().map(Credential::Internal);
     handshake::initiate(&mut conn, Role::Node, cred.as_ref(), ctx.cluster()).await?;

@@ -96,6 +96,9 @@ pub struct Args {
     /// Raft; only the leader serves, and any majority keeps the cluster up.
     #[arg(long, requires = "id", value_name = "NAME=ADDR,...")]
     pub peers: Option<String>,
+    /// Catalog records (a group: log entries) between snapshots.
+    #[arg(long, default_value_t = 1024)]
+    pub snapshot_every: u64,
     /// The group leader's heartbeat to the other members, in milliseconds.
     #[arg(long, default_value_t = 250)]
     pub raft_heartbeat_ms: u64,
@@ -173,6 +176,10 @@ pub async fn run(a: Args) -> Result<()> {
     cfg.auto_rebalance = !a.no_auto_rebalance;
     cfg.recover = a.recover;
     cfg.read_only = a.read_only;
+    if a.snapshot_every == 0 {
+        bail!("--snapshot-every must be at least 1");
+    }
+    cfg.snapshot_every = a.snapshot_every;
     if let (Some(me), Some(peers)) = (&a.id, &a.peers) {
         let peers = coord::group::Peers::parse(peers).map_err(anyhow::Error::msg)?;
         if peers.id_of(me).is_none() {

@@ -19,10 +19,10 @@
 use super::types::{
     storage_error, Applied, Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig,
 };
+use super::Host;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::journal::read_group_snapshot;
-use super::Host;
 use directio::fsutil::write_atomic;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};

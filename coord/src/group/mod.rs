@@ -37,6 +37,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use types::{Proposal, Raft};
 
+/// How long a leader waits for a majority to confirm it still leads.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Commits batched into one log entry at most.
 pub const MAX_BATCH: usize = 256;
 /// Entries per replication message: with [`MAX_BATCH`] commits of a few
@@ -70,6 +73,9 @@ pub struct Group {
     cluster: ClusterCell,
     dir: std::path::PathBuf,
     last_change_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Until when a confirmed leadership stands (see [`Group::confirm_leader`]).
+    lease: Mutex<std::time::Instant>,
+    election: std::time::Duration,
 }
 
 /// Reads this member's cluster id, if it has one.
@@ -121,8 +127,8 @@ impl Group {
             election_timeout_min: election,
             election_timeout_max: election * 2,
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(100)),
-            max_in_snapshot_log_to_keep: 200,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(10)),
+            max_in_snapshot_log_to_keep: cfg.snapshot_every.clamp(10, 200),
             snapshot_max_chunk_size: 2 * 1024 * 1024,
             install_snapshot_timeout: 10_000,
             ..Default::default()
@@ -144,6 +150,8 @@ impl Group {
             cluster,
             dir,
             last_change_ms: Default::default(),
+            lease: Mutex::new(std::time::Instant::now()),
+            election: cfg.election,
         };
         // The lowest id forms a new group; the others wait to be told.
         if fresh && me == *cfg.peers.by_id.keys().next().unwrap_or(&0) {
@@ -212,37 +220,59 @@ impl Group {
     }
 
     /// Confirms with a majority that this member still leads (a read-index
-    /// round), so a read it then serves is not from a deposed leader.
+    /// round), so that what it then serves is not from a deposed leader.
+    /// A confirmation stands for half the minimum election timeout (a
+    /// leader lease): the members that acknowledged it grant no other
+    /// candidate a vote before their own election timeout passes.
     pub async fn confirm_leader(&self) -> Result<()> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(Error::NotLeader {
-                    leader: f
-                        .leader_id
-                        .and_then(|l| self.peers.addr(l).map(str::to_string)),
-                })
+        let started = std::time::Instant::now();
+        if self.lease_until() > started {
+            return Ok(());
+        }
+        let res = tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await;
+        match res {
+            Ok(Ok(_)) => {
+                let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+                *l = started + self.election / 2;
+                Ok(())
             }
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(q))) => {
-                Err(self.no_majority(q.to_string()))
-            }
-            Err(e) => Err(Error::Group(e.to_string())),
+            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                f,
+            )))) => Err(Error::NotLeader {
+                leader: f
+                    .leader_id
+                    .and_then(|l| self.peers.addr(l).map(str::to_string)),
+            }),
+            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(
+                _,
+            ))))
+            | Err(_) => Err(self.no_majority().await),
+            Ok(Err(e)) => Err(Error::Group(e.to_string())),
         }
     }
 
-    /// The refusal when this member cannot reach a majority.
-    pub fn no_majority(&self, detail: String) -> Error {
+    fn lease_until(&self) -> std::time::Instant {
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The refusal when this member cannot reach a majority, naming the
+    /// members it can reach (a quick connect to each).
+    pub async fn no_majority(&self) -> Error {
         let total = self.peers.len();
-        tracing::debug!(%detail, "no majority");
-        let m = self.metrics();
-        let reachable: Vec<String> = match &m.replication {
-            Some(rep) => rep
-                .iter()
-                .filter(|(id, lag)| **id == self.me || lag.is_some())
-                .map(|(id, _)| self.peers.name(*id))
-                .collect(),
-            None => vec![self.me().to_string()],
-        };
+        let mut reachable = vec![self.me().to_string()];
+        for (id, (name, addr)) in &self.peers.by_id {
+            if *id == self.me {
+                continue;
+            }
+            let ok = tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr.as_str()),
+            )
+            .await;
+            if matches!(ok, Ok(Ok(_))) {
+                reachable.push(name.clone());
+            }
+        }
         Error::NoLeader(format!(
             "{} of {total} members reachable ({}); a majority is needed",
             reachable.len(),
