@@ -21,6 +21,8 @@ pub struct CoordConfig {
     /// Enclosure-level HA: every stripe must survive the loss of any one
     /// whole failure domain, or the put is refused.
     pub ha: bool,
+    /// Placement policy of new stripes (`--placement`; random by default).
+    pub placement: decide::placement::Placement,
     /// Raw bytes per chunk (the last chunk of a file may be shorter).
     pub chunk_size: u64,
     /// How often nodes heartbeat.
@@ -87,6 +89,7 @@ impl CoordConfig {
             },
             stripe: None,
             ha: false,
+            placement: decide::placement::Placement::Random,
             chunk_size: 64 * 1024 * 1024,
             heartbeat: Duration::from_secs(3),
             dead_after: 3,

@@ -19,6 +19,11 @@
 //! repair prefers them and falls back only when no fitting node is alive
 //! (staying below target is worse), and relocates later.
 
+#[path = "placement_copysets.rs"]
+pub mod copysets;
+
+pub use copysets::{Copysets, Placement};
+
 use crate::error::{Error, Result};
 use codes::{Code, Scheme};
 use protocol::{ChunkId, ChunkPlan, NodeAddr, NodeId, StripePlan};
@@ -329,16 +334,36 @@ pub struct Layout<'a> {
 
 /// Plans `chunks` data chunks in stripes of the code's width over the
 /// writable, non-spare `nodes` (sorted by id by the caller). `rotation`
-/// spreads load across puts.
+/// spreads load across puts. Random placement (the default policy).
 pub fn plan(
     nodes: &[Candidate],
     chunks: u64,
     layout: &Layout,
     rotation: &mut u64,
 ) -> Result<Vec<StripePlan>> {
+    plan_with(nodes, chunks, layout, rotation, Placement::Random)
+}
+
+/// Nodes one full stripe of `layout` uses at most: every member and copy
+/// on its own node (the width of its copysets).
+pub fn stripe_width(layout: &Layout, nodes: usize) -> usize {
+    let code = layout.code;
+    let r = layout.replication.max(1) as usize;
+    (code.k() * r + code.members() - code.k()).min(nodes.max(1))
+}
+
+/// [`plan`] under a chosen placement policy. With copysets every stripe
+/// goes to one copyset (the least loaded one its rules fit in, rotation
+/// breaking ties); the per-member choice inside it is the same `pick`.
+pub fn plan_with(
+    nodes: &[Candidate],
+    chunks: u64,
+    layout: &Layout,
+    rotation: &mut u64,
+    placement: Placement,
+) -> Result<Vec<StripePlan>> {
     let code = layout.code;
     let k = code.k();
-    let r = layout.replication.max(1) as usize;
     let n = nodes.len();
     // The scheme must fit a full stripe even when this file is short, so
     // that a cluster accepts or refuses a scheme the same way for every
@@ -346,6 +371,25 @@ pub fn plan(
     if let Some(e) = infeasible(nodes, layout) {
         return Err(e);
     }
+    let sets: Option<Vec<Vec<Candidate>>> = match placement {
+        Placement::Random => None,
+        Placement::Copysets { scatter_width } => {
+            let by_id: HashMap<&NodeId, &Candidate> =
+                nodes.iter().map(|c| (&c.node.id, c)).collect();
+            let cs = Copysets::build(nodes, stripe_width(layout, n), scatter_width as usize);
+            Some(
+                cs.sets()
+                    .iter()
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|id| by_id.get(id))
+                            .map(|c| (*c).clone())
+                            .collect()
+                    })
+                    .collect(),
+            )
+        }
+    };
     let mut load: HashMap<NodeId, u64> = HashMap::new();
     let mut primary: HashMap<NodeId, u64> = HashMap::new();
     let mut stripes = Vec::new();
@@ -354,54 +398,45 @@ pub fn plan(
         let data = (left as usize).min(k);
         left -= data as u64;
         // Rotate the tie-break so equal nodes take turns across stripes.
-        let off = (*rotation % n.max(1) as u64) as usize;
+        let turn = *rotation;
         *rotation = rotation.wrapping_add(1);
-        let ring: Vec<Candidate> = (0..n).map(|i| nodes[(off + i) % n].clone()).collect();
-        let policy = Policy {
-            code,
-            data,
-            replication: layout.replication,
-            ha: layout.ha,
-            domains: layout.domains,
-        };
-        let mut holders: Holders = vec![Vec::new(); code.members()];
-        let mut placed: Vec<Vec<NodeAddr>> = vec![Vec::new(); code.members()];
-        // Parities first: they are the most constrained (alone on their node).
-        let order: Vec<(usize, usize)> = (k..code.members())
-            .map(|m| (m, 1))
-            .chain((0..data).map(|m| (m, r)))
-            .collect();
-        for (m, copies) in order {
-            for copy in 0..copies {
-                // Readers try a chunk's first copy first: spread first
-                // copies on their own, then the rest by total load.
-                let weighted: HashMap<NodeId, u64>;
-                let by = if copy == 0 && copies > 1 {
-                    weighted = load
-                        .iter()
-                        .map(|(n, l)| {
-                            (
-                                n.clone(),
-                                primary.get(n).copied().unwrap_or(0) * (1 << 32) + l,
-                            )
-                        })
-                        .collect();
-                    &weighted
-                } else {
-                    &load
-                };
-                let Some(p) = policy.pick(&ring, &holders, m, by, &HashSet::new(), false, true)
-                else {
-                    return Err(refusal(nodes, layout, data));
-                };
-                if copy == 0 {
-                    *primary.entry(p.node.id.clone()).or_default() += 1;
-                }
-                *load.entry(p.node.id.clone()).or_default() += 1;
-                holders[m].push(p.node.id.clone());
-                placed[m].push(p.node);
+        let placed = match &sets {
+            None => {
+                // Ties (equally loaded, equally spread nodes) are broken by
+                // a shuffle seeded with the rotation, not by rotating the
+                // node list: rotating made every stripe at one offset pick
+                // the same neighbours, so a cluster's stripes sat on about
+                // as many node sets as it has nodes (10 pairs for a whole
+                // 20-node R=2 cluster), an accidental copyset placement
+                // whose repair reads from one or two nodes.
+                let mut ring: Vec<Candidate> = nodes.to_vec();
+                let mut state = turn ^ 0x005E_ED0F_7A1E;
+                copysets::shuffle(&mut ring, &mut state);
+                place_stripe(&ring, layout, data, &mut load, &mut primary)
             }
-        }
+            Some(sets) => {
+                // Least loaded copyset first; the rotation decides ties.
+                let c = sets.len().max(1);
+                let off = (turn % c as u64) as usize;
+                let mut order: Vec<(u64, usize)> = (0..sets.len())
+                    .map(|i| (off + i) % c)
+                    .map(|i| {
+                        let l = sets[i]
+                            .iter()
+                            .map(|x| load.get(&x.node.id).copied().unwrap_or(0))
+                            .sum();
+                        (l, i)
+                    })
+                    .collect();
+                order.sort_by_key(|&(l, _)| l);
+                order.into_iter().find_map(|(_, i)| {
+                    place_stripe(&sets[i], layout, data, &mut load, &mut primary)
+                })
+            }
+        };
+        let Some(mut placed) = placed else {
+            return Err(refusal(nodes, layout, data));
+        };
         let mut plan = |m: usize| ChunkPlan {
             id: ChunkId::random(),
             nodes: std::mem::take(&mut placed[m]),
@@ -413,6 +448,84 @@ pub fn plan(
         });
     }
     Ok(stripes)
+}
+
+/// Places one stripe of `data` data chunks over `ring` (in tie-break
+/// order), keeping every rule; `None` when the ring cannot hold it. Loads
+/// are updated only when the whole stripe fits.
+fn place_stripe(
+    ring: &[Candidate],
+    layout: &Layout,
+    data: usize,
+    load: &mut HashMap<NodeId, u64>,
+    primary: &mut HashMap<NodeId, u64>,
+) -> Option<Vec<Vec<NodeAddr>>> {
+    let code = layout.code;
+    let k = code.k();
+    let r = layout.replication.max(1) as usize;
+    let policy = Policy {
+        code,
+        data,
+        replication: layout.replication,
+        ha: layout.ha,
+        domains: layout.domains,
+    };
+    let mut holders: Holders = vec![Vec::new(); code.members()];
+    let mut placed: Vec<Vec<NodeAddr>> = vec![Vec::new(); code.members()];
+    let mut added: Vec<(NodeId, bool)> = Vec::new();
+    // Parities first: they are the most constrained (alone on their node).
+    let order: Vec<(usize, usize)> = (k..code.members())
+        .map(|m| (m, 1))
+        .chain((0..data).map(|m| (m, r)))
+        .collect();
+    let undo = |added: &[(NodeId, bool)],
+                load: &mut HashMap<NodeId, u64>,
+                primary: &mut HashMap<NodeId, u64>| {
+        for (id, first) in added {
+            if let Some(v) = load.get_mut(id) {
+                *v -= 1;
+            }
+            if *first {
+                if let Some(v) = primary.get_mut(id) {
+                    *v -= 1;
+                }
+            }
+        }
+    };
+    for (m, copies) in order {
+        for copy in 0..copies {
+            // Readers try a chunk's first copy first: spread first
+            // copies on their own, then the rest by total load.
+            let weighted: HashMap<NodeId, u64>;
+            let by = if copy == 0 && copies > 1 {
+                weighted = load
+                    .iter()
+                    .map(|(n, l)| {
+                        (
+                            n.clone(),
+                            primary.get(n).copied().unwrap_or(0) * (1 << 32) + l,
+                        )
+                    })
+                    .collect();
+                &weighted
+            } else {
+                &*load
+            };
+            let Some(p) = policy.pick(ring, &holders, m, by, &HashSet::new(), false, true) else {
+                undo(&added, load, primary);
+                return None;
+            };
+            let first = copy == 0;
+            if first {
+                *primary.entry(p.node.id.clone()).or_default() += 1;
+            }
+            *load.entry(p.node.id.clone()).or_default() += 1;
+            added.push((p.node.id.clone(), first));
+            holders[m].push(p.node.id.clone());
+            placed[m].push(p.node);
+        }
+    }
+    Some(placed)
 }
 
 /// A full stripe cannot be placed at all: too few nodes for its members,
@@ -694,6 +807,72 @@ mod tests {
             let firsts: HashSet<_> = s.iter().map(|s| s.data[0].nodes[0].id.clone()).collect();
             assert_eq!(firsts.len(), 3, "rotation {rot}");
         }
+    }
+
+    /// With copysets every stripe sits inside one copyset, the rules
+    /// still hold, and load stays balanced; the default is unchanged.
+    #[test]
+    fn copyset_placement_keeps_stripes_in_copysets() {
+        let ns = nodes(30, 5);
+        let dm = domain_map(&ns);
+        let code = Code::new("rs:4+2".parse().unwrap()).unwrap();
+        let layout = Layout {
+            code: &code,
+            replication: 1,
+            ha: true,
+            domains: &dm,
+        };
+        let policy = Placement::Copysets { scatter_width: 10 };
+        let s = plan_with(&ns, 400, &layout, &mut 0, policy).unwrap();
+        let cs = Copysets::build(&ns, stripe_width(&layout, ns.len()), 10);
+        let mut load: HashMap<NodeId, usize> = HashMap::new();
+        for st in &s {
+            let mut used: Vec<NodeId> = holders(&code, st).into_iter().flatten().collect();
+            used.sort();
+            assert!(
+                cs.sets().iter().any(|c| used.iter().all(|n| c.contains(n))),
+                "{used:?} is in no copyset"
+            );
+            let p = Policy {
+                code: &code,
+                data: st.data.len(),
+                replication: 1,
+                ha: true,
+                domains: &dm,
+            };
+            assert!(p.survives_any_domain(&holders(&code, st)));
+            for n in used {
+                *load.entry(n).or_default() += 1;
+            }
+        }
+        let (lo, hi) = (load.values().min().unwrap(), load.values().max().unwrap());
+        assert!(hi - lo <= 2, "load {lo}..{hi}");
+        // Distinct node sets: a handful of copysets, where random
+        // placement spreads over many.
+        let sets = |s: &[StripePlan]| {
+            s.iter()
+                .map(|st| {
+                    let mut v: Vec<NodeId> = holders(&code, st).into_iter().flatten().collect();
+                    v.sort();
+                    v
+                })
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        assert!(sets(&s) <= cs.sets().len());
+        let random = plan(&ns, 400, &layout, &mut 0).unwrap();
+        assert!(sets(&random) > 3 * cs.sets().len(), "{}", sets(&random));
+    }
+
+    #[test]
+    fn placement_names() {
+        assert_eq!(Placement::parse("random", 0).unwrap(), Placement::Random);
+        assert_eq!(
+            Placement::parse("copysets", 8).unwrap(),
+            Placement::Copysets { scatter_width: 8 }
+        );
+        assert!(Placement::parse("copysets", 0).is_err());
+        assert!(Placement::parse("rack", 8).is_err());
     }
 
     #[test]

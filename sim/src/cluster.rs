@@ -1,27 +1,22 @@
 //! The simulated cluster at time zero: nodes, domains, spares, and a sample
-//! of stripes placed by the coordinator's own `placement::plan`.
+//! of stripes placed by the coordinator's own `placement::plan_with`.
 //!
 //! # Sampling
 //!
 //! A 484 × 16 TB cluster at 70% holds millions of 64 MiB stripes; keeping
-//! each in the event loop would be slow and pointless, since a stripe's fate
-//! depends only on which nodes hold its members. The simulator asks the
-//! real placement for `sample` stripes (one put of `sample × K` chunks, as a
-//! large file would be planned, with the real load balancing and domain
-//! spreading) and lets each stand for `weight` real stripes on the same
-//! nodes. Consequences, stated plainly:
-//! - Expected bytes lost, repair traffic and time at reduced protection are
-//!   unbiased: every real stripe is represented by a sample stripe placed the
-//!   way the real code places it.
-//! - Whether a loss happens at all depends on the set of distinct node
-//!   combinations: real placement has at most as many as real stripes; the
-//!   sample has `sample`. Where real stripes are spread over more
-//!   combinations than the sample has, the probability of *some* loss is
-//!   underestimated and the size of each loss overestimated; the sample size
-//!   (`--sample-stripes`) trades speed for that resolution.
-//! - A sample member being repaired is repaired as a whole by one target at
-//!   the node's repair bandwidth; a loss during that repair costs only the
-//!   share of its real stripes not yet re-protected.
+//! each in the event loop would be slow and pointless. The simulator asks
+//! the real placement for `sample` stripes (one put of `sample × K` chunks,
+//! as a large file would be planned, with the real load balancing and
+//! domain spreading) and lets each stand for `weight` real stripes in the
+//! *repair* model: which chunks are short, the order the real planner
+//! repairs them in, how long that takes, what it reads. Repair traffic and
+//! time at reduced protection are unbiased that way.
+//!
+//! Loss is not counted on the sample: a sample stripe's real stripes sit
+//! on many more node combinations than the sample has, so counting lost
+//! sample stripes makes the answer move with the sample size. Loss is the
+//! expected number of real stripes made undecodable, from the placement's
+//! distribution over node sets (`crate::exposure`), for every real stripe.
 
 use crate::error::{bad, Result};
 use crate::model::{parse_bytes, parse_percent, Layout};
@@ -33,6 +28,9 @@ use std::collections::HashMap;
 
 /// Members per regular node the default sample aims at.
 pub const DEFAULT_MEMBERS_PER_NODE: usize = 32;
+
+/// Most sample stripes placed by default.
+pub const DEFAULT_MAX_SAMPLE: usize = 10_000;
 
 /// Node ids are `n0000`..: index and id convert both ways without a map.
 pub fn node_id(i: usize) -> NodeId {
@@ -83,6 +81,12 @@ pub struct Base {
     pub stored_bytes: f64,
     pub data_bytes: f64,
     pub chunk_bytes: u64,
+    /// Copysets of the placement (node indices), when it uses them.
+    pub copysets: Option<Vec<Vec<usize>>>,
+    /// Per node: distinct other nodes holding its stripes' other members,
+    /// the nodes a repair of it reads from (copysets: its copyset mates;
+    /// random placement: about every other regular node).
+    pub scatter: Vec<usize>,
 }
 
 impl Base {
@@ -102,8 +106,15 @@ impl Base {
         let r = layout.replication.max(1) as usize;
         let k = code.k();
         let per_stripe = k * r + (code.members() - k);
+        // The sample drives repair only (loss is counted over every real
+        // stripe), so a very large cluster needs no more than
+        // DEFAULT_MAX_SAMPLE of them by default.
         let sample = sample
-            .unwrap_or((regular * DEFAULT_MEMBERS_PER_NODE).div_ceil(per_stripe))
+            .unwrap_or(
+                (regular * DEFAULT_MEMBERS_PER_NODE)
+                    .div_ceil(per_stripe)
+                    .min(DEFAULT_MAX_SAMPLE),
+            )
             .max(1);
         let cands: Vec<Candidate> = (0..n)
             .filter(|&i| !spare[i])
@@ -117,17 +128,26 @@ impl Base {
             })
             .collect();
         let mut rotation = 0;
-        let plans = placement::plan(
-            &cands,
-            (sample * k) as u64,
-            &placement::Layout {
-                code: &code,
-                replication: layout.replication,
-                ha: layout.ha,
-                domains: &domains,
-            },
-            &mut rotation,
-        )?;
+        let policy = layout.placement()?;
+        let playout = placement::Layout {
+            code: &code,
+            replication: layout.replication,
+            ha: layout.ha,
+            domains: &domains,
+        };
+        let plans =
+            placement::plan_with(&cands, (sample * k) as u64, &playout, &mut rotation, policy)?;
+        let width = placement::stripe_width(&playout, cands.len());
+        let copysets = match policy {
+            placement::Placement::Random => None,
+            placement::Placement::Copysets { scatter_width } => Some(
+                placement::Copysets::build(&cands, width, scatter_width as usize)
+                    .sets()
+                    .iter()
+                    .map(|s| s.iter().filter_map(node_index).collect())
+                    .collect::<Vec<Vec<usize>>>(),
+            ),
+        };
         let capacity = parse_bytes(&layout.capacity)? as f64;
         let fill = parse_percent(&layout.fill)?;
         let chunk_bytes = parse_bytes(&layout.chunk)?;
@@ -139,6 +159,26 @@ impl Base {
             return bad("the layout stores less than one byte per sampled chunk");
         }
         let member_bytes = member as u64;
+        // Real members per regular node, each bringing width - 1 mates.
+        let per_node = real_stripes * per_stripe as f64 / regular.max(1) as f64;
+        let scatter: Vec<usize> = (0..n)
+            .map(|i| match &copysets {
+                Some(sets) => {
+                    let mut m: Vec<usize> = sets
+                        .iter()
+                        .filter(|s| s.contains(&i))
+                        .flatten()
+                        .copied()
+                        .filter(|&j| j != i)
+                        .collect();
+                    m.sort();
+                    m.dedup();
+                    m.len().max(1)
+                }
+                None => ((per_node * (width.max(2) - 1) as f64) as usize)
+                    .clamp(1, regular.saturating_sub(1).max(1)),
+            })
+            .collect();
         let entry = |s: usize, m: usize, nodes: &[NodeAddr]| ChunkEntry {
             header: ChunkHeader {
                 id: chunk_id(s, m),
@@ -193,7 +233,47 @@ impl Base {
             stored_bytes,
             data_bytes: stored_bytes * k as f64 / per_stripe as f64,
             chunk_bytes,
+            copysets,
+            scatter,
         })
+    }
+
+    /// Data bytes of one real stripe.
+    pub fn real_stripe_data_bytes(&self) -> f64 {
+        self.stripe_data_bytes / self.weight.max(1e-12)
+    }
+
+    /// Regular (data-holding at time zero) nodes.
+    pub fn regular(&self) -> usize {
+        self.spare.iter().filter(|s| !**s).count()
+    }
+
+    /// The exposure tables of this layout's placement under `decodable`
+    /// (the real rule, or a test's broken one).
+    pub fn exposure(
+        &self,
+        decodable: &crate::engine::Decodable,
+    ) -> Result<crate::exposure::Exposure> {
+        let index_of = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        let copysets = self.copysets.as_ref().map(|sets| {
+            let w = 1.0 / sets.len().max(1) as f64;
+            crate::exposure::CopysetIndex::new(sets.clone(), vec![w; sets.len()], self.nodes)
+        });
+        crate::exposure::Exposure::new(
+            &self.code,
+            decodable,
+            &self.file.stripes,
+            index_of,
+            self.domain_of.clone(),
+            self.regular(),
+            self.weight,
+            copysets,
+        )
     }
 
     pub fn sample(&self) -> usize {

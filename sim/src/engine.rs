@@ -7,11 +7,13 @@
 //! failed drive is replaced.
 
 use crate::cluster::{chunk_pos, node_index, Base};
+use crate::exposure::{Exposure, Impaired};
 use crate::model::{Params, HOURS_PER_YEAR};
 use codes::Code;
 use decide::placement::Candidate;
 use decide::planner::{self, Source};
 use protocol::{ChunkId, NodeAddr, NodeId, NodeState};
+use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -27,13 +29,18 @@ pub fn real_decodable(code: &Code, data: usize, lost: &[usize]) -> bool {
     code.is_decodable(data, lost)
 }
 
-/// What one trial measured. Bytes are real bytes (sample bytes scaled up).
+/// What one trial measured. Bytes are real bytes (sample bytes scaled up);
+/// losses are expectations over the real stripes (see [`crate::exposure`]).
 #[derive(Debug, Clone, Default)]
 pub struct TrialResult {
-    /// Failure events (node, domain, latent error) that lost data.
-    pub loss_events: u32,
-    pub first_loss_hours: Option<f64>,
+    /// Expected real stripes made undecodable.
+    pub expected_lost: f64,
+    /// Expected failure events (node, domain, power, latent error) that
+    /// lost data: Σ over events of `1 - exp(-E[lost by the event])`.
+    pub loss_events: f64,
     pub bytes_lost: f64,
+    /// Expected real stripes lost by each power event, in order.
+    pub power_events: Vec<f64>,
     /// Bytes read by completed repairs (the network traffic repair costs).
     pub repair_read_bytes: f64,
     /// Bytes written by completed repairs.
@@ -54,15 +61,44 @@ pub struct TrialResult {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    NodeFail { node: usize, life: u64 },
-    DomainFail { domain: usize },
-    Down { node: usize },
-    Dead { node: usize, outage: u64 },
-    Up { node: usize, outage: u64 },
-    RepairDone { chunk: ChunkId, order: u64 },
-    Replace { node: usize },
-    Lse { node: usize },
-    LseFound { id: u64 },
+    NodeFail {
+        node: usize,
+        life: u64,
+    },
+    DomainFail {
+        domain: usize,
+    },
+    Power,
+    /// A failed node that held no sample chunk: its real chunks are
+    /// re-protected by now (estimated from the repair model).
+    Unimpair {
+        node: usize,
+        life: u64,
+    },
+    Down {
+        node: usize,
+    },
+    Dead {
+        node: usize,
+        outage: u64,
+    },
+    Up {
+        node: usize,
+        outage: u64,
+    },
+    RepairDone {
+        chunk: ChunkId,
+        order: u64,
+    },
+    Replace {
+        node: usize,
+    },
+    Lse {
+        node: usize,
+    },
+    LseFound {
+        id: u64,
+    },
 }
 
 struct Ev {
@@ -105,8 +141,6 @@ struct NodeSt {
 struct Order {
     id: u64,
     target: usize,
-    start: f64,
-    end: f64,
     bytes: u64,
     read: u64,
     source: Source,
@@ -122,6 +156,17 @@ struct Lse {
 /// One trial's state.
 pub struct Trial<'a> {
     base: &'a Base,
+    exposure: &'a Exposure,
+    /// Failed nodes whose chunks are not all re-protected yet: chunks
+    /// still short, chunks short at the failure.
+    impaired: BTreeMap<usize, (u32, u32)>,
+    /// The failed nodes each short chunk lost a copy on.
+    short_on: HashMap<ChunkId, Vec<usize>>,
+    /// Real stripes with a member on each node. At time zero the real
+    /// placement's balance (every regular node alike, as measured over the
+    /// sample), not the sample's own count on the node, which a small
+    /// sample makes noisy; then moved by failures and repairs.
+    real_on: Vec<f64>,
     p: &'a Params,
     decodable: &'a Decodable,
     pub file: decide::entry::FileEntry,
@@ -157,7 +202,13 @@ pub struct Trial<'a> {
 impl<'a> Trial<'a> {
     /// A fresh cluster; `random` schedules the failure model's events
     /// (scenario runs schedule their own).
-    pub fn new(base: &'a Base, p: &'a Params, decodable: &'a Decodable, rng: ChaCha8Rng) -> Self {
+    pub fn new(
+        base: &'a Base,
+        exposure: &'a Exposure,
+        p: &'a Params,
+        decodable: &'a Decodable,
+        rng: ChaCha8Rng,
+    ) -> Self {
         let n = base.nodes;
         let file = base.file.clone();
         let mut on_node = vec![BTreeSet::new(); n];
@@ -183,8 +234,22 @@ impl<'a> Trial<'a> {
                 life: 0,
             })
             .collect();
+        let regular = base.regular().max(1) as f64;
+        let touching: f64 = (0..n)
+            .filter(|&i| !base.spare[i])
+            .map(|i| on_node[i].len() as f64)
+            .sum::<f64>()
+            * base.weight
+            / regular;
+        let real_on = (0..n)
+            .map(|i| if base.spare[i] { 0.0 } else { touching })
+            .collect();
         Trial {
             base,
+            exposure,
+            real_on,
+            impaired: BTreeMap::new(),
+            short_on: HashMap::new(),
             p,
             decodable,
             file,
@@ -218,13 +283,14 @@ impl<'a> Trial<'a> {
     /// Runs the random failure model for `years` (one Monte-Carlo trial).
     pub fn run_random(
         base: &'a Base,
+        exposure: &'a Exposure,
         p: &'a Params,
         decodable: &'a Decodable,
         trial: u64,
     ) -> TrialResult {
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
         rng.set_stream(trial);
-        let mut t = Trial::new(base, p, decodable, rng);
+        let mut t = Trial::new(base, exposure, p, decodable, rng);
         t.schedule_random();
         t.run_until(p.years * HOURS_PER_YEAR);
         t.out
@@ -279,6 +345,8 @@ impl<'a> Trial<'a> {
             let t = self.exp(f.domain_afr / HOURS_PER_YEAR);
             self.push(t, Kind::DomainFail { domain: d });
         }
+        let t = self.exp(f.power_per_year / HOURS_PER_YEAR);
+        self.push(t, Kind::Power);
     }
 
     /// Processes events up to `end` hours.
@@ -324,7 +392,7 @@ impl<'a> Trial<'a> {
                     .filter(|&i| !self.node[i].failed)
                     .collect();
                 self.out.domain_failures += 1;
-                self.fail_nodes(&nodes);
+                self.fail_domain(domain, &nodes);
                 let t = self.now + self.exp(self.p.failures.domain_afr / HOURS_PER_YEAR);
                 self.push(t, Kind::DomainFail { domain });
             }
@@ -368,6 +436,24 @@ impl<'a> Trial<'a> {
                 }
                 let t = self.now + self.exp(self.p.failures.transient_per_year / HOURS_PER_YEAR);
                 self.push(t, Kind::Down { node });
+            }
+            Kind::Power => {
+                let n = self.power_count();
+                let nodes = self.random_live(n);
+                let e = self.fail_nodes(&nodes);
+                self.out.power_events.push(e);
+                let t = self.now + self.exp(self.p.failures.power_per_year / HOURS_PER_YEAR);
+                self.push(t, Kind::Power);
+            }
+            Kind::Unimpair { node, life } => {
+                if self.node[node].life == life {
+                    if let Some(e) = self.impaired.get_mut(&node) {
+                        e.0 = e.0.saturating_sub(1);
+                        if e.0 == 0 {
+                            self.impaired.remove(&node);
+                        }
+                    }
+                }
             }
             Kind::RepairDone { chunk, order } => self.repair_done(chunk, order),
             Kind::Replace { node } => {
@@ -434,15 +520,95 @@ impl<'a> Trial<'a> {
         }
     }
 
+    /// Nodes a power event takes for good: the configured share of all
+    /// nodes, at least one.
+    pub fn power_count(&self) -> usize {
+        ((self.p.failures.power_fraction * self.base.nodes as f64).round() as usize).max(1)
+    }
+
+    /// `k` distinct working nodes picked with the trial's RNG.
+    pub fn random_live(&mut self, k: usize) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..self.base.nodes)
+            .filter(|&i| !self.node[i].failed)
+            .collect();
+        live.shuffle(&mut self.rng);
+        live.truncate(k);
+        live.sort();
+        live
+    }
+
+    /// Every node of domain `d` lost at once: the expected loss comes from
+    /// the placed stripes' members in `d` (see
+    /// [`Exposure::domain_loss`]), except with copysets, whose table
+    /// already says which node sets hold whole stripes.
+    pub fn fail_domain(&mut self, d: usize, nodes: &[usize]) -> f64 {
+        if self.base.copysets.is_some() || self.base.layout.domains >= self.base.nodes {
+            return self.fail_nodes(nodes);
+        }
+        let imp = self.impaired_list();
+        let e = self.exposure.domain_loss(d, &imp);
+        self.fail_inner(nodes, Some(e))
+    }
+
+    /// Hours to re-protect `touching` real chunks of failed node `x`: the
+    /// fixed time, or its reads at its scatter's per-node rate (capped by
+    /// the cluster).
+    fn repair_estimate(&self, x: usize, touching: f64) -> f64 {
+        if let Some(h) = self.p.repair.fixed_hours {
+            return h;
+        }
+        let amp = if self.file.replication > 1 {
+            1.0
+        } else {
+            self.base.code.k() as f64
+        };
+        let node_rate = self.p.repair.node_mbps * 1e6 * 3600.0;
+        let mut rate = node_rate * self.base.scatter[x] as f64;
+        if let Some(c) = self.p.repair.cluster_mbps {
+            rate = rate.min(c * 1e6 * 3600.0);
+        }
+        touching * self.base.chunk_bytes as f64 * amp / rate.max(1.0)
+    }
+
+    fn impaired_list(&self) -> Vec<Impaired> {
+        self.impaired
+            .iter()
+            .map(|(&node, &(left, at))| Impaired {
+                node,
+                remaining: if at == 0 {
+                    0.0
+                } else {
+                    left as f64 / at as f64
+                },
+            })
+            .collect()
+    }
+
     /// Permanent failure of `nodes` at once (one event): their copies are
-    /// gone; every stripe they held is checked with the decodability rule.
-    pub fn fail_nodes(&mut self, nodes: &[usize]) {
+    /// gone; the real stripes made undecodable are counted by the exposure
+    /// method (node by node, which sums exactly for a batch); the sample
+    /// stripes they held are checked with the decodability rule so that
+    /// repair stops for what the sample cannot rebuild. Returns the
+    /// event's expected lost real stripes.
+    pub fn fail_nodes(&mut self, nodes: &[usize]) -> f64 {
+        self.fail_inner(nodes, None)
+    }
+
+    fn fail_inner(&mut self, nodes: &[usize], domain_loss: Option<f64>) -> f64 {
         let mut touched = BTreeSet::new();
+        let mut event = domain_loss.unwrap_or(0.0);
         for &x in nodes {
             let n = &mut self.node[x];
             if n.failed {
                 continue;
             }
+            let touching = self.real_on[x];
+            if domain_loss.is_none() {
+                let imp = self.impaired_list();
+                event += self.exposure.node_loss(x, touching, &imp);
+            }
+            self.real_on[x] = 0.0;
+            let n = &mut self.node[x];
             n.failed = true;
             n.up = false;
             n.dead = true;
@@ -457,12 +623,23 @@ impl<'a> Trial<'a> {
                     if c.nodes.contains(&id) {
                         c.nodes.retain(|h| *h != id);
                         self.short_since.entry(c.header.id).or_insert(self.now);
+                        self.short_on.entry(c.header.id).or_default().push(x);
+                        let e = self.impaired.entry(x).or_insert((0, 0));
+                        e.0 += 1;
+                        e.1 += 1;
                     }
                 }
                 touched.insert(s);
             }
             self.load.remove(&id);
             self.lses.retain(|l| l.node != x);
+            if touching > 0.0 && !self.impaired.contains_key(&x) {
+                // Real data but no sample chunk to follow its repair.
+                self.impaired.insert(x, (1, 1));
+                let at = self.now + self.repair_estimate(x, touching);
+                let life = self.node[x].life;
+                self.push(at, Kind::Unimpair { node: x, life });
+            }
             if self.p.failures.replace_days > 0.0 {
                 let at = self.now + self.p.failures.replace_days * 24.0;
                 self.push(at, Kind::Replace { node: x });
@@ -479,6 +656,7 @@ impl<'a> Trial<'a> {
         }
         self.open_failures.push(self.now);
         self.event_lost = false;
+        self.record_expected(event);
         for &s in &touched {
             if !self.lost[s] {
                 self.check_loss(s);
@@ -487,6 +665,37 @@ impl<'a> Trial<'a> {
         }
         self.attention.extend(touched);
         self.replan(None);
+        event
+    }
+
+    /// Adds one event's expected real lost stripes.
+    fn record_expected(&mut self, e: f64) {
+        if e <= 0.0 {
+            return;
+        }
+        self.out.expected_lost += e;
+        self.out.loss_events += 1.0 - (-e).exp();
+        self.out.bytes_lost += e * self.base.real_stripe_data_bytes();
+    }
+
+    /// A short chunk got a copy again: one of the failed nodes it lost a
+    /// copy on has one chunk fewer to wait for.
+    fn reprotected(&mut self, c: &ChunkId) {
+        let Some(v) = self.short_on.get_mut(c) else {
+            return;
+        };
+        let x = v.pop();
+        if v.is_empty() {
+            self.short_on.remove(c);
+        }
+        if let Some(x) = x {
+            if let Some(e) = self.impaired.get_mut(&x) {
+                e.0 = e.0.saturating_sub(1);
+                if e.0 == 0 {
+                    self.impaired.remove(&x);
+                }
+            }
+        }
     }
 
     /// Is stripe `s` still decodable from the copies not permanently lost
@@ -502,17 +711,17 @@ impl<'a> Trial<'a> {
             .map(|(slot, _)| slot.member(k))
             .collect();
         if !(self.decodable)(code, data, &lost) {
-            // Real stripes of this sample whose lost members were already
-            // re-protected by a running repair survive.
-            let mut frac = 1.0;
-            for &m in &lost {
-                if let Some(o) = self.in_flight.get(&crate::cluster::chunk_id(s, m)) {
-                    let done = ((self.now - o.start) / (o.end - o.start)).clamp(0.0, 1.0);
-                    frac *= 1.0 - done;
+            // The sample stripe cannot be rebuilt, so repair stops for it;
+            // what that means for the real stripes was counted by the
+            // exposure method. Its short chunks no longer hold their
+            // failed nodes impaired (nothing will re-protect them).
+            self.lost[s] = true;
+            for m in 0..self.base.code.members() {
+                let c = crate::cluster::chunk_id(s, m);
+                while self.short_on.contains_key(&c) {
+                    self.reprotected(&c);
                 }
             }
-            self.record_loss(frac * self.base.stripe_data_bytes);
-            self.lost[s] = true;
             if self.reduced[s] {
                 self.reduced[s] = false;
                 self.reduced_count -= 1;
@@ -540,21 +749,21 @@ impl<'a> Trial<'a> {
                 let mut more = lost.clone();
                 more.push(l.member);
                 if !(self.decodable)(code, data, &more) {
-                    let bytes = self.base.stripe_data_bytes / self.base.weight.max(1.0);
-                    self.record_loss(bytes);
+                    // One real stripe (the one holding the bad chunk).
+                    self.record_lse_loss();
                     break;
                 }
             }
         }
     }
 
-    fn record_loss(&mut self, bytes: f64) {
-        self.out.bytes_lost += bytes;
+    fn record_lse_loss(&mut self) {
+        self.out.expected_lost += 1.0;
+        self.out.bytes_lost += self.base.real_stripe_data_bytes();
         if !self.event_lost {
             self.event_lost = true;
-            self.out.loss_events += 1;
+            self.out.loss_events += 1.0;
         }
-        self.out.first_loss_hours.get_or_insert(self.now);
     }
 
     fn update_reduced(&mut self, s: usize) {
@@ -638,6 +847,9 @@ impl<'a> Trial<'a> {
             };
             self.short_since.remove(&chunk);
             if !c.nodes.contains(&id) {
+                if !self.on_node[o.target].contains(&s) {
+                    self.real_on[o.target] += self.base.weight;
+                }
                 c.nodes.push(id.clone());
                 *self.load.entry(id).or_default() += 1;
                 self.on_node[o.target].insert(s);
@@ -646,6 +858,7 @@ impl<'a> Trial<'a> {
                 self.node[o.target].used_spare = true;
                 self.cands_dirty = true;
             }
+            self.reprotected(&chunk);
             self.out.repair_read_bytes += o.read as f64;
             self.out.repair_write_bytes += o.bytes as f64;
             self.update_reduced(s);
@@ -798,6 +1011,16 @@ impl<'a> Trial<'a> {
             let Some(ti) = node_index(&target) else {
                 continue;
             };
+            // Repair of a failed node reads from its scatter (the nodes
+            // holding its stripes' other members) at the per-node rate,
+            // shared by the sample members it lost: copysets' cost.
+            let rate = match self.short_on.get(&chunk).and_then(|v| v.last()) {
+                Some(&x) => {
+                    let lost = self.impaired.get(&x).map_or(1, |e| e.1.max(1));
+                    rate.min(node_rate * self.base.scatter[x] as f64 / lost as f64)
+                }
+                None => rate,
+            };
             let parts = match &source {
                 Source::Copy(_) => 1,
                 Source::Rebuild(p) => p.len().max(1),
@@ -820,8 +1043,6 @@ impl<'a> Trial<'a> {
                 Order {
                     id,
                     target: ti,
-                    start: self.now,
-                    end: self.now + dur,
                     bytes,
                     read,
                     source,

@@ -12,13 +12,16 @@
 //!
 //! Scale: a cluster of 484 × 16 TB holds millions of stripes. The simulator
 //! places a *sample* of stripes with the real placement (by default about
-//! 32 members per node) and lets each stand for `weight` real stripes on
-//! the same nodes; bytes are scaled up by that weight. See
-//! [`cluster::Base`] for what this keeps exact and what it approximates.
+//! 32 members per node) to drive repair, and counts loss over every real
+//! stripe with the exposure method ([`exposure`]): whenever nodes fail,
+//! the expected number of real stripes made undecodable given the
+//! placement's distribution over node sets. See [`cluster::Base`] and
+//! [`exposure`] for what is exact and what is approximated.
 
 pub mod cluster;
 pub mod engine;
 mod error;
+pub mod exposure;
 pub mod model;
 pub mod report;
 pub mod scenario;

@@ -33,6 +33,24 @@ pub struct Layout {
     /// Raw chunk size of the real system, to count real stripes (`64MiB`).
     #[serde(default = "default_chunk")]
     pub chunk: String,
+    /// Placement policy of new stripes: `random` (the coordinator's
+    /// default) or `copysets` (`coord --placement copysets`).
+    #[serde(default = "default_placement")]
+    pub placement: String,
+    /// Scatter width of copyset placement (`--scatter-width`).
+    #[serde(default = "default_scatter")]
+    pub scatter_width: u32,
+}
+
+fn default_placement() -> String {
+    "random".into()
+}
+
+/// The coordinator's default `--scatter-width`.
+pub const DEFAULT_SCATTER_WIDTH: u32 = decide::placement::copysets::DEFAULT_SCATTER_WIDTH;
+
+fn default_scatter() -> u32 {
+    DEFAULT_SCATTER_WIDTH
 }
 
 fn one() -> u32 {
@@ -48,6 +66,12 @@ impl Layout {
         let s: Scheme = self.parity.parse()?;
         s.validate()?;
         Ok(s)
+    }
+
+    /// The placement policy, as `decide::placement` takes it.
+    pub fn placement(&self) -> Result<decide::placement::Placement> {
+        decide::placement::Placement::parse(&self.placement, self.scatter_width)
+            .map_err(crate::Error::BadInput)
     }
 
     pub fn from_toml(text: &str) -> Result<Layout> {
@@ -73,6 +97,7 @@ impl Layout {
         }
         parse_bytes(&self.capacity)?;
         parse_bytes(&self.chunk)?;
+        self.placement()?;
         let f = parse_percent(&self.fill)?;
         if !(f > 0.0 && f <= 1.0) {
             return bad("--fill must be in (0%, 100%]");
@@ -105,6 +130,11 @@ pub struct Failures {
     /// A failed node is replaced by an empty one after this many days (it
     /// joins as a spare when the layout has spares).
     pub replace_days: f64,
+    /// Correlated failures: power events per year, each leaving
+    /// `power_fraction` of all nodes dead at once (nodes that do not come
+    /// back after a data-centre power outage).
+    pub power_per_year: f64,
+    pub power_fraction: f64,
 }
 
 impl Default for Failures {
@@ -119,6 +149,8 @@ impl Default for Failures {
             lse_per_year: 0.0,
             scrub_days: 14.0,
             replace_days: 3.0,
+            power_per_year: 0.0,
+            power_fraction: 0.01,
         }
     }
 }
@@ -177,10 +209,14 @@ impl Params {
             (f.transient_per_year, "--transients"),
             (f.lse_per_year, "--lse"),
             (f.replace_days, "--replace-days"),
+            (f.power_per_year, "--power-events"),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{what} must be a non-negative number"));
             }
+        }
+        if !(f.power_fraction > 0.0 && f.power_fraction <= 1.0) {
+            return bad("--power-fraction must be in (0%, 100%]");
         }
         if self.repair.node_mbps.is_nan() || self.repair.node_mbps <= 0.0 {
             return bad("--repair-mbps must be positive");

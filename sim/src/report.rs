@@ -7,12 +7,16 @@
 use crate::cluster::Base;
 use crate::engine::{Decodable, Trial, TrialResult};
 use crate::error::Result;
+use crate::exposure::Exposure;
 use crate::model::Params;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// The answer to "how safe is my layout?".
+/// The answer to "how safe is my layout?". Every estimate comes with a
+/// 95% interval over trials (percentile bootstrap, see [`bootstrap`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub scheme: String,
@@ -20,6 +24,10 @@ pub struct Summary {
     pub domains: usize,
     pub spares: usize,
     pub ha: bool,
+    /// Placement policy (`random`, `copysets (scatter width S)`).
+    pub placement: String,
+    /// How loss was computed for this placement (`crate::exposure::Model`).
+    pub loss_model: String,
     /// Stored bytes per data byte.
     pub overhead: f64,
     pub trials: usize,
@@ -28,19 +36,35 @@ pub struct Summary {
     pub sample_stripes: usize,
     /// Real stripes per sample stripe.
     pub stripes_per_sample: f64,
+    pub real_stripes: f64,
     pub stored_bytes: f64,
-    /// Probability of losing any data in a year, from the share of trials
-    /// with a loss: `1 - (1 - p)^(1/years)`.
+    /// Probability of losing any data in a year: the trials' mean
+    /// probability of a loss within the run, `1 - exp(-E[lost])` each,
+    /// made annual as `1 - (1 - p)^(1/years)`.
     pub loss_probability_per_year: f64,
-    /// 95% Wilson interval of the same.
     pub loss_probability_ci: [f64; 2],
-    pub trials_with_loss: usize,
-    pub loss_events: u64,
-    /// Simulated years per loss event; with no loss, the 95% lower bound
-    /// (three events' worth: the rule of three) and `mttdl_is_bound`.
-    pub mttdl_years: f64,
-    pub mttdl_is_bound: bool,
+    /// Trials in which some failure had a non-zero chance of losing data.
+    pub trials_exposed: usize,
+    /// Expected real stripes lost per year.
+    pub expected_lost_stripes_per_year: f64,
+    pub expected_lost_stripes_ci: [f64; 2],
+    /// Expected failure events that lose data, over all trials.
+    pub expected_loss_events: f64,
+    /// Simulated years per loss event (`None`: no failure could lose
+    /// anything in any trial) and its interval (upper end `None`:
+    /// unbounded).
+    pub mttdl_years: Option<f64>,
+    pub mttdl_ci: [Option<f64>; 2],
     pub expected_bytes_lost_per_year: f64,
+    pub expected_bytes_lost_ci: [f64; 2],
+    /// Correlated failures: power events simulated, and the probability
+    /// that one loses data (mean over events of `1 - exp(-E[lost])`).
+    pub power_events: usize,
+    pub power_loss_probability_per_event: Option<f64>,
+    pub power_loss_probability_ci: Option<[f64; 2]>,
+    pub power_expected_lost_stripes_per_event: Option<f64>,
+    /// Distinct nodes a failed node's repair reads from (median node).
+    pub repair_scatter: usize,
     /// Hours per year the average stripe spends below full protection.
     pub reduced_protection_hours_per_stripe_year: f64,
     pub node_failures_per_year: f64,
@@ -96,6 +120,7 @@ pub fn run_with(
 ) -> Result<Summary> {
     p.validate()?;
     let base = Base::new(&p.layout, p.sample_stripes)?;
+    let exposure = base.exposure(decodable)?;
     let results: Vec<Mutex<Option<TrialResult>>> =
         (0..p.trials).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -107,7 +132,7 @@ pub fn run_with(
                 if i >= p.trials {
                     break;
                 }
-                let r = Trial::run_random(&base, p, decodable, i as u64);
+                let r = Trial::run_random(&base, &exposure, p, decodable, i as u64);
                 if let Ok(mut slot) = results[i].lock() {
                     *slot = Some(r);
                 }
@@ -119,17 +144,29 @@ pub fn run_with(
         .into_iter()
         .map(|m| m.into_inner().ok().flatten().unwrap_or_default())
         .collect();
-    Ok(summarize(p, &base, &results))
+    Ok(summarize(p, &base, &exposure, &results))
 }
 
-fn summarize(p: &Params, base: &Base, rs: &[TrialResult]) -> Summary {
+fn summarize(p: &Params, base: &Base, exposure: &Exposure, rs: &[TrialResult]) -> Summary {
     let n = rs.len() as f64;
     let total_years = n * p.years;
-    let with_loss = rs.iter().filter(|r| r.loss_events > 0).count();
-    let events: u64 = rs.iter().map(|r| r.loss_events as u64).sum();
-    let annual = |pt: f64| 1.0 - (1.0 - pt.min(1.0)).powf(1.0 / p.years);
-    let pt = with_loss as f64 / n;
-    let (lo, hi) = wilson(with_loss as f64, n, 1.96);
+    let annual = |pt: f64| 1.0 - (1.0 - pt.clamp(0.0, 1.0)).powf(1.0 / p.years);
+    let seed = p.seed ^ 0xB007_57A9;
+    let per_trial: Vec<f64> = rs.iter().map(|r| 1.0 - (-r.expected_lost).exp()).collect();
+    let (pt, [lo, hi]) = bootstrap(&per_trial, seed);
+    let lost: Vec<f64> = rs.iter().map(|r| r.expected_lost / p.years).collect();
+    let (lost_mean, lost_ci) = bootstrap(&lost, seed + 1);
+    let bytes: Vec<f64> = rs.iter().map(|r| r.bytes_lost / p.years).collect();
+    let (bytes_mean, bytes_ci) = bootstrap(&bytes, seed + 2);
+    let events: Vec<f64> = rs.iter().map(|r| r.loss_events).collect();
+    let (ev_mean, [ev_lo, ev_hi]) = bootstrap(&events, seed + 3);
+    let per = |e: f64| (e > 0.0).then(|| p.years / e);
+    let power: Vec<f64> = rs
+        .iter()
+        .flat_map(|r| r.power_events.iter().copied())
+        .collect();
+    let power_p: Vec<f64> = power.iter().map(|e| 1.0 - (-e).exp()).collect();
+    let (pp, pp_ci) = bootstrap(&power_p, seed + 4);
     let sum = |f: &dyn Fn(&TrialResult) -> f64| rs.iter().map(f).sum::<f64>();
     let failures = sum(&|r| r.node_failures as f64);
     let read = sum(&|r| r.repair_read_bytes);
@@ -139,6 +176,11 @@ fn summarize(p: &Params, base: &Base, rs: &[TrialResult]) -> Summary {
         .iter()
         .flat_map(|r| r.time_to_full.iter().copied())
         .collect();
+    let mut scatter: Vec<usize> = (0..base.nodes)
+        .filter(|&i| !base.spare[i])
+        .map(|i| base.scatter[i])
+        .collect();
+    scatter.sort();
     let scheme = base.code.scheme();
     Summary {
         scheme: scheme.to_string(),
@@ -146,24 +188,36 @@ fn summarize(p: &Params, base: &Base, rs: &[TrialResult]) -> Summary {
         domains: p.layout.domains,
         spares: p.layout.spares,
         ha: p.layout.ha,
+        placement: p
+            .layout
+            .placement()
+            .map(|x| x.to_string())
+            .unwrap_or_default(),
+        loss_model: exposure.model().to_string(),
         overhead: base.stored_bytes / base.data_bytes,
         trials: rs.len(),
         years: p.years,
         seed: p.seed,
         sample_stripes: base.sample(),
         stripes_per_sample: base.weight,
+        real_stripes: base.weight * base.sample() as f64,
         stored_bytes: base.stored_bytes,
         loss_probability_per_year: annual(pt),
         loss_probability_ci: [annual(lo), annual(hi)],
-        trials_with_loss: with_loss,
-        loss_events: events,
-        mttdl_years: if events > 0 {
-            total_years / events as f64
-        } else {
-            total_years / 3.0
-        },
-        mttdl_is_bound: events == 0,
-        expected_bytes_lost_per_year: sum(&|r| r.bytes_lost) / total_years,
+        trials_exposed: rs.iter().filter(|r| r.expected_lost > 0.0).count(),
+        expected_lost_stripes_per_year: lost_mean,
+        expected_lost_stripes_ci: lost_ci,
+        expected_loss_events: ev_mean * n,
+        mttdl_years: per(ev_mean),
+        mttdl_ci: [per(ev_hi), per(ev_lo)],
+        expected_bytes_lost_per_year: bytes_mean,
+        expected_bytes_lost_ci: bytes_ci,
+        power_events: power.len(),
+        power_loss_probability_per_event: (!power.is_empty()).then_some(pp),
+        power_loss_probability_ci: (!power.is_empty()).then_some(pp_ci),
+        power_expected_lost_stripes_per_event: (!power.is_empty())
+            .then(|| power.iter().sum::<f64>() / power.len() as f64),
+        repair_scatter: scatter.get(scatter.len() / 2).copied().unwrap_or(0),
         reduced_protection_hours_per_stripe_year: sum(&|r| r.reduced_stripe_hours)
             / (base.sample() as f64 * total_years),
         node_failures_per_year: failures / total_years,
@@ -175,6 +229,28 @@ fn summarize(p: &Params, base: &Base, rs: &[TrialResult]) -> Summary {
         time_to_full_protection_hours: Percentiles::of(ttf),
         repairs_abandoned: rs.iter().map(|r| r.repairs_failed as u64).sum(),
     }
+}
+
+/// Resamples the bootstrap draws.
+const BOOTSTRAP_DRAWS: usize = 2000;
+
+/// The mean of `v` and its 95% percentile-bootstrap interval (trials are
+/// independent, values need not be normal: most trials contribute almost
+/// nothing and a few contribute most). Seeded, so the same inputs give the
+/// same interval.
+pub fn bootstrap(v: &[f64], seed: u64) -> (f64, [f64; 2]) {
+    if v.is_empty() {
+        return (0.0, [0.0, 0.0]);
+    }
+    let n = v.len();
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..BOOTSTRAP_DRAWS)
+        .map(|_| (0..n).map(|_| v[rng.gen_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| means[((BOOTSTRAP_DRAWS - 1) as f64 * q).round() as usize];
+    (mean, [at(0.025), at(0.975)])
 }
 
 /// Wilson score interval for `k` successes in `n` trials.

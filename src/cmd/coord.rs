@@ -34,6 +34,15 @@ pub struct Args {
     /// the loss of one whole failure domain (`node --domain`).
     #[arg(long)]
     pub ha: bool,
+    /// Placement of new stripes: random (default) or copysets (whole
+    /// stripes only on a few fixed node sets: correlated failures lose
+    /// data far less often, repair reads from fewer nodes).
+    #[arg(long, default_value = "random")]
+    pub placement: String,
+    /// Copysets' scatter width: about how many nodes each node shares
+    /// stripes with (at least a stripe's width - 1).
+    #[arg(long, default_value_t = coord::placement::copysets::DEFAULT_SCATTER_WIDTH)]
+    pub scatter_width: u32,
     /// Chunk size (e.g. 64MiB, 1MiB, 4096).
     #[arg(long, default_value = "64MiB")]
     pub chunk_size: String,
@@ -141,6 +150,8 @@ pub async fn run(a: Args) -> Result<()> {
     };
     cfg.stripe = a.stripe;
     cfg.ha = a.ha;
+    cfg.placement = coord::placement::Placement::parse(&a.placement, a.scatter_width)
+        .map_err(|e| anyhow::anyhow!("--placement: {e}"))?;
     cfg.chunk_size = chunk_size;
     cfg.heartbeat = Duration::from_millis(a.heartbeat_ms);
     cfg.dead_after = a.dead_after;

@@ -43,6 +43,13 @@ pub struct Args {
     /// Chunk size of the real system (counts real stripes).
     #[arg(long, default_value = "64MiB")]
     pub chunk: String,
+    /// Placement of new stripes: random (the coordinator's default) or
+    /// copysets (coord --placement copysets).
+    #[arg(long, default_value = "random")]
+    pub placement: String,
+    /// Copysets' scatter width: nodes each node shares stripes with.
+    #[arg(long, default_value_t = sim::model::DEFAULT_SCATTER_WIDTH)]
+    pub scatter_width: u32,
     /// Annual failure rate of a node.
     #[arg(long, default_value = "2%")]
     pub afr: String,
@@ -67,6 +74,13 @@ pub struct Args {
     /// Scrub period, days.
     #[arg(long, default_value_t = 14.0)]
     pub scrub_days: f64,
+    /// Correlated failures: power events per year, each leaving
+    /// --power-fraction of the nodes dead at once.
+    #[arg(long, default_value_t = 0.0)]
+    pub power_events: f64,
+    /// Share of nodes a power event leaves dead (1%, 0.02).
+    #[arg(long, default_value = "1%")]
+    pub power_fraction: String,
     /// Days until a failed node is replaced by an empty one.
     #[arg(long, default_value_t = 3.0)]
     pub replace_days: f64,
@@ -94,7 +108,7 @@ pub struct Args {
     #[arg(long)]
     pub threads: Option<usize>,
     /// A scripted run instead of random failures:
-    /// "fail domain d3 at 1d; fail 2 nodes at 1d+1h".
+    /// "fail domain d3 at 1d; fail 2 nodes at 1d+1h; fail 1% of nodes at 2d".
     #[arg(long)]
     pub scenario: Option<String>,
     /// One JSON document on stdout.
@@ -122,6 +136,8 @@ fn params(a: &Args) -> Result<Params> {
             capacity: a.capacity.clone(),
             fill: a.fill.clone(),
             chunk: a.chunk.clone(),
+            placement: a.placement.clone(),
+            scatter_width: a.scatter_width,
         },
     };
     layout.validate()?;
@@ -137,6 +153,8 @@ fn params(a: &Args) -> Result<Params> {
             lse_per_year: a.lse,
             scrub_days: a.scrub_days,
             replace_days: a.replace_days,
+            power_per_year: a.power_events,
+            power_fraction: parse_percent(&a.power_fraction)?,
         },
         repair: RepairModel {
             node_mbps: a.repair_mbps,
@@ -240,42 +258,75 @@ fn pct(p: f64) -> String {
     }
 }
 
+fn ci(c: [f64; 2]) -> String {
+    format!("{} .. {}", pct(c[0]), pct(c[1]))
+}
+
+fn years(y: Option<f64>) -> String {
+    match y {
+        Some(y) => format!("{y:.3e} years"),
+        None => "unbounded".into(),
+    }
+}
+
 fn print_summary(s: &Summary) {
     outln!(
-        "{} on {} nodes in {} domains ({} spares{}), overhead {:.2}x, {} stored",
+        "{} on {} nodes in {} domains ({} spares{}), {} placement, overhead {:.2}x, {} stored",
         s.scheme,
         s.nodes,
         s.domains,
         s.spares,
         if s.ha { ", HA" } else { "" },
+        s.placement,
         s.overhead,
         bytes(s.stored_bytes)
     );
     outln!(
-        "{} trials x {} years, seed {}; {} sample stripes, each standing for {:.0} real ones",
+        "{} trials x {} years, seed {}; {:.0} real stripes ({}), repair driven by {} sample stripes",
         s.trials,
         s.years,
         s.seed,
-        s.sample_stripes,
-        s.stripes_per_sample
+        s.real_stripes,
+        s.loss_model,
+        s.sample_stripes
     );
     outln!(
-        "loss probability per year   {} (95% CI {} .. {}); {} of {} trials lost data",
+        "loss probability per year   {} (95% CI {}); {} of {} trials had any exposure",
         pct(s.loss_probability_per_year),
-        pct(s.loss_probability_ci[0]),
-        pct(s.loss_probability_ci[1]),
-        s.trials_with_loss,
+        ci(s.loss_probability_ci),
+        s.trials_exposed,
         s.trials
     );
     outln!(
-        "MTTDL                       {}{:.3e} years",
-        if s.mttdl_is_bound { "> " } else { "" },
-        s.mttdl_years
+        "expected lost stripes/year  {:.3e} (95% CI {:.3e} .. {:.3e})",
+        s.expected_lost_stripes_per_year,
+        s.expected_lost_stripes_ci[0],
+        s.expected_lost_stripes_ci[1]
     );
     outln!(
-        "expected bytes lost / year  {}",
-        bytes(s.expected_bytes_lost_per_year)
+        "MTTDL                       {} (95% CI {} .. {})",
+        years(s.mttdl_years),
+        years(s.mttdl_ci[0]),
+        years(s.mttdl_ci[1])
     );
+    outln!(
+        "expected bytes lost / year  {} (95% CI {} .. {})",
+        bytes(s.expected_bytes_lost_per_year),
+        bytes(s.expected_bytes_lost_ci[0]),
+        bytes(s.expected_bytes_lost_ci[1])
+    );
+    if let (Some(p), Some(c)) = (
+        s.power_loss_probability_per_event,
+        s.power_loss_probability_ci,
+    ) {
+        outln!(
+            "power events                {} simulated; P(loss) per event {} (95% CI {}), {:.3e} stripes lost per event",
+            s.power_events,
+            pct(p),
+            ci(c),
+            s.power_expected_lost_stripes_per_event.unwrap_or(0.0)
+        );
+    }
     outln!(
         "reduced protection          {:.2} hours per stripe per year",
         s.reduced_protection_hours_per_stripe_year
@@ -285,9 +336,10 @@ fn print_summary(s: &Summary) {
         s.node_failures_per_year
     );
     outln!(
-        "repair traffic              {} per failure, {} per year (read); {} written per year",
+        "repair traffic              {} per failure, {} per year (read from {} nodes per failure); {} written per year",
         bytes(s.repair_bytes_per_failure),
         bytes(s.repair_bytes_per_year),
+        s.repair_scatter,
         bytes(s.repair_written_bytes_per_year)
     );
     outln!(
@@ -308,32 +360,37 @@ fn print_summary(s: &Summary) {
 
 fn print_scenario(r: &sim::scenario::Report) {
     outln!(
-        "{} on {} nodes in {} domains ({} sample stripes, {:.0} real each)",
+        "{} on {} nodes in {} domains, {} placement ({:.0} real stripes; {} sample stripes drive repair)",
         r.scheme,
         r.nodes,
         r.domains,
-        r.sample_stripes,
-        r.stripes_per_sample
+        r.placement,
+        r.stripes_per_sample * r.sample_stripes as f64,
+        r.sample_stripes
     );
     outln!(
-        "{:>10}  {:<28} {:>12} {:>12} {:>12} {:>12} {:>8}",
+        "{:>10}  {:<24} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>8}",
         "time",
         "event",
         "healthy",
         "degraded",
         "at-risk",
-        "lost",
+        "lost (E)",
+        "P(loss)",
+        "95% range",
         "repairs"
     );
     for st in r.steps.iter().chain([&r.settled]) {
         outln!(
-            "{:>9.2}h  {:<28} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>8}",
+            "{:>9.2}h  {:<24} {:>12.0} {:>12.0} {:>12.0} {:>12.3} {:>10} {:>10} {:>8}",
             st.at_hours,
             st.event,
             st.healthy,
             st.degraded,
             st.at_risk,
             st.lost,
+            pct(st.loss_probability),
+            format!("{}..{}", st.lost_range[0], st.lost_range[1]),
             st.repairs_in_flight
         );
     }

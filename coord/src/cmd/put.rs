@@ -121,7 +121,7 @@ pub fn plan(
     let stripes = if chunks == 0 {
         Vec::new()
     } else {
-        placement::plan(&nodes, chunks, &layout, st.rotation).map_err(|e| {
+        placement::plan_with(&nodes, chunks, &layout, st.rotation, cfg.placement).map_err(|e| {
             // Say so when full disks are what is missing.
             let full: Vec<String> = st
                 .members
