@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod incidents;
 pub mod journal;
 mod legacy;
 pub mod membership;
@@ -19,6 +20,7 @@ pub mod reports;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod traffic;
 pub mod uploads;
 
 pub use config::CoordConfig;

@@ -321,6 +321,10 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
                 async move { cmd::maintain::rebalance(coord, start).map(CoordResponse::Rebalance) },
             ),
         ),
+        CoordRequest::Incidents { id } => (
+            d("incidents", CLIENT),
+            reply(async move { Ok(CoordResponse::Incidents(cmd::incidents::list(coord, id))) }),
+        ),
         CoordRequest::Ping => (
             d("ping", &[Access::Node, Access::Client]),
             reply(async move {
@@ -522,6 +526,7 @@ mod tests {
             },
             CoordRequest::Rebalance { start: false },
             CoordRequest::Ping,
+            CoordRequest::Incidents { id: None },
         ];
         for r in &all {
             match r {
@@ -547,7 +552,8 @@ mod tests {
                 | CoordRequest::Concat { .. }
                 | CoordRequest::CopyFile { .. }
                 | CoordRequest::Rebalance { .. }
-                | CoordRequest::Ping => {}
+                | CoordRequest::Ping
+                | CoordRequest::Incidents { .. } => {}
             }
         }
         all

@@ -416,7 +416,16 @@ pub enum CoordRequest {
     /// Is this a coordinator of that cluster, and how far is its catalog?
     /// Answered with `Pong`; any authenticated peer may ask.
     Ping,
+    /// Incident records, newest first: all kept (at most
+    /// [`MAX_INCIDENTS_LISTED`]), or the one with `id`. Answered with
+    /// `Incidents`.
+    Incidents {
+        id: Option<u64>,
+    },
 }
+
+/// Most incidents one `Incidents` answer carries.
+pub const MAX_INCIDENTS_LISTED: usize = 200;
 
 /// Shortest chunk a fitted `PlanPut` cuts a file into: below this, more chunks
 /// cost more per-chunk work (fsyncs, headers, catalog entries) than the
@@ -445,6 +454,7 @@ pub enum CoordResponse {
         cluster: ClusterId,
         seq: u64,
     },
+    Incidents(Vec<crate::Incident>),
 }
 
 /// A node as clients see it.
@@ -637,6 +647,10 @@ pub struct ClusterStatus {
     pub pending_uploads: u64,
     pub repair: RepairStatus,
     pub rebalance: RebalanceStatus,
+    /// Repair and rebalance traffic per node that has any (the dashboard's
+    /// tiles), and between nodes (its flows).
+    pub traffic: Vec<crate::NodeTraffic>,
+    pub flows: Vec<crate::Flow>,
 }
 
 /// Storage used by the files of one scheme and replication.
