@@ -9,9 +9,10 @@
 //! Actions taken from any page are events too.
 //!
 //! Events (`event:` name, `data:` JSON):
-//! - `status`: the whole `GET /api/status` document (first event).
+//! - `status`: the whole `GET /api/status` document (first event), plus
+//!   `at_ms`, when the server computed it (ms since the Unix epoch).
 //! - `delta`: `{"status": <document without nodes>|null, "nodes": [changed
-//!   node entries], "order": [every node id, in order]}`.
+//!   node entries], "order": [every node id, in order], "at_ms": ...}`.
 //! - `action`: an [`ActionEvent`].
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -46,7 +47,7 @@ pub struct ActionEvent {
 /// The status as last computed, shared by every stream.
 #[derive(Clone)]
 pub struct Events {
-    status: watch::Receiver<Option<Arc<Value>>>,
+    status: watch::Receiver<Option<Arc<(u64, Value)>>>,
     actions: broadcast::Sender<ActionEvent>,
     /// Pages listening now: the status is computed only while any does.
     listeners: Arc<AtomicUsize>,
@@ -88,7 +89,7 @@ impl Events {
                 .ok()
                 .flatten();
                 if let Some(doc) = doc {
-                    tx.send_replace(Some(Arc::new(doc)));
+                    tx.send_replace(Some(Arc::new((coord::cmd::now_ms(), doc))));
                 }
             }
         });
@@ -125,7 +126,7 @@ impl Events {
 /// What one page was last sent.
 struct Stream1 {
     _listening: Listening,
-    status: watch::Receiver<Option<Arc<Value>>>,
+    status: watch::Receiver<Option<Arc<(u64, Value)>>>,
     actions: broadcast::Receiver<ActionEvent>,
     /// Node entries by id, as sent.
     nodes: Option<HashMap<String, Value>>,
@@ -154,7 +155,7 @@ impl Stream1 {
                         std::future::pending::<()>().await;
                     }
                     let Some(doc) = self.status.borrow_and_update().clone() else { continue };
-                    if let Some(ev) = self.diff(&doc) {
+                    if let Some(ev) = self.diff(doc.0, &doc.1) {
                         return ev;
                     }
                 }
@@ -164,7 +165,7 @@ impl Stream1 {
 
     /// The event that brings the page from what it was sent to `doc`, if
     /// anything changed.
-    fn diff(&mut self, doc: &Value) -> Option<Event> {
+    fn diff(&mut self, at_ms: u64, doc: &Value) -> Option<Event> {
         let mut rest = doc.clone();
         let nodes: Vec<Value> = match rest.get_mut("nodes").map(Value::take) {
             Some(Value::Array(a)) => a,
@@ -174,7 +175,9 @@ impl Stream1 {
         let Some(sent) = &mut self.nodes else {
             self.nodes = Some(nodes.iter().map(|n| (id(n), n.clone())).collect());
             self.rest = Some(rest);
-            return Some(json_event("status", doc));
+            let mut full = doc.clone();
+            full["at_ms"] = at_ms.into();
+            return Some(json_event("status", &full));
         };
         let changed: Vec<&Value> = nodes
             .iter()
@@ -192,6 +195,7 @@ impl Stream1 {
                 "status": if rest_changed { rest.clone() } else { Value::Null },
                 "nodes": changed,
                 "order": order,
+                "at_ms": at_ms,
             }),
         );
         *sent = nodes.iter().map(|n| (id(n), n.clone())).collect();
