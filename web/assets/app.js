@@ -147,6 +147,9 @@ function drawFlows(s) {
   const svg = $("flows");
   const area = $("cluster-area").getBoundingClientRect();
   svg.replaceChildren();
+  svg.insertAdjacentHTML("beforeend", "<defs>" + ["repair", "rebalance"].map((k) =>
+    "<marker id='arrow-" + k + "' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='5' markerHeight='5' orient='auto-start-reverse'>" +
+    "<path d='M0,0 L10,5 L0,10 z' class='" + k + "-head'/></marker>").join("") + "</defs>");
   const centre = (id) => {
     const t = document.querySelector(".tile[data-node='" + CSS.escape(id) + "']");
     if (!t) return null;
@@ -157,9 +160,15 @@ function drawFlows(s) {
   for (const f of s.flows || []) {
     const a = centre(f.source), b = centre(f.target);
     if (!a || !b) continue;
-    const line = document.createElementNS(ns, "line");
-    line.setAttribute("x1", a[0]); line.setAttribute("y1", a[1]);
-    line.setAttribute("x2", b[0]); line.setAttribute("y2", b[1]);
+    // An arc bowing to the left of the direction of travel, so that flows
+    // between neighbours are not drawn through the tiles' text, and a->b and
+    // b->a are two arcs.
+    const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+    const len = Math.hypot(dx, dy) || 1, bow = Math.min(60, 0.3 * len);
+    const c = [(a[0] + b[0]) / 2 + (dy / len) * bow, (a[1] + b[1]) / 2 - (dx / len) * bow];
+    const line = document.createElementNS(ns, "path");
+    line.setAttribute("d", "M" + a[0] + "," + a[1] + " Q" + c[0] + "," + c[1] + " " + b[0] + "," + b[1]);
+    line.setAttribute("marker-end", "url(#arrow-" + f.kind + ")");
     line.setAttribute("class", f.kind + (f.in_flight ? " live" : ""));
     line.setAttribute("data-source", f.source); line.setAttribute("data-target", f.target);
     const title = document.createElementNS(ns, "title");
