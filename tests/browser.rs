@@ -662,3 +662,83 @@ async fn working_from_the_page() {
     let errors: Vec<&String> = errors.iter().filter(|e| !e.contains("401")).collect();
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
 }
+
+/// Every tile's box lies inside the viewport (no scrolling needed), and
+/// how many tiles there are.
+const TILES_IN_VIEW: &str = "const w = innerWidth, h = innerHeight; const t = [...document.querySelectorAll('.tile')];\
+    const out = t.filter(e => { const r = e.getBoundingClientRect(); return r.top < 0 || r.left < 0 || r.bottom > h || r.right > w; });\
+    return {tiles: t.length, outside: out.map(e => e.dataset.node), w, h, groups: document.querySelectorAll('.domain').length};";
+
+async fn hundred_tiles(domains: usize, dir: &Path, name: &str) {
+    let mut b = Cluster::builder()
+        .nodes(100)
+        .replication(1)
+        .parity("xor")
+        .stripe(2)
+        .http();
+    if domains > 0 {
+        b = b.domains(domains);
+    }
+    let t0 = Instant::now();
+    let mut cl = b.start();
+    eprintln!("100 nodes ({domains} domains) up in {:?}", t0.elapsed());
+    let base = cl.http_url();
+    let mut driver = start_driver(&dir.join(format!("chromedriver-{name}.log")));
+    let c = connect(&driver, &dir.join(format!("chrome-profile-{name}"))).await;
+    driver.session = c.session_id().await.unwrap();
+    c.goto(&format!("{base}/")).await.unwrap();
+    // A 1400x1000 viewport: the window is that plus the browser's frame.
+    let frame = run_async(
+        &c,
+        "return [outerWidth - innerWidth, outerHeight - innerHeight];",
+    )
+    .await;
+    let (fw, fh) = (
+        frame[0].as_u64().unwrap() as u32,
+        frame[1].as_u64().unwrap() as u32,
+    );
+    c.set_window_size(1400 + fw, 1000 + fh).await.unwrap();
+    wait_js(&c, TILES, "100 alive tiles", |v| {
+        tiles_in(v, "alive").len() == 100
+    })
+    .await;
+    let v = run_async(&c, TILES_IN_VIEW).await;
+    shot(&c, dir, name).await;
+    eprintln!("{name}: {v}");
+    assert_eq!(v["tiles"], 100);
+    assert_eq!(
+        v["outside"],
+        json!([]),
+        "tiles outside {}x{}: {v}",
+        v["w"],
+        v["h"]
+    );
+    assert_eq!(
+        (v["w"].as_u64(), v["h"].as_u64()),
+        (Some(1400), Some(1000)),
+        "{v}"
+    );
+    let groups = v["groups"].as_u64().unwrap();
+    assert_eq!(groups, if domains > 0 { domains as u64 } else { 1 }, "{v}");
+    // The check can fail: on a screen too small for 100 tiles it does.
+    c.set_window_size(700 + fw, 450 + fh).await.unwrap();
+    let small = wait_js(&c, TILES_IN_VIEW, "the small window", |v| v["h"] == 450).await;
+    assert!(!small["outside"].as_array().unwrap().is_empty(), "{small}");
+    c.close().await.unwrap();
+    driver.session = None;
+}
+
+/// 100 nodes in 10 domains, and 100 without domains (one group of one-node
+/// domains), each fit a 1400x1000 screen: every tile visible, no scrolling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_nodes_fit_one_screen() {
+    START.get_or_init(Instant::now);
+    if !tools_present() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-100");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    hundred_tiles(10, &dir, "100-nodes-10-domains").await;
+    hundred_tiles(0, &dir, "100-nodes-no-domains").await;
+}

@@ -77,7 +77,8 @@ function toggleMark(ids) {
 // of one are shown together, so 100 such nodes are one grid, not 100 rows.
 function groupsOf(nodes) {
   const by = new Map();
-  for (const n of nodes) {
+  const natural = (a, b) => a.id.localeCompare(b.id, undefined, { numeric: true });
+  for (const n of [...nodes].sort(natural)) {
     const d = n.domain || "cluster";
     if (!by.has(d)) by.set(d, []);
     by.get(d).push(n);
