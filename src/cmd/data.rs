@@ -47,9 +47,9 @@ pub async fn run(a: Args) -> Result<()> {
         tmp_dir: std::env::temp_dir(),
     };
     let listener = bind(&a.listen).await?;
+    let local = listener.local_addr()?;
     announce(&format!(
-        "data endpoint on http://{}/files/, coordinator {}",
-        listener.local_addr()?,
+        "data endpoint listening on {local}, files at http://{local}/files/, coordinator {}",
         a.client.coord
     ));
     web::data::serve_data(listener, client, cfg, shutdown_signal()).await?;
