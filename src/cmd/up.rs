@@ -120,7 +120,7 @@ pub async fn run(a: Args) -> Result<()> {
         }
     };
     if let Some(url) = localcluster::flag(&state.coord.argv, "--http-data-url") {
-        if let Err(e) = start_data(&log_dir, &exe, &state.coord.addr, &url, &mut pids).await {
+        if let Err(e) = start_data(&log_dir, &exe, &state.coord.addr, url, &mut pids).await {
             stop_pids(&pids, STOP_GRACE).await;
             return Err(e);
         }
@@ -564,7 +564,7 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_f
     if let Some(http) = localcluster::flag(&st.coord.argv, "--http") {
         out += &format!("dashboard: http://{http}/\n");
         if let Some(f) = localcluster::flag(&st.coord.argv, "--http-admin-token-file") {
-            let token = std::fs::read_to_string(&f).unwrap_or_default();
+            let token = std::fs::read_to_string(f).unwrap_or_default();
             out += &format!(
                 "  actions (drain, scrub, ...): open http://{http}/?admin={} once (token in {f})\n",
                 token.trim()
