@@ -73,6 +73,9 @@ enum Command {
     /// Check every file's health; `--deep` verifies every copy,
     /// `--what-if n1,n2` tells what a failure of those nodes would lose.
     Fsck(cmd::fsck::Args),
+    /// Incidents (a node's death or a corrupt copy, until full protection):
+    /// what failed, what was read and rebuilt, MTTR.
+    Incidents(cmd::incidents::Args),
     /// Move every chunk off a node so it can be removed.
     Drain(cmd::drain::Args),
     /// Remove a stopped node that holds nothing from the cluster's records.
@@ -99,6 +102,9 @@ enum Command {
     Chaos(cmd::chaos::Args),
     /// Serve the cluster over S3 (aws cli, rclone, boto3, ...).
     S3(cmd::s3::Args),
+    /// Serve the dashboard's file uploads and downloads (a client of the
+    /// cluster; the coordinator never touches chunk bytes).
+    Data(cmd::data::Args),
 }
 
 fn main() -> ExitCode {
@@ -108,7 +114,7 @@ fn main() -> ExitCode {
     }
     let server = matches!(
         cli.command,
-        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
+        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_) | Command::Data(_)
     );
     // chaos's own clients retry through faults on purpose: only errors
     // (violations among them) go to its stderr; the live line says the rest.
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
             Command::Coordinators(a) => cmd::coordinators::run(a).await,
             Command::Loadgen(a) => cmd::loadgen::run(a).await,
             Command::Fsck(a) => cmd::fsck::run(a).await,
+            Command::Incidents(a) => cmd::incidents::run(a).await,
             Command::Drain(a) => cmd::drain::run(a).await,
             Command::Forget(a) => cmd::drain::forget(a).await,
             Command::Rebalance(a) => cmd::rebalance::run(a).await,
@@ -155,6 +162,7 @@ fn main() -> ExitCode {
             Command::Sim(a) => cmd::sim::run(a).await,
             Command::Chaos(a) => cmd::chaos::run(a).await,
             Command::S3(a) => cmd::s3::run(a).await,
+            Command::Data(a) => cmd::data::run(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

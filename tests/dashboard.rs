@@ -251,3 +251,255 @@ fn a_token_guards_the_api_when_configured() {
     let (code, _) = Cluster::http_get(&format!("{url}/metrics?token=s3cret-token"));
     assert_eq!(code, 200);
 }
+
+/// A request with a method, headers and a body on a std socket: the status
+/// and the body.
+fn http_req(url: &str, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// Reads server-sent events from `base/api/events` until `want` names one
+/// whose data satisfies `ok`; returns its data.
+fn wait_event(
+    s: &mut std::io::BufReader<std::net::TcpStream>,
+    want: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    use std::io::BufRead;
+    let start = std::time::Instant::now();
+    let mut event = String::new();
+    loop {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "no {want} event in time"
+        );
+        let mut line = String::new();
+        if s.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("event stream closed while waiting for {want}");
+        }
+        let line = line.trim_end();
+        if let Some(e) = line.strip_prefix("event: ") {
+            event = e.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            if event == want {
+                let v = json(d);
+                if ok(&v) {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+fn open_events(base: &str) -> std::io::BufReader<std::net::TcpStream> {
+    use std::io::Write;
+    let host = base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    std::io::BufReader::new(s)
+}
+
+fn node<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("no node {id}"))
+}
+
+/// A node dies during a repair-able load: the API shows which nodes the
+/// repair reads and which it writes, then one incident whose rebuilt bytes
+/// equal the stored bytes the catalog listed on the dead node (summed here
+/// from `stat` before the kill), with an MTTR; the CLI prints the same
+/// documents and they survive a coordinator restart. An action without
+/// the admin token is refused and changes nothing; with it, the drained
+/// node empties, and the event stream shows the action.
+#[test]
+fn incidents_traffic_and_actions() {
+    let keys = tempfile::tempdir().unwrap();
+    let admin = keys.path().join("admin");
+    std::fs::write(&admin, "admin-secret-1").unwrap();
+    let mut c = Cluster::builder()
+        .nodes(5)
+        .replication(1)
+        .parity("xor")
+        .stripe(2)
+        .heartbeat_ms(200)
+        .coord_arg("--http-admin-token-file")
+        .coord_arg(admin.to_str().unwrap())
+        .http()
+        .start();
+    let base = c.http_url();
+    let files: Vec<(String, Vec<u8>)> = (0..6u64)
+        .map(|i| {
+            (
+                format!("inc/f{i}"),
+                random_bytes(100 + i, 300_000 + i as usize * 11_000),
+            )
+        })
+        .collect();
+    for (name, data) in &files {
+        c.put_ok(name, data);
+    }
+    let names: Vec<&String> = files.iter().map(|(n, _)| n).collect();
+    // What the dead node held, from the catalog before the kill.
+    let victim = Cluster::node_id(1);
+    let mut want_rebuilt = 0u64;
+    for n in &names {
+        let st = c.stat(n);
+        for s in st["stripes"].as_array().unwrap() {
+            for ch in s["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(s["parity"].as_array().unwrap())
+            {
+                if common::holders(ch).contains(&victim) {
+                    want_rebuilt += ch["stored_len"].as_u64().unwrap();
+                }
+            }
+        }
+    }
+    assert!(want_rebuilt > 0, "the victim holds nothing");
+    let (code, _) = http_req(&format!("{base}/api/incidents"), "GET", &[], b"");
+    assert_eq!(code, 200);
+    assert_eq!(
+        get_json(&format!("{base}/api/incidents")),
+        serde_json::json!([])
+    );
+
+    c.kill_node(1);
+    // While it runs (or within the traffic window after): sources and targets.
+    let mut sources = Vec::new();
+    let mut targets = Vec::new();
+    common::wait_until(
+        common::DEADLINE,
+        "a repair source and a repair target",
+        || {
+            let s = get_json(&format!("{base}/api/status"));
+            for n in s["nodes"].as_array().unwrap() {
+                let id = n["id"].as_str().unwrap().to_string();
+                if n["traffic"]["repair_source"] == true && !sources.contains(&id) {
+                    sources.push(id.clone());
+                }
+                if n["traffic"]["repair_target"] == true && !targets.contains(&id) {
+                    targets.push(id);
+                }
+            }
+            !sources.is_empty() && !targets.is_empty()
+        },
+    );
+    assert!(!sources.contains(&victim) && !targets.contains(&victim));
+    // Everything protected again: the incident is closed.
+    common::wait_until(common::DEADLINE, "a closed incident", || {
+        let v = get_json(&format!("{base}/api/incidents"));
+        v.as_array()
+            .unwrap()
+            .first()
+            .is_some_and(|i| i["open"] == false)
+    });
+    let list = get_json(&format!("{base}/api/incidents"));
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let inc = &list[0];
+    assert_eq!(inc["cause"], "node-died");
+    assert_eq!(inc["failed_nodes"], serde_json::json!([victim]));
+    assert_eq!(
+        inc["rebuilt_bytes"].as_u64().unwrap(),
+        want_rebuilt,
+        "{inc}"
+    );
+    // xor over two data chunks: a rebuild reads two members per member lost.
+    let per = inc["read_per_rebuilt"].as_f64().unwrap();
+    assert!((1.5..=2.5).contains(&per), "read per rebuilt {per}");
+    let mttr = inc["mttr_ms"].as_u64().unwrap();
+    assert!(
+        mttr > 0 && inc["detection_ms"].as_u64().unwrap() <= mttr,
+        "{inc}"
+    );
+    assert!(!inc["sources"].as_array().unwrap().is_empty());
+    assert!(!inc["targets"].as_array().unwrap().is_empty());
+    let id = inc["id"].as_u64().unwrap();
+    // The CLI prints the same documents.
+    let cli = json(&ok(c.run(&["incidents", "--json"]), "incidents --json"));
+    assert_eq!(cli, list);
+    let one = get_json(&format!("{base}/api/incidents/{id}"));
+    assert_eq!(one, *inc);
+    let cli = json(&ok(
+        c.run(&["incidents", &id.to_string(), "--json"]),
+        "incidents ID",
+    ));
+    assert_eq!(cli, one);
+    let text = ok(c.run(&["incidents"]), "incidents");
+    assert!(text.contains(&format!("node {victim} died")), "{text}");
+    let (code, _) = http_req(&format!("{base}/api/incidents/999"), "GET", &[], b"");
+    assert_eq!(code, 404);
+
+    // A coordinator restart keeps the record.
+    c.kill_coord();
+    c.restart_coord();
+    let base = c.http_url();
+    assert_eq!(get_json(&format!("{base}/api/incidents/{id}")), one);
+
+    // Actions: refused without (or with a wrong) admin token, changing nothing.
+    c.wait_nodes_alive(4);
+    let target = Cluster::node_id(2);
+    let drain = format!("{base}/api/nodes/{target}/drain");
+    for hdr in [vec![], vec![("X-DFS-Admin", "wrong")]] {
+        let (code, body) = http_req(&drain, "POST", &hdr, b"");
+        assert_eq!(code, 401, "{body}");
+    }
+    let s = get_json(&format!("{base}/api/status"));
+    assert_eq!(node(&s, &target)["draining"], false);
+    let mut events = open_events(&base);
+    wait_event(&mut events, "status", |_| true);
+    let (code, body) = http_req(&drain, "POST", &[("X-DFS-Admin", "admin-secret-1")], b"");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["action"], "drain");
+    let ev = wait_event(&mut events, "action", |v| v["action"] == "drain");
+    assert_eq!(ev["node"], target.as_str());
+    common::wait_until(common::DEADLINE, "the drained node empty", || {
+        let s = get_json(&format!("{base}/api/status"));
+        let n = node(&s, &target);
+        n["draining"] == true && n["chunks"] == 0
+    });
+    // The stream carries the change as a delta of that node.
+    let d = wait_event(&mut events, "delta", |v| {
+        v["nodes"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|n| n["id"] == target.as_str() && n["draining"] == true)
+        })
+    });
+    assert!(d["order"].as_array().unwrap().len() == 5);
+    for (name, data) in &files {
+        c.get_exact(name, data);
+    }
+    let (code, _) = http_req(
+        &format!("{base}/api/nodes/{target}/nonsense"),
+        "POST",
+        &[("X-DFS-Admin", "admin-secret-1")],
+        b"",
+    );
+    assert_eq!(code, 404);
+}

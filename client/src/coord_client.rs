@@ -445,6 +445,14 @@ impl CoordClient {
         }
     }
 
+    /// Incident records, newest first (or the one with `id`).
+    pub async fn incidents(&mut self, id: Option<u64>) -> Result<Vec<protocol::Incident>> {
+        match self.call(CoordRequest::Incidents { id }).await? {
+            CoordResponse::Incidents(v) => Ok(v),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn status(&mut self) -> Result<ClusterStatus> {
         match self.call(CoordRequest::Status).await? {
             CoordResponse::Status(s) => Ok(*s),

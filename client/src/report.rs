@@ -67,6 +67,9 @@ pub struct StatusReport {
     pub rebalance: RebalanceReport,
     pub under_protected_total: u64,
     pub under_protected: Vec<UnderProtectedReport>,
+    /// Copies moving between nodes (repair and rebalance), in flight or
+    /// within the traffic window: the dashboard draws them.
+    pub flows: Vec<FlowReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +100,8 @@ pub struct NodeReport {
     pub spare: bool,
     /// Was a spare and received repaired data: now a regular node.
     pub was_spare: bool,
+    /// Repair and rebalance bytes being read from / written to this node.
+    pub traffic: NodeTrafficReport,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -281,8 +286,15 @@ impl From<&ClusterStatus> for StatusReport {
                     domain: n.domain.clone(),
                     spare: n.spare,
                     was_spare: n.was_spare,
+                    traffic: s
+                        .traffic
+                        .iter()
+                        .find(|t| t.node == n.id)
+                        .map(NodeTrafficReport::from)
+                        .unwrap_or_default(),
                 })
                 .collect(),
+            flows: s.flows.iter().map(FlowReport::from).collect(),
             cluster: s.cluster.clone(),
             read_only: s.read_only,
             catalog_behind: s.catalog_behind.iter().map(|n| n.to_string()).collect(),
@@ -584,6 +596,188 @@ impl From<&FsckReport> for FsckJson {
                 })
                 .collect(),
             deep: None,
+        }
+    }
+}
+
+// ----------------------------------------------------- traffic, incidents
+
+/// `status.nodes[].traffic`: repair and rebalance work touching one node.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeTrafficReport {
+    /// Repairs reading from this node now, and the bytes they read here.
+    pub repair_reads_in_flight: u32,
+    pub repair_read_bytes_in_flight: u64,
+    /// Repairs writing a new copy here now, and its bytes.
+    pub repair_writes_in_flight: u32,
+    pub repair_write_bytes_in_flight: u64,
+    pub rebalance_reads_in_flight: u32,
+    pub rebalance_read_bytes_in_flight: u64,
+    pub rebalance_writes_in_flight: u32,
+    pub rebalance_write_bytes_in_flight: u64,
+    /// Over the last `window_ms`: bytes per second read here / written here
+    /// by completed repairs and moves, and those bytes.
+    pub read_bytes_per_s: u64,
+    pub write_bytes_per_s: u64,
+    pub recent_read_bytes: u64,
+    pub recent_write_bytes: u64,
+    pub window_ms: u64,
+    /// Read for a repair now or within the window.
+    pub repair_source: bool,
+    /// Receiving a repaired copy now or within the window.
+    pub repair_target: bool,
+}
+
+impl From<&protocol::NodeTraffic> for NodeTrafficReport {
+    fn from(t: &protocol::NodeTraffic) -> Self {
+        NodeTrafficReport {
+            repair_source: t.repair_reads > 0 || t.recent_repair_read_bytes > 0,
+            repair_target: t.repair_writes > 0 || t.recent_repair_write_bytes > 0,
+            repair_reads_in_flight: t.repair_reads,
+            repair_read_bytes_in_flight: t.repair_read_bytes,
+            repair_writes_in_flight: t.repair_writes,
+            repair_write_bytes_in_flight: t.repair_write_bytes,
+            rebalance_reads_in_flight: t.rebalance_reads,
+            rebalance_read_bytes_in_flight: t.rebalance_read_bytes,
+            rebalance_writes_in_flight: t.rebalance_writes,
+            rebalance_write_bytes_in_flight: t.rebalance_write_bytes,
+            read_bytes_per_s: t.read_rate_bytes_per_s,
+            write_bytes_per_s: t.write_rate_bytes_per_s,
+            recent_read_bytes: t.recent_read_bytes,
+            recent_write_bytes: t.recent_write_bytes,
+            window_ms: protocol::dashboard::TRAFFIC_WINDOW_MS,
+        }
+    }
+}
+
+/// `status.flows[]`: copies going from `source` to `target`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowReport {
+    /// `repair` or `rebalance`.
+    pub kind: &'static str,
+    pub source: String,
+    pub target: String,
+    pub in_flight: u32,
+    pub in_flight_bytes: u64,
+    /// Bytes that went this way within the traffic window.
+    pub recent_bytes: u64,
+}
+
+impl From<&protocol::Flow> for FlowReport {
+    fn from(f: &protocol::Flow) -> Self {
+        FlowReport {
+            kind: flow_kind_str(f.kind),
+            source: f.source.to_string(),
+            target: f.target.to_string(),
+            in_flight: f.in_flight,
+            in_flight_bytes: f.in_flight_bytes,
+            recent_bytes: f.recent_bytes,
+        }
+    }
+}
+
+pub fn flow_kind_str(k: protocol::FlowKind) -> &'static str {
+    match k {
+        protocol::FlowKind::Repair => "repair",
+        protocol::FlowKind::Rebalance => "rebalance",
+    }
+}
+
+/// `incidents --json`, `GET /api/incidents` (a list) and
+/// `GET /api/incidents/{id}` (one): an incident, from a node's death or a
+/// corrupt copy found until every chunk was fully protected again.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentDoc {
+    pub id: u64,
+    /// `node-died`, `corrupt` or `under-protected`.
+    pub cause: &'static str,
+    /// One line: what happened.
+    pub summary: String,
+    pub open: bool,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    pub detected_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// From the failure to its detection.
+    pub detection_ms: u64,
+    /// From the failure to full protection (open: so far).
+    pub mttr_ms: Option<u64>,
+    pub failed_nodes: Vec<String>,
+    pub sources: Vec<IncidentNodeDoc>,
+    pub targets: Vec<IncidentNodeDoc>,
+    pub chunks: u64,
+    pub read_bytes: u64,
+    pub rebuilt_bytes: u64,
+    /// Bytes read per byte rebuilt (the repair cost of the schemes).
+    pub read_per_rebuilt: f64,
+    pub schemes: Vec<SchemeTrafficReport>,
+    pub failures: u64,
+    pub retries: u64,
+    pub stuck_chunks: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentNodeDoc {
+    pub node: String,
+    pub bytes: u64,
+    pub repairs: u64,
+}
+
+impl From<&protocol::Incident> for IncidentDoc {
+    fn from(i: &protocol::Incident) -> Self {
+        use protocol::IncidentCause;
+        let (cause, summary) = match &i.cause {
+            IncidentCause::NodeDied(n) => ("node-died", format!("node {n} died")),
+            IncidentCause::Corrupt { node, chunk } => (
+                "corrupt",
+                format!("bad or missing copy of chunk {chunk} on {node}"),
+            ),
+            IncidentCause::UnderProtected => (
+                "under-protected",
+                "chunks below their target (drain, forget or restart)".to_string(),
+            ),
+        };
+        let nodes = |v: &[protocol::IncidentNode]| {
+            v.iter()
+                .map(|n| IncidentNodeDoc {
+                    node: n.node.to_string(),
+                    bytes: n.bytes,
+                    repairs: n.repairs,
+                })
+                .collect()
+        };
+        IncidentDoc {
+            id: i.id,
+            cause,
+            summary,
+            open: i.ended_ms.is_none(),
+            started_ms: i.started_ms,
+            detected_ms: i.detected_ms,
+            ended_ms: i.ended_ms,
+            detection_ms: i.detected_ms.saturating_sub(i.started_ms),
+            mttr_ms: i.ended_ms.map(|e| e.saturating_sub(i.started_ms)),
+            failed_nodes: i.failed_nodes.iter().map(|n| n.to_string()).collect(),
+            sources: nodes(&i.sources),
+            targets: nodes(&i.targets),
+            chunks: i.chunks,
+            read_bytes: i.read_bytes,
+            rebuilt_bytes: i.rebuilt_bytes,
+            read_per_rebuilt: ratio(i.read_bytes, i.rebuilt_bytes),
+            schemes: i
+                .schemes
+                .iter()
+                .map(|s| SchemeTrafficReport {
+                    scheme: s.scheme.to_string(),
+                    replication: s.replication,
+                    chunks: s.chunks,
+                    read_bytes: s.read_bytes,
+                    rebuilt_bytes: s.rebuilt_bytes,
+                    read_per_rebuilt: ratio(s.read_bytes, s.rebuilt_bytes),
+                })
+                .collect(),
+            failures: i.failures,
+            retries: i.retries,
+            stuck_chunks: i.stuck_chunks,
         }
     }
 }

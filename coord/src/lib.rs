@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod group;
+pub mod incidents;
 pub mod journal;
 mod legacy;
 pub mod membership;
@@ -20,6 +21,7 @@ pub mod reports;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod traffic;
 pub mod uploads;
 
 pub use config::CoordConfig;

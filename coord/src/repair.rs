@@ -41,6 +41,10 @@ pub struct Task {
     /// The file's scheme and replication, for the incident's traffic.
     pub scheme: protocol::Scheme,
     pub replication: u32,
+    /// Nodes the target reads and the bytes read from each (the first
+    /// source of a copy; every member of a rebuild's read plan), for the
+    /// traffic per node and the incident record.
+    pub sources: Vec<(NodeId, u64)>,
 }
 
 /// Repair bookkeeping, kept in [`State`].
@@ -68,6 +72,8 @@ pub struct Repairs {
     /// was pending to the first scan that finds nothing left to repair, so
     /// a corrupt copy's repair counts as much as a node death's.
     traffic: IncidentTraffic,
+    /// The incident records (history kept beside the catalog).
+    incidents: crate::incidents::Incidents,
 }
 
 impl Repairs {
@@ -118,8 +124,26 @@ struct Incident {
 }
 
 impl Repairs {
+    /// The incident records, newest first (all, or the one with `id`).
+    pub fn incidents(&self, id: Option<u64>) -> Vec<protocol::Incident> {
+        self.incidents.list(id)
+    }
+
+    /// Takes over the incident records kept in `dir` (at start).
+    pub fn load_incidents(&mut self, dir: &std::path::Path) {
+        self.incidents = crate::incidents::Incidents::load(dir);
+    }
+
+    /// A node found a bad or missing copy: an incident opens (or the open
+    /// one grows).
+    pub fn copy_lost(&mut self, node: &NodeId, chunk: ChunkId) {
+        self.incidents.corrupt(node, chunk);
+    }
+
     /// A node died at `died`: the clock for MTTR starts then.
     pub fn node_died(&mut self, node: &NodeId, died: Instant) {
+        self.incidents
+            .node_died(node, Instant::now().saturating_duration_since(died));
         match &mut self.incident {
             Some(i) => i.died = i.died.min(died),
             None => {

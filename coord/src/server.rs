@@ -352,6 +352,10 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
                 Ok(CoordResponse::Coordinators(group.status()))
             }),
         ),
+        CoordRequest::Incidents { id } => (
+            d("incidents", CLIENT),
+            reply(async move { Ok(CoordResponse::Incidents(cmd::incidents::list(coord, id))) }),
+        ),
         CoordRequest::Ping => (
             d("ping", &[Access::Node, Access::Client]),
             reply(async move {
@@ -603,6 +607,7 @@ mod tests {
                 body: Vec::new(),
             },
             CoordRequest::Coordinators,
+            CoordRequest::Incidents { id: None },
         ];
         for r in &all {
             match r {
@@ -630,7 +635,8 @@ mod tests {
                 | CoordRequest::Rebalance { .. }
                 | CoordRequest::Ping
                 | CoordRequest::Raft { .. }
-                | CoordRequest::Coordinators => {}
+                | CoordRequest::Coordinators
+                | CoordRequest::Incidents { .. } => {}
             }
         }
         all

@@ -32,6 +32,7 @@ pub struct State {
     /// Deletes waiting for their grace period, oldest first.
     pending_deletes: VecDeque<(Instant, NodeId, Vec<ChunkId>)>,
     reports: BadReports,
+    traffic: crate::traffic::Traffic,
 }
 
 /// One borrow of each part of [`State`] at once, for code that reads the
@@ -47,6 +48,7 @@ pub struct Parts<'a> {
     pub repairs: &'a mut crate::repair::Repairs,
     pub rebalance: &'a mut crate::rebalance::Rebalance,
     pub reports: &'a mut BadReports,
+    pub traffic: &'a mut crate::traffic::Traffic,
 }
 
 impl State {
@@ -64,6 +66,7 @@ impl State {
             repairs: &mut self.repairs,
             rebalance: &mut self.rebalance,
             reports: &mut self.reports,
+            traffic: &mut self.traffic,
         }
     }
 }
@@ -127,6 +130,7 @@ impl Coord {
                 rebalance: Default::default(),
                 pending_deletes: VecDeque::new(),
                 reports: BadReports::default(),
+                traffic: Default::default(),
             }),
             busy: BusyNames::default(),
             journal: tx,
@@ -183,6 +187,7 @@ impl Coord {
                 rebalance: Default::default(),
                 pending_deletes: VecDeque::new(),
                 reports: BadReports::default(),
+                traffic: Default::default(),
             }),
             busy: BusyNames::default(),
             journal: tx,

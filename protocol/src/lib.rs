@@ -7,6 +7,7 @@
 mod activity;
 pub mod chunk;
 pub mod connection;
+pub mod dashboard;
 pub mod data_client;
 pub mod error;
 pub mod handshake;
@@ -17,6 +18,9 @@ pub mod server;
 pub mod token;
 
 pub use connection::{Connection, Frame, DATA_FRAME_MAX, MAX_FRAME_LEN};
+pub use dashboard::{
+    Flow, FlowKind, Incident, IncidentCause, IncidentNode, IncidentScheme, NodeTraffic,
+};
 pub use error::{Error, ErrorKind, Result, WireError};
 pub use handshake::{Credential, Role, Secret};
 pub use ids::{ChunkId, ClusterId, FileName, NodeId};

@@ -437,6 +437,12 @@ pub enum CoordRequest {
     /// The coordinator group: members, leader, term, commit index and each
     /// follower's lag. Any member answers (a follower with what it knows).
     Coordinators,
+    /// Incident records, newest first: all kept (at most
+    /// [`MAX_INCIDENTS_LISTED`]), or the one with `id`. Answered with
+    /// `Incidents`.
+    Incidents {
+        id: Option<u64>,
+    },
 }
 
 /// Which consensus message a [`CoordRequest::Raft`] carries.
@@ -446,6 +452,9 @@ pub enum RaftKind {
     Vote,
     Snapshot,
 }
+
+/// Most incidents one `Incidents` answer carries.
+pub const MAX_INCIDENTS_LISTED: usize = 200;
 
 /// Shortest chunk a fitted `PlanPut` cuts a file into: below this, more chunks
 /// cost more per-chunk work (fsyncs, headers, catalog entries) than the
@@ -483,6 +492,7 @@ pub enum CoordResponse {
         leader: Option<String>,
     },
     Coordinators(GroupStatus),
+    Incidents(Vec<crate::Incident>),
 }
 
 /// The coordinator group as one member sees it (`dfs-sim coordinators`).
@@ -701,6 +711,10 @@ pub struct ClusterStatus {
     pub pending_uploads: u64,
     pub repair: RepairStatus,
     pub rebalance: RebalanceStatus,
+    /// Repair and rebalance traffic per node that has any (the dashboard's
+    /// tiles), and between nodes (its flows).
+    pub traffic: Vec<crate::NodeTraffic>,
+    pub flows: Vec<crate::Flow>,
 }
 
 /// Storage used by the files of one scheme and replication.

@@ -66,6 +66,15 @@ pub struct Args {
     /// secret]; needed when --http is not a loopback address.
     #[arg(long, value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
+    /// File holding the token the dashboard's actions (drain, scrub,
+    /// forget, rebalance) require [default: the cluster secret; without
+    /// either, actions are refused].
+    #[arg(long, value_name = "FILE")]
+    pub http_admin_token_file: Option<PathBuf>,
+    /// Where the dashboard sends uploads and fetches downloads: a
+    /// `dfs-sim data` endpoint (e.g. http://127.0.0.1:4081).
+    #[arg(long, value_name = "URL")]
+    pub http_data_url: Option<String>,
     /// Allow listening on a non-loopback address without a secret.
     #[arg(long)]
     pub insecure: bool,
@@ -166,6 +175,11 @@ pub async fn run(a: Args) -> Result<()> {
             Some(_) => super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
             None => None,
         },
+        admin_token: match a.http {
+            Some(_) => super::http_token(a.http_admin_token_file.as_ref(), a.secret_file.as_ref())?,
+            None => None,
+        },
+        data_url: a.http_data_url.clone(),
     };
     super::check_exposure(&a.listen, cfg.secret.is_some(), a.insecure)?;
     cfg.orphan_grace =

@@ -14,11 +14,13 @@ const NOT_BUILT: &str =
 
 pub struct WebConfig {
     pub token: Option<String>,
+    pub admin_token: Option<String>,
+    pub data_url: Option<String>,
 }
 
 impl WebConfig {
     pub fn check(&self, _addr: &std::net::SocketAddr) -> Result<()> {
-        let _ = &self.token;
+        let _ = (&self.token, &self.admin_token, &self.data_url);
         bail!(NOT_BUILT)
     }
 }

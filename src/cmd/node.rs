@@ -108,6 +108,8 @@ pub async fn run(a: Args) -> Result<()> {
             Some(_) => super::http_token(a.http_token_file.as_ref(), a.secret_file.as_ref())?,
             None => None,
         },
+        admin_token: None,
+        data_url: None,
     };
     let http = match &a.http {
         Some(addr) => {

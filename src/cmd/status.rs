@@ -194,6 +194,23 @@ pub async fn run(a: Args) -> Result<()> {
             r.read_bytes as f64 / r.done_bytes as f64
         );
     }
+    for t in &s.traffic {
+        outln!(
+            "traffic {:<10} repair: reading {} ({} in flight), writing {} ({} in flight); rebalance: reading {} ({}), writing {} ({}); last {} s: read {}/s, written {}/s",
+            t.node.as_str(),
+            bytes(t.repair_read_bytes),
+            t.repair_reads,
+            bytes(t.repair_write_bytes),
+            t.repair_writes,
+            bytes(t.rebalance_read_bytes),
+            t.rebalance_reads,
+            bytes(t.rebalance_write_bytes),
+            t.rebalance_writes,
+            protocol::dashboard::TRAFFIC_WINDOW_MS / 1000,
+            bytes(t.read_rate_bytes_per_s),
+            bytes(t.write_rate_bytes_per_s),
+        );
+    }
     let b = client::report::RebalanceReport::from(&s.rebalance);
     let usage: Vec<String> = b
         .usage

@@ -119,6 +119,12 @@ pub async fn run(a: Args) -> Result<()> {
             return Err(e);
         }
     };
+    if let Some(url) = localcluster::flag(&state.coord.argv, "--http-data-url") {
+        if let Err(e) = start_data(&log_dir, &exe, &state.coord.addr, url, &mut pids).await {
+            stop_pids(&pids, STOP_GRACE).await;
+            return Err(e);
+        }
+    }
     // A build without the gateway (the demo's) runs the cluster without it.
     let s3 = if a.no_s3 || !cfg!(feature = "s3") {
         None
@@ -152,6 +158,65 @@ pub async fn run(a: Args) -> Result<()> {
         }
     }
     shutdown(&dir, &pids).await
+}
+
+/// The dashboard's admin token, `DIR/admin.token` (made on first use,
+/// readable only by the owner).
+fn admin_token(dir: &Path) -> Result<std::path::PathBuf> {
+    let path = dir.join("admin.token");
+    if !path.exists() {
+        let token: String = (0..16)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let tmp = dir.join("admin.token.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new();
+            f.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+            let mut f = f
+                .open(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.write_all(token.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// Starts `dfs-sim data`, the dashboard's data endpoint, where the
+/// coordinator's `--http-data-url` points. Like the gateway it is not in
+/// cluster.json; `up` stops it on exit.
+async fn start_data(
+    log_dir: &Path,
+    exe: &str,
+    coord: &str,
+    url: &str,
+    pids: &mut Vec<u32>,
+) -> Result<()> {
+    let listen = url.trim_start_matches("http://").to_string();
+    let argv = vec![
+        exe.into(),
+        "data".into(),
+        "--listen".into(),
+        listen,
+        "--coord".into(),
+        coord.into(),
+    ];
+    let started = spawn_ready("data", argv, &log_dir.join("data.log"), pids).await?;
+    let mut child = started.child;
+    tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("cannot wait: {e}"),
+        };
+        super::announce(&format!(
+            "dashboard data endpoint exited ({status}); its log is in the logs directory"
+        ));
+    });
+    Ok(())
 }
 
 /// Starts `dfs-sim s3` for the cluster with the keys kept in `DIR/s3.keys`
@@ -373,6 +438,21 @@ async fn start_all(
     // A build without the HTTP faces (the demo's) has no dashboard.
     if cfg!(feature = "http") {
         coord_flags.extend(["--http".into(), http.clone()]);
+        // The page's files go through `dfs-sim data` (started once the
+        // coordinator is up, see `start_data`), its actions need the token
+        // kept in DIR/admin.token.
+        let data = match a.base_port {
+            None => std::net::TcpListener::bind("127.0.0.1:4081")
+                .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))?,
+            Some(_) => std::net::TcpListener::bind("127.0.0.1:0")?,
+        }
+        .local_addr()?;
+        coord_flags.extend([
+            "--http-data-url".into(),
+            format!("http://{data}"),
+            "--http-admin-token-file".into(),
+            admin_token(dir)?.to_string_lossy().into_owned(),
+        ]);
     }
     let mut start = localcluster::Starter {
         exe,
@@ -483,6 +563,13 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_f
     }
     if let Some(http) = localcluster::flag(&st.coord.argv, "--http") {
         out += &format!("dashboard: http://{http}/\n");
+        if let Some(f) = localcluster::flag(&st.coord.argv, "--http-admin-token-file") {
+            let token = std::fs::read_to_string(f).unwrap_or_default();
+            out += &format!(
+                "  actions (drain, scrub, ...): open http://{http}/?admin={} once (token in {f})\n",
+                token.trim()
+            );
+        }
     }
     out += &format!("logs:  {}\n", st.log_dir.display());
     out += &format!("state: {}\n", ClusterState::path(dir).display());

@@ -1,17 +1,26 @@
 // dfs-sim dashboard: plain JavaScript, no framework, no build step.
-// Reads only; polls the JSON API at most once a second.
+// Live through server-sent events (/api/events: the status once, then what
+// changed); the file list and incidents are fetched when they may have
+// changed. Actions need the admin token; files go in and out through the
+// data endpoint (`dfs-sim data`), never through the coordinator.
 "use strict";
 
-const POLL_MS = 1000;
 const PAGE = 50;
-const token = new URLSearchParams(location.search).get("token");
+const SLOW_MS = 2000;              // file list / open file refresh
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
 const marked = new Set();          // what-if: nodes marked failed
 let pageStart = [null];            // cursors of the pages seen, for "first"
 let cursor = null, nextAfter = null, prefix = "";
-let openFile = null, hexChunk = null;
-let lastStatus = null;
+let openFile = null, hexChunk = null, openIncident = null, panelNode = null;
+let lastStatus = null, ui = { data_url: null, actions: false };
+let incidentsKey = null;
+const nodesById = new Map();       // the status's nodes, merged from deltas
 
 const $ = (id) => document.getElementById(id);
+if (params.get("admin")) sessionStorage.setItem("dfs-admin", params.get("admin"));
+$("admin-token").value = sessionStorage.getItem("dfs-admin") || "";
+$("admin-token").addEventListener("change", () => sessionStorage.setItem("dfs-admin", $("admin-token").value));
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -34,18 +43,25 @@ function bytes(n) {
 
 function secs(ms) { return ms == null ? "–" : (ms / 1000).toFixed(1) + " s"; }
 
-async function api(path) {
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const r = await fetch(path, { headers, cache: "no-store" });
+function authHeaders() { return token ? { Authorization: "Bearer " + token } : {}; }
+
+async function api(path, opts) {
+  const r = await fetch(path, Object.assign({ headers: authHeaders(), cache: "no-store" }, opts || {}));
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;
 }
 
+function logEvent(text, bad) {
+  const li = el("li", bad ? { class: "bad" } : {}, new Date().toLocaleTimeString() + " " + text);
+  $("events").prepend(li);
+  while ($("events").children.length > 50) $("events").lastChild.remove();
+}
+
 // ---------------------------------------------------------------- cluster
 
 function nodeState(n) {
-  if (n.state === "dead") return "dead";
+  if (n.state === "dead" || n.state === "failed") return "dead";
   if (n.draining) return "draining";
   if (n.spare) return "spare";
   return n.state;
@@ -57,36 +73,109 @@ function toggleMark(ids) {
   whatIfChanged();
 }
 
-function renderCluster(s) {
-  const groups = new Map();
-  for (const n of s.nodes) {
+// Nodes started without --domain are each their own domain: those groups
+// of one are shown together, so 100 such nodes are one grid, not 100 rows.
+function groupsOf(nodes) {
+  const by = new Map();
+  const natural = (a, b) => a.id.localeCompare(b.id, undefined, { numeric: true });
+  for (const n of [...nodes].sort(natural)) {
     const d = n.domain || "cluster";
-    if (!groups.has(d)) groups.set(d, []);
-    groups.get(d).push(n);
+    if (!by.has(d)) by.set(d, []);
+    by.get(d).push(n);
   }
+  const groups = [], singles = [];
+  for (const [d, ns] of by) (ns.length === 1 ? singles : groups).push([d, ns]);
+  if (singles.length === 1) groups.push(singles[0]);
+  else if (singles.length) groups.push(["one-node domains", singles.map(([, ns]) => ns[0]), true]);
+  return groups;
+}
+
+function trafficLine(t) {
+  const kids = [];
+  const rIn = t.repair_reads_in_flight + t.rebalance_reads_in_flight;
+  const wIn = t.repair_writes_in_flight + t.rebalance_writes_in_flight;
+  if (rIn || t.recent_read_bytes) kids.push(el("span", { class: "r", title: "read for repairs/moves: in flight (bytes), rate over the last " + t.window_ms / 1000 + " s" },
+    "↑" + (rIn ? rIn + " " : "") + bytes(t.read_bytes_per_s) + "/s "));
+  if (wIn || t.recent_write_bytes) kids.push(el("span", { class: "w", title: "written by repairs/moves" },
+    "↓" + (wIn ? wIn + " " : "") + bytes(t.write_bytes_per_s) + "/s"));
+  return el("div", { class: "traffic" }, ...(kids.length ? kids : ["\u00a0"]));
+}
+
+function renderCluster(s) {
   const root = $("domains");
+  const many = s.nodes.length > 24;
+  $("cluster").classList.toggle("compact", many);
+  const groups = groupsOf(s.nodes);
+  // Group width follows its tile count so that groups tile the screen.
+  const biggest = Math.max(1, ...groups.map(([, ns, wide]) => (wide ? 1 : ns.length)));
+  const perRow = many ? Math.min(4, Math.ceil(Math.sqrt(biggest))) : Math.min(4, biggest);
+  root.style.setProperty("--group-w", (many ? perRow * 7.3 + 1 : perRow * 11.6 + 1.2) + "em");
   root.replaceChildren();
-  for (const [d, nodes] of groups) {
+  for (const [d, nodes, wide] of groups) {
     const tiles = el("div", { class: "tiles" });
     for (const n of nodes) {
       const st = nodeState(n);
+      const t = n.traffic || {};
       const cap = n.free_bytes != null ? n.bytes + n.free_bytes : null;
       const pct = cap ? Math.min(100, (100 * n.bytes) / cap) : 0;
-      const t = el("div", {
-        class: "tile " + st + (marked.has(n.id) ? " marked" : ""),
-        "data-node": n.id, "data-state": st, title: n.addr,
+      const moving = t.rebalance_reads_in_flight + t.rebalance_writes_in_flight > 0;
+      const cls = "tile " + st + (marked.has(n.id) ? " marked" : "") + (t.repair_source ? " repair-source" : "") +
+        (t.repair_target ? " repair-target" : "") + (moving ? " moving" : "");
+      const tile = el("div", {
+        class: cls, "data-node": n.id, "data-state": st, title: n.addr + (n.domain !== n.id ? " · domain " + n.domain : ""),
+        "data-source": t.repair_source ? "1" : "0", "data-target": t.repair_target ? "1" : "0",
         onclick: () => toggleMark([n.id]),
       },
         el("span", { class: "id" }, n.id), el("span", { class: "state" }, st),
         el("div", { class: "bar", title: pct.toFixed(1) + "% used" }, el("div", { style: "width:" + pct + "%" })),
-        el("div", { class: "small" }, bytes(n.bytes) + " used" + (cap ? " of " + bytes(cap) : "")),
-        el("div", { class: "small" }, n.chunks + " chunks"),
-        el("div", { class: "small" }, "heartbeat " + (n.last_heartbeat_ms_ago == null ? "never" : secs(n.last_heartbeat_ms_ago) + " ago")));
-      tiles.append(t);
+        el("div", { class: "small" }, n.chunks + " ch · " + bytes(n.bytes)),
+        el("div", { class: "small more" }, "heartbeat " + (n.last_heartbeat_ms_ago == null ? "never" : secs(n.last_heartbeat_ms_ago) + " ago")),
+        trafficLine(t),
+        el("button", { class: "act-btn", title: "actions", onclick: (e) => { e.stopPropagation(); showPanel(n.id); } }, "⋯"));
+      tiles.append(tile);
     }
-    root.append(el("div", { class: "domain", "data-domain": d },
-      el("h3", { onclick: () => toggleMark(nodes.map((n) => n.id)), title: "mark the whole domain" },
+    root.append(el("div", { class: "domain" + (wide ? " wide" : ""), "data-domain": d },
+      el("h3", { onclick: () => toggleMark(nodes.map((n) => n.id)), title: "mark the whole group" },
         d + " (" + nodes.length + ")"), tiles));
+  }
+  drawFlows(s);
+  if (panelNode) renderPanel();
+}
+
+// Lines from each source tile to its target tile: a rebuild reading several
+// members is a fan-in of lines into one tile.
+function drawFlows(s) {
+  const svg = $("flows");
+  const area = $("cluster-area").getBoundingClientRect();
+  svg.replaceChildren();
+  svg.insertAdjacentHTML("beforeend", "<defs>" + ["repair", "rebalance"].map((k) =>
+    "<marker id='arrow-" + k + "' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='5' markerHeight='5' orient='auto-start-reverse'>" +
+    "<path d='M0,0 L10,5 L0,10 z' class='" + k + "-head'/></marker>").join("") + "</defs>");
+  const centre = (id) => {
+    const t = document.querySelector(".tile[data-node='" + CSS.escape(id) + "']");
+    if (!t) return null;
+    const r = t.getBoundingClientRect();
+    return [r.left - area.left + r.width / 2, r.top - area.top + r.height / 2];
+  };
+  const ns = "http://www.w3.org/2000/svg";
+  for (const f of s.flows || []) {
+    const a = centre(f.source), b = centre(f.target);
+    if (!a || !b) continue;
+    // An arc bowing to the left of the direction of travel, so that flows
+    // between neighbours are not drawn through the tiles' text, and a->b and
+    // b->a are two arcs.
+    const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+    const len = Math.hypot(dx, dy) || 1, bow = Math.min(60, 0.3 * len);
+    const c = [(a[0] + b[0]) / 2 + (dy / len) * bow, (a[1] + b[1]) / 2 - (dx / len) * bow];
+    const line = document.createElementNS(ns, "path");
+    line.setAttribute("d", "M" + a[0] + "," + a[1] + " Q" + c[0] + "," + c[1] + " " + b[0] + "," + b[1]);
+    line.setAttribute("marker-end", "url(#arrow-" + f.kind + ")");
+    line.setAttribute("class", f.kind + (f.in_flight ? " live" : ""));
+    line.setAttribute("data-source", f.source); line.setAttribute("data-target", f.target);
+    const title = document.createElementNS(ns, "title");
+    title.textContent = f.kind + " " + f.source + " → " + f.target + ": " + f.in_flight + " in flight (" + bytes(f.in_flight_bytes) + "), " + bytes(f.recent_bytes) + " recently";
+    line.append(title);
+    svg.append(line);
   }
 }
 
@@ -94,6 +183,8 @@ function renderRepair(s) {
   const r = s.repair;
   const left = r.waiting_bytes + r.in_flight_bytes;
   const eta = left > 0 && r.rate_bytes_per_s > 0 ? secs((1000 * left) / r.rate_bytes_per_s) : "–";
+  const sources = s.nodes.filter((n) => n.traffic && n.traffic.repair_source).map((n) => n.id);
+  const targets = s.nodes.filter((n) => n.traffic && n.traffic.repair_target).map((n) => n.id);
   const rows = [
     ["waiting", r.waiting_chunks + " chunks (" + bytes(r.waiting_bytes) + ")"],
     ["in flight", r.in_flight_chunks + " chunks (" + bytes(r.in_flight_bytes) + ")"],
@@ -101,6 +192,8 @@ function renderRepair(s) {
     ["failed", r.failed],
     ["rate", (r.rate_bytes_per_s / 1e6).toFixed(1) + " MB/s"],
     ["ETA", eta],
+    ["reading", sources.join(", ") || "–"],
+    ["writing", targets.join(", ") || "–"],
     ["incident", r.incident_open_ms != null ? "node lost " + secs(r.incident_open_ms) + " ago, re-protecting" : "none"],
     ["last MTTR", secs(r.last_mttr_ms)],
     ["under-protected", s.under_protected_total + " chunks"],
@@ -123,6 +216,9 @@ function renderRepair(s) {
   }
   v.dataset.done = r.done_chunks;
   v.dataset.under = s.under_protected_total;
+  // Incidents change when a repair starts, progresses or ends.
+  const key = [r.done_chunks, r.failed, r.incident_open_ms != null, r.last_mttr_ms].join("/");
+  if (key !== incidentsKey) { incidentsKey = key; loadIncidents().catch(() => {}); }
 }
 
 function renderSummary(s) {
@@ -131,6 +227,107 @@ function renderSummary(s) {
     alive + "/" + s.nodes.length + " nodes alive · " + s.replication + " replica(s) + " + s.scheme +
     (s.ha ? " · HA" : "");
 }
+
+// -------------------------------------------------------------- incidents
+
+async function loadIncidents() {
+  const list = await api("/api/incidents");
+  const body = $("incident-table").tBodies[0];
+  body.replaceChildren();
+  for (const i of list.slice(0, 8)) {
+    body.append(el("tr", { class: "incident-row", "data-id": i.id, "data-open": i.open ? "1" : "0",
+      "data-rebuilt": i.rebuilt_bytes, "data-mttr": i.mttr_ms == null ? "" : i.mttr_ms, onclick: () => showIncident(i.id) },
+      el("td", {}, i.id), el("td", {}, i.summary), el("td", {}, i.open ? "open" : "closed"),
+      el("td", { class: "num" }, bytes(i.rebuilt_bytes)), el("td", { class: "num" }, i.read_per_rebuilt.toFixed(2)),
+      el("td", { class: "num" }, secs(i.mttr_ms))));
+  }
+  if (!list.length) body.append(el("tr", {}, el("td", { colspan: 6 }, "none")));
+  if (openIncident != null) renderIncident(list.find((i) => i.id === openIncident));
+}
+
+async function showIncident(id) {
+  openIncident = id;
+  $("incident").hidden = false;
+  renderIncident(await api("/api/incidents/" + id));
+  $("incident").scrollIntoView();
+}
+
+function renderIncident(i) {
+  if (!i) return;
+  $("inc-id").textContent = i.id + " · " + i.summary;
+  const when = (ms) => (ms == null ? "–" : new Date(ms).toISOString());
+  const nodes = (v) => v.map((n) => n.node + " " + bytes(n.bytes) + " (" + n.repairs + ")").join(", ") || "–";
+  const rows = [
+    ["state", i.open ? "open: re-protecting" : "closed: fully protected"],
+    ["started", when(i.started_ms)], ["detected", when(i.detected_ms) + " (+" + secs(i.detection_ms) + ")"],
+    ["protected", when(i.ended_ms)], ["MTTR", secs(i.mttr_ms)],
+    ["failed nodes", i.failed_nodes.join(", ")],
+    ["rebuilt", bytes(i.rebuilt_bytes) + " in " + i.chunks + " chunks"],
+    ["read", bytes(i.read_bytes) + " (" + i.read_per_rebuilt.toFixed(2) + " bytes per byte rebuilt)"],
+    ["per scheme", i.schemes.map((s) => s.scheme + " R=" + s.replication + ": " + s.chunks + " chunks, " + bytes(s.rebuilt_bytes) + ", " + s.read_per_rebuilt.toFixed(2)).join("; ") || "–"],
+    ["read from", nodes(i.sources)], ["written to", nodes(i.targets)],
+    ["failures / retries", i.failures + " / " + i.retries], ["stuck chunks", i.stuck_chunks],
+  ];
+  const v = $("inc-report");
+  v.replaceChildren();
+  for (const [k, val] of rows) v.append(el("span", { class: "k" }, k), el("span", { "data-k": k }, val));
+  v.dataset.rebuilt = i.rebuilt_bytes;
+  v.dataset.mttr = i.mttr_ms == null ? "" : i.mttr_ms;
+}
+
+// ---------------------------------------------------------------- actions
+
+function showPanel(id) {
+  panelNode = id;
+  $("node-panel").hidden = false;
+  renderPanel();
+}
+
+function renderPanel() {
+  const n = nodesById.get(panelNode);
+  $("np-node").textContent = panelNode;
+  const v = $("np-info");
+  v.replaceChildren();
+  if (!n) return;
+  const t = n.traffic || {};
+  for (const [k, val] of [["state", nodeState(n)], ["address", n.addr], ["domain", n.domain],
+    ["chunks", n.chunks + " (" + bytes(n.bytes) + ")"],
+    ["repair", "reading " + t.repair_reads_in_flight + " (" + bytes(t.repair_read_bytes_in_flight) + "), writing " + t.repair_writes_in_flight + " (" + bytes(t.repair_write_bytes_in_flight) + ")"],
+    ["rebalance", "reading " + t.rebalance_reads_in_flight + ", writing " + t.rebalance_writes_in_flight],
+    ["recent", bytes(t.read_bytes_per_s) + "/s read, " + bytes(t.write_bytes_per_s) + "/s written"],
+    ["scrubs", n.scrub_passes + (n.scrub_running ? " (running)" : "") + ", " + n.corrupt_found + " corrupt found"]]) {
+    v.append(el("span", { class: "k" }, k), el("span", {}, val));
+  }
+}
+
+let pending = null;
+function confirmThen(text, fn) {
+  pending = fn;
+  $("confirm-text").textContent = text;
+  $("confirm").hidden = false;
+}
+$("confirm-yes").addEventListener("click", () => { $("confirm").hidden = true; const f = pending; pending = null; if (f) f(); });
+$("confirm-no").addEventListener("click", () => { $("confirm").hidden = true; pending = null; });
+
+async function act(path, what) {
+  try {
+    const h = Object.assign({ "X-DFS-Admin": $("admin-token").value }, authHeaders());
+    const r = await fetch(path, { method: "POST", headers: h });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+  } catch (e) {
+    logEvent(what + " refused: " + e.message, true);
+  }
+}
+
+for (const b of document.querySelectorAll("#node-panel [data-action]")) {
+  b.addEventListener("click", () => {
+    const a = b.dataset.action, n = panelNode;
+    confirmThen(a + " " + n + "?", () => act("/api/nodes/" + encodeURIComponent(n) + "/" + a, a + " " + n));
+  });
+}
+$("rebalance-btn").addEventListener("click", () => confirmThen("Start a rebalance now?", () => act("/api/rebalance", "rebalance")));
+$("np-close").addEventListener("click", () => { panelNode = null; $("node-panel").hidden = true; });
 
 // ------------------------------------------------------------------ files
 
@@ -148,11 +345,99 @@ async function loadFiles() {
   for (const f of page.files) {
     body.append(el("tr", { class: "file-row", "data-name": f.name, onclick: () => showFile(f.name) },
       el("td", {}, f.name), el("td", { class: "num" }, bytes(f.size)), el("td", { class: "num" }, f.chunks),
-      healthCell(f.health)));
+      healthCell(f.health),
+      el("td", {}, el("button", { class: "dl-btn", onclick: (e) => { e.stopPropagation(); download(f.name); } }, "download"))));
   }
-  if (!page.files.length) body.append(el("tr", {}, el("td", { colspan: 4 }, "no files")));
+  if (!page.files.length) body.append(el("tr", {}, el("td", { colspan: 5 }, "no files")));
   $("next").disabled = !nextAfter;
   $("page-info").textContent = "page " + pageStart.length;
+}
+
+function encName(name) { return name.split("/").map(encodeURIComponent).join("/"); }
+
+function dataReady() {
+  if (!ui.data_url) {
+    $("data-note").textContent = "No data endpoint: start `dfs-sim data` and the coordinator with --http-data-url to move files from here.";
+    return false;
+  }
+  return true;
+}
+
+// Upload: each file through the data endpoint, with its own progress bar.
+function uploadOne(file, name, scheme) {
+  const row = el("div", { class: "up", "data-name": name });
+  const bar = el("progress", { max: file.size || 1, value: 0 });
+  const state = el("span", {}, "0%");
+  row.append(el("span", {}, name), bar, state);
+  $("upload-list").append(row);
+  return new Promise((done) => {
+    const x = new XMLHttpRequest();
+    const q = scheme ? "?" + new URLSearchParams({ scheme }) : "";
+    x.open("PUT", ui.data_url + "/files/" + encName(name) + q);
+    if (token) x.setRequestHeader("Authorization", "Bearer " + token);
+    x.upload.onprogress = (e) => { bar.value = e.loaded; state.textContent = Math.round((100 * e.loaded) / (e.total || 1)) + "%"; };
+    x.onload = () => {
+      let body = {};
+      try { body = JSON.parse(x.responseText); } catch (_) { /* not JSON */ }
+      const ok = x.status === 200;
+      bar.value = bar.max;
+      state.textContent = ok ? "stored (" + body.scheme + ")" : "failed: " + (body.error || x.status);
+      state.className = ok ? "ok" : "bad";
+      row.dataset.done = ok ? "ok" : "failed";
+      logEvent((ok ? "uploaded " : "upload failed: ") + name, !ok);
+      done();
+    };
+    x.onerror = () => { state.textContent = "failed: network"; state.className = "bad"; row.dataset.done = "failed"; done(); };
+    x.send(file);
+  });
+}
+
+async function uploadFiles(files) {
+  if (!dataReady() || !files.length) return;
+  const pre = $("upload-prefix").value, scheme = $("upload-scheme").value.trim();
+  for (const f of files) await uploadOne(f, pre + f.name, scheme);
+  refreshFiles();
+}
+
+$("upload-btn").addEventListener("click", () => uploadFiles([...$("upload-files").files]));
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadFiles([...e.dataTransfer.files]); });
+
+function hexOf(buf) { return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join(""); }
+
+// Download: the bytes from the data endpoint, each data chunk's SHA-256
+// checked here against the catalog's, then saved.
+async function download(name) {
+  const st = $("download-status");
+  if (!dataReady()) { st.textContent = $("data-note").textContent; return; }
+  st.className = ""; st.textContent = "downloading " + name + "…";
+  st.dataset.verified = "";
+  try {
+    const f = await api("/api/files/" + encName(name));
+    const r = await fetch(ui.data_url + "/files/" + encName(name), { headers: authHeaders(), cache: "no-store" });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+    const buf = await r.arrayBuffer();
+    if (buf.byteLength !== f.size) throw new Error("got " + buf.byteLength + " bytes, the catalog says " + f.size);
+    let off = 0, checked = 0;
+    for (const s of f.stripes) {
+      for (const c of s.data) {
+        const h = hexOf(await crypto.subtle.digest("SHA-256", buf.slice(off, off + c.raw_len)));
+        if (h !== c.sha256) throw new Error("chunk " + c.id.slice(0, 12) + " at " + off + ": SHA-256 " + h.slice(0, 12) + " ≠ catalog " + c.sha256.slice(0, 12));
+        off += c.raw_len; checked++;
+      }
+    }
+    const whole = hexOf(await crypto.subtle.digest("SHA-256", buf));
+    window.dfsLastDownload = { name, size: buf.byteLength, sha256: whole, chunks: checked };
+    st.textContent = name + ": " + bytes(buf.byteLength) + ", " + checked + " chunk(s) SHA-256-verified against the catalog; SHA-256 " + whole;
+    st.className = "ok"; st.dataset.verified = "ok"; st.dataset.sha256 = whole;
+    const a = el("a", { href: URL.createObjectURL(new Blob([buf])), download: name.split("/").pop() });
+    document.body.append(a); a.click(); a.remove();
+  } catch (e) {
+    st.textContent = "download of " + name + " failed: " + e.message;
+    st.className = "bad"; st.dataset.verified = "bad";
+  }
 }
 
 // ------------------------------------------------------------------- file
@@ -168,7 +453,7 @@ async function showFile(name) {
 
 async function loadFile() {
   if (!openFile) return;
-  const f = await api("/api/files/" + openFile.split("/").map(encodeURIComponent).join("/"));
+  const f = await api("/api/files/" + encName(openFile));
   $("file-name").textContent = f.name;
   const meta = $("file-meta");
   meta.replaceChildren();
@@ -177,7 +462,7 @@ async function loadFile() {
     ["chunk size", bytes(f.chunk_size)], ["created", new Date(f.created_ms).toISOString()]]) {
     meta.append(el("span", { class: "k" }, k), el("span", { "data-k": k }, v));
   }
-  const states = new Map((lastStatus ? lastStatus.nodes : []).map((n) => [n.id, nodeState(n)]));
+  const states = new Map([...nodesById.values()].map((n) => [n.id, nodeState(n)]));
   const body = $("stripe-map").tBodies[0];
   body.replaceChildren();
   let index = 0;
@@ -238,48 +523,86 @@ function whatIfChanged() {
   $("whatif-banner").hidden = !on;
   $("whatif-nodes").textContent = [...marked].join(", ");
   if (lastStatus) renderCluster(lastStatus);
-  refreshNow();
+  refreshFiles();
 }
 
-// ------------------------------------------------------------------- loop
+// ------------------------------------------------------------------- live
 
-let timer = null, busy = false;
+// For load-time measurements: the first live data on screen, and how old
+// each update was (server computed it -> painted) in `dfsUpdateMs`.
+window.dfsUpdateMs = [];
 
-async function tick() {
-  if (busy) return;
-  busy = true;
-  clearTimeout(timer);
+function render(s, atMs) {
+  lastStatus = s;
+  renderSummary(s);
+  renderCluster(s);
+  renderRepair(s);
+  if (!performance.getEntriesByName("dfs-first-data").length) performance.mark("dfs-first-data");
+  if (atMs) requestAnimationFrame(() => { window.dfsUpdateMs.push(Date.now() - atMs); if (window.dfsUpdateMs.length > 1000) window.dfsUpdateMs.shift(); });
+  const key = s.files + "/" + s.under_protected_total + "/" + s.chunks;
+  if (key !== filesKey) { filesKey = key; refreshFiles(); }
+}
+let filesKey = null;
+
+function applyFull(doc) {
+  nodesById.clear();
+  for (const n of doc.nodes) nodesById.set(n.id, n);
+  render(doc, doc.at_ms);
+}
+
+function applyDelta(d) {
+  for (const n of d.nodes) nodesById.set(n.id, n);
+  const base = d.status || lastStatus;
+  const s = Object.assign({}, base, { nodes: d.order.map((id) => nodesById.get(id)).filter(Boolean) });
+  for (const id of [...nodesById.keys()]) if (!d.order.includes(id)) nodesById.delete(id);
+  render(s, d.at_ms);
+}
+
+function connState(ok, text) {
+  $("conn").textContent = text;
+  $("conn").classList.toggle("bad", !ok);
+}
+
+function connect() {
+  const es = new EventSource("/api/events" + (token ? "?token=" + encodeURIComponent(token) : ""));
+  es.addEventListener("status", (e) => { applyFull(JSON.parse(e.data)); connState(true, "live"); });
+  es.addEventListener("delta", (e) => { if (lastStatus) applyDelta(JSON.parse(e.data)); connState(true, "live"); });
+  es.addEventListener("action", (e) => {
+    const a = JSON.parse(e.data);
+    logEvent(a.action + (a.node ? " " + a.node : "") + ": " + a.message, !a.ok);
+  });
+  // EventSource reconnects by itself; the server then sends the whole status.
+  es.onerror = () => connState(false, "disconnected; reconnecting…");
+}
+
+let slowBusy = false;
+async function refreshFiles() {
+  if (slowBusy) return;
+  slowBusy = true;
   try {
-    const s = await api("/api/status");
-    lastStatus = s;
-    renderSummary(s);
-    renderCluster(s);
-    renderRepair(s);
     await loadFiles();
     await loadFile();
-    // For load-time measurements: when the first live data was on screen.
-    if (!performance.getEntriesByName("dfs-first-data").length) performance.mark("dfs-first-data");
-    $("conn").textContent = "live";
-    $("conn").classList.remove("bad");
   } catch (e) {
-    $("conn").textContent = "disconnected: " + e.message;
-    $("conn").classList.add("bad");
+    connState(false, "disconnected: " + e.message);
   } finally {
-    busy = false;
-    timer = setTimeout(tick, POLL_MS);
+    slowBusy = false;
   }
 }
-
-function refreshNow() { if (!busy) tick(); else setTimeout(refreshNow, 50); }
 
 $("search").addEventListener("submit", (e) => {
   e.preventDefault();
   prefix = $("prefix").value;
   cursor = null; pageStart = [null];
-  refreshNow();
+  refreshFiles();
 });
-$("next").addEventListener("click", () => { if (nextAfter) { cursor = nextAfter; pageStart.push(cursor); refreshNow(); } });
-$("first").addEventListener("click", () => { cursor = null; pageStart = [null]; refreshNow(); });
+$("next").addEventListener("click", () => { if (nextAfter) { cursor = nextAfter; pageStart.push(cursor); refreshFiles(); } });
+$("first").addEventListener("click", () => { cursor = null; pageStart = [null]; refreshFiles(); });
 $("file-close").addEventListener("click", () => { openFile = null; $("file").hidden = true; });
+$("file-download").addEventListener("click", () => { if (openFile) download(openFile); });
+$("inc-close").addEventListener("click", () => { openIncident = null; $("incident").hidden = true; });
 $("whatif-clear").addEventListener("click", () => { marked.clear(); whatIfChanged(); });
-tick();
+window.addEventListener("resize", () => { if (lastStatus) drawFlows(lastStatus); });
+
+api("/api/ui").then((u) => { ui = u; dataReady(); $("rebalance-btn").disabled = !u.actions; }).catch(() => {});
+connect();
+setInterval(refreshFiles, SLOW_MS);

@@ -2,14 +2,17 @@
 //! (`coord::cmd`) and serializes a `client::report` document: the same code
 //! path and the same JSON as the CLI.
 
+use crate::actions;
 use crate::assets;
 use crate::auth::{self, Token};
 use crate::error::ApiError;
+use crate::events::Events;
+use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use client::report::{FsckJson, StatReport, StatusReport};
+use client::report::{FsckJson, IncidentDoc, StatReport, StatusReport};
 use coord::cmd;
 use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::data_client::NodePool;
@@ -23,14 +26,6 @@ const DEFAULT_LIMIT: usize = 100;
 /// Largest page the page may ask for.
 const MAX_LIMIT: usize = 1000;
 
-#[derive(Clone)]
-pub struct AppState {
-    coord: Arc<coord::Coord>,
-    prom: PrometheusHandle,
-    /// Connections to nodes for the hex preview.
-    pool: Arc<NodePool>,
-}
-
 pub fn router(coord: Arc<coord::Coord>, prom: PrometheusHandle, cfg: &crate::WebConfig) -> Router {
     let pool = Arc::new(NodePool::new(
         Role::Coord,
@@ -40,7 +35,15 @@ pub fn router(coord: Arc<coord::Coord>, prom: PrometheusHandle, cfg: &crate::Web
             .clone()
             .map(protocol::handshake::Credential::Internal),
     ));
-    let state = AppState { coord, prom, pool };
+    let events = Events::start(coord.clone());
+    let state = AppState {
+        coord,
+        prom,
+        pool,
+        admin: cfg.admin_token.clone().map(Arc::from),
+        events,
+        data_url: cfg.data_url.clone().map(Arc::from),
+    };
     let token = Token(cfg.token.clone().map(Arc::from));
     let guarded = Router::new()
         .route("/", get(assets::index))
@@ -49,6 +52,12 @@ pub fn router(coord: Arc<coord::Coord>, prom: PrometheusHandle, cfg: &crate::Web
         .route("/api/files/{*name}", get(stat))
         .route("/api/fsck", get(fsck))
         .route("/api/preview", get(preview))
+        .route("/api/incidents", get(incidents))
+        .route("/api/incidents/{id}", get(incident))
+        .route("/api/events", get(event_stream))
+        .route("/api/ui", get(ui))
+        .route("/api/nodes/{id}/{action}", post(actions::node_action))
+        .route("/api/rebalance", post(actions::rebalance))
         .route("/metrics", get(prometheus))
         .fallback(not_found)
         .with_state(state)
@@ -278,4 +287,50 @@ async fn preview(
 async fn prometheus(State(s): State<AppState>) -> axum::response::Response {
     crate::metrics::refresh_cluster_gauges(&s.coord);
     crate::metrics::text_response(s.prom.render())
+}
+
+/// `GET /api/incidents`: `dfs-sim incidents --json`, newest first.
+async fn incidents(State(s): State<AppState>) -> Json<Vec<IncidentDoc>> {
+    Json(
+        cmd::incidents::list(&s.coord, None)
+            .iter()
+            .map(IncidentDoc::from)
+            .collect(),
+    )
+}
+
+/// `GET /api/incidents/{id}`: `dfs-sim incidents ID --json`.
+async fn incident(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentDoc>, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid incident id {id:?}")))?;
+    cmd::incidents::list(&s.coord, Some(id))
+        .first()
+        .map(|i| Json(IncidentDoc::from(i)))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no incident {id}")))
+}
+
+/// `GET /api/events`: server-sent events (see [`crate::events`]).
+async fn event_stream(State(s): State<AppState>) -> impl axum::response::IntoResponse {
+    s.events.stream()
+}
+
+/// What the page needs to know about this server beyond the cluster.
+#[derive(Serialize)]
+struct Ui {
+    /// Where files go in and out (`dfs-sim data`), if configured.
+    data_url: Option<String>,
+    /// Whether actions can be enabled (an admin token is configured).
+    actions: bool,
+}
+
+/// `GET /api/ui`.
+async fn ui(State(s): State<AppState>) -> Json<Ui> {
+    Json(Ui {
+        data_url: s.data_url.as_deref().map(str::to_string),
+        actions: s.admin.is_some(),
+    })
 }

@@ -9,14 +9,23 @@
 //!   prints, so the page, the API and the CLI cannot disagree.
 //! - `/metrics` — Prometheus text format.
 //!
-//! Nothing here changes data: every route is a read. The one place chunk
-//! bytes reach the coordinator is the bounded, verified hex preview.
+//! - `/api/events` — server-sent events: the status, then what changed.
+//! - `POST /api/nodes/{id}/{action}`, `POST /api/rebalance` — actions,
+//!   refused (401, nothing changed) without the admin token.
+//!
+//! The one place chunk bytes reach the coordinator is the bounded, verified
+//! hex preview. Files go in and out through [`data`], served by a
+//! client-side process (`dfs-sim data`), not by the coordinator.
 
+mod actions;
 mod api;
 mod assets;
 mod auth;
+pub mod data;
 pub mod error;
+mod events;
 pub mod metrics;
+mod state;
 
 pub use error::{Error, Result};
 
@@ -31,6 +40,12 @@ pub struct WebConfig {
     /// `?token=T` for the page itself). Required off loopback, where a
     /// stranger could otherwise read the namespace.
     pub token: Option<String>,
+    /// Required (`X-DFS-Admin: T`) by the action routes; without it every
+    /// action is refused.
+    pub admin_token: Option<String>,
+    /// Where the page sends uploads and fetches downloads (a `dfs-sim data`
+    /// endpoint), if any.
+    pub data_url: Option<String>,
 }
 
 impl WebConfig {

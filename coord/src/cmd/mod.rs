@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod fsck;
+pub mod incidents;
 pub mod keys;
 pub mod maintain;
 pub mod put;

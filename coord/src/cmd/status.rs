@@ -3,6 +3,8 @@
 use crate::membership::Membership;
 use crate::placement;
 use crate::state::Coord;
+use crate::traffic::InFlight;
+use protocol::FlowKind;
 use protocol::{ClusterStatus, NodeStatus, Scheme, SchemeUsage, UnderProtected};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -85,6 +87,23 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         .iter()
         .filter(|n| n.state == protocol::NodeState::Alive && !n.spare)
         .count();
+    let in_flight = st
+        .repairs
+        .in_flight
+        .values()
+        .map(|t| InFlight {
+            kind: FlowKind::Repair,
+            sources: t.sources.iter().map(|(n, b)| (n, *b)).collect(),
+            target: &t.target,
+            bytes: t.bytes,
+        })
+        .chain(st.rebalance.in_flight.values().map(|t| InFlight {
+            kind: FlowKind::Rebalance,
+            sources: vec![(&t.mv.from, t.mv.bytes)],
+            target: &t.mv.to,
+            bytes: t.mv.bytes,
+        }));
+    let (traffic, flows) = st.traffic.report(in_flight, now);
     let scheme: Scheme = placement::effective_scheme(cfg.scheme, cfg.stripe, cfg.replication, live);
     ClusterStatus {
         cluster: coord.cluster().to_string(),
@@ -109,6 +128,8 @@ pub fn status(coord: &Coord) -> ClusterStatus {
         pending_uploads: st.uploads.len() as u64,
         repair: st.repairs.status(cfg.repair_parallel, now),
         rebalance: st.rebalance.status(),
+        traffic,
+        flows,
     }
 }
 

@@ -348,6 +348,13 @@ pub async fn done(
             st.rebalance.in_flight.remove(&chunk);
             st.rebalance.status.moved_chunks += 1;
             st.rebalance.status.moved_bytes += mv.bytes;
+            st.traffic.completed(
+                protocol::FlowKind::Rebalance,
+                vec![(mv.from.clone(), mv.bytes)],
+                mv.to.clone(),
+                mv.bytes,
+                Instant::now(),
+            );
             tracing::info!(%chunk, from = %mv.from, to = %mv.to, "rebalance: copy moved");
         }
         Err(e) => {

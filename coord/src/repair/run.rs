@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 /// The repair loop: scan, journal, send; until the coordinator stops.
 pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
+    let dir = coord.config().data_dir.clone();
+    coord.lock().parts().repairs.load_incidents(&dir);
     if coord.config().read_only {
         return;
     }
@@ -56,6 +58,16 @@ pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
                 st.repairs.in_flight.remove(&chunk);
             });
         }
+        let due = coord
+            .lock()
+            .parts()
+            .repairs
+            .incidents
+            .take_due(Instant::now());
+        if let Some(bytes) = due {
+            let dir = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || crate::incidents::save(dir, bytes)).await;
+        }
     }
 }
 
@@ -97,6 +109,7 @@ fn scan(coord: &Coord) -> Plan {
         if let Some(t) = st.repairs.in_flight.remove(&c) {
             tracing::warn!(chunk = %c, target = %t.target, "repair abandoned (timeout or target lost); re-planning");
             st.repairs.failed += 1;
+            st.repairs.incidents.failed(c);
         }
     }
 
@@ -179,8 +192,20 @@ fn scan(coord: &Coord) -> Plan {
                 },
                 scheme: need.entry.scheme,
                 replication: need.entry.replication,
+                sources: match &order.source {
+                    RepairSource::Copy(from) => from
+                        .first()
+                        .map(|n| vec![(n.id.clone(), need.bytes)])
+                        .unwrap_or_default(),
+                    RepairSource::Rebuild(r) => r
+                        .parts
+                        .iter()
+                        .filter_map(|p| Some((p.nodes.first()?.id.clone(), p.header.stored_len)))
+                        .collect(),
+                },
             },
         );
+        repairs.incidents.scheduled(need.chunk);
         repairs.traffic_opens();
         if let Some(i) = repairs.incident.as_mut() {
             i.first_repair.get_or_insert(now);
@@ -195,7 +220,11 @@ fn scan(coord: &Coord) -> Plan {
     repairs.waiting_chunks = decided.waiting_chunks;
     repairs.waiting_bytes = decided.waiting_bytes;
     let settled = decided.only_relocations() && repairs.in_flight.is_empty();
+    repairs.incidents.stuck(decided.stuck.len());
     repairs.stuck = decided.stuck;
+    if settled {
+        repairs.incidents.settled();
+    }
     if settled && repairs.traffic.open {
         repairs.traffic.open = false;
         let t = &repairs.traffic;
@@ -303,6 +332,7 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
         if let Some(e) = error {
             st.repairs.in_flight.remove(&chunk);
             st.repairs.failed += 1;
+            st.repairs.incidents.failed(chunk);
             st.members.transfer_failed(node, Instant::now());
             st.repairs
                 .retry_at
@@ -340,6 +370,16 @@ pub async fn done(coord: &Coord, node: &NodeId, task: u64, chunk: ChunkId, error
             st.repairs.done_bytes += t.bytes;
             st.repairs.done_read_bytes += t.read;
             st.repairs.traffic_adds(&t);
+            st.repairs
+                .incidents
+                .repaired(t.scheme, t.replication, &t.sources, node, t.bytes);
+            st.traffic.completed(
+                protocol::FlowKind::Repair,
+                t.sources.clone(),
+                node.clone(),
+                t.bytes,
+                Instant::now(),
+            );
             let spare = st.members.get(node).is_some_and(|m| m.spare);
             if spare && st.used_spares.insert(node.clone()) {
                 tracing::warn!(%node, "spare took over data: it is a regular node from now on");
@@ -359,10 +399,13 @@ pub async fn corrupt(coord: &Coord, node: &NodeId, chunk: ChunkId) {
         let mut guard = coord.lock();
         let st = guard.parts();
         match st.catalog.chunk(&chunk) {
-            Some((_, c, _)) if c.nodes.contains(node) => Record::DropCopies {
-                chunk,
-                nodes: vec![node.clone()],
-            },
+            Some((_, c, _)) if c.nodes.contains(node) => {
+                st.repairs.copy_lost(node, chunk);
+                Record::DropCopies {
+                    chunk,
+                    nodes: vec![node.clone()],
+                }
+            }
             _ => return,
         }
     };
