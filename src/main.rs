@@ -97,6 +97,10 @@ enum Command {
     Chaos(cmd::chaos::Args),
     /// Serve the cluster over S3 (aws cli, rclone, boto3, ...).
     S3(cmd::s3::Args),
+    /// Mount the cluster as a folder (FUSE; needs fusermount3).
+    Mount(cmd::mount::Args),
+    /// Unmount a folder mounted with `mount`.
+    Umount(cmd::mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,7 +110,7 @@ fn main() -> ExitCode {
     }
     let server = matches!(
         cli.command,
-        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_)
+        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_) | Command::Mount(_)
     );
     // chaos's own clients retry through faults on purpose: only errors
     // (violations among them) go to its stderr; the live line says the rest.
@@ -152,6 +156,8 @@ fn main() -> ExitCode {
             Command::Sim(a) => cmd::sim::run(a).await,
             Command::Chaos(a) => cmd::chaos::run(a).await,
             Command::S3(a) => cmd::s3::run(a).await,
+            Command::Mount(a) => cmd::mount::run(a).await,
+            Command::Umount(a) => cmd::mount::umount(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

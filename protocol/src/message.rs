@@ -416,6 +416,27 @@ pub enum CoordRequest {
     /// Is this a coordinator of that cluster, and how far is its catalog?
     /// Answered with `Pong`; any authenticated peer may ask.
     Ping,
+    /// Move `from` to `to` in one journaled step (a mount's rename; no
+    /// bytes move), replacing an existing `to` unless `replace` is false.
+    /// Answered with `Done`.
+    Rename {
+        from: FileName,
+        to: FileName,
+        replace: bool,
+    },
+    /// Replace the attributes of a file (a mount's chmod, chown, utimens),
+    /// bounded like a put's by [`check_attrs`]. Answered with `Done`.
+    SetAttrs {
+        name: FileName,
+        attrs: Attrs,
+    },
+    /// Create `name` as an empty entry that only carries `attrs` (a mount's
+    /// explicit empty directory or symbolic link); refused if the name
+    /// exists. Answered with `Done`.
+    MakeEntry {
+        name: FileName,
+        attrs: Attrs,
+    },
 }
 
 /// Shortest chunk a fitted `PlanPut` cuts a file into: below this, more chunks

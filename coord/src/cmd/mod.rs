@@ -5,6 +5,7 @@ pub mod copy;
 pub mod fsck;
 pub mod keys;
 pub mod maintain;
+pub mod namespace;
 pub mod put;
 pub mod read;
 pub mod remove;
