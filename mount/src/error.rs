@@ -66,7 +66,7 @@ fn client_transient(e: &client::Error) -> bool {
 /// place the chunks or a node refused them for lack of space.
 fn sounds_full(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("no space") || m.contains("disk full") || m.contains("full") || m.contains("enospc")
+    m.contains("no space") || m.contains("disk full") || m.contains("enospc")
 }
 
 fn client_code(e: &client::Error) -> i32 {
@@ -81,7 +81,11 @@ fn client_code(e: &client::Error) -> i32 {
                     libc::EINVAL
                 }
             }
-            ErrorKind::NotEnoughNodes | ErrorKind::DiskFull => libc::ENOSPC,
+            ErrorKind::DiskFull => libc::ENOSPC,
+            // Too few live nodes to place a file: the cluster is (partly)
+            // unavailable, not full.
+            ErrorKind::NotEnoughNodes => libc::EIO,
+            ErrorKind::BadRequest if sounds_full(&w.message) => libc::ENOSPC,
             ErrorKind::Forbidden => libc::EACCES,
             ErrorKind::BadRequest if w.message.contains("longer than") => libc::ENAMETOOLONG,
             ErrorKind::BadRequest if w.message.contains("metadata") => libc::E2BIG,
@@ -105,7 +109,11 @@ mod tests {
         let coord = |k, m: &str| Error::Client(client::Error::Coord(WireError::new(k, m)));
         assert_eq!(coord(ErrorKind::NoSuchFile, "x").code(), libc::ENOENT);
         assert_eq!(coord(ErrorKind::FileExists, "x").code(), libc::EEXIST);
-        assert_eq!(coord(ErrorKind::NotEnoughNodes, "x").code(), libc::ENOSPC);
+        assert_eq!(coord(ErrorKind::NotEnoughNodes, "x").code(), libc::EIO);
+        assert_eq!(
+            coord(ErrorKind::BadRequest, "only 0 live: disk full on n1, n2").code(),
+            libc::ENOSPC
+        );
         assert_eq!(coord(ErrorKind::Forbidden, "x").code(), libc::EACCES);
         assert_eq!(
             coord(
