@@ -271,14 +271,20 @@ impl Fs {
 
     async fn stat_remote(&self, path: &str) -> Result<Option<Meta>> {
         let name = self.name(path)?;
+        // The first name with this prefix answers most lookups in one
+        // request: none (absent), the name itself, or a name below it.
         let page = self.remote.list_page(name.as_str(), None, 1).await?;
-        if let Some(f) = page.first().filter(|f| f.name == name) {
-            let m = Meta::from_summary(f);
-            if m.kind != Kind::Dir {
-                return Ok(Some(m));
-            }
-            return Ok(Some(m));
+        let Some(first) = page.first() else {
+            return Ok(None);
+        };
+        if first.name == name {
+            return Ok(Some(Meta::from_summary(first)));
         }
+        if first.name.as_str().as_bytes().get(name.as_str().len()) == Some(&b'/') {
+            return Ok(Some(Meta::derived_dir(first.created_ms)));
+        }
+        // Only longer names (`a.txt` for `a`) came first: ask for the names
+        // below it.
         let below = self
             .remote
             .list_page(&names::dir_prefix(&self.cfg.prefix, path), None, 1)
@@ -449,24 +455,16 @@ impl Fs {
         self.stat(&path, false)?.ok_or(Error::errno(libc::ENOENT))
     }
 
-    /// The parent directory must exist.
-    fn check_dir(&self, dir: &str) -> Result<()> {
-        match self.stat(dir, false)? {
-            Some(m) if m.kind == Kind::Dir => Ok(()),
-            Some(_) => Err(Error::errno(libc::ENOTDIR)),
-            None => Err(Error::errno(libc::ENOENT)),
-        }
-    }
-
     fn new_meta(&self, req: &Request, kind: Kind, mode: u32, umask: u32) -> Meta {
         Meta::new(kind, (mode & !umask & 0o7777) as u16, req.uid(), req.gid())
     }
 
+    /// Creates an entry (directory, symlink). The parent is not checked:
+    /// the kernel resolved it to a directory just before asking.
     fn make(&self, parent: INodeNo, name: &OsStr, m: Meta) -> Result<(u64, Meta)> {
         self.writable()?;
         let dir = self.path(parent)?;
         let path = names::child(&dir, name.as_bytes())?;
-        self.check_dir(&dir)?;
         if self.stat(&path, true)?.is_some() {
             return Err(Error::errno(libc::EEXIST));
         }
@@ -490,7 +488,6 @@ impl Fs {
         let dir = self.path(parent)?;
         let path = names::child(&dir, name.as_bytes())?;
         self.name(&path)?;
-        self.check_dir(&dir)?;
         if self.stat(&path, true)?.is_some() {
             return Err(Error::errno(libc::EEXIST));
         }
@@ -878,7 +875,6 @@ impl Fs {
         let src = names::child(&sdir, name.as_bytes())?;
         let dst = names::child(&ddir, newname.as_bytes())?;
         let sm = self.stat(&src, true)?.ok_or(Error::errno(libc::ENOENT))?;
-        self.check_dir(&ddir)?;
         let dm = self.stat(&dst, true)?;
         if src == dst {
             return Ok(());

@@ -75,6 +75,7 @@ pub fn run(cfg: Config, dir: &Path, ready: impl FnOnce()) -> Result<()> {
     let mut session = fuser::Session::new(fs, dir, &config)
         .map_err(|e| Error::Mount(format!("cannot mount {}: {e}", dir.display())))?;
     let mut unmounter = session.unmount_callable();
+    let where_ = dir.to_path_buf();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut int), Ok(mut term)) = (
@@ -91,6 +92,15 @@ pub fn run(cfg: Config, dir: &Path, ready: impl FnOnce()) -> Result<()> {
         if let Err(e) = unmounter.unmount() {
             tracing::warn!(error = %e, "unmount failed");
         }
+        // With auto_unmount, fuser leaves the unmount to fusermount3, which
+        // waits for this process to exit: unmount (lazily) now, which ends
+        // the session below.
+        let _ = tokio::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&where_)
+            .status()
+            .await;
     });
     ready();
     session
