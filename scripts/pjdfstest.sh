@@ -71,10 +71,13 @@ allow_remount = false
 
 [dummy_auth]
 entries = [
-  ["nobody", "nobody"],
+  ["nobody", "NOBODY_GROUP"],
   ["tests", "tests"],
 ]
 TOML
+# Debian's nobody is in group nogroup.
+NOBODY_GROUP=$(id -gn nobody)
+sed -i "s/NOBODY_GROUP/$NOBODY_GROUP/" "$WORK/pjdfstest.toml"
 mkdir -p "$MNT/pjd"
 cd "$MNT/pjd"
 set +e
