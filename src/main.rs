@@ -105,6 +105,10 @@ enum Command {
     /// Serve the dashboard's file uploads and downloads (a client of the
     /// cluster; the coordinator never touches chunk bytes).
     Data(cmd::data::Args),
+    /// Mount the cluster as a folder (FUSE; needs fusermount3).
+    Mount(cmd::mount::Args),
+    /// Unmount a folder mounted with `mount`.
+    Umount(cmd::mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,7 +118,12 @@ fn main() -> ExitCode {
     }
     let server = matches!(
         cli.command,
-        Command::Node(_) | Command::Coord(_) | Command::Up(_) | Command::S3(_) | Command::Data(_)
+        Command::Node(_)
+            | Command::Coord(_)
+            | Command::Up(_)
+            | Command::S3(_)
+            | Command::Data(_)
+            | Command::Mount(_)
     );
     // chaos's own clients retry through faults on purpose: only errors
     // (violations among them) go to its stderr; the live line says the rest.
@@ -163,6 +172,8 @@ fn main() -> ExitCode {
             Command::Chaos(a) => cmd::chaos::run(a).await,
             Command::S3(a) => cmd::s3::run(a).await,
             Command::Data(a) => cmd::data::run(a).await,
+            Command::Mount(a) => cmd::mount::run(a).await,
+            Command::Umount(a) => cmd::mount::umount(a).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a reader thread of a failed put).

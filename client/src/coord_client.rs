@@ -459,4 +459,33 @@ impl CoordClient {
             _ => Err(self.unexpected()),
         }
     }
+
+    /// Moves `from` to `to` in one journaled step (no bytes move),
+    /// replacing an existing `to` unless `replace` is false.
+    pub async fn rename(&mut self, from: FileName, to: FileName, replace: bool) -> Result<()> {
+        match self
+            .call(CoordRequest::Rename { from, to, replace })
+            .await?
+        {
+            CoordResponse::Done => Ok(()),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Replaces the attributes of `name`.
+    pub async fn set_attrs(&mut self, name: FileName, attrs: protocol::Attrs) -> Result<()> {
+        match self.call(CoordRequest::SetAttrs { name, attrs }).await? {
+            CoordResponse::Done => Ok(()),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Creates `name` as an empty entry carrying only `attrs`; refused if
+    /// it exists.
+    pub async fn make_entry(&mut self, name: FileName, attrs: protocol::Attrs) -> Result<()> {
+        match self.call(CoordRequest::MakeEntry { name, attrs }).await? {
+            CoordResponse::Done => Ok(()),
+            _ => Err(self.unexpected()),
+        }
+    }
 }

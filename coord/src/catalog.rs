@@ -127,6 +127,23 @@ pub enum Record {
         parts: Vec<FileName>,
         entry: FileEntry,
     },
+    /// `from`'s entry moves to `to` (a mount's rename), replacing what was
+    /// there, whose chunks become garbage. `entry` is the moved file as it
+    /// was when journaled: applied live (or replayed where `from` still
+    /// exists), `from`'s own holder lists move; replayed over a fuzzy
+    /// snapshot that already lost `from`, `entry` rebuilds the same result
+    /// (and records after this one bring it up to date), as for `Concat`.
+    Rename {
+        from: FileName,
+        to: FileName,
+        entry: FileEntry,
+    },
+    /// The attributes of `name` become `attrs` (a mount's chmod, chown,
+    /// utimens). Replaying it sets the same attributes again.
+    SetAttrs {
+        name: FileName,
+        attrs: protocol::Attrs,
+    },
 }
 
 /// Copies of a chunk that are no longer referenced and may be deleted.
@@ -445,6 +462,39 @@ impl Catalog {
                 }
                 Vec::new()
             }
+            Record::Rename { from, to, entry } => {
+                if from == to {
+                    return Vec::new();
+                }
+                let moved = match self.files.remove(from) {
+                    Some(live) => {
+                        // The chunks keep their ids: only their index
+                        // entries move.
+                        let _ = self.unindex(&live);
+                        live
+                    }
+                    None => self.intern_entry(entry.clone()),
+                };
+                let keep: HashSet<ChunkId> = moved.chunks().map(|(c, _)| c.header.id).collect();
+                let garbage = match self.files.insert(to.clone(), moved) {
+                    // A fuzzy snapshot may hold the moved file under both
+                    // names: its chunks are never garbage.
+                    Some(old) => self
+                        .unindex(&old)
+                        .into_iter()
+                        .filter(|(id, _)| !keep.contains(id))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                self.index_file(to);
+                garbage
+            }
+            Record::SetAttrs { name, attrs } => {
+                if let Some(f) = self.files.get_mut(name) {
+                    f.attrs = attrs.clone();
+                }
+                Vec::new()
+            }
         }
     }
 }
@@ -481,6 +531,65 @@ mod tests {
             }],
             attrs: Default::default(),
         }
+    }
+
+    #[test]
+    fn rename_moves_chunks_and_replays_idempotently() {
+        let mut cat = Catalog::default();
+        let (a, b) = (FileName::new("d/a").unwrap(), FileName::new("d/b").unwrap());
+        let (fa, fb) = (file(), file());
+        let id_a = fa.stripes[0].data[0].header.id;
+        let id_b = fb.stripes[0].data[0].header.id;
+        cat.apply(&Record::PutFile {
+            name: a.clone(),
+            entry: fa.clone(),
+        });
+        cat.apply(&Record::PutFile {
+            name: b.clone(),
+            entry: fb.clone(),
+        });
+        let before = cat.clone();
+        let rec = Record::Rename {
+            from: a.clone(),
+            to: b.clone(),
+            entry: fa.clone(),
+        };
+        let g = cat.apply(&rec);
+        // The replaced file's three chunks are garbage, the moved ones not.
+        assert_eq!(g.len(), 3);
+        assert!(g.iter().any(|(id, _)| *id == id_b));
+        assert!(!g.iter().any(|(id, _)| *id == id_a));
+        assert_eq!(cat.files.len(), 1);
+        assert_eq!(cat.locate(&id_a).unwrap().file, b);
+        assert!(cat.locate(&id_b).is_none());
+        let after = cat.files.clone();
+        assert!(cat.apply(&rec).is_empty());
+        assert_eq!(cat.files, after);
+        // A fuzzy snapshot with the file under both names: the same state,
+        // and the moved chunks are not collected.
+        let mut both = before.clone();
+        both.apply(&Record::PutFile {
+            name: b.clone(),
+            entry: fa.clone(),
+        });
+        let g = both.apply(&rec);
+        assert!(g.is_empty(), "{g:?}");
+        assert_eq!(both.files, after);
+        // One that lost `from` already: `entry` rebuilds the result.
+        let mut lost = before;
+        lost.apply(&Record::RemoveFile { name: a.clone() });
+        lost.apply(&rec);
+        assert_eq!(lost.files, after);
+        assert_eq!(lost.locate(&id_a).unwrap().file, b);
+        // SetAttrs replaces the attributes, twice the same.
+        let attrs: protocol::Attrs = [("fs.mode".to_string(), "644".to_string())].into();
+        let set = Record::SetAttrs {
+            name: b.clone(),
+            attrs: attrs.clone(),
+        };
+        cat.apply(&set);
+        cat.apply(&set);
+        assert_eq!(cat.files[&b].attrs, attrs);
     }
 
     #[test]

@@ -365,6 +365,30 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
                 })
             }),
         ),
+        CoordRequest::Rename { from, to, replace } => (
+            d("rename", CLIENT),
+            reply(async move {
+                cmd::namespace::rename(coord, from, to, replace)
+                    .await
+                    .map(|_| CoordResponse::Done)
+            }),
+        ),
+        CoordRequest::SetAttrs { name, attrs } => (
+            d("set_attrs", CLIENT),
+            reply(async move {
+                cmd::namespace::set_attrs(coord, name, attrs)
+                    .await
+                    .map(|_| CoordResponse::Done)
+            }),
+        ),
+        CoordRequest::MakeEntry { name, attrs } => (
+            d("make_entry", CLIENT),
+            reply(async move {
+                cmd::namespace::make_entry(coord, name, attrs)
+                    .await
+                    .map(|_| CoordResponse::Done)
+            }),
+        ),
     }
 }
 
@@ -595,7 +619,7 @@ mod tests {
             },
             CoordRequest::CopyFile {
                 src: name.clone(),
-                dst: name,
+                dst: name.clone(),
                 range: None,
                 attrs: None,
                 force: false,
@@ -608,6 +632,19 @@ mod tests {
             },
             CoordRequest::Coordinators,
             CoordRequest::Incidents { id: None },
+            CoordRequest::Rename {
+                from: name.clone(),
+                to: name.clone(),
+                replace: false,
+            },
+            CoordRequest::SetAttrs {
+                name: name.clone(),
+                attrs: Default::default(),
+            },
+            CoordRequest::MakeEntry {
+                name: name.clone(),
+                attrs: Default::default(),
+            },
         ];
         for r in &all {
             match r {
@@ -636,7 +673,10 @@ mod tests {
                 | CoordRequest::Ping
                 | CoordRequest::Raft { .. }
                 | CoordRequest::Coordinators
-                | CoordRequest::Incidents { .. } => {}
+                | CoordRequest::Incidents { .. }
+                | CoordRequest::Rename { .. }
+                | CoordRequest::SetAttrs { .. }
+                | CoordRequest::MakeEntry { .. } => {}
             }
         }
         all

@@ -443,6 +443,27 @@ pub enum CoordRequest {
     Incidents {
         id: Option<u64>,
     },
+    /// Move `from` to `to` in one journaled step (a mount's rename; no
+    /// bytes move), replacing an existing `to` unless `replace` is false.
+    /// Answered with `Done`.
+    Rename {
+        from: FileName,
+        to: FileName,
+        replace: bool,
+    },
+    /// Replace the attributes of a file (a mount's chmod, chown, utimens),
+    /// bounded like a put's by [`check_attrs`]. Answered with `Done`.
+    SetAttrs {
+        name: FileName,
+        attrs: Attrs,
+    },
+    /// Create `name` as an empty entry that only carries `attrs` (a mount's
+    /// explicit empty directory or symbolic link); refused if the name
+    /// exists. Answered with `Done`.
+    MakeEntry {
+        name: FileName,
+        attrs: Attrs,
+    },
 }
 
 /// Which consensus message a [`CoordRequest::Raft`] carries.

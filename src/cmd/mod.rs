@@ -14,6 +14,7 @@ pub mod key;
 pub mod kill;
 pub mod loadgen;
 pub mod ls;
+pub mod mount;
 #[cfg(not(feature = "http"))]
 pub mod no_http;
 pub mod node;

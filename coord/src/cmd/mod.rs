@@ -6,6 +6,7 @@ pub mod fsck;
 pub mod incidents;
 pub mod keys;
 pub mod maintain;
+pub mod namespace;
 pub mod put;
 pub mod read;
 pub mod remove;
