@@ -6,131 +6,14 @@
 //! Needs root and `ip` (iproute2). Where they are missing the test prints a
 //! notice and passes, unless `CI` is set, in which case it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::netns::Net;
+use std::path::PathBuf;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dfs-sim");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn must(args: &[&str]) {
-    let o = sh(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// The namespaces and bridge of one test run; removed on drop.
-struct Net {
-    prefix: String,
-    subnet: String,
-    hosts: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Net {
-    fn available() -> Result<(), String> {
-        if unsafe_geteuid() != 0 {
-            return Err("not root".into());
-        }
-        match Command::new("ip").args(["netns", "list"]).output() {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
-            Err(e) => Err(format!("no ip command: {e}")),
-        }
-    }
-
-    fn new(hosts: &[&str]) -> Net {
-        let id = std::process::id() % 200 + 20;
-        let prefix = format!("dfs{id}");
-        let subnet = format!("10.213.{id}");
-        let hub = format!("{prefix}-hub");
-        let mut net = Net {
-            prefix: prefix.clone(),
-            subnet: subnet.clone(),
-            hosts: Vec::new(),
-            children: Vec::new(),
-        };
-        must(&["ip", "netns", "add", &hub]);
-        net.hosts.push(hub.clone());
-        must(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
-        must(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
-        for (i, h) in hosts.iter().enumerate() {
-            let ns = format!("{prefix}-{h}");
-            must(&["ip", "netns", "add", &ns]);
-            net.hosts.push(ns.clone());
-            let a = format!("v{id}{i}a");
-            let b = format!("v{id}{i}b");
-            must(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-            must(&["ip", "link", "set", &a, "netns", &ns]);
-            must(&["ip", "link", "set", &b, "netns", &hub]);
-            must(&["ip", "-n", &hub, "link", "set", &b, "master", "br0"]);
-            must(&["ip", "-n", &hub, "link", "set", &b, "up"]);
-            let addr = format!("{subnet}.{}/24", i + 1);
-            must(&["ip", "-n", &ns, "addr", "add", &addr, "dev", &a]);
-            must(&["ip", "-n", &ns, "link", "set", &a, "up"]);
-            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        }
-        net
-    }
-
-    fn addr(&self, i: usize, port: u16) -> String {
-        format!("{}.{}:{port}", self.subnet, i + 1)
-    }
-
-    fn cmd(&self, host: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}-{host}", self.prefix), BIN])
-            .env_remove("DFS_SECRET")
-            .env_remove("DFS_KEY")
-            .env_remove("DFS_COORD")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn spawn(&mut self, host: &str, args: &[&str], log: &Path) {
-        let f = std::fs::File::create(log).unwrap();
-        let child = self
-            .cmd(host)
-            .args(args)
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        self.children.push(child);
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for h in &self.hosts {
-            let _ = sh(&["ip", "netns", "del", h]);
-        }
-    }
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc_geteuid() }
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -280,4 +163,160 @@ fn a_secured_cluster_across_network_namespaces() {
         "{}",
         text(&o)
     );
+}
+
+/// A coordinator group across hosts: three members, three nodes and a
+/// client, each in its own namespace. The leader's link goes down: clients
+/// and nodes keep working through the majority side; healed, the old
+/// leader rejoins as a follower and nothing is lost.
+#[test]
+fn a_cut_off_leader_is_replaced_and_rejoins_as_follower() {
+    if let Err(why) = Net::available() {
+        if std::env::var_os("CI").is_some() {
+            panic!("network namespaces are needed in CI: {why}");
+        }
+        eprintln!("NOTICE: skipping the network-namespace group test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let secret = d.join("secret");
+    std::fs::write(&secret, "the group's shared secret, long enough").unwrap();
+    let s = secret.to_str().unwrap();
+    let hosts = ["c1", "c2", "c3", "n1", "n2", "n3", "client"];
+    let mut net = Net::new(&hosts);
+    let members: Vec<String> = (0..3).map(|i| net.addr(i, 4000)).collect();
+    let peers: String = (0..3)
+        .map(|i| format!("c{}={}", i + 1, members[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = members.join(",");
+    for i in 0..3 {
+        let name = format!("c{}", i + 1);
+        let data = d.join(&name);
+        net.spawn(
+            &name,
+            &[
+                "coord",
+                "--id",
+                &name,
+                "--peers",
+                &peers,
+                "--listen",
+                &members[i],
+                "--data",
+                data.to_str().unwrap(),
+                "--secret-file",
+                s,
+                "--heartbeat-ms",
+                "300",
+                "--chunk-size",
+                "256KiB",
+            ],
+            &d.join(format!("{name}.log")),
+        );
+    }
+    for i in 0..3 {
+        let id = format!("n{}", i + 1);
+        let listen = net.addr(3 + i, 4100);
+        let data: PathBuf = d.join(&id);
+        net.spawn(
+            &id,
+            &[
+                "node",
+                "--id",
+                &id,
+                "--listen",
+                &listen,
+                "--coord",
+                &list,
+                "--data",
+                data.to_str().unwrap(),
+                "--secret-file",
+                s,
+                "--reserve",
+                "0",
+            ],
+            &d.join(format!("{id}.log")),
+        );
+    }
+    let client = |args: &[&str]| -> Output {
+        net.cmd("client")
+            .args(args)
+            .args(["--coord", &list, "--secret-file", s])
+            .output()
+            .unwrap()
+    };
+    let view = |i: usize| -> Option<serde_json::Value> {
+        let o = net
+            .cmd("client")
+            .args([
+                "coordinators",
+                "--json",
+                "--coord",
+                &members[i],
+                "--secret-file",
+                s,
+            ])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&o.stdout).ok()
+    };
+    let alive = |n: usize| {
+        let o = client(&["status", "--json"]);
+        o.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&o.stdout).is_ok_and(|v| {
+                v["nodes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().filter(|x| x["state"] == "alive").count() >= n)
+            })
+    };
+    wait_until("three live nodes through the group", || alive(3));
+    let input = d.join("input");
+    let bytes: Vec<u8> = (0..700_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
+    std::fs::write(&input, &bytes).unwrap();
+    let o = client(&["put", input.to_str().unwrap(), "--name", "before"]);
+    assert!(o.status.success(), "put: {}", text(&o));
+
+    let mut leader = None;
+    wait_until("a leader", || {
+        leader = (0..3).find(|&i| {
+            view(i).is_some_and(|v| v["leader"].as_str() == Some(&format!("c{}", i + 1)))
+        });
+        leader.is_some()
+    });
+    let old = leader.unwrap();
+    net.link(old, false);
+    let cut = Instant::now();
+    wait_until("a put through the majority side", || {
+        client(&[
+            "put",
+            input.to_str().unwrap(),
+            "--name",
+            "during",
+            "--force",
+        ])
+        .status
+        .success()
+    });
+    eprintln!(
+        "leader c{} cut off: next put after {:.1} s",
+        old + 1,
+        cut.elapsed().as_secs_f64()
+    );
+    wait_until("the nodes with the new leader", || alive(3));
+    net.link(old, true);
+    wait_until("the old leader follows", || {
+        view(old).is_some_and(|v| {
+            v["leader"]
+                .as_str()
+                .is_some_and(|l| l != format!("c{}", old + 1))
+        })
+    });
+    let out = d.join("out");
+    for name in ["before", "during"] {
+        let o = client(&["get", name, "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "get {name}: {}", text(&o));
+        assert!(std::fs::read(&out).unwrap() == bytes, "{name} byte-exact");
+    }
 }

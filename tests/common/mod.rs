@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
