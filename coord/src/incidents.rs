@@ -95,9 +95,8 @@ impl Incidents {
         if !self.is_open() {
             self.next_id += 1;
             self.failed_chunks.clear();
-            if self.kept.len() >= MAX_KEPT {
-                self.kept.pop_front();
-            }
+            // The oldest goes once this one is known to be kept (at its
+            // close): an empty incident must not push history out.
             self.kept.push_back(Incident {
                 id: self.next_id,
                 cause,
@@ -211,8 +210,23 @@ impl Incidents {
         self.dirty = true;
     }
 
-    /// Every chunk is fully protected again: the open incident ends.
+    /// Every chunk is fully protected again: the open incident ends. One
+    /// that repaired nothing and lost nothing (a node that held no data died,
+    /// or a node still down when the coordinator restarted) is not kept.
     pub fn settled(&mut self) {
+        if self
+            .open()
+            .is_some_and(|i| i.chunks == 0 && i.failures == 0 && i.stuck_chunks == 0)
+        {
+            self.kept.pop_back();
+            self.failed_chunks.clear();
+            self.dirty = true;
+            self.urgent = true;
+            return;
+        }
+        while self.kept.len() > MAX_KEPT {
+            self.kept.pop_front();
+        }
         if let Some(i) = self.open() {
             i.ended_ms = Some(wall_ms().max(i.started_ms));
             tracing::info!(
@@ -233,6 +247,7 @@ impl Incidents {
             .iter()
             .rev()
             .filter(|i| id.is_none_or(|id| i.id == id))
+            .take(MAX_KEPT)
             .cloned()
             .collect()
     }
@@ -329,10 +344,15 @@ mod tests {
     fn bounded_and_damage_tolerant() {
         let dir = tempfile::tempdir().unwrap();
         let mut inc = Incidents::default();
+        let xor = "xor:2".parse::<Scheme>().unwrap();
         for _ in 0..MAX_KEPT + 5 {
             inc.node_died(&n("n1"), Duration::ZERO);
+            inc.repaired(xor, 1, &[(n("n2"), 1)], &n("n3"), 1);
             inc.settled();
         }
+        // One that repaired nothing is not kept.
+        inc.node_died(&n("n1"), Duration::ZERO);
+        inc.settled();
         assert_eq!(inc.list(None).len(), MAX_KEPT);
         assert_eq!(inc.list(None)[0].id, (MAX_KEPT + 5) as u64);
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();

@@ -104,6 +104,8 @@ impl Coord {
         let mut members = Membership::default();
         members.seed(catalog.node_addrs());
         let (tx, rx) = mpsc::channel(1024);
+        // The incident history is there from the first request on.
+        let repairs = crate::repair::Repairs::open(&config.data_dir);
         let coord = Arc::new(Coord {
             cluster: journal.cluster(),
             seq: AtomicU64::new(journal.seq()),
@@ -116,7 +118,7 @@ impl Coord {
                 members,
                 rotation: rand::random::<u8>() as u64,
                 used_spares: HashSet::new(),
-                repairs: Default::default(),
+                repairs,
                 rebalance: Default::default(),
                 pending_deletes: VecDeque::new(),
                 reports: BadReports::default(),
