@@ -525,3 +525,43 @@ fn incidents_traffic_and_actions() {
     );
     assert_eq!(code, 404);
 }
+
+/// A corrupt copy found by a scrub is an incident too: cause `corrupt`,
+/// the node that held it, and exactly that copy's stored bytes rebuilt.
+#[test]
+fn a_corrupt_copy_is_an_incident() {
+    let mut c = Cluster::builder()
+        .nodes(4)
+        .replication(2)
+        .parity("xor")
+        .heartbeat_ms(200)
+        .http()
+        .start();
+    let base = c.http_url();
+    let data = random_bytes(5, 150_000);
+    c.put_ok("bad/f", &data);
+    let st = c.stat("bad/f");
+    let ch = common::chunk_of(&st, 0, Some(0));
+    let holder = common::holders(ch)[0].clone();
+    let id = ch["id"].as_str().unwrap();
+    let stored = ch["stored_len"].as_u64().unwrap();
+    common::flip_byte_near_end(&c.chunk_path(Cluster::node_index(&holder), id), 7);
+    let out = ok(
+        c.run_timeout(&["scrub", "--node", &holder, "--wait"], common::DEADLINE),
+        "scrub --wait",
+    );
+    assert!(out.contains("scrub finished"), "{out}");
+    common::wait_until(common::DEADLINE, "a closed corrupt-copy incident", || {
+        let v = get_json(&format!("{base}/api/incidents"));
+        v.as_array()
+            .unwrap()
+            .first()
+            .is_some_and(|i| i["open"] == false && i["cause"] == "corrupt")
+    });
+    let inc = &get_json(&format!("{base}/api/incidents"))[0];
+    assert_eq!(inc["failed_nodes"], serde_json::json!([holder]), "{inc}");
+    assert_eq!(inc["rebuilt_bytes"].as_u64(), Some(stored), "{inc}");
+    assert_eq!(inc["chunks"], 1, "{inc}");
+    assert!(inc["summary"].as_str().unwrap().contains(id), "{inc}");
+    c.get_exact("bad/f", &data);
+}
