@@ -27,8 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// How often the status is looked at while a page listens.
+/// How often the status is looked at while a page listens (less often when
+/// computing it takes long, see [`DUTY`]).
 pub const TICK: Duration = Duration::from_millis(250);
+/// Pause after computing the status, in multiples of the time it took.
+const DUTY: u32 = 4;
 /// Action events a slow page may fall behind by before it skips some.
 const ACTION_BACKLOG: usize = 64;
 
@@ -71,10 +74,9 @@ impl Events {
         let listeners = Arc::new(AtomicUsize::new(0));
         let listening = listeners.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut pause = TICK;
             loop {
-                tick.tick().await;
+                tokio::time::sleep(pause).await;
                 if tx.is_closed() {
                     return;
                 }
@@ -82,12 +84,17 @@ impl Events {
                     continue;
                 }
                 let c = coord.clone();
+                let started = std::time::Instant::now();
                 let doc = tokio::task::spawn_blocking(move || {
                     serde_json::to_value(StatusReport::from(&coord::cmd::status::status(&c))).ok()
                 })
                 .await
                 .ok()
                 .flatten();
+                // The status walks the whole catalog under the coordinator's
+                // lock: in a huge namespace look less often, so a page left
+                // open takes at most a fifth of the coordinator's time.
+                pause = TICK.max(started.elapsed() * DUTY);
                 if let Some(doc) = doc {
                     tx.send_replace(Some(Arc::new((coord::cmd::now_ms(), doc))));
                 }
