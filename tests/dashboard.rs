@@ -40,9 +40,23 @@ fn api_serves_the_cli_documents() {
     }
     c.put_ok("other", &random_bytes(9, 10));
 
-    let cli = json(&ok(c.run(&["status", "--json"]), "status --json"));
-    let api = get_json(&format!("{base}/api/status"));
-    assert_eq!(without_volatile(api), without_volatile(cli));
+    // Nodes report their own counts with each heartbeat: right after the
+    // puts a report may land between the two reads, so compare until the
+    // reports have settled (they must agree then).
+    let start = std::time::Instant::now();
+    loop {
+        let cli = json(&ok(c.run(&["status", "--json"]), "status --json"));
+        let api = get_json(&format!("{base}/api/status"));
+        let (a, b) = (without_volatile(api), without_volatile(cli));
+        if a == b {
+            break;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "API and CLI status differ: {a} vs {b}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     let cli = json(&ok(c.run(&["stat", "dir/f3", "--json"]), "stat --json"));
     assert_eq!(get_json(&format!("{base}/api/files/dir/f3")), cli);
@@ -456,7 +470,15 @@ fn incidents_traffic_and_actions() {
     let (code, _) = http_req(&format!("{base}/api/incidents/999"), "GET", &[], b"");
     assert_eq!(code, 404);
 
-    // A coordinator restart keeps the record.
+    // A coordinator restart keeps the record, once it is on disk (it is
+    // written just after the close is decided).
+    let file = c.coord_data().join("incidents.json");
+    common::wait_until(common::DEADLINE, "the closed incident saved", || {
+        std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| v[0]["ended_ms"].is_u64())
+    });
     c.kill_coord();
     c.restart_coord();
     let base = c.http_url();
@@ -502,4 +524,44 @@ fn incidents_traffic_and_actions() {
         b"",
     );
     assert_eq!(code, 404);
+}
+
+/// A corrupt copy found by a scrub is an incident too: cause `corrupt`,
+/// the node that held it, and exactly that copy's stored bytes rebuilt.
+#[test]
+fn a_corrupt_copy_is_an_incident() {
+    let mut c = Cluster::builder()
+        .nodes(4)
+        .replication(2)
+        .parity("xor")
+        .heartbeat_ms(200)
+        .http()
+        .start();
+    let base = c.http_url();
+    let data = random_bytes(5, 150_000);
+    c.put_ok("bad/f", &data);
+    let st = c.stat("bad/f");
+    let ch = common::chunk_of(&st, 0, Some(0));
+    let holder = common::holders(ch)[0].clone();
+    let id = ch["id"].as_str().unwrap();
+    let stored = ch["stored_len"].as_u64().unwrap();
+    common::flip_byte_near_end(&c.chunk_path(Cluster::node_index(&holder), id), 7);
+    let out = ok(
+        c.run_timeout(&["scrub", "--node", &holder, "--wait"], common::DEADLINE),
+        "scrub --wait",
+    );
+    assert!(out.contains("scrub finished"), "{out}");
+    common::wait_until(common::DEADLINE, "a closed corrupt-copy incident", || {
+        let v = get_json(&format!("{base}/api/incidents"));
+        v.as_array()
+            .unwrap()
+            .first()
+            .is_some_and(|i| i["open"] == false && i["cause"] == "corrupt")
+    });
+    let inc = &get_json(&format!("{base}/api/incidents"))[0];
+    assert_eq!(inc["failed_nodes"], serde_json::json!([holder]), "{inc}");
+    assert_eq!(inc["rebuilt_bytes"].as_u64(), Some(stored), "{inc}");
+    assert_eq!(inc["chunks"], 1, "{inc}");
+    assert!(inc["summary"].as_str().unwrap().contains(id), "{inc}");
+    c.get_exact("bad/f", &data);
 }

@@ -191,7 +191,7 @@ fn a_cut_off_leader_is_replaced_and_rejoins_as_follower() {
         .collect::<Vec<_>>()
         .join(",");
     let list = members.join(",");
-    for i in 0..3 {
+    for (i, listen) in members.iter().enumerate() {
         let name = format!("c{}", i + 1);
         let data = d.join(&name);
         net.spawn(
@@ -203,7 +203,7 @@ fn a_cut_off_leader_is_replaced_and_rejoins_as_follower() {
                 "--peers",
                 &peers,
                 "--listen",
-                &members[i],
+                listen,
                 "--data",
                 data.to_str().unwrap(),
                 "--secret-file",

@@ -291,7 +291,10 @@ impl From<&ClusterStatus> for StatusReport {
                         .iter()
                         .find(|t| t.node == n.id)
                         .map(NodeTrafficReport::from)
-                        .unwrap_or_default(),
+                        .unwrap_or_else(|| NodeTrafficReport {
+                            window_ms: protocol::dashboard::TRAFFIC_WINDOW_MS,
+                            ..Default::default()
+                        }),
                 })
                 .collect(),
             flows: s.flows.iter().map(FlowReport::from).collect(),

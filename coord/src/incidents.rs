@@ -15,7 +15,7 @@
 //! feeds it from the same paths that count repairs.
 
 use protocol::{ChunkId, Incident, IncidentCause, IncidentNode, IncidentScheme, NodeId, Scheme};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,11 @@ const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_NODES: usize = 1000;
 /// An open incident's progress is saved at most this often.
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// A corrupt copy is dropped from the catalog by a journal record; until
+/// its repair is ordered the chunk does not look short, and the incident
+/// must not close meanwhile. A report whose repair never comes (the record
+/// failed) stops holding it open after this long.
+const CORRUPT_PENDING: Duration = Duration::from_secs(10);
 
 /// The incident records, oldest first; the last one may be open.
 #[derive(Default)]
@@ -43,6 +48,8 @@ pub struct Incidents {
     dirty: bool,
     urgent: bool,
     saved_at: Option<Instant>,
+    /// Corrupt copies reported whose repair is not ordered yet.
+    pending: HashMap<ChunkId, (NodeId, Instant)>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -95,9 +102,8 @@ impl Incidents {
         if !self.is_open() {
             self.next_id += 1;
             self.failed_chunks.clear();
-            if self.kept.len() >= MAX_KEPT {
-                self.kept.pop_front();
-            }
+            // The oldest goes once this one is known to be kept (at its
+            // close): an empty incident must not push history out.
             self.kept.push_back(Incident {
                 id: self.next_id,
                 cause,
@@ -134,6 +140,7 @@ impl Incidents {
 
     /// A node holds a bad or missing copy of `chunk`.
     pub fn corrupt(&mut self, node: &NodeId, chunk: ChunkId) {
+        self.pending.insert(chunk, (node.clone(), Instant::now()));
         let cause = IncidentCause::Corrupt {
             node: node.clone(),
             chunk,
@@ -147,7 +154,11 @@ impl Incidents {
     /// A repair order was sent.
     pub fn scheduled(&mut self, chunk: ChunkId) {
         let retry = self.failed_chunks.contains(&chunk);
-        let i = self.open_or_start(IncidentCause::UnderProtected, wall_ms());
+        let cause = match self.pending.remove(&chunk) {
+            Some((node, _)) => IncidentCause::Corrupt { node, chunk },
+            None => IncidentCause::UnderProtected,
+        };
+        let i = self.open_or_start(cause, wall_ms());
         if retry {
             i.retries += 1;
         }
@@ -211,8 +222,29 @@ impl Incidents {
         self.dirty = true;
     }
 
-    /// Every chunk is fully protected again: the open incident ends.
+    /// Every chunk is fully protected again: the open incident ends. One
+    /// that repaired nothing and lost nothing (a node that held no data died,
+    /// or a node still down when the coordinator restarted) is not kept.
     pub fn settled(&mut self) {
+        let now = Instant::now();
+        self.pending
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < CORRUPT_PENDING);
+        if !self.pending.is_empty() {
+            return;
+        }
+        if self
+            .open()
+            .is_some_and(|i| i.chunks == 0 && i.failures == 0 && i.stuck_chunks == 0)
+        {
+            self.kept.pop_back();
+            self.failed_chunks.clear();
+            self.dirty = true;
+            self.urgent = true;
+            return;
+        }
+        while self.kept.len() > MAX_KEPT {
+            self.kept.pop_front();
+        }
         if let Some(i) = self.open() {
             i.ended_ms = Some(wall_ms().max(i.started_ms));
             tracing::info!(
@@ -233,6 +265,7 @@ impl Incidents {
             .iter()
             .rev()
             .filter(|i| id.is_none_or(|id| i.id == id))
+            .take(MAX_KEPT)
             .cloned()
             .collect()
     }
@@ -326,13 +359,42 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_copy_holds_its_incident_open_until_repaired() {
+        let mut inc = Incidents::default();
+        let c = ChunkId([9; 16]);
+        inc.corrupt(&n("n3"), c);
+        // A scan before the drop is journaled sees nothing short.
+        inc.settled();
+        assert!(inc.is_open());
+        inc.scheduled(c);
+        let xor = "xor:2".parse::<Scheme>().unwrap();
+        inc.repaired(xor, 2, &[(n("n1"), 10)], &n("n2"), 10);
+        inc.settled();
+        let list = inc.list(None);
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            list[0].cause,
+            IncidentCause::Corrupt {
+                node: n("n3"),
+                chunk: c
+            }
+        );
+        assert!(list[0].ended_ms.is_some());
+    }
+
+    #[test]
     fn bounded_and_damage_tolerant() {
         let dir = tempfile::tempdir().unwrap();
         let mut inc = Incidents::default();
+        let xor = "xor:2".parse::<Scheme>().unwrap();
         for _ in 0..MAX_KEPT + 5 {
             inc.node_died(&n("n1"), Duration::ZERO);
+            inc.repaired(xor, 1, &[(n("n2"), 1)], &n("n3"), 1);
             inc.settled();
         }
+        // One that repaired nothing is not kept.
+        inc.node_died(&n("n1"), Duration::ZERO);
+        inc.settled();
         assert_eq!(inc.list(None).len(), MAX_KEPT);
         assert_eq!(inc.list(None)[0].id, (MAX_KEPT + 5) as u64);
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();

@@ -129,9 +129,12 @@ impl Repairs {
         self.incidents.list(id)
     }
 
-    /// Takes over the incident records kept in `dir` (at start).
-    pub fn load_incidents(&mut self, dir: &std::path::Path) {
-        self.incidents = crate::incidents::Incidents::load(dir);
+    /// Fresh bookkeeping with the incident records kept in `dir`.
+    pub fn open(dir: &std::path::Path) -> Repairs {
+        Repairs {
+            incidents: crate::incidents::Incidents::load(dir),
+            ..Default::default()
+        }
     }
 
     /// A node found a bad or missing copy: an incident opens (or the open

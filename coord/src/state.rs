@@ -113,6 +113,8 @@ impl Coord {
         let mut members = Membership::default();
         members.seed(catalog.node_addrs());
         let (tx, rx) = mpsc::channel(1024);
+        // The incident history is there from the first request on.
+        let repairs = crate::repair::Repairs::open(&config.data_dir);
         let coord = Arc::new(Coord {
             cluster: crate::group::cluster_cell(Some(journal.cluster())),
             group: Default::default(),
@@ -126,7 +128,7 @@ impl Coord {
                 members,
                 rotation: rand::random::<u8>() as u64,
                 used_spares: HashSet::new(),
-                repairs: Default::default(),
+                repairs,
                 rebalance: Default::default(),
                 pending_deletes: VecDeque::new(),
                 reports: BadReports::default(),

@@ -27,8 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// How often the status is looked at while a page listens.
+/// How often the status is looked at while a page listens (less often when
+/// computing it takes long, see [`DUTY`]).
 pub const TICK: Duration = Duration::from_millis(250);
+/// Pause after computing the status, in multiples of the time it took.
+const DUTY: u32 = 4;
 /// Action events a slow page may fall behind by before it skips some.
 const ACTION_BACKLOG: usize = 64;
 
@@ -71,10 +74,9 @@ impl Events {
         let listeners = Arc::new(AtomicUsize::new(0));
         let listening = listeners.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut pause = TICK;
             loop {
-                tick.tick().await;
+                tokio::time::sleep(pause).await;
                 if tx.is_closed() {
                     return;
                 }
@@ -82,12 +84,17 @@ impl Events {
                     continue;
                 }
                 let c = coord.clone();
+                let started = std::time::Instant::now();
                 let doc = tokio::task::spawn_blocking(move || {
                     serde_json::to_value(StatusReport::from(&coord::cmd::status::status(&c))).ok()
                 })
                 .await
                 .ok()
                 .flatten();
+                // The status walks the whole catalog under the coordinator's
+                // lock: in a huge namespace look less often, so a page left
+                // open takes at most a fifth of the coordinator's time.
+                pause = TICK.max(started.elapsed() * DUTY);
                 if let Some(doc) = doc {
                     tx.send_replace(Some(Arc::new((coord::cmd::now_ms(), doc))));
                 }
@@ -155,8 +162,8 @@ impl Stream1 {
                         std::future::pending::<()>().await;
                     }
                     let Some(doc) = self.status.borrow_and_update().clone() else { continue };
-                    if let Some(ev) = self.diff(doc.0, &doc.1) {
-                        return ev;
+                    if let Some((name, v)) = self.diff(doc.0, &doc.1) {
+                        return json_event(name, &v);
                     }
                 }
             }
@@ -165,9 +172,9 @@ impl Stream1 {
 
     /// The event that brings the page from what it was sent to `doc`, if
     /// anything changed.
-    fn diff(&mut self, at_ms: u64, doc: &Value) -> Option<Event> {
+    fn diff(&mut self, at_ms: u64, doc: &Value) -> Option<(&'static str, Value)> {
         let mut rest = doc.clone();
-        let nodes: Vec<Value> = match rest.get_mut("nodes").map(Value::take) {
+        let nodes: Vec<Value> = match rest.as_object_mut().and_then(|o| o.remove("nodes")) {
             Some(Value::Array(a)) => a,
             _ => vec![],
         };
@@ -177,7 +184,7 @@ impl Stream1 {
             self.rest = Some(rest);
             let mut full = doc.clone();
             full["at_ms"] = at_ms.into();
-            return Some(json_event("status", &full));
+            return Some(("status", full));
         };
         let changed: Vec<&Value> = nodes
             .iter()
@@ -189,9 +196,9 @@ impl Stream1 {
         if changed.is_empty() && same_set && !rest_changed {
             return None;
         }
-        let ev = json_event(
+        let ev = (
             "delta",
-            &serde_json::json!({
+            serde_json::json!({
                 "status": if rest_changed { rest.clone() } else { Value::Null },
                 "nodes": changed,
                 "order": order,
@@ -208,4 +215,49 @@ fn json_event(name: &str, v: &impl serde::Serialize) -> Event {
     Event::default()
         .event(name)
         .data(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stream() -> Stream1 {
+        let (_tx, rx) = watch::channel(None);
+        let (atx, arx) = broadcast::channel(1);
+        drop(atx);
+        Stream1 {
+            _listening: Listening(Arc::new(AtomicUsize::new(1))),
+            status: rx,
+            actions: arx,
+            nodes: None,
+            rest: None,
+        }
+    }
+
+    #[test]
+    fn the_whole_status_once_then_only_what_changed() {
+        let mut s = stream();
+        let a =
+            json!({"files": 1, "nodes": [{"id": "n1", "chunks": 3}, {"id": "n2", "chunks": 4}]});
+        let (name, v) = s.diff(10, &a).unwrap();
+        assert_eq!(name, "status");
+        assert_eq!(v["nodes"][1]["chunks"], 4);
+        assert_eq!(v["at_ms"], 10);
+        assert!(s.diff(11, &a).is_none(), "nothing changed, nothing sent");
+        // One node changes: only it goes out, with the order of all.
+        let b =
+            json!({"files": 1, "nodes": [{"id": "n1", "chunks": 3}, {"id": "n2", "chunks": 5}]});
+        let (name, v) = s.diff(12, &b).unwrap();
+        assert_eq!(name, "delta");
+        assert_eq!(v["nodes"], json!([{"id": "n2", "chunks": 5}]));
+        assert_eq!(v["order"], json!(["n1", "n2"]));
+        assert_eq!(v["status"], Value::Null);
+        // The rest changes, a node goes: the rest is sent, the order shrinks.
+        let c = json!({"files": 2, "nodes": [{"id": "n1", "chunks": 3}]});
+        let (_, v) = s.diff(13, &c).unwrap();
+        assert_eq!(v["status"], json!({"files": 2}));
+        assert_eq!(v["nodes"], json!([]));
+        assert_eq!(v["order"], json!(["n1"]));
+    }
 }

@@ -14,7 +14,6 @@ use tokio::sync::watch;
 /// The repair loop: scan, journal, send; until the coordinator stops.
 pub async fn run(coord: Arc<Coord>, mut stop: watch::Receiver<bool>) {
     let dir = coord.config().data_dir.clone();
-    coord.lock().parts().repairs.load_incidents(&dir);
     if coord.config().read_only {
         return;
     }
