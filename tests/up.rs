@@ -231,3 +231,82 @@ fn up_put_get_kill_start_and_stop() {
     let state = std::fs::read_to_string(dir.join("cluster.json")).unwrap();
     assert!(!state.contains("\"running\""), "{state}");
 }
+
+/// `up --coordinators 3`: a group of three members; put and get through the
+/// member list it prints, the leader killed, put and get again.
+#[test]
+fn up_with_a_coordinator_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("cluster");
+    let dir_s = dir.to_str().unwrap().to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "up",
+            "--coordinators",
+            "3",
+            "--nodes",
+            "3",
+            "--data",
+            &dir_s,
+            "--base-port",
+            "0",
+            "--no-s3",
+            "--chunk-size",
+            "64KiB",
+            "--heartbeat-ms",
+            "300",
+        ])
+        .env_remove("DFS_SECRET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _up = Up(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("up: {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let coord = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("up prints export DFS_COORD=");
+        if let Some(addr) = line.strip_prefix("export DFS_COORD=") {
+            break addr.to_string();
+        }
+    };
+    assert_eq!(coord.split(',').count(), 3, "every member listed: {coord}");
+    let input = tmp.path().join("input");
+    std::fs::write(&input, vec![42u8; 300_000]).unwrap();
+    ok(&["put", input.to_str().unwrap(), "--name", "a"], &coord);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["coordinators", "--json"], &coord)).unwrap();
+    let leader = v["leader"].as_str().expect("a leader").to_string();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
+    let pid = std::iter::once(&state["coord"])
+        .chain(state["members"].as_array().unwrap())
+        .find(|p| p["id"] == leader.as_str())
+        .and_then(|p| p["pid"].as_u64())
+        .expect("the leader is in cluster.json") as u32;
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !dfs(&["put", input.to_str().unwrap(), "--name", "b"], &coord)
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no put after the leader died");
+    }
+    for name in ["a", "b"] {
+        let out = tmp.path().join(name);
+        ok(&["get", name, "-o", out.to_str().unwrap()], &coord);
+        assert_eq!(sha(&out), sha(&input), "{name} byte-exact");
+    }
+}

@@ -61,6 +61,32 @@ impl Starter<'_> {
             .await
     }
 
+    /// One member of a coordinator group: `coord --id NAME --peers PEERS
+    /// --listen LISTEN --data DIR/NAME EXTRA...`, once it is ready.
+    pub async fn coord_member(
+        &mut self,
+        name: &str,
+        listen: &str,
+        peers: &str,
+        extra: &[String],
+    ) -> Result<Started> {
+        let mut argv = vec![
+            self.exe.to_string(),
+            "coord".into(),
+            "--id".into(),
+            name.to_string(),
+            "--peers".into(),
+            peers.to_string(),
+            "--listen".into(),
+            listen.to_string(),
+            "--data".into(),
+            self.dir.join(name).to_string_lossy().into_owned(),
+        ];
+        argv.extend(extra.iter().cloned());
+        let log = self.log_dir()?.join(format!("{name}.log"));
+        spawn(self.who, name, argv, &log, self.pids)?.ready().await
+    }
+
     /// Every node at once (`node --id ID --listen L --data DIR/ID --coord C
     /// EXTRA...`), returned ready, in order.
     pub async fn nodes(&mut self, nodes: Vec<NodeSpec>) -> Result<Vec<Started>> {
@@ -93,9 +119,21 @@ impl Starter<'_> {
     /// Records the started processes in `DIR/cluster.json`, this process in
     /// charge.
     pub fn record(&self, coord: &Started, nodes: &[Started]) -> Result<ClusterState> {
+        self.record_group(coord, &[], nodes)
+    }
+
+    /// [`Starter::record`] for a coordinator group: `coord` is its first
+    /// member, `members` the others.
+    pub fn record_group(
+        &self,
+        coord: &Started,
+        members: &[Started],
+        nodes: &[Started],
+    ) -> Result<ClusterState> {
         let state = ClusterState {
             up_pid: std::process::id(),
             coord: coord.proc.clone(),
+            members: members.iter().map(|m| m.proc.clone()).collect(),
             nodes: nodes.iter().map(|n| n.proc.clone()).collect(),
             log_dir: self.dir.join("logs"),
         };

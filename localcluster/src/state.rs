@@ -52,6 +52,10 @@ pub struct ClusterState {
     /// The `dfs-sim up` process in charge.
     pub up_pid: u32,
     pub coord: Proc,
+    /// The other members of a coordinator group (`up --coordinators N`;
+    /// `coord` is the first), empty for a single coordinator.
+    #[serde(default)]
+    pub members: Vec<Proc>,
     pub nodes: Vec<Proc>,
     pub log_dir: PathBuf,
 }
@@ -145,7 +149,19 @@ impl ClusterState {
 
     /// Every process (coordinator first).
     pub fn procs(&self) -> impl Iterator<Item = &Proc> {
-        std::iter::once(&self.coord).chain(self.nodes.iter())
+        std::iter::once(&self.coord)
+            .chain(self.members.iter())
+            .chain(self.nodes.iter())
+    }
+
+    /// Where clients reach the coordinator: its address, or every member's
+    /// (`a,b,c`) for a group.
+    pub fn coord_list(&self) -> String {
+        std::iter::once(&self.coord)
+            .chain(self.members.iter())
+            .map(|p| p.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -178,6 +194,7 @@ mod tests {
         ClusterState {
             up_pid: 10,
             coord: proc("coord", Some(11)),
+            members: Vec::new(),
             nodes: vec![proc("n1", Some(12)), proc("n2", None)],
             log_dir: "/tmp/c/logs".into(),
         }

@@ -54,6 +54,10 @@ pub struct Args {
     /// port [default: coordinator on 4000 if free, else any; nodes on any].
     #[arg(long, value_name = "P")]
     pub base_port: Option<u16>,
+    /// Coordinators: 1, or a group of 3 or 5 (c1..cN, the catalog
+    /// replicated on Raft; clients and nodes are given every member).
+    #[arg(long, default_value_t = 1)]
+    pub coordinators: u32,
     /// Do not start an S3 gateway (by default one listens on 127.0.0.1:9000
     /// if free, else any port; with --base-port P on P+N+1).
     #[arg(long)]
@@ -78,6 +82,10 @@ pub async fn run(a: Args) -> Result<()> {
     }
     if a.domains == Some(0) {
         bail!("--domains must be at least 1");
+    }
+    if a.coordinators != 1 && (a.coordinators < 3 || a.coordinators % 2 == 0 || a.coordinators > 7)
+    {
+        bail!("--coordinators must be 1, or an odd number from 3 to 7 (a group needs a majority)");
     }
     if a.spares >= a.nodes {
         bail!(
@@ -120,7 +128,7 @@ pub async fn run(a: Args) -> Result<()> {
         }
     };
     if let Some(url) = localcluster::flag(&state.coord.argv, "--http-data-url") {
-        if let Err(e) = start_data(&log_dir, &exe, &state.coord.addr, url, &mut pids).await {
+        if let Err(e) = start_data(&log_dir, &exe, &state.coord_list(), url, &mut pids).await {
             stop_pids(&pids, STOP_GRACE).await;
             return Err(e);
         }
@@ -129,7 +137,7 @@ pub async fn run(a: Args) -> Result<()> {
     let s3 = if a.no_s3 || !cfg!(feature = "s3") {
         None
     } else {
-        match start_s3(&a, &dir, &log_dir, &exe, &state.coord.addr, &mut pids).await {
+        match start_s3(&a, &dir, &log_dir, &exe, &state.coord_list(), &mut pids).await {
             Ok(s) => Some(s),
             Err(e) => {
                 stop_pids(&pids, STOP_GRACE).await;
@@ -460,13 +468,48 @@ async fn start_all(
         who: "up",
         pids,
     };
-    let coord = match start.coord(&coord_listen, &coord_flags).await {
-        Ok(s) => s,
-        // Port 4000 was taken between our check and the coordinator's bind.
-        Err(_) if fallback => start.coord("127.0.0.1:0", &coord_flags).await?,
-        Err(e) => return Err(e.into()),
+    let mut members = Vec::new();
+    let coord = if a.coordinators > 1 {
+        // A group: every member must know every address before any starts.
+        let mut addrs = vec![match coord_listen.as_str() {
+            "127.0.0.1:0" => free_addr()?,
+            l => l.to_string(),
+        }];
+        for _ in 1..a.coordinators {
+            addrs.push(free_addr()?);
+        }
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("c{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Only the first member serves the dashboard (one port).
+        let first = start
+            .coord_member("c1", &addrs[0], &peers, &coord_flags)
+            .await?;
+        let rest: Vec<String> = strip_http(&coord_flags);
+        for (i, addr) in addrs.iter().enumerate().skip(1) {
+            members.push(
+                start
+                    .coord_member(&format!("c{}", i + 1), addr, &peers, &rest)
+                    .await?,
+            );
+        }
+        first
+    } else {
+        match start.coord(&coord_listen, &coord_flags).await {
+            Ok(s) => s,
+            // Port 4000 was taken between our check and the coordinator's bind.
+            Err(_) if fallback => start.coord("127.0.0.1:0", &coord_flags).await?,
+            Err(e) => return Err(e.into()),
+        }
     };
-    let coord_addr = coord.proc.addr.clone();
+    let coord_addr = std::iter::once(&coord)
+        .chain(members.iter())
+        .map(|m| m.proc.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
 
     // The nodes, all at once.
     let specs = (1..=a.nodes)
@@ -490,11 +533,11 @@ async fn start_all(
         })
         .collect();
     let nodes = start.nodes(specs).await?;
-    let state = start.record(&coord, &nodes)?;
+    let state = start.record_group(&coord, &members, &nodes)?;
 
     // Wait until the coordinator has every node alive.
     let ids: Vec<&str> = state.nodes.iter().map(|n| n.id.as_str()).collect();
-    let mut children: Vec<Started> = std::iter::once(coord).chain(nodes).collect();
+    let mut children: Vec<Started> = std::iter::once(coord).chain(members).chain(nodes).collect();
     let cred = super::client_credential(None, None)?;
     localcluster::wait_alive(
         &coord_addr,
@@ -519,6 +562,28 @@ async fn start_all(
         });
     }
     Ok(state)
+}
+
+/// A loopback address with a port free right now.
+fn free_addr() -> Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
+}
+
+/// The coordinator flags without the dashboard's (`--http` and the flags
+/// that go with it), for the members other than the first.
+fn strip_http(flags: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        if f.starts_with("--http") {
+            it.next();
+        } else {
+            out.push(f.clone());
+        }
+    }
+    out
 }
 
 async fn spawn_ready(
@@ -573,7 +638,7 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_f
     }
     out += &format!("logs:  {}\n", st.log_dir.display());
     out += &format!("state: {}\n", ClusterState::path(dir).display());
-    out += &format!("\nexport DFS_COORD={}\n\n", st.coord.addr);
+    out += &format!("\nexport DFS_COORD={}\n\n", st.coord_list());
     out += &format!(
         "try `dfs-sim kill n1{data_flag}` (--hard to crash it) and `dfs-sim start n1{data_flag}`\n"
     );
@@ -585,8 +650,10 @@ fn print_summary(a: &Args, dir: &Path, st: &ClusterState, took: Duration, data_f
 /// own: say so once, record it, restart nothing.
 fn child_exited(dir: &Path, id: &str, pid: u32, status: String, data_flag: &str) {
     let res = ClusterState::update(dir, |s| -> Result<_> {
-        let p = if id == "coord" {
+        let p = if id == "coord" || s.coord.id == id {
             &mut s.coord
+        } else if let Some(m) = s.members.iter_mut().find(|m| m.id == id) {
+            m
         } else {
             s.node_mut(id)?
         };
@@ -602,7 +669,9 @@ fn child_exited(dir: &Path, id: &str, pid: u32, status: String, data_flag: &str)
             let last = last_log_line(&log)
                 .map(|l| format!("; last log line: {l}"))
                 .unwrap_or_default();
-            let hint = if id == "coord" {
+            let hint = if id.starts_with('c') && id[1..].parse::<u32>().is_ok() {
+                "a coordinator group member: the others go on while a majority runs".to_string()
+            } else if id == "coord" {
                 "the cluster has no coordinator now; Ctrl-C and `dfs-sim up` again".to_string()
             } else {
                 format!("`dfs-sim start {id}{data_flag}` restarts it")
