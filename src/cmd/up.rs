@@ -83,7 +83,8 @@ pub async fn run(a: Args) -> Result<()> {
     if a.domains == Some(0) {
         bail!("--domains must be at least 1");
     }
-    if a.coordinators != 1 && (a.coordinators < 3 || a.coordinators % 2 == 0 || a.coordinators > 7)
+    if a.coordinators != 1
+        && (a.coordinators < 3 || a.coordinators.is_multiple_of(2) || a.coordinators > 7)
     {
         bail!("--coordinators must be 1, or an odd number from 3 to 7 (a group needs a majority)");
     }
