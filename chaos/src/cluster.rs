@@ -25,6 +25,8 @@ pub struct OwnCluster {
     pub parity: String,
     pub chunk_size: String,
     pub heartbeat_ms: u64,
+    /// Coordinators: 1, or the members of a group (c1..cN).
+    pub coordinators: u32,
 }
 
 pub struct Cluster {
@@ -38,6 +40,9 @@ pub struct Cluster {
     /// What the proxies forward to.
     coord_target: Arc<Mutex<String>>,
     pub node_ids: Vec<String>,
+    /// The coordinator group's member names (c1..cN), empty for one
+    /// coordinator.
+    pub members: Vec<String>,
 }
 
 impl Cluster {
@@ -86,6 +91,9 @@ impl Cluster {
             who: "chaos",
             pids,
         };
+        if o.coordinators > 1 {
+            return Self::start_group(dir, log_dir, &mut start, o, &flags).await;
+        }
         let coord = start.coord("127.0.0.1:0", &flags).await?;
         let coord_target = Arc::new(Mutex::new(coord.proc.addr.clone()));
         // A proxy between each node and the coordinator, for partitions.
@@ -126,7 +134,96 @@ impl Cluster {
             proxies,
             coord_target,
             node_ids,
+            members: Vec::new(),
         })
+    }
+
+    /// A coordinator group (c1..cN) and nodes that know every member. No
+    /// proxies: partitions of nodes are skipped (the group's own faults are
+    /// leader kill, pause and a follower's wiped disk).
+    async fn start_group(
+        dir: &Path,
+        log_dir: &Path,
+        start: &mut localcluster::Starter<'_>,
+        o: &OwnCluster,
+        flags: &[String],
+    ) -> Result<Cluster> {
+        let addrs: Vec<String> = (0..o.coordinators)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.to_string())
+                    .map_err(Error::io("cannot pick a port".to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let names: Vec<String> = (1..=o.coordinators).map(|i| format!("c{i}")).collect();
+        let peers = names
+            .iter()
+            .zip(&addrs)
+            .map(|(n, a)| format!("{n}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (n, a) in names.iter().zip(&addrs) {
+            members.push(start.coord_member(n, a, &peers, flags).await?);
+        }
+        let list = addrs.join(",");
+        let specs = (1..=o.nodes)
+            .map(|i| localcluster::NodeSpec {
+                id: format!("n{i}"),
+                listen: "127.0.0.1:0".to_string(),
+                coord: list.clone(),
+                extra: Vec::new(),
+            })
+            .collect();
+        let nodes = start.nodes(specs).await?;
+        let first = members.remove(0);
+        let state = start.record_group(&first, &members, &nodes)?;
+        let node_ids: Vec<String> = state.nodes.iter().map(|n| n.id.clone()).collect();
+        let ids: Vec<&str> = node_ids.iter().map(|s| s.as_str()).collect();
+        let mut children: Vec<localcluster::Started> =
+            std::iter::once(first).chain(members).chain(nodes).collect();
+        localcluster::wait_alive(&list, None, &ids, &mut children, ALIVE_TIMEOUT, log_dir).await?;
+        for c in children {
+            reap(c.child);
+        }
+        Ok(Cluster {
+            dir: dir.to_path_buf(),
+            secret: None,
+            own: true,
+            proxies: node_ids.iter().map(|_| None).collect(),
+            coord_target: Arc::new(Mutex::new(list)),
+            node_ids,
+            members: names,
+        })
+    }
+
+    /// The group's leader and one follower right now, by asking the members.
+    pub async fn leader_and_follower(&self) -> Result<(String, String)> {
+        let mut c = client::CoordClient::connect(&self.client_config())
+            .await
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let g = c
+            .coordinators()
+            .await
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let leader = g
+            .leader
+            .ok_or_else(|| Error::Setup("the group has no leader right now".into()))?;
+        let follower = self
+            .members
+            .iter()
+            .find(|m| **m != leader)
+            .cloned()
+            .ok_or_else(|| Error::Setup("no follower".into()))?;
+        Ok((leader, follower))
+    }
+
+    /// Wipes a member's data directory (it is stopped first and restarted
+    /// by the caller): it must rejoin by snapshot.
+    pub fn wipe(&self, id: &str) -> Result<()> {
+        let data = self.state()?.proc(id)?.data.clone();
+        std::fs::remove_dir_all(&data).map_err(Error::io(format!("cannot wipe {}", data.display())))
     }
 
     /// A cluster started by `dfs-sim up --data DIR`.
@@ -144,8 +241,16 @@ impl Cluster {
             secret,
             own: false,
             proxies: st.nodes.iter().map(|_| None).collect(),
-            coord_target: Arc::new(Mutex::new(st.coord.addr.clone())),
+            coord_target: Arc::new(Mutex::new(st.coord_list())),
             node_ids: st.nodes.iter().map(|n| n.id.clone()).collect(),
+            members: if st.members.is_empty() {
+                Vec::new()
+            } else {
+                std::iter::once(&st.coord)
+                    .chain(st.members.iter())
+                    .map(|p| p.id.clone())
+                    .collect()
+            },
         };
         c.wait_all_alive(ALIVE_TIMEOUT).await?;
         Ok(c)
@@ -196,11 +301,7 @@ impl Cluster {
     /// so that `up` does not report it as a crash.
     pub async fn kill(&self, id: &str) -> Result<()> {
         let pid = ClusterState::update(&self.dir, |s| -> Result<Option<u32>> {
-            let p = if id == "coord" {
-                &mut s.coord
-            } else {
-                s.node_mut(id)?
-            };
+            let p = s.proc_mut(id)?;
             let running = p.is_running();
             p.state = ProcState::Stopped;
             Ok(if running { p.pid } else { None })
@@ -220,11 +321,7 @@ impl Cluster {
     /// `extra` arguments (later flags win), and waits for its ready line.
     pub async fn restart(&self, id: &str, extra: &[String]) -> Result<()> {
         let st = self.state()?;
-        let p = if id == "coord" {
-            st.coord.clone()
-        } else {
-            st.node(id)?.clone()
-        };
+        let p = st.proc(id)?.clone();
         let mut argv = p.argv.clone();
         for pair in extra.chunks(2) {
             match argv.iter().position(|a| *a == pair[0]) {
@@ -237,16 +334,12 @@ impl Cluster {
         reap(started.child);
         let pid = pids.first().copied();
         ClusterState::update(&self.dir, |s| -> Result<()> {
-            let q = if id == "coord" {
-                &mut s.coord
-            } else {
-                s.node_mut(id)?
-            };
+            let q = s.proc_mut(id)?;
             q.pid = pid;
             q.state = ProcState::Running;
             Ok(())
         })?;
-        if id == "coord" {
+        if id == "coord" && self.members.is_empty() {
             if let Ok(mut t) = self.coord_target.lock() {
                 *t = started.proc.addr;
             }
@@ -256,22 +349,13 @@ impl Cluster {
 
     /// Whether the recorded process `id` runs.
     pub fn running(&self, id: &str) -> bool {
-        self.state().is_ok_and(|s| {
-            if id == "coord" {
-                s.coord.is_running()
-            } else {
-                s.node(id).is_ok_and(|n| n.is_running())
-            }
-        })
+        self.state()
+            .is_ok_and(|s| s.proc(id).is_ok_and(|p| p.is_running()))
     }
 
     pub fn signal(&self, id: &str, sig: &str) -> Result<()> {
         let st = self.state()?;
-        let p = if id == "coord" {
-            &st.coord
-        } else {
-            st.node(id)?
-        };
+        let p = st.proc(id)?;
         if let Some(pid) = p.pid.filter(|_| p.is_running()) {
             send_signal(pid, sig)?;
         }
@@ -308,7 +392,10 @@ impl Cluster {
         localcluster::stop_pids(&nodes, Duration::from_secs(10)).await;
         localcluster::stop_pids(&running, Duration::from_secs(10)).await;
         let _ = ClusterState::update(&self.dir, |s| -> Result<()> {
-            for p in std::iter::once(&mut s.coord).chain(s.nodes.iter_mut()) {
+            for p in std::iter::once(&mut s.coord)
+                .chain(s.members.iter_mut())
+                .chain(s.nodes.iter_mut())
+            {
                 p.state = ProcState::Stopped;
             }
             Ok(())

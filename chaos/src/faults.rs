@@ -60,8 +60,25 @@ pub async fn run(sh: Arc<Shared>, cluster: Arc<Cluster>, seed: u64, kinds: Vec<F
             }
             continue;
         }
+        let group = FaultKind::GROUP.contains(&plan.kind);
+        if group && cluster.members.is_empty() {
+            continue;
+        }
         let target = if plan.kind.impairs_node() {
             cluster.node_ids[plan.node].clone()
+        } else if group {
+            // Resolved now: whoever leads at this moment.
+            match cluster.leader_and_follower().await {
+                Ok((l, f)) if plan.kind == FaultKind::FollowerWipe => {
+                    let _ = l;
+                    f
+                }
+                Ok((l, _)) => l,
+                Err(e) => {
+                    tracing::info!(error = %e, "group fault skipped: no leader right now");
+                    continue;
+                }
+            }
         } else {
             "coord".to_string()
         };
@@ -124,8 +141,16 @@ fn record(
 
 async fn inject(c: &Cluster, plan: &FaultPlan, target: &str) -> crate::Result<Option<String>> {
     match plan.kind {
-        FaultKind::NodeKill | FaultKind::CoordKill => c.kill(target).await.map(|_| None),
-        FaultKind::NodePause => c.signal(target, "STOP").map(|_| None),
+        FaultKind::NodeKill | FaultKind::CoordKill | FaultKind::LeaderKill => {
+            c.kill(target).await.map(|_| None)
+        }
+        FaultKind::NodePause | FaultKind::LeaderPause => c.signal(target, "STOP").map(|_| None),
+        FaultKind::FollowerWipe => {
+            c.kill(target).await?;
+            c.wipe(target)?;
+            restart_until_up(c, target).await?;
+            Ok(Some("data directory wiped".into()))
+        }
         FaultKind::Partition => {
             c.partition(plan.node, true);
             Ok(None)
@@ -263,8 +288,11 @@ async fn heal(sh: Arc<Shared>, c: Arc<Cluster>, plan: FaultPlan, target: String)
 
 async fn undo(sh: &Shared, c: &Cluster, plan: &FaultPlan, target: &str) -> crate::Result<()> {
     match plan.kind {
-        FaultKind::NodeKill | FaultKind::CoordKill => restart_until_up(c, target).await,
-        FaultKind::NodePause => c.signal(target, "CONT"),
+        FaultKind::NodeKill | FaultKind::CoordKill | FaultKind::LeaderKill => {
+            restart_until_up(c, target).await
+        }
+        FaultKind::NodePause | FaultKind::LeaderPause => c.signal(target, "CONT"),
+        FaultKind::FollowerWipe => restart_until_up(c, target).await,
         FaultKind::Partition => {
             c.partition(plan.node, false);
             Ok(())
@@ -308,6 +336,7 @@ pub async fn restore_all(c: &Cluster) {
         c.partition(i, false);
     }
     let ids: Vec<String> = std::iter::once("coord".to_string())
+        .chain(c.members.iter().skip(1).cloned())
         .chain(c.node_ids.iter().cloned())
         .collect();
     for id in &ids {

@@ -38,10 +38,24 @@ pub enum FaultKind {
     /// Cut a node's session with the coordinator (through the proxy chaos
     /// puts between them).
     Partition,
+    /// A coordinator group: SIGKILL the leader, restart it after a while.
+    LeaderKill,
+    /// A coordinator group: SIGSTOP the leader (hung), SIGCONT later.
+    LeaderPause,
+    /// A coordinator group: kill a follower, wipe its data directory and
+    /// restart it (it must rejoin by snapshot).
+    FollowerWipe,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    /// The faults of a coordinator group, drawn only when there is one.
+    pub const GROUP: [FaultKind; 3] = [
+        FaultKind::LeaderKill,
+        FaultKind::LeaderPause,
+        FaultKind::FollowerWipe,
+    ];
+
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::NodeKill,
         FaultKind::NodePause,
         FaultKind::CoordKill,
@@ -50,6 +64,9 @@ impl FaultKind {
         FaultKind::DiskDelete,
         FaultKind::DiskFull,
         FaultKind::Partition,
+        FaultKind::LeaderKill,
+        FaultKind::LeaderPause,
+        FaultKind::FollowerWipe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +79,9 @@ impl FaultKind {
             FaultKind::DiskDelete => "disk-delete",
             FaultKind::DiskFull => "disk-full",
             FaultKind::Partition => "partition",
+            FaultKind::LeaderKill => "leader-kill",
+            FaultKind::LeaderPause => "leader-pause",
+            FaultKind::FollowerWipe => "follower-wipe",
         }
     }
 
@@ -71,7 +91,13 @@ impl FaultKind {
 
     /// Whether it takes a node out of the scheme's tolerance budget.
     pub fn impairs_node(self) -> bool {
-        self != FaultKind::CoordKill
+        !matches!(
+            self,
+            FaultKind::CoordKill
+                | FaultKind::LeaderKill
+                | FaultKind::LeaderPause
+                | FaultKind::FollowerWipe
+        )
     }
 }
 

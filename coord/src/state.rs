@@ -577,6 +577,13 @@ async fn watch_leadership(coord: std::sync::Weak<Coord>) {
     };
     let mut was = None;
     loop {
+        // An engine that stopped (a fatal storage error, a bug) leaves a
+        // member that can never serve or vote again: stop the process so
+        // that its supervisor restarts it, rather than linger half-alive.
+        if let Err(e) = &rx.borrow().running_state {
+            tracing::error!(error = %e, "the coordinator group's engine stopped; exiting so this member can be restarted");
+            std::process::exit(70);
+        }
         let now = {
             let Some(c) = coord.upgrade() else { return };
             c.leading()

@@ -147,6 +147,33 @@ impl ClusterState {
             .expect("found above"))
     }
 
+    /// Any process by id: `coord` (or the first member's name), another
+    /// coordinator group member, or a node.
+    pub fn proc(&self, id: &str) -> Result<&Proc> {
+        if id == "coord" || self.coord.id == id {
+            return Ok(&self.coord);
+        }
+        match self.members.iter().find(|m| m.id == id) {
+            Some(m) => Ok(m),
+            None => self.node(id),
+        }
+    }
+
+    /// [`ClusterState::proc`], to change.
+    pub fn proc_mut(&mut self, id: &str) -> Result<&mut Proc> {
+        if id == "coord" || self.coord.id == id {
+            return Ok(&mut self.coord);
+        }
+        if self.members.iter().any(|m| m.id == id) {
+            return Ok(self
+                .members
+                .iter_mut()
+                .find(|m| m.id == id)
+                .expect("found above"));
+        }
+        self.node_mut(id)
+    }
+
     /// Every process (coordinator first).
     pub fn procs(&self) -> impl Iterator<Item = &Proc> {
         std::iter::once(&self.coord)

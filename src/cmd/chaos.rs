@@ -33,6 +33,10 @@ pub struct Args {
     /// Chunk size: small, so that files span stripes.
     #[arg(long, default_value = "64KiB")]
     pub chunk_size: String,
+    /// Coordinators of the cluster chaos starts: 1, or a group of 3 or 5
+    /// (adds the faults leader-kill, leader-pause and follower-wipe).
+    #[arg(long, default_value_t = 1)]
+    pub coordinators: u32,
     /// Node heartbeat interval of the cluster chaos starts.
     #[arg(long, default_value_t = 300)]
     pub heartbeat_ms: u64,
@@ -56,7 +60,8 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
     /// Only these fault kinds (node-kill, node-pause, coord-kill, disk-flip,
-    /// disk-truncate, disk-delete, disk-full, partition) [default: all].
+    /// disk-truncate, disk-delete, disk-full, partition; with a group also
+    /// leader-kill, leader-pause, follower-wipe) [default: all that apply].
     #[arg(long, value_delimiter = ',')]
     pub faults: Vec<String>,
     /// How long the cluster may take to be healthy after the faults stop.
@@ -170,6 +175,7 @@ pub async fn run(a: Args) -> Result<()> {
         parity,
         chunk_size,
         heartbeat_ms: a.heartbeat_ms,
+        coordinators: a.coordinators,
         attach: a.attach.then(|| a.data.clone()),
         secret,
         beyond_tolerance: a.beyond_tolerance,

@@ -11,7 +11,8 @@
 //!
 //! A `Truncate` frame removes entries from an index on (a follower's
 //! uncommitted tail that the leader overwrote); `Purged` records the last
-//! entry a durable snapshot covers. Purging rewrites the file (temp, fsync,
+//! entry a durable snapshot covers; `Committed` the last entry known
+//! committed, re-applied at start before the member serves. Purging rewrites the file (temp, fsync,
 //! rename) with only the live entries, so it stays about one snapshot
 //! interval long. Only a torn final frame is dropped at open; a bad frame
 //! followed by good ones is refused, as the single journal does.
@@ -43,6 +44,11 @@ enum Frame {
     Truncate(u64),
     /// Entries up to this one are covered by a snapshot.
     Purged(LogId),
+    /// The last entry known committed (written without its own fsync; the
+    /// next append's fsync covers it): a restarted member re-applies its
+    /// log up to here before it serves, so a leader that resumes after a
+    /// crash never answers from its older snapshot.
+    Committed(LogId),
 }
 
 struct Inner {
@@ -50,6 +56,7 @@ struct Inner {
     file: File,
     entries: BTreeMap<u64, Entry>,
     purged: Option<LogId>,
+    committed: Option<LogId>,
 }
 
 /// The log, shared by the engine's writer and its readers.
@@ -78,6 +85,7 @@ impl LogStore {
         };
         let mut entries = BTreeMap::new();
         let mut purged = None;
+        let mut committed = None;
         let mut good = 0usize;
         if !bytes.is_empty() {
             if !bytes.starts_with(MAGIC) {
@@ -120,6 +128,7 @@ impl LogStore {
                         entries = entries.split_off(&(id.index + 1));
                         purged = Some(id);
                     }
+                    Frame::Committed(id) => committed = Some(id),
                 }
                 off = end;
                 good = off;
@@ -150,6 +159,7 @@ impl LogStore {
                 file,
                 entries,
                 purged,
+                committed,
             })),
         })
     }
@@ -265,6 +275,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> std::result::Result<(), StorageError> {
+        let Some(c) = committed else { return Ok(()) };
+        let bytes = frame_bytes(&Frame::Committed(c)).map_err(storage_error)?;
+        let mut g = self.lock();
+        g.file.write_all(&bytes).map_err(storage_error)?;
+        g.committed = Some(c);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, StorageError> {
+        Ok(self.lock().committed)
+    }
+
     async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
         let me = self.clone();
         let index = log_id.index;
@@ -294,6 +320,9 @@ impl LogStore {
         g.purged = Some(log_id);
         let mut bytes = MAGIC.to_vec();
         bytes.extend(frame_bytes(&Frame::Purged(log_id))?);
+        if let Some(c) = g.committed {
+            bytes.extend(frame_bytes(&Frame::Committed(c))?);
+        }
         for e in g.entries.values() {
             bytes.extend(frame_bytes(&Frame::Entry(e.clone()))?);
         }
