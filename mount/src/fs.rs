@@ -161,6 +161,10 @@ fn file_type(k: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Link => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
     }
 }
 
@@ -216,7 +220,7 @@ impl Fs {
             nlink: if m.kind == Kind::Dir { 2 } else { 1 },
             uid: m.uid,
             gid: m.gid,
-            rdev: 0,
+            rdev: m.rdev,
             blksize: 128 * 1024,
             flags: 0,
         }
@@ -742,8 +746,10 @@ impl Fs {
         let mut m = self.stat(&path, true)?.ok_or(Error::errno(libc::ENOENT))?;
         let name = self.name(&path)?;
         if let Some(s) = size {
-            if m.kind == Kind::Dir {
-                return Err(Error::errno(libc::EISDIR));
+            match m.kind {
+                Kind::File => {}
+                Kind::Dir => return Err(Error::errno(libc::EISDIR)),
+                _ => return Err(Error::errno(libc::EINVAL)),
             }
             let info = Arc::new(self.block(self.remote.lookup(&name))?);
             let mut w = Writer {
@@ -1087,13 +1093,24 @@ impl Filesystem for Fs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Regular files only: devices, FIFOs and sockets have no place in
-        // the catalog.
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return reply.error(fuser::Errno::EPERM);
+        // FIFOs, sockets and device nodes are entries with a type (the
+        // kernel implements them); a regular file is a create.
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG => None,
+            libc::S_IFIFO => Some(Kind::Fifo),
+            libc::S_IFSOCK => Some(Kind::Socket),
+            libc::S_IFCHR => Some(Kind::CharDev),
+            libc::S_IFBLK => Some(Kind::BlockDev),
+            _ => return reply.error(fuser::Errno::EINVAL),
+        };
+        if let Some(kind) = kind {
+            let mut m = self.new_meta(req, kind, mode, umask);
+            m.rdev = rdev;
+            let (ino, m) = or_reply!(reply, self.make(parent, name, m));
+            return reply.entry(&self.ttl(), &self.attr(ino, &m), Generation(0));
         }
         let (ino, fh, m) = or_reply!(reply, self.do_create(req, parent, name, mode, umask));
         let res = self.do_release(FileHandle(fh));
