@@ -499,9 +499,9 @@ impl Fs {
         self.writable()?;
         let dir = self.path(parent)?;
         let path = names::child(&dir, name.as_bytes())?;
-        if self.stat(&path, true)?.is_some() {
-            return Err(Error::errno(libc::EEXIST));
-        }
+        // The kernel looked the name up just before (EEXIST is its answer
+        // to a name that exists); the coordinator refuses an existing
+        // entry too.
         let cat = self.name(&path)?;
         self.block(self.remote.make_entry(&cat, &m.to_attrs()))?;
         self.touched(&dir);
@@ -522,9 +522,8 @@ impl Fs {
         let dir = self.path(parent)?;
         let path = names::child(&dir, name.as_bytes())?;
         self.name(&path)?;
-        if self.stat(&path, true)?.is_some() {
-            return Err(Error::errno(libc::EEXIST));
-        }
+        // The kernel looked the name up just before and found nothing;
+        // across mounts, two creates of one name: the last close wins.
         let ino = lock(&self.inodes).ino(&path);
         let meta = self.new_meta(req, Kind::File, mode, umask);
         let spill = tempfile::NamedTempFile::new_in(&self.cfg.spill_dir)?;
