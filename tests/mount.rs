@@ -533,6 +533,32 @@ fn two_mounts_close_to_open_and_failures() {
         "the mount is still there: {}",
         tail(&b.log, 20)
     );
+
+    // The journal kept the namespace: after a restart of the coordinator
+    // the renamed file is under its new name with its bytes, the folder
+    // made by mkdir is still there, the old name is gone.
+    c.restart_coord_with(None, &[]);
+    let mut got = None;
+    wait_until(
+        DEADLINE,
+        "get dir/moved after a coordinator restart",
+        || {
+            let (o, bytes) = c.get_bytes("dir/moved");
+            got = bytes.filter(|_| o.status.success());
+            got.is_some()
+        },
+    );
+    assert_same_bytes(
+        &got.unwrap(),
+        &v3,
+        "renamed file after a coordinator restart",
+    );
+    let ls = ok(c.run(&["ls"]), "ls after a coordinator restart");
+    assert!(ls.lines().any(|l| l.trim_end().ends_with(" dir")), "{ls}");
+    assert!(
+        !ls.lines().any(|l| l.trim_end().ends_with(" shared")),
+        "{ls}"
+    );
 }
 
 /// A cluster with no room gives ENOSPC at close, not EIO.

@@ -31,7 +31,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -102,9 +102,35 @@ impl Inodes {
     }
 }
 
+/// One file open for writing in this mount: where it is and whether it
+/// was unlinked (readable without waiting for a commit in progress), and
+/// its write state (locked while committing).
+struct Slot {
+    path: Mutex<String>,
+    unlinked: AtomicBool,
+    w: Mutex<Writer>,
+}
+
+impl Slot {
+    fn new(path: &str, w: Writer) -> Slot {
+        Slot {
+            path: Mutex::new(path.to_string()),
+            unlinked: AtomicBool::new(false),
+            w: Mutex::new(w),
+        }
+    }
+
+    fn path(&self) -> String {
+        lock(&self.path).clone()
+    }
+
+    fn unlinked(&self) -> bool {
+        self.unlinked.load(Ordering::Relaxed)
+    }
+}
+
 /// The write side of one open file, shared by its handles in this mount.
 struct Writer {
-    path: String,
     meta: Meta,
     /// The committed version the spill starts from, if any.
     base: Option<Arc<FileInfo>>,
@@ -113,7 +139,6 @@ struct Writer {
     /// Data or attributes changed since the last commit.
     dirty: bool,
     handles: usize,
-    unlinked: bool,
 }
 
 impl Writer {
@@ -149,7 +174,7 @@ pub struct Fs {
     cfg: Config,
     inodes: Mutex<Inodes>,
     dirs: Mutex<HashMap<String, (Instant, Listing)>>,
-    writers: Mutex<HashMap<u64, Arc<Mutex<Writer>>>>,
+    writers: Mutex<HashMap<u64, Arc<Slot>>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dir_handles: Mutex<HashMap<u64, Vec<DirEntry>>>,
     next_fh: AtomicU64,
@@ -161,6 +186,10 @@ fn file_type(k: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Link => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
     }
 }
 
@@ -216,7 +245,7 @@ impl Fs {
             nlink: if m.kind == Kind::Dir { 2 } else { 1 },
             uid: m.uid,
             gid: m.gid,
-            rdev: 0,
+            rdev: m.rdev,
             blksize: 128 * 1024,
             flags: 0,
         }
@@ -226,7 +255,7 @@ impl Fs {
         self.cfg.meta_ttl
     }
 
-    fn writer_of(&self, ino: u64) -> Option<Arc<Mutex<Writer>>> {
+    fn writer_of(&self, ino: u64) -> Option<Arc<Slot>> {
         lock(&self.writers).get(&ino).cloned()
     }
 
@@ -250,9 +279,9 @@ impl Fs {
             return Ok(Some(lock(&self.root).clone()));
         }
         let ino = lock(&self.inodes).inos.get(path).copied();
-        if let Some(w) = ino.and_then(|i| self.writer_of(i)) {
-            let w = lock(&w);
-            if !w.unlinked {
+        if let Some(slot) = ino.and_then(|i| self.writer_of(i)) {
+            if !slot.unlinked() {
+                let w = lock(&slot.w);
                 let mut m = w.meta.clone();
                 m.size = w.size();
                 return Ok(Some(m));
@@ -303,13 +332,17 @@ impl Fs {
         }
         let mut out = self.block(self.list_remote(path))?;
         // Files created here and not yet committed are listed too.
-        let pending: Vec<Arc<Mutex<Writer>>> = lock(&self.writers).values().cloned().collect();
-        for w in pending {
-            let w = lock(&w);
-            if !w.unlinked && names::parent(&w.path) == path && !w.path.is_empty() {
+        // One being committed right now is skipped (not waited for).
+        let pending: Vec<Arc<Slot>> = lock(&self.writers).values().cloned().collect();
+        for slot in pending {
+            let wp = slot.path();
+            if slot.unlinked() || names::parent(&wp) != path || wp.is_empty() {
+                continue;
+            }
+            if let Ok(w) = slot.w.try_lock() {
                 let mut m = w.meta.clone();
                 m.size = w.size();
-                out.insert(names::base(&w.path).to_string(), m);
+                out.insert(names::base(&wp).to_string(), m);
             }
         }
         let l = Arc::new(out);
@@ -398,12 +431,13 @@ impl Fs {
     }
 
     /// Commits the writer's content as the new version of its file.
-    fn commit(&self, w: &mut Writer) -> Result<()> {
-        if !w.dirty || w.unlinked {
+    fn commit(&self, slot: &Slot, w: &mut Writer) -> Result<()> {
+        if !w.dirty || slot.unlinked() {
             w.dirty = false;
             return Ok(());
         }
-        let name = self.name(&w.path)?;
+        let path = slot.path();
+        let name = self.name(&path)?;
         if w.spill.is_none() && w.base.is_some() {
             // Only attributes changed.
             self.block(self.remote.set_attrs(&name, &w.meta.to_attrs()))?;
@@ -420,8 +454,8 @@ impl Fs {
         }
         w.dirty = false;
         w.meta.explicit = true;
-        self.touched(names::parent(&w.path));
-        tracing::debug!(path = %w.path, "committed");
+        self.touched(names::parent(&path));
+        tracing::debug!(%path, "committed");
         Ok(())
     }
 
@@ -465,9 +499,9 @@ impl Fs {
         self.writable()?;
         let dir = self.path(parent)?;
         let path = names::child(&dir, name.as_bytes())?;
-        if self.stat(&path, true)?.is_some() {
-            return Err(Error::errno(libc::EEXIST));
-        }
+        // The kernel looked the name up just before (EEXIST is its answer
+        // to a name that exists); the coordinator refuses an existing
+        // entry too.
         let cat = self.name(&path)?;
         self.block(self.remote.make_entry(&cat, &m.to_attrs()))?;
         self.touched(&dir);
@@ -488,22 +522,19 @@ impl Fs {
         let dir = self.path(parent)?;
         let path = names::child(&dir, name.as_bytes())?;
         self.name(&path)?;
-        if self.stat(&path, true)?.is_some() {
-            return Err(Error::errno(libc::EEXIST));
-        }
+        // The kernel looked the name up just before and found nothing;
+        // across mounts, two creates of one name: the last close wins.
         let ino = lock(&self.inodes).ino(&path);
         let meta = self.new_meta(req, Kind::File, mode, umask);
         let spill = tempfile::NamedTempFile::new_in(&self.cfg.spill_dir)?;
         let w = Writer {
-            path: path.clone(),
             meta: meta.clone(),
             base: None,
             spill: Some(spill),
             dirty: true,
             handles: 1,
-            unlinked: false,
         };
-        lock(&self.writers).insert(ino, Arc::new(Mutex::new(w)));
+        lock(&self.writers).insert(ino, Arc::new(Slot::new(&path, w)));
         self.touched(&dir);
         let fh = self.add_handle(Handle {
             ino,
@@ -530,8 +561,8 @@ impl Fs {
             self.writable()?;
         }
         // Another handle of this mount has it open for writing: share it.
-        if let Some(w) = self.writer_of(ino.0) {
-            let mut g = lock(&w);
+        if let Some(slot) = self.writer_of(ino.0) {
+            let mut g = lock(&slot.w);
             if write {
                 g.handles += 1;
                 if trunc {
@@ -558,18 +589,16 @@ impl Fs {
         }
         if write {
             let mut w = Writer {
-                path: path.clone(),
                 meta: m,
                 base: Some(info.clone()),
                 spill: None,
                 dirty: false,
                 handles: 1,
-                unlinked: false,
             };
             if trunc {
                 self.truncate(&mut w, 0)?;
             }
-            lock(&self.writers).insert(ino.0, Arc::new(Mutex::new(w)));
+            lock(&self.writers).insert(ino.0, Arc::new(Slot::new(&path, w)));
         }
         let chunks = layout(&info);
         Ok(self.add_handle(Handle {
@@ -602,8 +631,8 @@ impl Fs {
 
     fn do_read(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>> {
         let h = self.handle(fh)?;
-        if let Some(w) = self.writer_of(h.ino) {
-            let g = lock(&w);
+        if let Some(slot) = self.writer_of(h.ino) {
+            let g = lock(&slot.w);
             if let Some(s) = &g.spill {
                 let len = g.size();
                 let end = (offset + size as u64).min(len);
@@ -643,8 +672,8 @@ impl Fs {
         if !h.write {
             return Err(Error::errno(libc::EBADF));
         }
-        let w = self.writer_of(h.ino).ok_or(Error::errno(libc::EBADF))?;
-        let mut g = lock(&w);
+        let slot = self.writer_of(h.ino).ok_or(Error::errno(libc::EBADF))?;
+        let mut g = lock(&slot.w);
         self.materialize(&mut g, None)?;
         let s = g.spill.as_ref().ok_or(Error::errno(libc::EIO))?;
         s.as_file().write_all_at(data, offset)?;
@@ -657,9 +686,9 @@ impl Fs {
 
     fn do_flush(&self, fh: FileHandle) -> Result<()> {
         let h = self.handle(fh)?;
-        if let Some(w) = self.writer_of(h.ino) {
-            let mut g = lock(&w);
-            self.commit(&mut g)?;
+        if let Some(slot) = self.writer_of(h.ino) {
+            let mut g = lock(&slot.w);
+            self.commit(&slot, &mut g)?;
         }
         Ok(())
     }
@@ -671,14 +700,14 @@ impl Fs {
         if !h.write {
             return Ok(());
         }
-        let Some(w) = self.writer_of(h.ino) else {
+        let Some(slot) = self.writer_of(h.ino) else {
             return Ok(());
         };
-        let mut g = lock(&w);
-        let res = self.commit(&mut g);
+        let mut g = lock(&slot.w);
+        let res = self.commit(&slot, &mut g);
         g.handles = g.handles.saturating_sub(1);
         if g.handles == 0 {
-            let dir = names::parent(&g.path).to_string();
+            let dir = names::parent(&slot.path()).to_string();
             drop(g);
             lock(&self.writers).remove(&h.ino);
             self.touched(&dir);
@@ -723,8 +752,8 @@ impl Fs {
             m.ctime = now;
         };
         // Open for writing here: change the pending version.
-        if let Some(w) = self.writer_of(ino.0) {
-            let mut g = lock(&w);
+        if let Some(slot) = self.writer_of(ino.0) {
+            let mut g = lock(&slot.w);
             if let Some(s) = size {
                 self.truncate(&mut g, s)?;
             }
@@ -742,22 +771,27 @@ impl Fs {
         let mut m = self.stat(&path, true)?.ok_or(Error::errno(libc::ENOENT))?;
         let name = self.name(&path)?;
         if let Some(s) = size {
-            if m.kind == Kind::Dir {
-                return Err(Error::errno(libc::EISDIR));
+            match m.kind {
+                Kind::File => {}
+                Kind::Dir => return Err(Error::errno(libc::EISDIR)),
+                _ => return Err(Error::errno(libc::EINVAL)),
             }
             let info = Arc::new(self.block(self.remote.lookup(&name))?);
-            let mut w = Writer {
-                path: path.clone(),
-                meta: m.clone(),
-                base: Some(info),
-                spill: None,
-                dirty: false,
-                handles: 0,
-                unlinked: false,
-            };
+            // Not open here: a writer for this change only.
+            let slot = Slot::new(
+                &path,
+                Writer {
+                    meta: m.clone(),
+                    base: Some(info),
+                    spill: None,
+                    dirty: false,
+                    handles: 0,
+                },
+            );
+            let mut w = lock(&slot.w);
             self.truncate(&mut w, s)?;
             apply(&mut w.meta);
-            self.commit(&mut w)?;
+            self.commit(&slot, &mut w)?;
             let mut m = w.meta.clone();
             m.size = s;
             return Ok(m);
@@ -779,10 +813,9 @@ impl Fs {
     fn has_children(&self, path: &str) -> Result<bool> {
         let prefix = names::dir_prefix(&self.cfg.prefix, path);
         let below = format!("{path}/");
-        let pending = lock(&self.writers).values().any(|w| {
-            let w = lock(w);
-            !w.unlinked && w.path.starts_with(&below)
-        });
+        let pending = lock(&self.writers)
+            .values()
+            .any(|s| !s.unlinked() && s.path().starts_with(&below));
         if pending {
             return Ok(true);
         }
@@ -819,8 +852,8 @@ impl Fs {
             return Err(Error::errno(libc::EISDIR));
         }
         let ino = lock(&self.inodes).inos.get(&path).copied();
-        if let Some(w) = ino.and_then(|i| self.writer_of(i)) {
-            lock(&w).unlinked = true;
+        if let Some(slot) = ino.and_then(|i| self.writer_of(i)) {
+            slot.unlinked.store(true, Ordering::Relaxed);
         }
         if m.explicit {
             let cat = self.name(&path)?;
@@ -912,8 +945,8 @@ impl Fs {
             let ino = lock(&self.inodes).inos.get(&src).copied();
             let w = ino.and_then(|i| self.writer_of(i));
             let committed = match &w {
-                Some(w) => {
-                    let g = lock(w);
+                Some(slot) => {
+                    let g = lock(&slot.w);
                     g.base.is_some() || !g.dirty || g.meta.explicit
                 }
                 None => true,
@@ -929,17 +962,16 @@ impl Fs {
                     Err(e) => return Err(e),
                 }
             }
-            if let Some(w) = w {
-                let mut g = lock(&w);
-                g.path = dst.clone();
-                g.meta.ctime = meta::now_ns();
+            if let Some(slot) = w {
+                *lock(&slot.path) = dst.clone();
+                lock(&slot.w).meta.ctime = meta::now_ns();
             }
         }
         // Every writer below a renamed directory follows it.
-        for w in lock(&self.writers).values() {
-            let mut g = lock(w);
-            if let Some(rest) = g.path.strip_prefix(&format!("{src}/")) {
-                g.path = format!("{dst}/{rest}");
+        for slot in lock(&self.writers).values() {
+            let mut p = lock(&slot.path);
+            if let Some(rest) = p.strip_prefix(&format!("{src}/")) {
+                *p = format!("{dst}/{rest}");
             }
         }
         lock(&self.inodes).rename(&src, &dst);
@@ -1087,13 +1119,24 @@ impl Filesystem for Fs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Regular files only: devices, FIFOs and sockets have no place in
-        // the catalog.
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return reply.error(fuser::Errno::EPERM);
+        // FIFOs, sockets and device nodes are entries with a type (the
+        // kernel implements them); a regular file is a create.
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG => None,
+            libc::S_IFIFO => Some(Kind::Fifo),
+            libc::S_IFSOCK => Some(Kind::Socket),
+            libc::S_IFCHR => Some(Kind::CharDev),
+            libc::S_IFBLK => Some(Kind::BlockDev),
+            _ => return reply.error(fuser::Errno::EINVAL),
+        };
+        if let Some(kind) = kind {
+            let mut m = self.new_meta(req, kind, mode, umask);
+            m.rdev = rdev;
+            let (ino, m) = or_reply!(reply, self.make(parent, name, m));
+            return reply.entry(&self.ttl(), &self.attr(ino, &m), Generation(0));
         }
         let (ino, fh, m) = or_reply!(reply, self.do_create(req, parent, name, mode, umask));
         let res = self.do_release(FileHandle(fh));

@@ -15,12 +15,33 @@ pub const MTIME: &str = "fs.mtime";
 pub const ATIME: &str = "fs.atime";
 pub const CTIME: &str = "fs.ctime";
 pub const TARGET: &str = "fs.target";
+pub const RDEV: &str = "fs.rdev";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     File,
     Dir,
     Link,
+    /// FIFOs, sockets and device nodes: only a name and attributes here;
+    /// the kernel implements what they do.
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+impl Kind {
+    fn tag(self) -> Option<&'static str> {
+        match self {
+            Kind::File => None,
+            Kind::Dir => Some("dir"),
+            Kind::Link => Some("link"),
+            Kind::Fifo => Some("fifo"),
+            Kind::Socket => Some("sock"),
+            Kind::CharDev => Some("chr"),
+            Kind::BlockDev => Some("blk"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +58,8 @@ pub struct Meta {
     pub ctime: u64,
     /// A symbolic link's target.
     pub target: Option<String>,
+    /// A device node's device number.
+    pub rdev: u32,
     /// Whether a catalog entry of this exact name exists (a directory may
     /// be only derived from the names below it).
     pub explicit: bool,
@@ -76,6 +99,7 @@ impl Meta {
             atime: now,
             ctime: now,
             target: None,
+            rdev: 0,
             explicit: false,
             other: Attrs::new(),
         }
@@ -94,6 +118,7 @@ impl Meta {
             atime: t,
             ctime: t,
             target: None,
+            rdev: 0,
             explicit: false,
             other: Attrs::new(),
         }
@@ -108,6 +133,10 @@ impl Meta {
         let kind = match a.get(TYPE).map(String::as_str) {
             Some("dir") => Kind::Dir,
             Some("link") => Kind::Link,
+            Some("fifo") => Kind::Fifo,
+            Some("sock") => Kind::Socket,
+            Some("chr") => Kind::CharDev,
+            Some("blk") => Kind::BlockDev,
             _ => Kind::File,
         };
         let num = |k: &str| a.get(k).and_then(|v| v.parse::<u64>().ok());
@@ -121,6 +150,7 @@ impl Meta {
                 Kind::File => size,
                 Kind::Dir => 0,
                 Kind::Link => target.as_ref().map_or(0, |t| t.len() as u64),
+                _ => 0,
             },
             perm: a
                 .get(MODE)
@@ -132,6 +162,7 @@ impl Meta {
             atime: num(ATIME).unwrap_or(mtime),
             ctime: num(CTIME).unwrap_or(mtime),
             target,
+            rdev: num(RDEV).map_or(0, |v| v as u32),
             explicit: true,
             other: a
                 .iter()
@@ -144,14 +175,11 @@ impl Meta {
     /// The attributes to store with the entry.
     pub fn to_attrs(&self) -> Attrs {
         let mut a = self.other.clone();
-        match self.kind {
-            Kind::File => {}
-            Kind::Dir => {
-                a.insert(TYPE.into(), "dir".into());
-            }
-            Kind::Link => {
-                a.insert(TYPE.into(), "link".into());
-            }
+        if let Some(t) = self.kind.tag() {
+            a.insert(TYPE.into(), t.into());
+        }
+        if self.rdev != 0 {
+            a.insert(RDEV.into(), self.rdev.to_string());
         }
         a.insert(MODE.into(), format!("{:o}", self.perm));
         a.insert(UID.into(), self.uid.to_string());
@@ -188,5 +216,10 @@ mod tests {
             (Kind::File, 0o644, 10)
         );
         assert_eq!(plain.mtime, 5_000_000);
+        // A device node keeps its type and number.
+        let mut dev = Meta::new(Kind::CharDev, 0o600, 0, 0);
+        dev.rdev = 0x0103;
+        let back = Meta::from_attrs(0, 0, &dev.to_attrs());
+        assert_eq!((back.kind, back.rdev), (Kind::CharDev, 0x0103));
     }
 }
