@@ -252,7 +252,7 @@ impl Base {
     /// (the real rule, or a test's broken one).
     pub fn exposure(
         &self,
-        decodable: &crate::engine::Decodable,
+        decodable: &crate::rule::Decodable,
     ) -> Result<crate::exposure::Exposure> {
         let index_of = self
             .ids

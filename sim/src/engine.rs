@@ -9,7 +9,6 @@
 use crate::cluster::{chunk_pos, node_index, Base};
 use crate::exposure::{Exposure, Impaired};
 use crate::model::{Params, HOURS_PER_YEAR};
-use codes::Code;
 use decide::placement::Candidate;
 use decide::planner::{self, Source};
 use protocol::{ChunkId, NodeAddr, NodeId, NodeState};
@@ -20,14 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
-/// The decodability rule a trial applies: `codes::Code::is_decodable` in
-/// every real run; tests pass a broken one to show the checks can fail.
-pub type Decodable = dyn Fn(&Code, usize, &[usize]) -> bool + Sync;
-
-/// The real rule.
-pub fn real_decodable(code: &Code, data: usize, lost: &[usize]) -> bool {
-    code.is_decodable(data, lost)
-}
+pub use crate::rule::{real_decodable, Decodable};
 
 /// What one trial measured. Bytes are real bytes (sample bytes scaled up);
 /// losses are expectations over the real stripes (see [`crate::exposure`]).

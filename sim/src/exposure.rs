@@ -48,7 +48,7 @@
 //! `P(any loss) = 1 - exp(-E[lost])` treats real stripes' fates as
 //! independent given the failure history.
 
-use crate::engine::Decodable;
+use crate::rule::Decodable;
 use codes::Code;
 use decide::entry::StripeEntry;
 use protocol::NodeId;

@@ -24,6 +24,7 @@ mod error;
 pub mod exposure;
 pub mod model;
 pub mod report;
+pub mod rule;
 pub mod scenario;
 
 pub use error::{Error, Result};

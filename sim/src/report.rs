@@ -40,7 +40,9 @@ pub struct Summary {
     pub stored_bytes: f64,
     /// Probability of losing any data in a year: the trials' mean
     /// probability of a loss within the run, `1 - exp(-E[lost])` each,
-    /// made annual as `1 - (1 - p)^(1/years)`.
+    /// made annual as `1 - (1 - p)^(1/years)`. Interval: bootstrap, or
+    /// when no trial was exposed at all, the zero-event bound on a trial
+    /// being exposed.
     pub loss_probability_per_year: f64,
     pub loss_probability_ci: [f64; 2],
     /// Trials in which some failure had a non-zero chance of losing data.
@@ -203,7 +205,14 @@ fn summarize(p: &Params, base: &Base, exposure: &Exposure, rs: &[TrialResult]) -
         real_stripes: base.weight * base.sample() as f64,
         stored_bytes: base.stored_bytes,
         loss_probability_per_year: annual(pt),
-        loss_probability_ci: [annual(lo), annual(hi)],
+        // No trial had a failure pattern that could lose anything: the
+        // bootstrap sees nothing, so bound the chance that a trial has
+        // one (zero events in n trials: 1 - 0.05^(1/n)).
+        loss_probability_ci: if rs.iter().all(|r| r.expected_lost <= 0.0) {
+            [0.0, annual(1.0 - 0.05f64.powf(1.0 / n))]
+        } else {
+            [annual(lo), annual(hi)]
+        },
         trials_exposed: rs.iter().filter(|r| r.expected_lost > 0.0).count(),
         expected_lost_stripes_per_year: lost_mean,
         expected_lost_stripes_ci: lost_ci,
