@@ -19,6 +19,7 @@ pub mod reports;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod tags;
 pub mod uploads;
 
 pub use config::CoordConfig;

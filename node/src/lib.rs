@@ -15,6 +15,7 @@ pub mod scrub;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tags;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};

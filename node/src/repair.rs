@@ -56,6 +56,8 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
     let start = std::time::Instant::now();
     let res = if ctx.store.contains(&id) {
         // Already here (e.g. a retried order): verify instead of copying.
+        // The catalog counts it again: no tombstone may hide it.
+        ctx.store.undoom(&id);
         ctx.store.verify(&id).await.map(|_| ())
     } else {
         produce(&ctx, &order).await
@@ -99,9 +101,41 @@ async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
         RepairSource::Copy(nodes) => fetch_any(ctx, &order.header, nodes).await?,
         RepairSource::Rebuild(r) => rebuild(ctx, &order.header, r).await?,
     };
-    let mut w = ctx.store.create(&order.header).await?;
+    let tag = carried_tag(ctx, order).await;
+    let mut w = ctx.store.create_tagged(&order.header, tag.as_ref()).await?;
     w.write(stored).await?;
     ctx.store.commit(w).await
+}
+
+/// The owner tag the new copy carries: a source copy's own (a copy), or a
+/// read member's with the member index of the chunk produced (a rebuild;
+/// every member of a file's first stripe carries the attributes, so they
+/// survive this too). Best effort: a copy whose sources have no tag (or do
+/// not answer) is stored untagged, as its sources are.
+async fn carried_tag(ctx: &Ctx, order: &RepairOrder) -> Option<protocol::OwnerTag> {
+    let asks: Vec<(protocol::ChunkId, &NodeAddr)> = match &order.source {
+        RepairSource::Copy(nodes) => nodes.iter().map(|n| (order.header.id, n)).collect(),
+        RepairSource::Rebuild(r) => r
+            .parts
+            .iter()
+            .flat_map(|p| p.nodes.iter().map(move |n| (p.header.id, n)))
+            .collect(),
+    };
+    for (id, n) in asks {
+        match ctx.pool.get_tag(&n.addr, id, None).await {
+            Ok(Some(mut t)) => {
+                if let RepairSource::Rebuild(r) = &order.source {
+                    t.member = r.member;
+                }
+                return t.check().is_ok().then_some(t);
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(chunk = %id, node = %n.id, error = %e, "no owner tag from this source")
+            }
+        }
+    }
+    None
 }
 
 /// Decodes the wanted member from the read plan's members, fetched one at

@@ -14,6 +14,7 @@ pub mod health;
 pub mod ids;
 pub mod message;
 pub mod server;
+pub mod tag;
 pub mod token;
 
 pub use connection::{Connection, Frame, DATA_FRAME_MAX, MAX_FRAME_LEN};
@@ -21,6 +22,7 @@ pub use error::{Error, ErrorKind, Result, WireError};
 pub use handshake::{Credential, Role, Secret};
 pub use ids::{ChunkId, ClusterId, FileName, NodeId};
 pub use message::*;
+pub use tag::{OwnerTag, TagEntry};
 pub use token::{BlockOp, BlockToken, TokenKey};
 
 /// Bumped on every incompatible change of any message; peers with different

@@ -78,6 +78,33 @@ pub enum NodeRequest {
     /// pairs. Answered with `Cloned`. Used by `CopyFile`: copying a file
     /// inside the cluster moves no chunk bytes over the network.
     Clone { pairs: Vec<(ChunkId, ChunkId)> },
+    /// `Put` with the chunk's owner tag, kept in the chunk file's header.
+    /// A client's write token must be signed over the tag's digest
+    /// ([`crate::tag::OwnerTag::digest`]): a grant for one chunk cannot
+    /// store it under another file's tag.
+    PutTagged {
+        header: ChunkHeader,
+        token: Option<BlockToken>,
+        tag: Box<crate::tag::OwnerTag>,
+    },
+    /// Coordinator only: one page of the owner tags of the chunks held,
+    /// in chunk id order, strictly after `after`, at most `limit` (capped
+    /// at [`crate::tag::MAX_TAG_PAGE`] and by bytes). Answered with `Tags`.
+    ListTags { after: Option<ChunkId>, limit: u32 },
+    /// Coordinator only: give held chunks a new owner tag (a file made by
+    /// `Concat`, a copy, attributes known once a put is committed, chunks
+    /// written before tags). At most [`crate::tag::MAX_RETAG`]. Answered
+    /// with `Retagged`.
+    Retag {
+        tags: Vec<(ChunkId, crate::tag::OwnerTag)>,
+    },
+    /// The owner tag of a held chunk (a node repairing a copy carries its
+    /// source's tag over). Answered with `Tag`. Needs a read token like
+    /// `Get`.
+    GetTag {
+        id: ChunkId,
+        token: Option<BlockToken>,
+    },
 }
 
 /// Most chunk pairs one `NodeRequest::Clone` carries.
@@ -112,6 +139,20 @@ pub enum NodeResponse {
     /// Answer to `Clone`, one entry per pair in order: the new id and `None`
     /// once its copy is durable, or why it could not be made.
     Cloned(Vec<(ChunkId, Option<String>)>),
+    /// Answer to `ListTags`. `next` is where the following page starts
+    /// (`None`: the listing is over). The node's cluster and the newest
+    /// catalog sequence it has seen come with every page.
+    Tags {
+        cluster: Option<ClusterId>,
+        seq_seen: u64,
+        entries: Vec<crate::tag::TagEntry>,
+        next: Option<ChunkId>,
+    },
+    /// Answer to `Retag`, one entry per chunk in order: `None` once the new
+    /// tag is durable, or why not.
+    Retagged(Vec<(ChunkId, Option<String>)>),
+    /// Answer to `GetTag`.
+    Tag(Option<Box<crate::tag::OwnerTag>>),
 }
 
 /// What a node reports about itself with every heartbeat.
@@ -239,6 +280,11 @@ pub enum SessionMsg {
     Verify(ChunkId),
     /// Coordinator -> node: start a full scrub pass now.
     Scrub,
+    /// Coordinator -> node: the files of these chunks were removed or
+    /// replaced (journaled); their copies are deleted after the delete
+    /// grace. The node records a tombstone for each at once, so a rebuild
+    /// from the nodes never brings a removed file back.
+    Doom(Vec<ChunkId>),
 }
 
 /// Instructions for producing one chunk copy on the receiving node.
@@ -463,6 +509,9 @@ pub struct PutPlan {
     /// Erasure code of every stripe of the file.
     pub scheme: Scheme,
     pub stripes: Vec<StripePlan>,
+    /// The put's generation (see [`crate::tag`]): every chunk's owner tag
+    /// carries it, and the write tokens are signed over those tags.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -186,6 +186,7 @@ pub async fn copy(
                     replication: template.replication,
                     scheme: template.scheme,
                     stripes: plan_stripes,
+                    generation: crate::tags::next_generation(),
                 },
                 expires: now + clone_deadline(total) * 2,
                 failed: HashSet::new(),
@@ -324,6 +325,13 @@ pub async fn copy(
         }
         .into());
     }
+    // The copies carry their source's tag: they are given the copy's name
+    // (and a new generation) before the copy is committed.
+    crate::tags::retag(
+        coord,
+        crate::tags::entry_tags(&dst, crate::tags::next_generation(), &entry),
+    )
+    .await;
     let claim = {
         let mut guard = coord.lock();
         let st = guard.parts();

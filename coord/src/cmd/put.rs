@@ -15,7 +15,7 @@ use crate::state::Coord;
 use crate::uploads::Upload;
 use protocol::{
     BlockOp, ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId,
-    PutPlan, Scheme,
+    OwnerTag, PutPlan, Scheme,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -140,22 +140,42 @@ pub fn plan(
             }
         })?
     };
-    // Write grants, valid for as long as the upload may stay open.
-    let ttl = upload_ttl(size);
-    let max_len = protocol::chunk::max_stored_len(cfg.chunk_size);
-    let mut stripes = stripes;
-    for s in stripes.iter_mut() {
-        for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
-            c.token = coord.grant(c.id, BlockOp::Write, max_len, ttl);
-        }
-    }
-    let plan = PutPlan {
+    let mut plan = PutPlan {
         upload_id: st.uploads.next_id(),
         chunk_size,
         replication: cfg.replication,
         scheme,
         stripes,
+        generation: crate::tags::next_generation(),
     };
+    // Write grants, valid for as long as the upload may stay open, each
+    // signed over its chunk's owner tag.
+    let ttl = upload_ttl(size);
+    let max_len = protocol::chunk::max_stored_len(cfg.chunk_size);
+    if let Some(key) = coord.token_key() {
+        let expires = protocol::token::now_ms().saturating_add(ttl.as_millis() as u64);
+        let k = code.k();
+        let mut tokens = Vec::new();
+        for (si, s) in plan.stripes.iter().enumerate() {
+            let members = (0..s.data.len()).chain((0..s.parity.len()).map(|j| k + j));
+            for (c, member) in s.data.iter().chain(s.parity.iter()).zip(members) {
+                let tag = OwnerTag::of_plan(&name, size, &plan, si, member);
+                tokens.push(key.sign_tagged(
+                    c.id,
+                    BlockOp::Write,
+                    max_len,
+                    expires,
+                    Some(&tag.digest()),
+                ));
+            }
+        }
+        let mut tokens = tokens.into_iter();
+        for s in plan.stripes.iter_mut() {
+            for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
+                c.token = tokens.next();
+            }
+        }
+    }
     tracing::info!(%name, size, chunks, %scheme, upload = plan.upload_id, "put planned");
     st.uploads.open(
         plan.upload_id,
@@ -272,7 +292,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(10);
 pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
     let deadline = Instant::now() + BUSY_WAIT;
     let mut pause = Duration::from_millis(1);
-    let (name, entry, _claim) = loop {
+    let (name, entry, _claim, generation) = loop {
         let refused = {
             let mut guard = coord.lock();
             let st = guard.parts();
@@ -282,11 +302,12 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
                 .ok_or(Error::NoSuchUpload(commit.upload_id))?;
             let entry = build_entry(up, &commit)?;
             let name = up.name.clone();
+            let generation = up.plan.generation;
             if !up.force && st.catalog.files().contains_key(&name) {
                 Some(Error::FileExists(name))
             } else {
                 match coord.claim_names(vec![name.clone()]) {
-                    Ok(claim) => break (name, entry, claim),
+                    Ok(claim) => break (name, entry, claim, generation),
                     Err(e) if Instant::now() >= deadline => Some(e),
                     Err(_) => None,
                 }
@@ -307,6 +328,19 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         created_ms: entry.created_ms,
         attrs: entry.attrs.clone(),
     };
+    // Attributes are known only now (an S3 ETag): the first stripe's
+    // chunks get them in their tags once the file is durable.
+    let attr_tags: Vec<crate::tags::TagOrder> = if entry.attrs.is_empty() || generation == 0 {
+        Vec::new()
+    } else {
+        let first = entry
+            .stripes
+            .first()
+            .map_or(0, |s| s.data.len() + s.parity.len());
+        let mut t = crate::tags::entry_tags(&name, generation, &entry);
+        t.truncate(first);
+        t
+    };
     let res = coord
         .commit(vec![Record::PutFile {
             name: name.clone(),
@@ -318,6 +352,7 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         Ok(garbage) => {
             tracing::info!(%name, size = summary.size, "put committed");
             coord.collect(garbage);
+            crate::tags::retag(coord, attr_tags).await;
             Ok(summary)
         }
         Err(e) => {
@@ -556,6 +591,9 @@ pub async fn concat(
         };
         (summary, entry, claim)
     };
+    // The joined file's chunks are tagged with its name once it is
+    // durable: a rebuild finds the object, not its parts.
+    let tags = crate::tags::entry_tags(&name, crate::tags::next_generation(), &entry);
     let res = coord
         .commit(vec![Record::Concat {
             name: name.clone(),
@@ -567,6 +605,7 @@ pub async fn concat(
     let garbage = res?;
     tracing::info!(%name, parts = parts.len(), size = summary.size, "concat committed");
     coord.collect(garbage);
+    crate::tags::retag(coord, tags).await;
     Ok(summary)
 }
 
