@@ -201,11 +201,7 @@ async fn stream(
     // Every chunk carries its owner tag (none from a coordinator that
     // gives no generation), the one its write token was signed over.
     let tag = |stripe: usize, member: usize| {
-        (plan.generation != 0).then(|| {
-            Arc::new(protocol::OwnerTag::of_plan(
-                name, size, plan, stripe, member,
-            ))
-        })
+        (plan.generation != 0).then(|| Arc::new(plan.owner_tag(name, size, stripe, member)))
     };
     let permits = Arc::new(Semaphore::new(inflight.max(1)));
     let code = codes::Code::new(plan.scheme).map_err(|e| Error::Unreadable(e.to_string()))?;

@@ -14,6 +14,7 @@ mod legacy;
 pub mod membership;
 pub mod metrics;
 pub mod rebalance;
+pub mod rebuild;
 pub mod repair;
 pub mod reports;
 pub mod server;

@@ -30,6 +30,34 @@ pub fn observe_generation(g: u64) {
     GENERATIONS.observe(g);
 }
 
+/// Sends a session message to every node in session (name records of
+/// empty files go to all of them: any one that answers a rebuild has it).
+pub fn broadcast(coord: &Coord, msg: protocol::SessionMsg) {
+    let mut guard = coord.lock();
+    let p = guard.parts();
+    let ids: Vec<NodeId> = p.members.ids().cloned().collect();
+    for id in ids {
+        p.members.send(&id, msg.clone());
+    }
+}
+
+/// The name record of an empty file, when `entry` is one.
+pub fn name_record(
+    name: &FileName,
+    generation: u64,
+    entry: &FileEntry,
+) -> Option<protocol::SessionMsg> {
+    (entry.size == 0 && entry.stripes.is_empty()).then(|| {
+        protocol::SessionMsg::KeepName(Box::new(protocol::tag::empty_file(
+            name,
+            generation,
+            entry.scheme,
+            entry.replication,
+            entry.attrs.clone(),
+        )))
+    })
+}
+
 /// Most bytes of tags per `Retag` request, well inside a frame.
 const RETAG_BYTES: usize = 2 * 1024 * 1024;
 /// How long one node may take to answer one `Retag`.
@@ -61,6 +89,7 @@ pub fn entry_tags(name: &FileName, generation: u64, entry: &FileEntry) -> Vec<Ta
                 stripe: si as u32,
                 data: s.data.len() as u32,
                 member: member as u32,
+                lens: s.data.iter().map(|c| c.header.raw_len).collect(),
                 attrs: if si == 0 {
                     entry.attrs.clone()
                 } else {

@@ -5,6 +5,7 @@
 //!
 //! The node never interprets file names: it only knows [`protocol::ChunkId`]s.
 
+pub mod chunkfile;
 pub mod config;
 mod ctx;
 pub mod error;

@@ -144,13 +144,48 @@ async fn carried_tag(ctx: &Ctx, order: &RepairOrder) -> Option<protocol::OwnerTa
 /// trimmed, hash-checked and re-encoded; it must be exactly the chunk the
 /// catalog knows (LZ4 is deterministic).
 async fn rebuild(ctx: &Ctx, want: &ChunkHeader, r: &Rebuild) -> Result<Bytes> {
-    let bad = |m: String| Error::BadRequest(format!("rebuild of chunk {}: {m}", want.id));
+    let (h, stored) = decode_member(ctx, want.id, want.raw_len, r).await?;
+    if h.raw_sha256 != want.raw_sha256 {
+        return Err(Error::Corrupt {
+            chunk: want.id,
+            reason: "rebuilt bytes fail SHA-256 verification".into(),
+        });
+    }
+    if h != *want {
+        return Err(Error::BadRequest(format!(
+            "rebuilt chunk {} encodes differently from the catalog's header",
+            want.id
+        )));
+    }
+    Ok(stored)
+}
+
+/// The header of member `r.member` decoded from the members `r` lists,
+/// nothing stored (`NodeRequest::Reconstruct`, for a rebuilt catalog).
+pub(crate) async fn reconstruct(
+    ctx: &Ctx,
+    id: protocol::ChunkId,
+    raw_len: u64,
+    r: &Rebuild,
+) -> Result<ChunkHeader> {
+    Ok(decode_member(ctx, id, raw_len, r).await?.0)
+}
+
+/// Decodes one member, cuts it to `raw_len` and encodes it (LZ4 is
+/// deterministic, so this is the header and bytes the original had).
+async fn decode_member(
+    ctx: &Ctx,
+    id: protocol::ChunkId,
+    raw_len: u64,
+    r: &Rebuild,
+) -> Result<(ChunkHeader, Bytes)> {
+    let bad = |m: String| Error::BadRequest(format!("rebuild of chunk {id}: {m}"));
     let code = codes::Code::new(r.scheme).map_err(|e| bad(e.to_string()))?;
     let read: Vec<usize> = r.parts.iter().map(|p| p.member as usize).collect();
     let dec = code
         .decoder(r.data as usize, &read, &[r.member as usize])
         .map_err(|e| bad(e.to_string()))?;
-    if r.parity_len > protocol::chunk::MAX_CHUNK_LEN || want.raw_len > r.parity_len {
+    if r.parity_len > protocol::chunk::MAX_CHUNK_LEN || raw_len > r.parity_len {
         return Err(bad(format!("bad parity length {}", r.parity_len)));
     }
     let mut out = vec![0u8; r.parity_len as usize];
@@ -174,23 +209,9 @@ async fn rebuild(ctx: &Ctx, want: &ChunkHeader, r: &Rebuild) -> Result<Bytes> {
         })
         .await?;
     }
-    let want = want.clone();
     blocking(move || {
-        out.truncate(want.raw_len as usize);
-        let (h, stored) = chunk::encode(want.id, Bytes::from(out));
-        if h.raw_sha256 != want.raw_sha256 {
-            return Err(Error::Corrupt {
-                chunk: want.id,
-                reason: "rebuilt bytes fail SHA-256 verification".into(),
-            });
-        }
-        if h != want {
-            return Err(Error::BadRequest(format!(
-                "rebuilt chunk {} encodes differently from the catalog's header",
-                want.id
-            )));
-        }
-        Ok(stored)
+        out.truncate(raw_len as usize);
+        Ok(chunk::encode(id, Bytes::from(out)))
     })
     .await
 }

@@ -226,6 +226,11 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
             }
             NodeRequest::ListTags { after, limit } => {
                 let t = Instant::now();
+                let names = if after.is_none() {
+                    ctx.store.name_records().await
+                } else {
+                    Vec::new()
+                };
                 let (entries, next) = ctx.store.list_tags(after, limit).await;
                 crate::metrics::op("list_tags", t, true, 0, 0);
                 let (cluster, seq_seen) = {
@@ -233,13 +238,28 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                     (id.cluster, id.seq_seen)
                 };
                 conn.reply(&NodeResponse::Tags {
+                    node: ctx.config.id.clone(),
                     cluster,
                     seq_seen,
                     entries,
                     next,
+                    names,
                 })
                 .await
                 .is_ok()
+            }
+            NodeRequest::Reconstruct {
+                id,
+                raw_len,
+                rebuild,
+            } => {
+                let t = Instant::now();
+                let res = crate::repair::reconstruct(&ctx, id, raw_len, &rebuild).await;
+                crate::metrics::op("reconstruct", t, res.is_ok(), 0, 0);
+                match res {
+                    Ok(h) => conn.reply(&NodeResponse::Header(h)).await.is_ok(),
+                    Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
+                }
             }
             NodeRequest::Retag { tags } => {
                 if tags.len() > protocol::tag::MAX_RETAG {
@@ -304,7 +324,8 @@ pub fn declare(req: &NodeRequest) -> &'static [Access] {
         | NodeRequest::Preview { .. }
         | NodeRequest::Clone { .. }
         | NodeRequest::ListTags { .. }
-        | NodeRequest::Retag { .. } => &[Access::Coord],
+        | NodeRequest::Retag { .. }
+        | NodeRequest::Reconstruct { .. } => &[Access::Coord],
     }
 }
 
@@ -322,6 +343,7 @@ fn label(req: &NodeRequest) -> &'static str {
         NodeRequest::ListTags { .. } => "ListTags",
         NodeRequest::Retag { .. } => "Retag",
         NodeRequest::GetTag { .. } => "GetTag",
+        NodeRequest::Reconstruct { .. } => "Reconstruct",
     }
 }
 
@@ -587,6 +609,17 @@ mod trust_tests {
                 id: ChunkId::random(),
                 token: None,
             },
+            NodeRequest::Reconstruct {
+                id: ChunkId::random(),
+                raw_len: 0,
+                rebuild: protocol::Rebuild {
+                    scheme: protocol::Scheme::None,
+                    data: 1,
+                    member: 0,
+                    parity_len: 0,
+                    parts: Vec::new(),
+                },
+            },
         ];
         // No wildcard: a new request kind must be listed above.
         for r in &all {
@@ -601,7 +634,8 @@ mod trust_tests {
                 | NodeRequest::PutTagged { .. }
                 | NodeRequest::ListTags { .. }
                 | NodeRequest::Retag { .. }
-                | NodeRequest::GetTag { .. } => {}
+                | NodeRequest::GetTag { .. }
+                | NodeRequest::Reconstruct { .. } => {}
             }
         }
         all

@@ -184,6 +184,8 @@ async fn run(
                     let n = ctx.store.doom(&ids).await;
                     tracing::info!(count = n, "recorded tombstones of removed files' chunks");
                 }
+                SessionMsg::KeepName(tag) => ctx.store.keep_name(&tag),
+                SessionMsg::DropName { name, upto } => ctx.store.drop_name(&name, upto),
                 other => tracing::debug!(?other, "ignoring session message"),
             },
             _ = stop.changed() => return Ok(()),

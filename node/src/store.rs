@@ -30,6 +30,7 @@
 //! checked and the temp file was fsynced; the directory is fsynced after the
 //! rename, so a visible chunk survives a power loss.
 
+use crate::chunkfile::{parse_header, FILE_MAGIC};
 use crate::error::{is_disk_full, Error, Result};
 use bytes::{Bytes, BytesMut};
 use directio::fsutil::create_dir_durably;
@@ -39,11 +40,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const FILE_MAGIC: &[u8; 8] = b"DFSCHNK2";
-/// Chunk files from before owner tags.
-const FILE_MAGIC_V1: &[u8; 8] = b"DFSCHNK1";
-/// The encoded header is a few dozen bytes; anything longer is corruption.
-const MAX_HEADER_LEN: u32 = 1024;
 /// Read granularity when streaming a chunk out: a few data frames per
 /// read, so a direct read (no kernel read-ahead) is large enough to run
 /// near the disk's speed.
@@ -75,6 +71,8 @@ pub struct ChunkStore {
     doomed: crate::tags::Doomed,
     /// The paged walk of a tag listing in progress.
     pager: Mutex<crate::tags::Pager>,
+    /// Name records of empty files (see [`crate::tags::Names`]).
+    names: crate::tags::Names,
     /// The data directory, held open: a directory removed (its link count
     /// drops to 0) or replaced by another under the same path (another
     /// device and inode; the open handle keeps the inode from being reused)
@@ -212,9 +210,11 @@ impl ChunkStore {
             .name("group-commit".into())
             .spawn(move || group_committer(dir, rx))?;
         let doomed = crate::tags::Doomed::open(data_dir)?;
+        let names = crate::tags::Names::open(data_dir)?;
         Ok(ChunkStore {
             group,
             doomed,
+            names,
             pager: Mutex::new(Default::default()),
             data_dir: data_dir.to_path_buf(),
             dir_handle: std::fs::File::open(data_dir)?,
@@ -478,7 +478,7 @@ impl ChunkStore {
         if let Some(t) = tag {
             t.check().map_err(Error::BadRequest)?;
         }
-        let trailer = tag.map(crate::tags::record).unwrap_or_default();
+        let trailer = tag.map(crate::chunkfile::record).unwrap_or_default();
         self.refuse_if_failed()?;
         if let Some(free) = free_bytes(&self.chunks_dir) {
             let need = header.stored_len + self.reserve_bytes;
@@ -844,7 +844,7 @@ impl ChunkStore {
         }
         let (id2, path) = (*id, self.path_of(id));
         let res = tokio::task::spawn_blocking(move || {
-            crate::tags::read_tag(&id2, &path, &mut Vec::new())
+            crate::chunkfile::read_tag(&id2, &path, &mut Vec::new())
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?;
@@ -882,10 +882,12 @@ impl ChunkStore {
             jobs.into_iter()
                 .map(|(id, path, tag, err)| {
                     let Some(path) = path else { return (id, err) };
-                    let res = crate::tags::read_tag(&id, &path, &mut buf).and_then(|(h, _)| {
-                        let (_, body) = parse_header(&id, &buf).map_err(std::io::Error::other)?;
-                        crate::tags::append_tag(&path, body as u64 + h.stored_len, &tag)
-                    });
+                    let res =
+                        crate::chunkfile::read_tag(&id, &path, &mut buf).and_then(|(h, _)| {
+                            let (_, body) =
+                                parse_header(&id, &buf).map_err(std::io::Error::other)?;
+                            crate::chunkfile::append_tag(&path, body as u64 + h.stored_len, &tag)
+                        });
                     (id, res.err().map(|e| e.to_string()))
                 })
                 .collect()
@@ -905,6 +907,25 @@ impl ChunkStore {
             tracing::error!(error = %e, "could not record tombstones of removed chunks");
         }
         n
+    }
+
+    /// The name records of empty files.
+    pub async fn name_records(&self) -> Vec<protocol::OwnerTag> {
+        // A directory of a few records (empty files are rare): read in place.
+        self.names.list()
+    }
+
+    /// Keeps or drops a name record (the coordinator's session order).
+    pub fn keep_name(&self, tag: &protocol::OwnerTag) {
+        if let Err(e) = self.names.keep(tag) {
+            tracing::warn!(name = %tag.name, error = %e, "could not keep a name record");
+        }
+    }
+
+    pub fn drop_name(&self, name: &protocol::FileName, upto: u64) {
+        if let Err(e) = self.names.drop_upto(name, upto) {
+            tracing::warn!(%name, error = %e, "could not drop name records");
+        }
     }
 
     /// Drops a chunk's tombstone: the catalog counts the copy again.
@@ -933,7 +954,7 @@ fn read_tags(
                 s.spawn(move || {
                     let mut buf = Vec::new();
                     part.iter()
-                        .filter_map(|(id, path)| match crate::tags::read_tag(id, path, &mut buf) {
+                        .filter_map(|(id, path)| match crate::chunkfile::read_tag(id, path, &mut buf) {
                             Ok((h, t)) => Some((*id, h, t)),
                             Err(e) => {
                                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -967,36 +988,6 @@ fn disk_err(e: std::io::Error) -> Error {
     }
 }
 
-/// Parses the start of a chunk file: magic (either format), bounded header
-/// length, header, id, bounds. Returns the header and where the stored
-/// bytes begin.
-pub(crate) fn parse_header(
-    id: &ChunkId,
-    first: &[u8],
-) -> std::result::Result<(ChunkHeader, usize), String> {
-    if first.len() < 12 {
-        return Err("file shorter than its header".into());
-    }
-    if &first[..8] != FILE_MAGIC && &first[..8] != FILE_MAGIC_V1 {
-        return Err("bad magic".into());
-    }
-    let hl = u32::from_le_bytes([first[8], first[9], first[10], first[11]]);
-    if hl > MAX_HEADER_LEN {
-        return Err(format!("header length {hl} too large"));
-    }
-    let body = 12 + hl as usize;
-    if first.len() < body {
-        return Err("truncated header".into());
-    }
-    let header: ChunkHeader =
-        protocol::connection::decode(&first[12..body]).map_err(|e| format!("header: {e}"))?;
-    if header.id != *id {
-        return Err("header names another chunk".into());
-    }
-    check_bounds(&header).map_err(|e| e.to_string())?;
-    Ok((header, body))
-}
-
 /// Opens a chunk file and checks its header (magic, bounded length, id,
 /// bounds, file length) before a byte of it is served. Blocking.
 fn open_reader(id: &ChunkId, path: &Path) -> Result<ChunkReader> {
@@ -1014,7 +1005,7 @@ fn open_reader(id: &ChunkId, path: &Path) -> Result<ChunkReader> {
     let (header, body) = parse_header(id, &first).map_err(corrupt)?;
     let data_end = body as u64 + header.stored_len;
     // Owner tag records may follow the stored bytes (bounded).
-    if file_len < data_end || file_len - data_end > crate::tags::MAX_TRAILER {
+    if file_len < data_end || file_len - data_end > crate::chunkfile::MAX_TRAILER {
         return Err(corrupt(format!(
             "file is {file_len} bytes, header promises {}",
             body as u64 + header.stored_len

@@ -1,123 +1,20 @@
-//! Owner tags on disk: the tag trailer of a chunk file, tombstones of
-//! removed files' chunks, and the paged listing a rebuild reads.
+//! Owner tags' bookkeeping on a node: tombstones of removed files'
+//! chunks, name records of empty files, and the paged listing a rebuild
+//! reads.
 //!
-//! A chunk file of format 2 is
-//!
-//! ```text
-//! "DFSCHNK2" | header_len u32 LE | ChunkHeader | stored bytes | tag record*
-//! tag record = "TAG1" | len u32 LE | crc32 u32 LE | postcard OwnerTag
-//! ```
-//!
-//! The tag follows the stored bytes rather than sitting in the header so
-//! that a chunk can be given a new owner (the file a `Concat` made, a
-//! copy's name, attributes known only at commit, a chunk written before
-//! tags) by appending one record and one fdatasync, never by rewriting its
-//! bytes. The last record whose CRC holds wins; a record torn by a crash is
-//! ignored, so the previous tag stays in force. Format-1 files (no tag)
-//! stay readable and may be given a trailer the same way.
+//! The chunk file format with its tag records is in [`crate::chunkfile`].
 //!
 //! Tombstones (`doomed/<id>`, empty files) record the coordinator's word
 //! that the file of a chunk was removed or replaced, before the delete
 //! grace: a rebuild lists such chunks as doomed and never brings their file
 //! back. A tombstone goes with its chunk's delete.
 
+use crate::chunkfile::{parse_trailer, record, RECORD_HEAD};
 use protocol::tag::{OwnerTag, MAX_TAG_LEN};
-use protocol::{ChunkHeader, ChunkId};
+use protocol::ChunkId;
 use std::collections::HashSet;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-pub const RECORD_MAGIC: &[u8; 4] = b"TAG1";
-/// Magic, length, CRC.
-const RECORD_HEAD: usize = 12;
-/// Most trailer bytes a chunk file may carry: a handful of retags. A retag
-/// that would pass it is refused (the chunk keeps its tag).
-pub const MAX_TRAILER: u64 = 8 * (MAX_TAG_LEN as u64 + RECORD_HEAD as u64);
-
-/// One encoded tag record.
-pub fn record(tag: &OwnerTag) -> Vec<u8> {
-    let body = postcard::to_allocvec(tag).unwrap_or_default();
-    let mut out = Vec::with_capacity(RECORD_HEAD + body.len());
-    out.extend_from_slice(RECORD_MAGIC);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
-/// The tag a trailer holds: its last whole, CRC-checked, decodable record.
-/// Anything after the last good record (a torn append) is ignored.
-pub fn parse_trailer(mut t: &[u8]) -> Option<OwnerTag> {
-    let mut last = None;
-    while t.len() >= RECORD_HEAD && &t[..4] == RECORD_MAGIC {
-        let len = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
-        let crc = u32::from_le_bytes([t[8], t[9], t[10], t[11]]);
-        if len > MAX_TAG_LEN || t.len() < RECORD_HEAD + len {
-            break;
-        }
-        let body = &t[RECORD_HEAD..RECORD_HEAD + len];
-        if crc32fast::hash(body) != crc {
-            break;
-        }
-        if let Ok(tag) = protocol::connection::decode::<OwnerTag>(body) {
-            if tag.check().is_ok() {
-                last = Some(tag);
-            }
-        }
-        t = &t[RECORD_HEAD + len..];
-    }
-    last
-}
-
-/// Reads a chunk file's header and tag (blocking): one read for a small
-/// chunk, two for a large one. `buf` is reused between calls.
-pub fn read_tag(
-    id: &ChunkId,
-    path: &Path,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<(ChunkHeader, Option<OwnerTag>)> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let f = std::fs::File::open(path)?;
-    let file_len = f.metadata()?.len();
-    const FIRST: u64 = 64 * 1024;
-    let first = file_len.min(FIRST) as usize;
-    buf.resize(first, 0);
-    f.read_exact_at(&mut buf[..first], 0)?;
-    let (header, body) = crate::store::parse_header(id, &buf[..first]).map_err(|e| bad(&e))?;
-    let data_end = body as u64 + header.stored_len;
-    if file_len < data_end || file_len - data_end > MAX_TRAILER {
-        return Err(bad("file length does not match its header"));
-    }
-    let tlen = (file_len - data_end) as usize;
-    if tlen == 0 {
-        return Ok((header, None));
-    }
-    let tag = if file_len <= FIRST {
-        parse_trailer(&buf[data_end as usize..first])
-    } else {
-        let mut t = vec![0u8; tlen];
-        f.read_exact_at(&mut t, data_end)?;
-        parse_trailer(&t)
-    };
-    Ok((header, tag))
-}
-
-/// Appends a tag record to a chunk file and makes it durable (blocking).
-pub fn append_tag(path: &Path, data_end: u64, tag: &OwnerTag) -> std::io::Result<()> {
-    let rec = record(tag);
-    let f = std::fs::OpenOptions::new().append(true).open(path)?;
-    let len = f.metadata()?.len();
-    if len < data_end || len - data_end + rec.len() as u64 > MAX_TRAILER {
-        return Err(std::io::Error::other(
-            "the chunk's tag trailer is full; not retagged",
-        ));
-    }
-    // One write: a crash leaves either the whole record or a torn one,
-    // which readers ignore.
-    std::io::Write::write_all(&mut &f, &rec)?;
-    f.sync_data()
-}
 
 /// Chunks whose file the coordinator said was removed or replaced.
 pub struct Doomed {
@@ -187,6 +84,80 @@ impl Doomed {
     }
 }
 
+/// Name records: the owner tags of empty files, which have no chunk to
+/// carry them (`names/<name hash>.<generation>.tag`, one record each,
+/// written atomically).
+pub struct Names {
+    dir: PathBuf,
+}
+
+impl Names {
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let dir = data_dir.join("names");
+        directio::fsutil::create_dir_durably(&dir)?;
+        Ok(Names { dir })
+    }
+
+    fn key(name: &protocol::FileName) -> String {
+        use sha2::Digest;
+        hex_of(&sha2::Sha256::digest(name.as_str().as_bytes())[..16])
+    }
+
+    /// Keeps a record (blocking); refused beyond [`protocol::tag::MAX_NAME_RECORDS`].
+    pub fn keep(&self, tag: &OwnerTag) -> std::io::Result<()> {
+        if tag.stripes != 0 || tag.check().is_err() {
+            return Err(std::io::Error::other(
+                "not the name record of an empty file",
+            ));
+        }
+        let count = std::fs::read_dir(&self.dir)?.count();
+        if count >= protocol::tag::MAX_NAME_RECORDS {
+            return Err(std::io::Error::other("too many name records kept"));
+        }
+        let file = format!("{}.{}.tag", Self::key(&tag.name), tag.generation);
+        directio::fsutil::write_atomic(&self.dir, &file, &record(tag))
+    }
+
+    /// Drops the records of `name` up to generation `upto` (blocking).
+    pub fn drop_upto(&self, name: &protocol::FileName, upto: u64) -> std::io::Result<u64> {
+        let prefix = format!("{}.", Self::key(name));
+        let mut n = 0;
+        for e in std::fs::read_dir(&self.dir)?.flatten() {
+            let f = e.file_name().to_string_lossy().to_string();
+            let gen = f
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tag"))
+                .and_then(|g| g.parse::<u64>().ok());
+            if gen.is_some_and(|g| g <= upto) && std::fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(n)
+    }
+
+    /// Every record kept (blocking), at most [`protocol::tag::MAX_NAME_RECORDS`].
+    pub fn list(&self) -> Vec<OwnerTag> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tag"))
+            .take(protocol::tag::MAX_NAME_RECORDS)
+            .filter_map(|e| {
+                let b = std::fs::read(e.path()).ok()?;
+                (b.len() <= MAX_TAG_LEN + RECORD_HEAD).then(|| parse_trailer(&b))?
+            })
+            .collect()
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// A sorted snapshot of the store's ids for paged listing, kept between
 /// pages so that walking a million chunks costs one sort, not one per page.
 #[derive(Default)]
@@ -243,7 +214,8 @@ pub(crate) fn test_tag() -> OwnerTag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{ChunkPlan, FileName, PutPlan, StripePlan};
+    use crate::chunkfile::parse_trailer;
+    use protocol::{ChunkHeader, ChunkPlan, FileName, PutPlan, StripePlan};
 
     pub(crate) fn tag(name: &str, generation: u64) -> OwnerTag {
         let plan = PutPlan {
@@ -261,7 +233,7 @@ mod tests {
             }],
             generation,
         };
-        OwnerTag::of_plan(&FileName::new(name).unwrap(), 5, &plan, 0, 0)
+        plan.owner_tag(&FileName::new(name).unwrap(), 5, 0, 0)
     }
 
     #[test]

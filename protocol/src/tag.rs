@@ -19,8 +19,8 @@
 //! a hybrid clock, `ms << 20 | counter` ([`GenClock`]), so it is also the
 //! file's creation time to the millisecond.
 
+use crate::attrs::{Attrs, MAX_ATTRS_BYTES};
 use crate::ids::FileName;
-use crate::message::{Attrs, PutPlan, MAX_ATTRS_BYTES};
 use codes::Scheme;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,7 +32,11 @@ pub const GEN_COUNTER_BITS: u32 = 20;
 /// Largest encoded tag: a 4,096-byte name, attributes within
 /// [`MAX_ATTRS_BYTES`] plus their varint lengths, and the fixed fields.
 /// Bounds every tag read from disk or wire before it is decoded.
-pub const MAX_TAG_LEN: usize = crate::ids::MAX_NAME_LEN + MAX_ATTRS_BYTES + 2048;
+pub const MAX_TAG_LEN: usize =
+    crate::ids::MAX_NAME_LEN + MAX_ATTRS_BYTES + 2048 + 10 * MAX_STRIPE_DATA;
+
+/// Most data members a tagged stripe may have (bounds `lens`).
+pub const MAX_STRIPE_DATA: usize = 256;
 
 /// Who a chunk belongs to and where in that file it sits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,35 +58,17 @@ pub struct OwnerTag {
     pub data: u32,
     /// Member index in the stripe: data `i` is `i`, parity `j` is `K + j`.
     pub member: u32,
+    /// Raw lengths of the stripe's data chunks, in order: what a rebuild
+    /// needs to place a member none of whose copies answered (its offset,
+    /// and the length a decode cuts it to; parities are as long as the
+    /// longest).
+    pub lens: Vec<u64>,
     /// The file's attributes (S3 content type, user metadata, ETag): kept
     /// on every member of the first stripe, empty elsewhere.
     pub attrs: Attrs,
 }
 
 impl OwnerTag {
-    /// The tag of member `member` of stripe `stripe` of a planned put.
-    pub fn of_plan(
-        name: &FileName,
-        size: u64,
-        plan: &PutPlan,
-        stripe: usize,
-        member: usize,
-    ) -> Self {
-        OwnerTag {
-            name: name.clone(),
-            generation: plan.generation,
-            size,
-            scheme: plan.scheme,
-            replication: plan.replication,
-            chunk_size: plan.chunk_size,
-            stripes: plan.stripes.len() as u32,
-            stripe: stripe as u32,
-            data: plan.stripes.get(stripe).map_or(0, |s| s.data.len()) as u32,
-            member: member as u32,
-            attrs: Attrs::new(),
-        }
-    }
-
     /// What a write token is signed over: everything but the attributes.
     pub fn digest(&self) -> [u8; 32] {
         let mut t = self.clone();
@@ -98,9 +84,21 @@ impl OwnerTag {
     /// Checks the fields a decoder cannot: attribute size, member and
     /// stripe positions within the scheme and the file.
     pub fn check(&self) -> Result<(), String> {
-        crate::message::check_attrs(&self.attrs)?;
+        crate::attrs::check_attrs(&self.attrs)?;
+        if self.stripes == 0 {
+            // The name record of an empty file: no member to place.
+            return if self.size == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "owner tag of {} has no stripes but {} bytes",
+                    self.name, self.size
+                ))
+            };
+        }
         let code = codes::Code::shared(self.scheme).map_err(|e| e.to_string())?;
         if self.stripe >= self.stripes
+            || self.lens.len() != self.data as usize
             || self.data == 0
             || self.data as usize > code.k()
             || (self.member as usize) >= code.members()
@@ -159,28 +157,44 @@ pub fn created_ms(generation: u64) -> u64 {
     generation >> GEN_COUNTER_BITS
 }
 
-/// One chunk a node holds, as listed for a rebuild.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagEntry {
-    pub header: crate::message::ChunkHeader,
-    /// `None` for chunks written before tags (or whose tag is unreadable).
-    pub tag: Option<OwnerTag>,
-    /// The coordinator told the node this chunk's file was removed or
-    /// replaced (a tombstone): a rebuild must not bring it back.
-    pub doomed: bool,
-}
-
 /// Most entries one `ListTags` page carries.
 pub const MAX_TAG_PAGE: u32 = 8192;
 /// Most encoded bytes of tags in one page, well inside a frame.
 pub const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Most name records (empty files) a node keeps and lists.
+pub const MAX_NAME_RECORDS: usize = 16_384;
+
+/// The name record of an empty file (no chunk carries its tag).
+pub fn empty_file(
+    name: &FileName,
+    generation: u64,
+    scheme: Scheme,
+    replication: u32,
+    attrs: Attrs,
+) -> OwnerTag {
+    OwnerTag {
+        name: name.clone(),
+        generation,
+        size: 0,
+        scheme,
+        replication,
+        chunk_size: 0,
+        stripes: 0,
+        stripe: 0,
+        data: 0,
+        member: 0,
+        lens: Vec::new(),
+        attrs,
+    }
+}
+
 /// Most tags one `Retag` carries.
 pub const MAX_RETAG: usize = 1024;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{ChunkPlan, StripePlan};
+    use crate::message::{ChunkPlan, PutPlan, StripePlan};
 
     fn plan(generation: u64) -> PutPlan {
         let c = || ChunkPlan {
@@ -204,7 +218,7 @@ mod tests {
     #[test]
     fn digest_covers_placement_but_not_attrs() {
         let name = FileName::new("a/b").unwrap();
-        let t = OwnerTag::of_plan(&name, 150, &plan(7), 0, 2);
+        let t = plan(7).owner_tag(&name, 150, 0, 2);
         t.check().unwrap();
         let mut with_attrs = t.clone();
         with_attrs.attrs.insert("etag".into(), "x".into());
@@ -241,10 +255,9 @@ mod tests {
 
     #[test]
     fn a_largest_tag_fits_its_bound() {
-        let mut t = OwnerTag::of_plan(
+        let mut t = plan(u64::MAX).owner_tag(
             &FileName::new(&"n".repeat(crate::ids::MAX_NAME_LEN)).unwrap(),
             u64::MAX,
-            &plan(u64::MAX),
             0,
             0,
         );

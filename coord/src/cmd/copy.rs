@@ -327,11 +327,9 @@ pub async fn copy(
     }
     // The copies carry their source's tag: they are given the copy's name
     // (and a new generation) before the copy is committed.
-    crate::tags::retag(
-        coord,
-        crate::tags::entry_tags(&dst, crate::tags::next_generation(), &entry),
-    )
-    .await;
+    let generation = crate::tags::next_generation();
+    crate::tags::retag(coord, crate::tags::entry_tags(&dst, generation, &entry)).await;
+    let record = crate::tags::name_record(&dst, generation, &entry);
     let claim = {
         let mut guard = coord.lock();
         let st = guard.parts();
@@ -366,6 +364,9 @@ pub async fn copy(
     match res {
         Ok(garbage) => {
             tracing::info!(%src, %dst, size = summary.size, "copy committed");
+            if let Some(r) = record {
+                crate::tags::broadcast(coord, r);
+            }
             coord.collect(garbage);
             coord.collect(unconfirmed);
             Ok(summary)

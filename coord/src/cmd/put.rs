@@ -15,7 +15,7 @@ use crate::state::Coord;
 use crate::uploads::Upload;
 use protocol::{
     BlockOp, ChunkHeader, ChunkId, ChunkPlan, CommitPut, FileName, FileSummary, NodeAddr, NodeId,
-    OwnerTag, PutPlan, Scheme,
+    PutPlan, Scheme,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -159,7 +159,7 @@ pub fn plan(
         for (si, s) in plan.stripes.iter().enumerate() {
             let members = (0..s.data.len()).chain((0..s.parity.len()).map(|j| k + j));
             for (c, member) in s.data.iter().chain(s.parity.iter()).zip(members) {
-                let tag = OwnerTag::of_plan(&name, size, &plan, si, member);
+                let tag = plan.owner_tag(&name, size, si, member);
                 tokens.push(key.sign_tagged(
                     c.id,
                     BlockOp::Write,
@@ -292,7 +292,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(10);
 pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
     let deadline = Instant::now() + BUSY_WAIT;
     let mut pause = Duration::from_millis(1);
-    let (name, entry, _claim, generation) = loop {
+    let (name, entry, _claim, generation, was_empty) = loop {
         let refused = {
             let mut guard = coord.lock();
             let st = guard.parts();
@@ -303,11 +303,12 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
             let entry = build_entry(up, &commit)?;
             let name = up.name.clone();
             let generation = up.plan.generation;
+            let was_empty = st.catalog.files().get(&name).is_some_and(|f| f.size == 0);
             if !up.force && st.catalog.files().contains_key(&name) {
                 Some(Error::FileExists(name))
             } else {
                 match coord.claim_names(vec![name.clone()]) {
-                    Ok(claim) => break (name, entry, claim, generation),
+                    Ok(claim) => break (name, entry, claim, generation, was_empty),
                     Err(e) if Instant::now() >= deadline => Some(e),
                     Err(_) => None,
                 }
@@ -341,6 +342,7 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         t.truncate(first);
         t
     };
+    let record = crate::tags::name_record(&name, generation, &entry);
     let res = coord
         .commit(vec![Record::PutFile {
             name: name.clone(),
@@ -348,6 +350,20 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         }])
         .await;
     let upload = coord.lock().parts().uploads.close(commit.upload_id);
+    if res.is_ok() {
+        if was_empty {
+            crate::tags::broadcast(
+                coord,
+                protocol::SessionMsg::DropName {
+                    name: name.clone(),
+                    upto: generation.saturating_sub(1),
+                },
+            );
+        }
+        if let Some(r) = record {
+            crate::tags::broadcast(coord, r);
+        }
+    }
     match res {
         Ok(garbage) => {
             tracing::info!(%name, size = summary.size, "put committed");
