@@ -799,3 +799,110 @@ impl std::fmt::Display for RebuildReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{ChunkPlan, PutPlan, StripePlan};
+
+    fn plan(scheme: &str, stripes: usize, data: usize, parity: usize, generation: u64) -> PutPlan {
+        let c = || ChunkPlan {
+            id: ChunkId::random(),
+            nodes: Vec::new(),
+            token: None,
+        };
+        PutPlan {
+            upload_id: 1,
+            chunk_size: 10,
+            replication: 1,
+            scheme: scheme.parse().unwrap(),
+            stripes: (0..stripes)
+                .map(|_| StripePlan {
+                    data: (0..data).map(|_| c()).collect(),
+                    parity: (0..parity).map(|_| c()).collect(),
+                })
+                .collect(),
+            generation,
+        }
+    }
+
+    fn entry(t: OwnerTag, doomed: bool) -> TagEntry {
+        let header = ChunkHeader {
+            id: ChunkId::random(),
+            raw_len: 10,
+            raw_sha256: [t.member as u8; 32],
+            codec: protocol::Codec::Raw,
+            stored_len: 10,
+            stored_crc: 0,
+        };
+        TagEntry {
+            header,
+            tag: Some(t),
+            doomed,
+        }
+    }
+
+    #[test]
+    fn completeness_follows_the_decodability_function() {
+        let name = FileName::new("f").unwrap();
+        let node = NodeId::new("n1").unwrap();
+        // rs:2+1, two stripes of 2 data (size 40): any one member of each
+        // stripe may be missing, not two.
+        let p = plan("rs:2+1", 2, 2, 1, 7);
+        let mut a = Assembly::default();
+        let tags: Vec<OwnerTag> = (0..2)
+            .flat_map(|s| (0..3).map(move |m| (s, m)))
+            .map(|(s, m)| p.owner_tag(&name, 40, s, m))
+            .collect();
+        // Stripe 0 whole, stripe 1 missing its parity; a tombstoned copy
+        // and an untagged one do not count.
+        let mut entries: Vec<TagEntry> =
+            tags[..5].iter().cloned().map(|t| entry(t, false)).collect();
+        entries.push(entry(tags[5].clone(), true));
+        entries.push(TagEntry {
+            tag: None,
+            ..entry(tags[0].clone(), false)
+        });
+        a.add(&node, entries, Vec::new());
+        assert_eq!(a.unclaimed.tombstoned, 1);
+        assert_eq!(a.unclaimed.untagged, 1);
+        let v = &a.names[&name][&7];
+        assert_eq!(v.missing(), None, "one lost member of rs:2+1 is decodable");
+        // A newer generation with a whole stripe absent is incomplete.
+        let p2 = plan("rs:2+1", 2, 2, 1, 9);
+        let t = p2.owner_tag(&name, 40, 0, 0);
+        a.add(&node, vec![entry(t, false)], Vec::new());
+        let v2 = &a.names[&name][&9];
+        let why = v2.missing().expect("incomplete");
+        assert!(
+            why.contains("stripe 0") || why.contains("stripe 1"),
+            "{why}"
+        );
+        // Two members lost in one rs:2+1 stripe: undecodable.
+        let mut b = Assembly::default();
+        b.add(
+            &node,
+            tags[..4].iter().cloned().map(|t| entry(t, false)).collect(),
+            Vec::new(),
+        );
+        let why = b.names[&name][&7].missing().expect("undecodable");
+        assert!(why.contains("stripe 1"), "{why}");
+    }
+
+    #[test]
+    fn disagreeing_clusters_are_named() {
+        let l = |addr: &str, c: Option<ClusterId>| Listed {
+            addr: addr.into(),
+            id: None,
+            cluster: c,
+            seq_seen: 0,
+            copies: 0,
+            error: None,
+        };
+        let (x, y) = (ClusterId::random(), ClusterId::random());
+        let (a, b, n) = (l("a:1", Some(x)), l("b:1", Some(y)), l("c:1", None));
+        assert_eq!(agreed_cluster(&[&a, &n]).unwrap(), x);
+        let e = agreed_cluster(&[&a, &b, &n]).unwrap_err().to_string();
+        assert!(e.contains("a:1") && e.contains("b:1"), "{e}");
+    }
+}
