@@ -321,6 +321,14 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
                 async move { cmd::maintain::rebalance(coord, start).map(CoordResponse::Rebalance) },
             ),
         ),
+        CoordRequest::Retag => (
+            d("retag", ADMIN),
+            reply(async move {
+                crate::tags::retag_untagged(coord)
+                    .await
+                    .map(|(chunks, failed)| CoordResponse::Retagged { chunks, failed })
+            }),
+        ),
         CoordRequest::Ping => (
             d("ping", &[Access::Node, Access::Client]),
             reply(async move {
@@ -522,6 +530,7 @@ mod tests {
             },
             CoordRequest::Rebalance { start: false },
             CoordRequest::Ping,
+            CoordRequest::Retag,
         ];
         for r in &all {
             match r {
@@ -547,7 +556,8 @@ mod tests {
                 | CoordRequest::Concat { .. }
                 | CoordRequest::CopyFile { .. }
                 | CoordRequest::Rebalance { .. }
-                | CoordRequest::Ping => {}
+                | CoordRequest::Ping
+                | CoordRequest::Retag => {}
             }
         }
         all

@@ -105,6 +105,53 @@ pub fn entry_tags(name: &FileName, generation: u64, entry: &FileEntry) -> Vec<Ta
 /// Has every holder of each chunk append its new tag. Returns how many
 /// (chunk, node) tags could not be written; each failure is logged.
 pub async fn retag(coord: &Coord, orders: Vec<TagOrder>) -> usize {
+    retag_with(coord, orders, false).await
+}
+
+/// `dfs-sim retag`: walks the catalog in batches (one short hold of the
+/// lock each) and has the holders of every chunk tag the copies that have
+/// no tag yet (written before tags); empty files get their name records.
+/// Returns the chunks walked and the copies that could not be tagged.
+pub async fn retag_untagged(coord: &Coord) -> crate::Result<(u64, u64)> {
+    use std::ops::Bound;
+    if coord.config().read_only {
+        return Err(crate::Error::ReadOnly);
+    }
+    const FILES: usize = 256;
+    let (mut chunks, mut failed) = (0u64, 0u64);
+    let mut after: Option<FileName> = None;
+    loop {
+        let (orders, records, last) = {
+            let guard = coord.lock();
+            let files = guard.catalog().files();
+            let lower = match &after {
+                Some(a) => Bound::Excluded(a.clone()),
+                None => Bound::Unbounded,
+            };
+            let mut orders = Vec::new();
+            let mut records = Vec::new();
+            let mut last = None;
+            for (name, entry) in files.range((lower, Bound::Unbounded)).take(FILES) {
+                let g = next_generation();
+                orders.extend(entry_tags(name, g, entry));
+                records.extend(name_record(name, g, entry));
+                last = Some(name.clone());
+            }
+            (orders, records, last)
+        };
+        let Some(last) = last else { break };
+        for r in records {
+            broadcast(coord, r);
+        }
+        chunks += orders.len() as u64;
+        failed += retag_with(coord, orders, true).await as u64;
+        after = Some(last);
+    }
+    tracing::info!(chunks, failed, "retag of untagged copies done");
+    Ok((chunks, failed))
+}
+
+async fn retag_with(coord: &Coord, orders: Vec<TagOrder>, only_untagged: bool) -> usize {
     if orders.is_empty() || coord.config().read_only {
         return 0;
     }
@@ -129,9 +176,12 @@ pub async fn retag(coord: &Coord, orders: Vec<TagOrder>) -> usize {
         let cred = cred.clone();
         async move {
             let n = tags.len();
-            match tokio::time::timeout(RETAG_TIMEOUT, retag_on(&addr, cred.as_ref(), cluster, tags))
-                .await
-                .unwrap_or_else(|_| Err("no answer".into()))
+            match tokio::time::timeout(
+                RETAG_TIMEOUT,
+                retag_on(&addr, cred.as_ref(), cluster, tags, only_untagged),
+            )
+            .await
+            .unwrap_or_else(|_| Err("no answer".into()))
             {
                 Ok(failed) => {
                     for (id, e) in &failed {
@@ -156,6 +206,7 @@ async fn retag_on(
     cred: Option<&Credential>,
     cluster: protocol::ClusterId,
     tags: Vec<(ChunkId, OwnerTag)>,
+    only_untagged: bool,
 ) -> std::result::Result<Vec<(ChunkId, String)>, String> {
     let mut c = Connection::connect(addr).await.map_err(|e| e.to_string())?;
     handshake::initiate(&mut c, Role::Coord, cred, Some(cluster))
@@ -185,9 +236,12 @@ async fn retag_on(
         let sent = std::mem::take(&mut batch);
         bytes = 0;
         let n = sent.len();
-        c.send(&NodeRequest::Retag { tags: sent })
-            .await
-            .map_err(|e| e.to_string())?;
+        c.send(&NodeRequest::Retag {
+            tags: sent,
+            only_untagged,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         match c.recv_reply::<NodeResponse>().await {
             Ok(NodeResponse::Retagged(done)) if done.len() == n => {
                 failed.extend(done.into_iter().filter_map(|(id, e)| e.map(|e| (id, e))))

@@ -261,7 +261,10 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                     Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
                 }
             }
-            NodeRequest::Retag { tags } => {
+            NodeRequest::Retag {
+                tags,
+                only_untagged,
+            } => {
                 if tags.len() > protocol::tag::MAX_RETAG {
                     let e = Error::BadRequest(format!(
                         "{} chunks to retag; at most {} per request",
@@ -271,7 +274,7 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                     conn.reply_err(e.to_wire()).await.is_ok()
                 } else {
                     let t = Instant::now();
-                    let done = ctx.store.retag(tags).await;
+                    let done = ctx.store.retag(tags, only_untagged).await;
                     let ok = done.iter().all(|(_, e)| e.is_none());
                     crate::metrics::op("retag", t, ok, 0, 0);
                     tracing::info!(count = done.len(), ok, "retagged chunks");
@@ -604,7 +607,10 @@ mod trust_tests {
                 after: None,
                 limit: 1,
             },
-            NodeRequest::Retag { tags: Vec::new() },
+            NodeRequest::Retag {
+                tags: Vec::new(),
+                only_untagged: false,
+            },
             NodeRequest::GetTag {
                 id: ChunkId::random(),
                 token: None,

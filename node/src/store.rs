@@ -860,6 +860,7 @@ impl ChunkStore {
     pub async fn retag(
         &self,
         tags: Vec<(ChunkId, protocol::OwnerTag)>,
+        only_untagged: bool,
     ) -> Vec<(ChunkId, Option<String>)> {
         let mut jobs = Vec::with_capacity(tags.len());
         for (id, tag) in tags {
@@ -883,7 +884,10 @@ impl ChunkStore {
                 .map(|(id, path, tag, err)| {
                     let Some(path) = path else { return (id, err) };
                     let res =
-                        crate::chunkfile::read_tag(&id, &path, &mut buf).and_then(|(h, _)| {
+                        crate::chunkfile::read_tag(&id, &path, &mut buf).and_then(|(h, old)| {
+                            if only_untagged && old.is_some() {
+                                return Ok(());
+                            }
                             let (_, body) =
                                 parse_header(&id, &buf).map_err(std::io::Error::other)?;
                             crate::chunkfile::append_tag(&path, body as u64 + h.stored_len, &tag)

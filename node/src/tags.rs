@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(store.tag_of(&h1.id).await.unwrap(), None);
         // Retag: the old format-1 file and the big one; both still verify.
         let done = store
-            .retag(vec![(h1.id, tag("o", 3)), (big.id, tag("b2", 4))])
+            .retag(vec![(h1.id, tag("o", 3)), (big.id, tag("b2", 4))], false)
             .await;
         assert!(done.iter().all(|(_, e)| e.is_none()), "{done:?}");
         assert_eq!(store.tag_of(&h1.id).await.unwrap(), Some(tag("o", 3)));
@@ -331,7 +331,9 @@ mod tests {
         store.verify(&h1.id).await.unwrap();
         store.verify(&big.id).await.unwrap();
         // A missing chunk cannot be retagged.
-        let r = store.retag(vec![(ChunkId::random(), tag("x", 1))]).await;
+        let r = store
+            .retag(vec![(ChunkId::random(), tag("x", 1))], false)
+            .await;
         assert!(r[0].1.is_some());
         // Tombstones survive a restart and go with the delete.
         store.doom(&[small.id]).await;

@@ -99,6 +99,9 @@ pub enum NodeRequest {
     /// with `Retagged`.
     Retag {
         tags: Vec<(ChunkId, crate::tag::OwnerTag)>,
+        /// Leave chunks that already have a tag as they are (`dfs-sim
+        /// retag`: only chunks written before tags get one).
+        only_untagged: bool,
     },
     /// The owner tag of a held chunk (a node repairing a copy carries its
     /// source's tag over). Answered with `Tag`. Needs a read token like
@@ -488,6 +491,10 @@ pub enum CoordRequest {
     /// Is this a coordinator of that cluster, and how far is its catalog?
     /// Answered with `Pong`; any authenticated peer may ask.
     Ping,
+    /// Operator: walk the catalog and have nodes give an owner tag to
+    /// every copy that has none (chunks written before tags), so that a
+    /// rebuild from the nodes can place them. Answered with `Retagged`.
+    Retag,
 }
 
 /// Shortest chunk a fitted `PlanPut` cuts a file into: below this, more chunks
@@ -516,6 +523,12 @@ pub enum CoordResponse {
     Pong {
         cluster: ClusterId,
         seq: u64,
+    },
+    /// Answer to `Retag`: chunks walked, and copies not retagged (a node
+    /// down or refusing).
+    Retagged {
+        chunks: u64,
+        failed: u64,
     },
 }
 
