@@ -82,6 +82,9 @@ enum Command {
     Forget(cmd::drain::ForgetArgs),
     /// Move copies until every node's usage is within 10% of the mean.
     Rebalance(cmd::rebalance::Args),
+    /// Tag every copy written before owner tags (needs the secret), so a
+    /// rebuild from the nodes can place it.
+    Retag(cmd::retag::Args),
     /// Issue, revoke or list client keys (secured clusters; needs the secret).
     Key(cmd::key::Args),
     /// Verify every stored copy now (corrupt ones are repaired).
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
             Command::Drain(a) => cmd::drain::run(a).await,
             Command::Forget(a) => cmd::drain::forget(a).await,
             Command::Rebalance(a) => cmd::rebalance::run(a).await,
+            Command::Retag(a) => cmd::retag::run(a).await,
             Command::Key(a) => cmd::key::run(a).await,
             Command::Scrub(a) => cmd::scrub::run(a).await,
             Command::Up(a) => cmd::up::run(a).await,

@@ -453,6 +453,15 @@ impl CoordClient {
         }
     }
 
+    /// Operator: has nodes tag every copy written before owner tags;
+    /// returns the chunks walked and the copies that could not be tagged.
+    pub async fn retag(&mut self) -> Result<(u64, u64)> {
+        match self.call(CoordRequest::Retag).await? {
+            CoordResponse::Retagged { chunks, failed } => Ok((chunks, failed)),
+            _ => Err(self.unexpected()),
+        }
+    }
+
     pub async fn status(&mut self) -> Result<ClusterStatus> {
         match self.call(CoordRequest::Status).await? {
             CoordResponse::Status(s) => Ok(*s),

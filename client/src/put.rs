@@ -119,7 +119,7 @@ pub async fn put_source(
     let upload_id = plan.upload_id;
     let scheme = plan.scheme;
     let replication = plan.replication;
-    match stream(coord, pool, opts.inflight, src, &plan, progress).await {
+    match stream(coord, pool, opts.inflight, src, &name, &plan, progress).await {
         Ok((stripes, stored_bytes)) => {
             let chunks = stripes.iter().map(|s| s.data.len() as u64).sum();
             let attrs = match finish.map_or(Ok(Attrs::new()), |f| f()) {
@@ -193,10 +193,16 @@ async fn stream(
     pool: &Arc<NodePool>,
     inflight: usize,
     src: Source,
+    name: &FileName,
     plan: &protocol::PutPlan,
     progress: Progress,
 ) -> Result<(Vec<StripeCommit>, u64)> {
     let Source { reader, size } = src;
+    // Every chunk carries its owner tag (none from a coordinator that
+    // gives no generation), the one its write token was signed over.
+    let tag = |stripe: usize, member: usize| {
+        (plan.generation != 0).then(|| Arc::new(plan.owner_tag(name, size, stripe, member)))
+    };
     let permits = Arc::new(Semaphore::new(inflight.max(1)));
     let code = codes::Code::new(plan.scheme).map_err(|e| Error::Unreadable(e.to_string()))?;
     let np = code.members() - code.k();
@@ -310,6 +316,7 @@ async fn stream(
                     raw,
                     permit,
                     Some(progress.clone()),
+                    tag(si, ci),
                 ));
             }
             for (j, pp) in stripe.parity.iter().enumerate() {
@@ -342,6 +349,7 @@ async fn stream(
                     raw,
                     permit,
                     None,
+                    tag(si, code.k() + j),
                 ));
             }
         }
@@ -428,6 +436,8 @@ struct Retry {
     attempt: u32,
     /// The coordinator's write grant for this chunk (any node).
     token: Option<Box<protocol::BlockToken>>,
+    /// The chunk's owner tag, which the grant was signed over.
+    tag: Option<Arc<protocol::OwnerTag>>,
 }
 
 fn record(
@@ -504,6 +514,7 @@ async fn store_chunk(
     raw: Bytes,
     permit: OwnedSemaphorePermit,
     progress: Option<Progress>,
+    tag: Option<Arc<protocol::OwnerTag>>,
 ) -> Result<Outcome, String> {
     let id = plan.id;
     let (header, stored) = tokio::task::spawn_blocking(move || chunk::encode(id, raw))
@@ -518,6 +529,7 @@ async fn store_chunk(
         failed: Vec::new(),
         attempt: 0,
         token: plan.token.map(Box::new),
+        tag,
     };
     store_copies(pool, plan.nodes, job).await
 }
@@ -529,8 +541,12 @@ async fn store_copies(
     mut job: Retry,
 ) -> Result<Outcome, String> {
     let results = join_all(nodes.iter().map(|n| {
-        let (pool, header, stored, token) = (&pool, &job.header, &job.stored, &job.token);
-        async move { pool.store(&n.addr, header, stored, token.as_deref()).await }
+        let (pool, header, stored, token, tag) =
+            (&pool, &job.header, &job.stored, &job.token, &job.tag);
+        async move {
+            pool.store_tagged(&n.addr, header, stored, token.as_deref(), tag.as_deref())
+                .await
+        }
     }))
     .await;
     for (n, r) in nodes.into_iter().zip(results) {

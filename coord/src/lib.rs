@@ -16,11 +16,13 @@ mod legacy;
 pub mod membership;
 pub mod metrics;
 pub mod rebalance;
+pub mod rebuild;
 pub mod repair;
 pub mod reports;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod tags;
 pub mod traffic;
 pub mod uploads;
 

@@ -356,6 +356,14 @@ fn route<'a>(coord: &'a Arc<Coord>, owner: &'a str, req: CoordRequest) -> (Decla
             d("incidents", CLIENT),
             reply(async move { Ok(CoordResponse::Incidents(cmd::incidents::list(coord, id))) }),
         ),
+        CoordRequest::Retag => (
+            d("retag", ADMIN),
+            reply(async move {
+                crate::tags::retag_untagged(coord)
+                    .await
+                    .map(|(chunks, failed)| CoordResponse::Retagged { chunks, failed })
+            }),
+        ),
         CoordRequest::Ping => (
             d("ping", &[Access::Node, Access::Client]),
             reply(async move {
@@ -645,6 +653,7 @@ mod tests {
                 name: name.clone(),
                 attrs: Default::default(),
             },
+            CoordRequest::Retag,
         ];
         for r in &all {
             match r {
@@ -676,7 +685,8 @@ mod tests {
                 | CoordRequest::Incidents { .. }
                 | CoordRequest::Rename { .. }
                 | CoordRequest::SetAttrs { .. }
-                | CoordRequest::MakeEntry { .. } => {}
+                | CoordRequest::MakeEntry { .. }
+                | CoordRequest::Retag => {}
             }
         }
         all

@@ -342,6 +342,11 @@ impl Coord {
         }
         let due = Instant::now() + self.config.delete_grace;
         let mut st = self.lock();
+        // Tombstones first, at once (see `protocol::tag`): a rebuild from
+        // the nodes during the grace must not bring these files back.
+        for (node, ids) in &per_node {
+            st.members.send(node, SessionMsg::Doom(ids.clone()));
+        }
         for (node, ids) in per_node {
             st.pending_deletes.push_back((due, node, ids));
         }

@@ -5,6 +5,7 @@
 //!
 //! The node never interprets file names: it only knows [`protocol::ChunkId`]s.
 
+pub mod chunkfile;
 pub mod config;
 mod ctx;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod scrub;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tags;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};

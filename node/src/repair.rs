@@ -56,6 +56,8 @@ pub(crate) async fn execute(ctx: Arc<Ctx>, order: RepairOrder) {
     let start = std::time::Instant::now();
     let res = if ctx.store.contains(&id) {
         // Already here (e.g. a retried order): verify instead of copying.
+        // The catalog counts it again: no tombstone may hide it.
+        ctx.store.undoom(&id);
         ctx.store.verify(&id).await.map(|_| ())
     } else {
         produce(&ctx, &order).await
@@ -99,9 +101,41 @@ async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
         RepairSource::Copy(nodes) => fetch_any(ctx, &order.header, nodes).await?,
         RepairSource::Rebuild(r) => rebuild(ctx, &order.header, r).await?,
     };
-    let mut w = ctx.store.create(&order.header).await?;
+    let tag = carried_tag(ctx, order).await;
+    let mut w = ctx.store.create_tagged(&order.header, tag.as_ref()).await?;
     w.write(stored).await?;
     ctx.store.commit(w).await
+}
+
+/// The owner tag the new copy carries: a source copy's own (a copy), or a
+/// read member's with the member index of the chunk produced (a rebuild;
+/// every member of a file's first stripe carries the attributes, so they
+/// survive this too). Best effort: a copy whose sources have no tag (or do
+/// not answer) is stored untagged, as its sources are.
+async fn carried_tag(ctx: &Ctx, order: &RepairOrder) -> Option<protocol::OwnerTag> {
+    let asks: Vec<(protocol::ChunkId, &NodeAddr)> = match &order.source {
+        RepairSource::Copy(nodes) => nodes.iter().map(|n| (order.header.id, n)).collect(),
+        RepairSource::Rebuild(r) => r
+            .parts
+            .iter()
+            .flat_map(|p| p.nodes.iter().map(move |n| (p.header.id, n)))
+            .collect(),
+    };
+    for (id, n) in asks {
+        match ctx.pool.get_tag(&n.addr, id, None).await {
+            Ok(Some(mut t)) => {
+                if let RepairSource::Rebuild(r) = &order.source {
+                    t.member = r.member;
+                }
+                return t.check().is_ok().then_some(t);
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(chunk = %id, node = %n.id, error = %e, "no owner tag from this source")
+            }
+        }
+    }
+    None
 }
 
 /// Decodes the wanted member from the read plan's members, fetched one at
@@ -110,13 +144,48 @@ async fn produce(ctx: &Ctx, order: &RepairOrder) -> Result<()> {
 /// trimmed, hash-checked and re-encoded; it must be exactly the chunk the
 /// catalog knows (LZ4 is deterministic).
 async fn rebuild(ctx: &Ctx, want: &ChunkHeader, r: &Rebuild) -> Result<Bytes> {
-    let bad = |m: String| Error::BadRequest(format!("rebuild of chunk {}: {m}", want.id));
+    let (h, stored) = decode_member(ctx, want.id, want.raw_len, r).await?;
+    if h.raw_sha256 != want.raw_sha256 {
+        return Err(Error::Corrupt {
+            chunk: want.id,
+            reason: "rebuilt bytes fail SHA-256 verification".into(),
+        });
+    }
+    if h != *want {
+        return Err(Error::BadRequest(format!(
+            "rebuilt chunk {} encodes differently from the catalog's header",
+            want.id
+        )));
+    }
+    Ok(stored)
+}
+
+/// The header of member `r.member` decoded from the members `r` lists,
+/// nothing stored (`NodeRequest::Reconstruct`, for a rebuilt catalog).
+pub(crate) async fn reconstruct(
+    ctx: &Ctx,
+    id: protocol::ChunkId,
+    raw_len: u64,
+    r: &Rebuild,
+) -> Result<ChunkHeader> {
+    Ok(decode_member(ctx, id, raw_len, r).await?.0)
+}
+
+/// Decodes one member, cuts it to `raw_len` and encodes it (LZ4 is
+/// deterministic, so this is the header and bytes the original had).
+async fn decode_member(
+    ctx: &Ctx,
+    id: protocol::ChunkId,
+    raw_len: u64,
+    r: &Rebuild,
+) -> Result<(ChunkHeader, Bytes)> {
+    let bad = |m: String| Error::BadRequest(format!("rebuild of chunk {id}: {m}"));
     let code = codes::Code::new(r.scheme).map_err(|e| bad(e.to_string()))?;
     let read: Vec<usize> = r.parts.iter().map(|p| p.member as usize).collect();
     let dec = code
         .decoder(r.data as usize, &read, &[r.member as usize])
         .map_err(|e| bad(e.to_string()))?;
-    if r.parity_len > protocol::chunk::MAX_CHUNK_LEN || want.raw_len > r.parity_len {
+    if r.parity_len > protocol::chunk::MAX_CHUNK_LEN || raw_len > r.parity_len {
         return Err(bad(format!("bad parity length {}", r.parity_len)));
     }
     let mut out = vec![0u8; r.parity_len as usize];
@@ -140,23 +209,9 @@ async fn rebuild(ctx: &Ctx, want: &ChunkHeader, r: &Rebuild) -> Result<Bytes> {
         })
         .await?;
     }
-    let want = want.clone();
     blocking(move || {
-        out.truncate(want.raw_len as usize);
-        let (h, stored) = chunk::encode(want.id, Bytes::from(out));
-        if h.raw_sha256 != want.raw_sha256 {
-            return Err(Error::Corrupt {
-                chunk: want.id,
-                reason: "rebuilt bytes fail SHA-256 verification".into(),
-            });
-        }
-        if h != want {
-            return Err(Error::BadRequest(format!(
-                "rebuilt chunk {} encodes differently from the catalog's header",
-                want.id
-            )));
-        }
-        Ok(stored)
+        out.truncate(raw_len as usize);
+        Ok(chunk::encode(id, Bytes::from(out)))
     })
     .await
 }

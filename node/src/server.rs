@@ -117,7 +117,7 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
             let why = format!("only the coordinator may send {}", label(&req));
             // A refused `Put` is followed by data frames that are not read:
             // the connection closes after the refusal.
-            let put = matches!(req, NodeRequest::Put { .. });
+            let put = matches!(req, NodeRequest::Put { .. } | NodeRequest::PutTagged { .. });
             if !refuse(&mut conn, &peer, &why).await || put || matches!(req, NodeRequest::Attach) {
                 return;
             }
@@ -135,7 +135,7 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                 ) {
                     Ok(()) => {
                         let (t, len) = (Instant::now(), header.stored_len);
-                        let ok = put(&mut conn, &ctx, header).await;
+                        let ok = put(&mut conn, &ctx, header, None).await;
                         crate::metrics::op("put", t, ok, if ok { len } else { 0 }, 0);
                         ok
                     }
@@ -189,6 +189,98 @@ async fn handle(mut conn: Connection, ctx: Arc<Ctx>, mut stop: watch::Receiver<b
                 session::attached(conn, ctx, stop).await;
                 return;
             }
+            NodeRequest::PutTagged { header, token, tag } => {
+                let digest = tag.digest();
+                match check_token_tagged(
+                    &ctx,
+                    trusted,
+                    token.as_ref(),
+                    &header.id,
+                    BlockOp::Write,
+                    header.stored_len,
+                    Some(&digest),
+                ) {
+                    Ok(()) => {
+                        let (t, len) = (Instant::now(), header.stored_len);
+                        let ok = put(&mut conn, &ctx, header, Some(*tag)).await;
+                        crate::metrics::op("put", t, ok, if ok { len } else { 0 }, 0);
+                        ok
+                    }
+                    Err(e) => {
+                        let _ = conn.reply_err(e.to_wire()).await;
+                        false
+                    }
+                }
+            }
+            NodeRequest::GetTag { id, token } => {
+                match check_token(&ctx, trusted, token.as_ref(), &id, BlockOp::Read, 0) {
+                    Ok(()) => match ctx.store.tag_of(&id).await {
+                        Ok(t) => conn
+                            .reply(&NodeResponse::Tag(t.map(Box::new)))
+                            .await
+                            .is_ok(),
+                        Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
+                    },
+                    Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
+                }
+            }
+            NodeRequest::ListTags { after, limit } => {
+                let t = Instant::now();
+                let names = if after.is_none() {
+                    ctx.store.name_records().await
+                } else {
+                    Vec::new()
+                };
+                let (entries, next) = ctx.store.list_tags(after, limit).await;
+                crate::metrics::op("list_tags", t, true, 0, 0);
+                let (cluster, seq_seen) = {
+                    let id = ctx.identity.lock().unwrap_or_else(|p| p.into_inner());
+                    (id.cluster, id.seq_seen)
+                };
+                conn.reply(&NodeResponse::Tags {
+                    node: ctx.config.id.clone(),
+                    cluster,
+                    seq_seen,
+                    entries,
+                    next,
+                    names,
+                })
+                .await
+                .is_ok()
+            }
+            NodeRequest::Reconstruct {
+                id,
+                raw_len,
+                rebuild,
+            } => {
+                let t = Instant::now();
+                let res = crate::repair::reconstruct(&ctx, id, raw_len, &rebuild).await;
+                crate::metrics::op("reconstruct", t, res.is_ok(), 0, 0);
+                match res {
+                    Ok(h) => conn.reply(&NodeResponse::Header(h)).await.is_ok(),
+                    Err(e) => conn.reply_err(e.to_wire()).await.is_ok(),
+                }
+            }
+            NodeRequest::Retag {
+                tags,
+                only_untagged,
+            } => {
+                if tags.len() > protocol::tag::MAX_RETAG {
+                    let e = Error::BadRequest(format!(
+                        "{} chunks to retag; at most {} per request",
+                        tags.len(),
+                        protocol::tag::MAX_RETAG
+                    ));
+                    conn.reply_err(e.to_wire()).await.is_ok()
+                } else {
+                    let t = Instant::now();
+                    let done = ctx.store.retag(tags, only_untagged).await;
+                    let ok = done.iter().all(|(_, e)| e.is_none());
+                    crate::metrics::op("retag", t, ok, 0, 0);
+                    tracing::info!(count = done.len(), ok, "retagged chunks");
+                    conn.reply(&NodeResponse::Retagged(done)).await.is_ok()
+                }
+            }
         };
         if !keep_going {
             return;
@@ -225,12 +317,18 @@ impl Access {
 /// refuse everyone.
 pub fn declare(req: &NodeRequest) -> &'static [Access] {
     match req {
-        NodeRequest::Put { .. } | NodeRequest::Get { .. } => &[Access::Token],
+        NodeRequest::Put { .. }
+        | NodeRequest::Get { .. }
+        | NodeRequest::PutTagged { .. }
+        | NodeRequest::GetTag { .. } => &[Access::Token],
         NodeRequest::Ping => &[Access::Anyone],
         NodeRequest::Delete(_)
         | NodeRequest::Attach
         | NodeRequest::Preview { .. }
-        | NodeRequest::Clone { .. } => &[Access::Coord],
+        | NodeRequest::Clone { .. }
+        | NodeRequest::ListTags { .. }
+        | NodeRequest::Retag { .. }
+        | NodeRequest::Reconstruct { .. } => &[Access::Coord],
     }
 }
 
@@ -244,6 +342,11 @@ fn label(req: &NodeRequest) -> &'static str {
         NodeRequest::Attach => "Attach",
         NodeRequest::Preview { .. } => "Preview",
         NodeRequest::Clone { .. } => "Clone",
+        NodeRequest::PutTagged { .. } => "PutTagged",
+        NodeRequest::ListTags { .. } => "ListTags",
+        NodeRequest::Retag { .. } => "Retag",
+        NodeRequest::GetTag { .. } => "GetTag",
+        NodeRequest::Reconstruct { .. } => "Reconstruct",
     }
 }
 
@@ -264,9 +367,23 @@ fn check_token(
     op: BlockOp,
     len: u64,
 ) -> Result<()> {
+    check_token_tagged(ctx, trusted, token, id, op, len, None)
+}
+
+/// [`check_token`] of a grant that must be signed over an owner tag's
+/// digest: a client's tag naming another file than the one signed fails.
+fn check_token_tagged(
+    ctx: &Ctx,
+    trusted: bool,
+    token: Option<&BlockToken>,
+    id: &ChunkId,
+    op: BlockOp,
+    len: u64,
+    tag: Option<&[u8; 32]>,
+) -> Result<()> {
     match (&ctx.token_key, trusted) {
         (Some(key), false) => key
-            .check(token, id, op, len, protocol::token::now_ms())
+            .check_tagged(token, id, op, len, protocol::token::now_ms(), tag)
             .map_err(|e| {
                 tracing::warn!(chunk = %id, ?op, error = %e, "refused a data request");
                 Error::Forbidden(e.to_string())
@@ -285,9 +402,14 @@ async fn refuse(conn: &mut Connection, peer: &Peer, why: &str) -> bool {
 /// Receives a chunk. Returns whether the connection can serve another
 /// request: after an error the peer may still be sending data frames, so
 /// the connection is closed rather than resynchronised.
-async fn put(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> bool {
+async fn put(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    header: ChunkHeader,
+    tag: Option<protocol::OwnerTag>,
+) -> bool {
     let id = header.id;
-    match receive(conn, ctx, header).await {
+    match receive(conn, ctx, header, tag).await {
         Ok(()) => {
             tracing::debug!(chunk = %id, "stored chunk");
             conn.reply(&NodeResponse::Stored { id }).await.is_ok()
@@ -302,8 +424,13 @@ async fn put(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> bool {
     }
 }
 
-async fn receive(conn: &mut Connection, ctx: &Ctx, header: ChunkHeader) -> Result<()> {
-    let mut w = ctx.store.create(&header).await?;
+async fn receive(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    header: ChunkHeader,
+    tag: Option<protocol::OwnerTag>,
+) -> Result<()> {
+    let mut w = ctx.store.create_tagged(&header, tag.as_ref()).await?;
     let deadline = Instant::now()
         + TRANSFER_GRACE
         + Duration::from_secs(header.stored_len / MIN_TRANSFER_RATE);
@@ -453,6 +580,7 @@ mod trust_tests {
             stored_len: 0,
             stored_crc: 0,
         };
+        let header2 = header.clone();
         let all = vec![
             NodeRequest::Put {
                 header,
@@ -470,6 +598,34 @@ mod trust_tests {
                 max_len: 0,
             },
             NodeRequest::Clone { pairs: Vec::new() },
+            NodeRequest::PutTagged {
+                header: header2.clone(),
+                token: None,
+                tag: Box::new(crate::tags::test_tag()),
+            },
+            NodeRequest::ListTags {
+                after: None,
+                limit: 1,
+            },
+            NodeRequest::Retag {
+                tags: Vec::new(),
+                only_untagged: false,
+            },
+            NodeRequest::GetTag {
+                id: ChunkId::random(),
+                token: None,
+            },
+            NodeRequest::Reconstruct {
+                id: ChunkId::random(),
+                raw_len: 0,
+                rebuild: protocol::Rebuild {
+                    scheme: protocol::Scheme::None,
+                    data: 1,
+                    member: 0,
+                    parity_len: 0,
+                    parts: Vec::new(),
+                },
+            },
         ];
         // No wildcard: a new request kind must be listed above.
         for r in &all {
@@ -480,7 +636,12 @@ mod trust_tests {
                 | NodeRequest::Ping
                 | NodeRequest::Attach
                 | NodeRequest::Preview { .. }
-                | NodeRequest::Clone { .. } => {}
+                | NodeRequest::Clone { .. }
+                | NodeRequest::PutTagged { .. }
+                | NodeRequest::ListTags { .. }
+                | NodeRequest::Retag { .. }
+                | NodeRequest::GetTag { .. }
+                | NodeRequest::Reconstruct { .. } => {}
             }
         }
         all

@@ -265,6 +265,14 @@ async fn run(
                     tracing::info!(count = n, "purged set-aside copies past their grace period");
                 }
                 SessionMsg::Scrub => ctx.scrub.request(),
+                SessionMsg::Doom(ids) => {
+                    // Before the next message, like deletes: the delete
+                    // that follows the grace removes the tombstone too.
+                    let n = ctx.store.doom(&ids).await;
+                    tracing::info!(count = n, "recorded tombstones of removed files' chunks");
+                }
+                SessionMsg::KeepName(tag) => ctx.store.keep_name(&tag),
+                SessionMsg::DropName { name, upto } => ctx.store.drop_name(&name, upto),
                 other => tracing::debug!(?other, "ignoring session message"),
             },
             _ = stop.changed() => return Ok(()),

@@ -18,14 +18,19 @@
 //!
 //! ```text
 //! +-------------------+---------------------+---------------------+----------------+
-//! | magic "DFSCHNK1"  | header_len: u32 LE  | ChunkHeader postcard | stored bytes   |
+//! | magic "DFSCHNK2"  | header_len: u32 LE  | ChunkHeader postcard | stored bytes   | tag records
 //! +-------------------+---------------------+---------------------+----------------+
 //! ```
+//!
+//! The owner tag records after the stored bytes are described in
+//! [`crate::tags`]; format-1 files (`DFSCHNK1`, from before tags) are read
+//! the same way and simply have none.
 //!
 //! A chunk becomes visible only by rename, after its bytes and CRC were
 //! checked and the temp file was fsynced; the directory is fsynced after the
 //! rename, so a visible chunk survives a power loss.
 
+use crate::chunkfile::{parse_header, FILE_MAGIC};
 use crate::error::{is_disk_full, Error, Result};
 use bytes::{Bytes, BytesMut};
 use directio::fsutil::create_dir_durably;
@@ -35,9 +40,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const FILE_MAGIC: &[u8; 8] = b"DFSCHNK1";
-/// The encoded header is a few dozen bytes; anything longer is corruption.
-const MAX_HEADER_LEN: u32 = 1024;
 /// Read granularity when streaming a chunk out: a few data frames per
 /// read, so a direct read (no kernel read-ahead) is large enough to run
 /// near the disk's speed.
@@ -65,6 +67,12 @@ pub struct ChunkStore {
     tombstones: Mutex<HashMap<ChunkId, std::time::Instant>>,
     /// Small chunks waiting for the group committer.
     group: std::sync::mpsc::Sender<Pending>,
+    /// Tombstones of chunks whose file was removed (see [`crate::tags`]).
+    doomed: crate::tags::Doomed,
+    /// The paged walk of a tag listing in progress.
+    pager: Mutex<crate::tags::Pager>,
+    /// Name records of empty files (see [`crate::tags::Names`]).
+    names: crate::tags::Names,
     /// The data directory, held open: a directory removed (its link count
     /// drops to 0) or replaced by another under the same path (another
     /// device and inode; the open handle keeps the inode from being reused)
@@ -201,8 +209,13 @@ impl ChunkStore {
         std::thread::Builder::new()
             .name("group-commit".into())
             .spawn(move || group_committer(dir, rx))?;
+        let doomed = crate::tags::Doomed::open(data_dir)?;
+        let names = crate::tags::Names::open(data_dir)?;
         Ok(ChunkStore {
             group,
+            doomed,
+            names,
+            pager: Mutex::new(Default::default()),
             data_dir: data_dir.to_path_buf(),
             dir_handle: std::fs::File::open(data_dir)?,
             failed: Mutex::new(None),
@@ -443,6 +456,7 @@ impl ChunkStore {
                 }
             }
         }
+        self.doomed.remove(ids);
         let _ = fsync_dir(self.orphans_dir.clone()).await;
         let _ = fsync_dir(self.quarantine_dir.clone()).await;
         n
@@ -450,7 +464,21 @@ impl ChunkStore {
 
     /// Starts receiving a chunk. Refuses up front when the disk cannot hold it.
     pub async fn create(&self, header: &ChunkHeader) -> Result<ChunkWriter> {
+        self.create_tagged(header, None).await
+    }
+
+    /// [`ChunkStore::create`] of a chunk with an owner tag, written after
+    /// its stored bytes at commit.
+    pub async fn create_tagged(
+        &self,
+        header: &ChunkHeader,
+        tag: Option<&protocol::OwnerTag>,
+    ) -> Result<ChunkWriter> {
         check_bounds(header).map_err(|e| Error::BadRequest(e.to_string()))?;
+        if let Some(t) = tag {
+            t.check().map_err(Error::BadRequest)?;
+        }
+        let trailer = tag.map(crate::chunkfile::record).unwrap_or_default();
         self.refuse_if_failed()?;
         if let Some(free) = free_bytes(&self.chunks_dir) {
             let need = header.stored_len + self.reserve_bytes;
@@ -491,6 +519,7 @@ impl ChunkStore {
             header: header.clone(),
             crc: crc32fast::Hasher::new(),
             written: 0,
+            trailer,
         })
     }
 
@@ -504,6 +533,7 @@ impl ChunkStore {
             header,
             crc,
             written,
+            trailer,
         } = w;
         if written != header.stored_len {
             return Err(Error::BadRequest(format!(
@@ -517,12 +547,18 @@ impl ChunkStore {
                 reason: "CRC mismatch on received bytes".into(),
             });
         }
-        let file = file.ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
-        // The last (padded) block of a direct write, and the cut to length.
-        let file = tokio::task::spawn_blocking(move || file.finish())
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?
-            .map_err(|e| self.write_failed(e))?;
+        let mut file =
+            file.ok_or_else(|| Error::Io(std::io::Error::other("chunk writer poisoned")))?;
+        let extra = trailer.len() as u64;
+        // The owner tag follows the stored bytes; then the last (padded)
+        // block of a direct write, and the cut to length.
+        let file = tokio::task::spawn_blocking(move || {
+            file.write_all(&trailer)?;
+            file.finish()
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(|e| self.write_failed(e))?;
         let final_path = self.path_of(&header.id);
         let tmp = guard.0.clone().unwrap_or_default();
         if header.stored_len <= self.group_max_len {
@@ -538,8 +574,9 @@ impl ChunkStore {
                 .map_err(|_| Error::Io(std::io::Error::other("group committer stopped")))?;
             return match rx.await {
                 Ok(Ok(())) => {
-                    let size = 12 + header.stored_len + postcard_len(&header);
+                    let size = 12 + header.stored_len + postcard_len(&header) + extra;
                     self.index().insert(header.id, size);
+                    self.doomed.remove(&[header.id]);
                     Ok(())
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -572,8 +609,10 @@ impl ChunkStore {
             Err(e) => return Err(self.write_failed(e)),
         }
         fsync_dir(dir).await?;
-        let size = 12 + header.stored_len + postcard_len(&header);
+        let size = 12 + header.stored_len + postcard_len(&header) + extra;
         self.index().insert(header.id, size);
+        // Stored again (a repair onto a node that had dropped it): live.
+        self.doomed.remove(&[header.id]);
         Ok(())
     }
 
@@ -737,8 +776,206 @@ impl ChunkStore {
             }
             self.index().remove(id);
         }
+        self.doomed.remove(ids);
         (n, dirs)
     }
+}
+
+/// Owner tags (see [`crate::tags`]): listing, retagging, tombstones.
+impl ChunkStore {
+    /// One page of the tags of the live chunks, in id order after `after`:
+    /// at most `limit` entries and about [`protocol::tag::MAX_TAG_PAGE_BYTES`]
+    /// of tags. Returns the entries and where the next page starts. A chunk
+    /// unreadable now (deleted meanwhile, corrupt) is skipped: a rebuild
+    /// counts only copies it could read.
+    pub async fn list_tags(
+        &self,
+        after: Option<ChunkId>,
+        limit: u32,
+    ) -> (Vec<protocol::TagEntry>, Option<ChunkId>) {
+        let limit = limit.clamp(1, protocol::tag::MAX_TAG_PAGE) as usize;
+        let ids = self
+            .pager
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .page(after, limit, || self.inventory());
+        let Some(last) = ids.last().copied() else {
+            return (Vec::new(), None);
+        };
+        let paths: Vec<(ChunkId, PathBuf)> = ids.iter().map(|id| (*id, self.path_of(id))).collect();
+        let read = tokio::task::spawn_blocking(move || read_tags(paths))
+            .await
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(read.len());
+        let mut bytes = 0usize;
+        let mut next = Some(last);
+        for (id, header, tag) in read {
+            bytes += 96
+                + tag.as_ref().map_or(0, |t| {
+                    t.name.as_str().len()
+                        + t.attrs
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len() + 4)
+                            .sum::<usize>()
+                });
+            if bytes > protocol::tag::MAX_TAG_PAGE_BYTES && !out.is_empty() {
+                // The rest comes with the next page (a fresh walk from here).
+                next = out.last().map(|e: &protocol::TagEntry| e.header.id);
+                self.pager
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .forget();
+                break;
+            }
+            let doomed = self.doomed.contains(&id);
+            out.push(protocol::TagEntry {
+                header,
+                tag,
+                doomed,
+            });
+        }
+        (out, next)
+    }
+
+    /// The tag of a held chunk (`None`: untagged).
+    pub async fn tag_of(&self, id: &ChunkId) -> Result<Option<protocol::OwnerTag>> {
+        if !self.contains(id) {
+            return Err(Error::NoSuchChunk(*id));
+        }
+        let (id2, path) = (*id, self.path_of(id));
+        let res = tokio::task::spawn_blocking(move || {
+            crate::chunkfile::read_tag(&id2, &path, &mut Vec::new())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        match res {
+            Ok((_, tag)) => Ok(tag),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchChunk(*id)),
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    /// Gives held chunks new owner tags, each appended and fdatasynced
+    /// before it is confirmed. Per chunk: `None` on success, else why not.
+    pub async fn retag(
+        &self,
+        tags: Vec<(ChunkId, protocol::OwnerTag)>,
+        only_untagged: bool,
+    ) -> Vec<(ChunkId, Option<String>)> {
+        let mut jobs = Vec::with_capacity(tags.len());
+        for (id, tag) in tags {
+            if let Err(e) = tag.check() {
+                jobs.push((id, None, tag, Some(e)));
+            } else if !self.contains(&id) {
+                jobs.push((id, None, tag, Some(format!("no chunk {id}"))));
+            } else {
+                jobs.push((id, Some(self.path_of(&id)), tag, None));
+            }
+        }
+        if let Err(e) = self.refuse_if_failed() {
+            return jobs
+                .into_iter()
+                .map(|(id, ..)| (id, Some(e.to_string())))
+                .collect();
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            jobs.into_iter()
+                .map(|(id, path, tag, err)| {
+                    let Some(path) = path else { return (id, err) };
+                    let res =
+                        crate::chunkfile::read_tag(&id, &path, &mut buf).and_then(|(h, old)| {
+                            if only_untagged && old.is_some() {
+                                return Ok(());
+                            }
+                            let (_, body) =
+                                parse_header(&id, &buf).map_err(std::io::Error::other)?;
+                            crate::chunkfile::append_tag(&path, body as u64 + h.stored_len, &tag)
+                        });
+                    (id, res.err().map(|e| e.to_string()))
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Records tombstones for the held chunks among `ids` (their file was
+    /// removed or replaced; the delete follows after the grace).
+    pub async fn doom(&self, ids: &[ChunkId]) -> u64 {
+        let held: Vec<ChunkId> = ids.iter().copied().filter(|id| self.contains(id)).collect();
+        let n = held.len() as u64;
+        // A few empty files and one directory fsync, done in place: the
+        // session handles it before its next message, like a delete.
+        if let Err(e) = self.doomed.add(&held) {
+            tracing::error!(error = %e, "could not record tombstones of removed chunks");
+        }
+        n
+    }
+
+    /// The name records of empty files.
+    pub async fn name_records(&self) -> Vec<protocol::OwnerTag> {
+        // A directory of a few records (empty files are rare): read in place.
+        self.names.list()
+    }
+
+    /// Keeps or drops a name record (the coordinator's session order).
+    pub fn keep_name(&self, tag: &protocol::OwnerTag) {
+        if let Err(e) = self.names.keep(tag) {
+            tracing::warn!(name = %tag.name, error = %e, "could not keep a name record");
+        }
+    }
+
+    pub fn drop_name(&self, name: &protocol::FileName, upto: u64) {
+        if let Err(e) = self.names.drop_upto(name, upto) {
+            tracing::warn!(%name, error = %e, "could not drop name records");
+        }
+    }
+
+    /// Drops a chunk's tombstone: the catalog counts the copy again.
+    pub fn undoom(&self, id: &ChunkId) {
+        self.doomed.remove(&[*id]);
+    }
+
+    /// Chunks with a tombstone.
+    pub fn doomed_count(&self) -> u64 {
+        self.doomed.len() as u64
+    }
+}
+
+/// Reads the header and tag of each chunk, a few threads at once (the
+/// reads are small and mostly served from the page cache; their cost is
+/// the system calls). Unreadable chunks are left out.
+fn read_tags(
+    paths: Vec<(ChunkId, PathBuf)>,
+) -> Vec<(ChunkId, ChunkHeader, Option<protocol::OwnerTag>)> {
+    const THREADS: usize = 4;
+    let per = paths.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut buf = Vec::new();
+                    part.iter()
+                        .filter_map(|(id, path)| match crate::chunkfile::read_tag(id, path, &mut buf) {
+                            Ok((h, t)) => Some((*id, h, t)),
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::NotFound {
+                                    tracing::warn!(chunk = %id, error = %e, "unreadable chunk left out of the tag listing");
+                                }
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 fn postcard_len(h: &ChunkHeader) -> u64 {
@@ -769,27 +1006,10 @@ fn open_reader(id: &ChunkId, path: &Path) -> Result<ChunkReader> {
             _ => Error::Io(e),
         })?
         .unwrap_or_default();
-    if first.len() < 12 {
-        return Err(corrupt("file shorter than its header".into()));
-    }
-    if &first[..8] != FILE_MAGIC {
-        return Err(corrupt("bad magic".into()));
-    }
-    let hl = u32::from_le_bytes([first[8], first[9], first[10], first[11]]);
-    if hl > MAX_HEADER_LEN {
-        return Err(corrupt(format!("header length {hl} too large")));
-    }
-    let body = 12 + hl as usize;
-    if first.len() < body {
-        return Err(corrupt("truncated header".into()));
-    }
-    let header: ChunkHeader = protocol::connection::decode(&first[12..body])
-        .map_err(|e| corrupt(format!("header: {e}")))?;
-    if header.id != *id {
-        return Err(corrupt("header names another chunk".into()));
-    }
-    check_bounds(&header).map_err(|e| corrupt(e.to_string()))?;
-    if body as u64 + header.stored_len != file_len {
+    let (header, body) = parse_header(id, &first).map_err(corrupt)?;
+    let data_end = body as u64 + header.stored_len;
+    // Owner tag records may follow the stored bytes (bounded).
+    if file_len < data_end || file_len - data_end > crate::chunkfile::MAX_TRAILER {
         return Err(corrupt(format!(
             "file is {file_len} bytes, header promises {}",
             body as u64 + header.stored_len
@@ -818,6 +1038,8 @@ pub struct ChunkWriter {
     header: ChunkHeader,
     crc: crc32fast::Hasher,
     written: u64,
+    /// The owner tag record written after the stored bytes (empty: none).
+    trailer: Vec<u8>,
 }
 
 impl ChunkWriter {

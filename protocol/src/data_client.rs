@@ -93,13 +93,33 @@ impl NodePool {
         stored: &Bytes,
         token: Option<&BlockToken>,
     ) -> crate::Result<()> {
+        self.store_tagged(addr, header, stored, token, None).await
+    }
+
+    /// [`NodePool::store`] with the chunk's owner tag (`PutTagged`); an
+    /// untagged `Put` when `tag` is `None`.
+    pub async fn store_tagged(
+        &self,
+        addr: &str,
+        header: &ChunkHeader,
+        stored: &Bytes,
+        token: Option<&BlockToken>,
+        tag: Option<&crate::tag::OwnerTag>,
+    ) -> crate::Result<()> {
         let mut c = self.conn(addr).await?;
-        let sent = tokio::time::timeout(IO_TIMEOUT * 4, async {
-            c.send(&NodeRequest::Put {
+        let req = match tag {
+            Some(t) => NodeRequest::PutTagged {
                 header: header.clone(),
                 token: token.cloned(),
-            })
-            .await?;
+                tag: Box::new(t.clone()),
+            },
+            None => NodeRequest::Put {
+                header: header.clone(),
+                token: token.cloned(),
+            },
+        };
+        let sent = tokio::time::timeout(IO_TIMEOUT * 4, async {
+            c.send(&req).await?;
             c.send_data(stored).await
         })
         .await
@@ -198,6 +218,37 @@ impl NodePool {
 }
 
 impl NodePool {
+    /// The owner tag a node keeps with its copy of `id` (`None`: an
+    /// untagged chunk).
+    pub async fn get_tag(
+        &self,
+        addr: &str,
+        id: crate::ChunkId,
+        token: Option<&BlockToken>,
+    ) -> crate::Result<Option<crate::tag::OwnerTag>> {
+        let mut c = self.conn(addr).await?;
+        let io = |what| crate::Error::Timeout(what);
+        tokio::time::timeout(
+            IO_TIMEOUT,
+            c.send(&NodeRequest::GetTag {
+                id,
+                token: token.cloned(),
+            }),
+        )
+        .await
+        .map_err(|_| io("sending a tag request"))??;
+        match tokio::time::timeout(IO_TIMEOUT, c.recv_reply::<NodeResponse>())
+            .await
+            .map_err(|_| io("waiting for a tag"))??
+        {
+            NodeResponse::Tag(t) => {
+                self.put_back(addr, c);
+                Ok(t.map(|b| *b))
+            }
+            _ => Err(bad("expected an owner tag".into())),
+        }
+    }
+
     /// Fetches the verified first bytes of a chunk (at most
     /// [`crate::PREVIEW_MAX`]): the node checks the whole copy, this side
     /// checks the header against the catalog's, the length bound and the

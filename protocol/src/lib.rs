@@ -5,6 +5,7 @@
 //! of format is a change to this crate alone (and to [`PROTOCOL_VERSION`]).
 
 mod activity;
+pub mod attrs;
 pub mod chunk;
 pub mod connection;
 pub mod dashboard;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod ids;
 pub mod message;
 pub mod server;
+pub mod tag;
 pub mod token;
 
 pub use connection::{Connection, Frame, DATA_FRAME_MAX, MAX_FRAME_LEN};
@@ -25,6 +27,7 @@ pub use error::{Error, ErrorKind, Result, WireError};
 pub use handshake::{Credential, Role, Secret};
 pub use ids::{ChunkId, ClusterId, FileName, NodeId};
 pub use message::*;
+pub use tag::OwnerTag;
 pub use token::{BlockOp, BlockToken, TokenKey};
 
 /// Bumped on every incompatible change of any message; peers with different

@@ -7,7 +7,9 @@
 //! long-lived *session*, opened by either side, over which heartbeats and
 //! commands flow.
 
+pub use crate::attrs::{check_attrs, Attrs, MAX_ATTRS_BYTES};
 use crate::ids::{ChunkId, ClusterId, FileName, NodeId};
+use crate::tag::OwnerTag;
 use crate::token::BlockToken;
 pub use codes::Scheme;
 use serde::{Deserialize, Serialize};
@@ -78,6 +80,47 @@ pub enum NodeRequest {
     /// pairs. Answered with `Cloned`. Used by `CopyFile`: copying a file
     /// inside the cluster moves no chunk bytes over the network.
     Clone { pairs: Vec<(ChunkId, ChunkId)> },
+    /// `Put` with the chunk's owner tag, kept in the chunk file's header.
+    /// A client's write token must be signed over the tag's digest
+    /// ([`crate::tag::OwnerTag::digest`]): a grant for one chunk cannot
+    /// store it under another file's tag.
+    PutTagged {
+        header: ChunkHeader,
+        token: Option<BlockToken>,
+        tag: Box<crate::tag::OwnerTag>,
+    },
+    /// Coordinator only: one page of the owner tags of the chunks held,
+    /// in chunk id order, strictly after `after`, at most `limit` (capped
+    /// at [`crate::tag::MAX_TAG_PAGE`] and by bytes). Answered with `Tags`.
+    ListTags { after: Option<ChunkId>, limit: u32 },
+    /// Coordinator only: give held chunks a new owner tag (a file made by
+    /// `Concat`, a copy, attributes known once a put is committed, chunks
+    /// written before tags). At most [`crate::tag::MAX_RETAG`]. Answered
+    /// with `Retagged`.
+    Retag {
+        tags: Vec<(ChunkId, crate::tag::OwnerTag)>,
+        /// Leave chunks that already have a tag as they are (`dfs-sim
+        /// retag`: only chunks written before tags get one).
+        only_untagged: bool,
+    },
+    /// The owner tag of a held chunk (a node repairing a copy carries its
+    /// source's tag over). Answered with `Tag`. Needs a read token like
+    /// `Get`.
+    GetTag {
+        id: ChunkId,
+        token: Option<BlockToken>,
+    },
+    /// Coordinator only: decode member `rebuild.member` (chunk `id`,
+    /// `raw_len` raw bytes) from the members `rebuild` lists, exactly as a
+    /// repair would, and answer with the header it encodes to (`Header`),
+    /// storing nothing. A catalog rebuilt from the nodes learns so the
+    /// header of a member none of whose copies answered, so that repair can
+    /// restore it.
+    Reconstruct {
+        id: ChunkId,
+        raw_len: u64,
+        rebuild: Rebuild,
+    },
 }
 
 /// Most chunk pairs one `NodeRequest::Clone` carries.
@@ -112,6 +155,26 @@ pub enum NodeResponse {
     /// Answer to `Clone`, one entry per pair in order: the new id and `None`
     /// once its copy is durable, or why it could not be made.
     Cloned(Vec<(ChunkId, Option<String>)>),
+    /// Answer to `ListTags`. `next` is where the following page starts
+    /// (`None`: the listing is over). The node's cluster and the newest
+    /// catalog sequence it has seen come with every page.
+    Tags {
+        node: NodeId,
+        cluster: Option<ClusterId>,
+        seq_seen: u64,
+        entries: Vec<TagEntry>,
+        next: Option<ChunkId>,
+        /// The name records of empty files (on the first page only, at
+        /// most [`crate::tag::MAX_NAME_RECORDS`]).
+        names: Vec<crate::tag::OwnerTag>,
+    },
+    /// Answer to `Retag`, one entry per chunk in order: `None` once the new
+    /// tag is durable, or why not.
+    Retagged(Vec<(ChunkId, Option<String>)>),
+    /// Answer to `GetTag`.
+    Tag(Option<Box<crate::tag::OwnerTag>>),
+    /// Answer to `Reconstruct`.
+    Header(ChunkHeader),
 }
 
 /// What a node reports about itself with every heartbeat.
@@ -249,6 +312,18 @@ pub enum SessionMsg {
     /// few heartbeats drops the session and looks for the leader (a paused
     /// coordinator's socket stays open).
     Beat { term: u64 },
+    /// Coordinator -> node: the files of these chunks were removed or
+    /// replaced (journaled); their copies are deleted after the delete
+    /// grace. The node records a tombstone for each at once, so a rebuild
+    /// from the nodes never brings a removed file back.
+    Doom(Vec<ChunkId>),
+    /// Coordinator -> node: keep this name record, the owner tag of an
+    /// empty file (it has no chunk to carry one; a bucket marker of the S3
+    /// gateway is one), for a rebuild from the nodes.
+    KeepName(Box<crate::tag::OwnerTag>),
+    /// Coordinator -> node: drop the name records of `name` up to
+    /// generation `upto` (the file was removed or replaced).
+    DropName { name: FileName, upto: u64 },
 }
 
 /// Instructions for producing one chunk copy on the receiving node.
@@ -464,6 +539,10 @@ pub enum CoordRequest {
         name: FileName,
         attrs: Attrs,
     },
+    /// Operator: walk the catalog and have nodes give an owner tag to
+    /// every copy that has none (chunks written before tags), so that a
+    /// rebuild from the nodes can place them. Answered with `Retagged`.
+    Retag,
 }
 
 /// Which consensus message a [`CoordRequest::Raft`] carries.
@@ -514,6 +593,12 @@ pub enum CoordResponse {
     },
     Coordinators(GroupStatus),
     Incidents(Vec<crate::Incident>),
+    /// Answer to `Retag`: chunks walked, and copies not retagged (a node
+    /// down or refusing).
+    Retagged {
+        chunks: u64,
+        failed: u64,
+    },
 }
 
 /// The coordinator group as one member sees it (`dfs-sim coordinators`).
@@ -558,6 +643,9 @@ pub struct PutPlan {
     /// Erasure code of every stripe of the file.
     pub scheme: Scheme,
     pub stripes: Vec<StripePlan>,
+    /// The put's generation (see [`crate::tag`]): every chunk's owner tag
+    /// carries it, and the write tokens are signed over those tags.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -576,6 +664,57 @@ pub struct ChunkPlan {
     pub token: Option<BlockToken>,
 }
 
+impl PutPlan {
+    /// The owner tag of member `member` of stripe `stripe` of this put (the
+    /// client sends it, the coordinator signs the write token over it).
+    pub fn owner_tag(&self, name: &FileName, size: u64, stripe: usize, member: usize) -> OwnerTag {
+        let plan = self;
+        // The same lengths `CommitPut` checks: full chunks, the file's last
+        // one short.
+        let cs = plan.chunk_size.max(1);
+        let total = size.div_ceil(cs);
+        let before: u64 = plan.stripes[..stripe.min(plan.stripes.len())]
+            .iter()
+            .map(|s| s.data.len() as u64)
+            .sum();
+        let data = plan.stripes.get(stripe).map_or(0, |s| s.data.len()) as u64;
+        let lens = (before..before + data)
+            .map(|i| {
+                if i + 1 == total {
+                    size - (total - 1) * cs
+                } else {
+                    cs
+                }
+            })
+            .collect();
+        OwnerTag {
+            lens,
+            name: name.clone(),
+            generation: plan.generation,
+            size,
+            scheme: plan.scheme,
+            replication: plan.replication,
+            chunk_size: plan.chunk_size,
+            stripes: plan.stripes.len() as u32,
+            stripe: stripe as u32,
+            data: plan.stripes.get(stripe).map_or(0, |s| s.data.len()) as u32,
+            member: member as u32,
+            attrs: Attrs::new(),
+        }
+    }
+}
+
+/// One chunk a node holds, as listed for a rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagEntry {
+    pub header: ChunkHeader,
+    /// `None` for chunks written before tags (or whose tag is unreadable).
+    pub tag: Option<OwnerTag>,
+    /// The coordinator told the node this chunk's file was removed or
+    /// replaced (a tombstone): a rebuild must not bring it back.
+    pub doomed: bool,
+}
+
 /// What the client stored, stripe by stripe, in the plan's order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitPut {
@@ -586,13 +725,6 @@ pub struct CommitPut {
     pub attrs: Attrs,
 }
 
-/// Free-form metadata of a file, as sorted key/value pairs.
-pub type Attrs = std::collections::BTreeMap<String, String>;
-
-/// Most bytes (keys plus values) of one file's [`Attrs`]: S3 allows 2 KiB of
-/// user metadata; the rest is room for content type and ETag.
-pub const MAX_ATTRS_BYTES: usize = 8 * 1024;
-
 /// Most files one `ListPage` answers with.
 pub const MAX_LIST_PAGE: u32 = 10_000;
 
@@ -602,17 +734,6 @@ pub const MAX_FSCK_PAGE: u32 = 2_048;
 
 /// Most parts one `Concat` may join (S3 allows 10,000 per upload).
 pub const MAX_CONCAT_PARTS: usize = 10_000;
-
-/// Refuses attrs that would bloat the catalog.
-pub fn check_attrs(a: &Attrs) -> Result<(), String> {
-    let total: usize = a.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if total > MAX_ATTRS_BYTES {
-        return Err(format!(
-            "file metadata is {total} bytes; the limit is {MAX_ATTRS_BYTES}"
-        ));
-    }
-    Ok(())
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StripeCommit {

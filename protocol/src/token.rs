@@ -71,19 +71,45 @@ impl TokenKey {
         TokenKey(secret.derive(b"dfs-sim block token key"))
     }
 
-    fn mac(&self, chunk: &ChunkId, op: BlockOp, max_len: u64, expires_ms: u64) -> Hmac<Sha256> {
+    fn mac(
+        &self,
+        chunk: &ChunkId,
+        op: BlockOp,
+        max_len: u64,
+        expires_ms: u64,
+        tag: Option<&[u8; 32]>,
+    ) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
         mac.update(b"dfs-sim block token");
         mac.update(&chunk.0);
         mac.update(&[op as u8]);
         mac.update(&max_len.to_le_bytes());
         mac.update(&expires_ms.to_le_bytes());
+        // A token signed over an owner tag's digest has a different MAC
+        // from one signed without: neither passes for the other.
+        if let Some(d) = tag {
+            mac.update(b"owner tag");
+            mac.update(d);
+        }
         mac
     }
 
     pub fn sign(&self, chunk: ChunkId, op: BlockOp, max_len: u64, expires_ms: u64) -> BlockToken {
+        self.sign_tagged(chunk, op, max_len, expires_ms, None)
+    }
+
+    /// [`TokenKey::sign`] over an owner tag's digest
+    /// ([`crate::tag::OwnerTag::digest`]): the grant of a tagged put.
+    pub fn sign_tagged(
+        &self,
+        chunk: ChunkId,
+        op: BlockOp,
+        max_len: u64,
+        expires_ms: u64,
+        tag: Option<&[u8; 32]>,
+    ) -> BlockToken {
         let mac = self
-            .mac(&chunk, op, max_len, expires_ms)
+            .mac(&chunk, op, max_len, expires_ms, tag)
             .finalize()
             .into_bytes()
             .into();
@@ -107,8 +133,22 @@ impl TokenKey {
         len: u64,
         now_ms: u64,
     ) -> Result<(), TokenError> {
+        self.check_tagged(token, chunk, op, len, now_ms, None)
+    }
+
+    /// [`TokenKey::check`] of a grant signed over an owner tag's digest:
+    /// a tag other than the one signed fails as a bad signature.
+    pub fn check_tagged(
+        &self,
+        token: Option<&BlockToken>,
+        chunk: &ChunkId,
+        op: BlockOp,
+        len: u64,
+        now_ms: u64,
+        tag: Option<&[u8; 32]>,
+    ) -> Result<(), TokenError> {
         let t = token.ok_or(TokenError::Missing)?;
-        self.mac(&t.chunk, t.op, t.max_len, t.expires_ms)
+        self.mac(&t.chunk, t.op, t.max_len, t.expires_ms, tag)
             .verify_slice(&t.mac)
             .map_err(|_| TokenError::BadSignature)?;
         if t.chunk != *chunk {
@@ -181,6 +221,30 @@ mod tests {
         assert_eq!(
             k.check(None, &c, BlockOp::Write, 10, 0),
             Err(TokenError::Missing)
+        );
+    }
+
+    #[test]
+    fn a_tagged_grant_holds_only_for_its_tag() {
+        let k = key("cluster secret");
+        let c = ChunkId::random();
+        let (mine, theirs) = ([1u8; 32], [2u8; 32]);
+        let t = k.sign_tagged(c, BlockOp::Write, 10, 5_000, Some(&mine));
+        assert_eq!(
+            k.check_tagged(Some(&t), &c, BlockOp::Write, 10, 0, Some(&mine)),
+            Ok(())
+        );
+        for other in [Some(&theirs), None] {
+            assert_eq!(
+                k.check_tagged(Some(&t), &c, BlockOp::Write, 10, 0, other),
+                Err(TokenError::BadSignature)
+            );
+        }
+        // An untagged grant cannot carry a tag either.
+        let u = k.sign(c, BlockOp::Write, 10, 5_000);
+        assert_eq!(
+            k.check_tagged(Some(&u), &c, BlockOp::Write, 10, 0, Some(&mine)),
+            Err(TokenError::BadSignature)
         );
     }
 

@@ -124,6 +124,28 @@ pub struct Args {
     /// random) calls an election, in milliseconds.
     #[arg(long, default_value_t = 1500)]
     pub election_timeout_ms: u64,
+    /// Every coordinator disk was lost: assemble the catalog from the
+    /// owner tags the --nodes keep with their chunks, write it into --data
+    /// (which must hold no catalog), print what was found, then serve it.
+    #[arg(long, requires = "nodes", conflicts_with_all = ["recover", "read_only"])]
+    pub rebuild_from_nodes: bool,
+    /// With --rebuild-from-nodes: print what a rebuild would recover and
+    /// write nothing.
+    #[arg(long, requires = "rebuild_from_nodes")]
+    pub dry_run: bool,
+    /// With --rebuild-from-nodes: print the report as JSON.
+    #[arg(long, requires = "rebuild_from_nodes")]
+    pub json: bool,
+}
+
+fn print_rebuild(report: &coord::rebuild::RebuildReport, json: bool) {
+    if json {
+        super::print_json(report);
+    } else {
+        for line in report.to_string().lines() {
+            announce(line);
+        }
+    }
 }
 
 /// `--parity` values, with the scheme's own one-line error.
@@ -225,6 +247,20 @@ pub async fn run(a: Args) -> Result<()> {
     // says so at once.
     let data = std::path::absolute(&a.data).unwrap_or(a.data.clone());
     cfg.data_dir = data.clone();
+    let rebuilt = if a.rebuild_from_nodes {
+        let opts = coord::rebuild::RebuildOptions {
+            dry_run: a.dry_run,
+            ..Default::default()
+        };
+        let report = coord::rebuild::rebuild(&cfg, &opts).await?;
+        if a.dry_run {
+            print_rebuild(&report, a.json);
+            return Ok(());
+        }
+        Some(report)
+    } else {
+        None
+    };
     let listener = bind(&a.listen).await?;
     let http = match &a.http {
         Some(addr) => {
@@ -240,6 +276,10 @@ pub async fn run(a: Args) -> Result<()> {
         "coordinator listening on {local}, data in {}",
         data.display()
     ));
+    // After the ready line (the first line is always that one).
+    if let Some(report) = &rebuilt {
+        print_rebuild(report, a.json);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let web_task = match http {
         Some(l) => {

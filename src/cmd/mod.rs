@@ -20,6 +20,7 @@ pub mod no_http;
 pub mod node;
 pub mod put;
 pub mod rebalance;
+pub mod retag;
 pub mod rm;
 pub mod s3;
 pub mod scrub;

@@ -1107,10 +1107,15 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Flips one byte `from_end` bytes before the end of `path`.
+/// Flips one byte `from_end` bytes before the end of the stored bytes of
+/// the chunk file `path` (owner tag records after them are left alone).
 pub fn flip_byte_near_end(path: &Path, from_end: u64) {
     let mut data = std::fs::read(path).expect("read chunk file");
-    let len = data.len() as u64;
+    // The end of the stored bytes: owner tag records may follow them.
+    let hl = u32::from_le_bytes(data[8..12].try_into().expect("chunk header")) as usize;
+    let header: protocol::ChunkHeader =
+        protocol::connection::decode(&data[12..12 + hl]).expect("chunk header");
+    let len = (12 + hl) as u64 + header.stored_len;
     assert!(len > from_end, "{} too short to corrupt", path.display());
     let at = (len - 1 - from_end) as usize;
     data[at] ^= 0xA5;

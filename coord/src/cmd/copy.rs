@@ -186,6 +186,7 @@ pub async fn copy(
                     replication: template.replication,
                     scheme: template.scheme,
                     stripes: plan_stripes,
+                    generation: crate::tags::next_generation(),
                 },
                 expires: now + clone_deadline(total) * 2,
                 failed: HashSet::new(),
@@ -324,6 +325,11 @@ pub async fn copy(
         }
         .into());
     }
+    // The copies carry their source's tag: they are given the copy's name
+    // (and a new generation) before the copy is committed.
+    let generation = crate::tags::next_generation();
+    crate::tags::retag(coord, crate::tags::entry_tags(&dst, generation, &entry)).await;
+    let record = crate::tags::name_record(&dst, generation, &entry);
     let claim = {
         let mut guard = coord.lock();
         let st = guard.parts();
@@ -358,6 +364,9 @@ pub async fn copy(
     match res {
         Ok(garbage) => {
             tracing::info!(%src, %dst, size = summary.size, "copy committed");
+            if let Some(r) = record {
+                crate::tags::broadcast(coord, r);
+            }
             coord.collect(garbage);
             coord.collect(unconfirmed);
             Ok(summary)

@@ -140,22 +140,42 @@ pub fn plan(
             }
         })?
     };
-    // Write grants, valid for as long as the upload may stay open.
-    let ttl = upload_ttl(size);
-    let max_len = protocol::chunk::max_stored_len(cfg.chunk_size);
-    let mut stripes = stripes;
-    for s in stripes.iter_mut() {
-        for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
-            c.token = coord.grant(c.id, BlockOp::Write, max_len, ttl);
-        }
-    }
-    let plan = PutPlan {
+    let mut plan = PutPlan {
         upload_id: st.uploads.next_id(),
         chunk_size,
         replication: cfg.replication,
         scheme,
         stripes,
+        generation: crate::tags::next_generation(),
     };
+    // Write grants, valid for as long as the upload may stay open, each
+    // signed over its chunk's owner tag.
+    let ttl = upload_ttl(size);
+    let max_len = protocol::chunk::max_stored_len(cfg.chunk_size);
+    if let Some(key) = coord.token_key() {
+        let expires = protocol::token::now_ms().saturating_add(ttl.as_millis() as u64);
+        let k = code.k();
+        let mut tokens = Vec::new();
+        for (si, s) in plan.stripes.iter().enumerate() {
+            let members = (0..s.data.len()).chain((0..s.parity.len()).map(|j| k + j));
+            for (c, member) in s.data.iter().chain(s.parity.iter()).zip(members) {
+                let tag = plan.owner_tag(&name, size, si, member);
+                tokens.push(key.sign_tagged(
+                    c.id,
+                    BlockOp::Write,
+                    max_len,
+                    expires,
+                    Some(&tag.digest()),
+                ));
+            }
+        }
+        let mut tokens = tokens.into_iter();
+        for s in plan.stripes.iter_mut() {
+            for c in s.data.iter_mut().chain(s.parity.iter_mut()) {
+                c.token = tokens.next();
+            }
+        }
+    }
     tracing::info!(%name, size, chunks, %scheme, upload = plan.upload_id, "put planned");
     st.uploads.open(
         plan.upload_id,
@@ -272,7 +292,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(10);
 pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
     let deadline = Instant::now() + BUSY_WAIT;
     let mut pause = Duration::from_millis(1);
-    let (name, entry, _claim) = loop {
+    let (name, entry, _claim, generation, was_empty) = loop {
         let refused = {
             let mut guard = coord.lock();
             let st = guard.parts();
@@ -282,11 +302,13 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
                 .ok_or(Error::NoSuchUpload(commit.upload_id))?;
             let entry = build_entry(up, &commit)?;
             let name = up.name.clone();
+            let generation = up.plan.generation;
+            let was_empty = st.catalog.files().get(&name).is_some_and(|f| f.size == 0);
             if !up.force && st.catalog.files().contains_key(&name) {
                 Some(Error::FileExists(name))
             } else {
                 match coord.claim_names(vec![name.clone()]) {
-                    Ok(claim) => break (name, entry, claim),
+                    Ok(claim) => break (name, entry, claim, generation, was_empty),
                     Err(e) if Instant::now() >= deadline => Some(e),
                     Err(_) => None,
                 }
@@ -307,6 +329,20 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         created_ms: entry.created_ms,
         attrs: entry.attrs.clone(),
     };
+    // Attributes are known only now (an S3 ETag): the first stripe's
+    // chunks get them in their tags once the file is durable.
+    let attr_tags: Vec<crate::tags::TagOrder> = if entry.attrs.is_empty() || generation == 0 {
+        Vec::new()
+    } else {
+        let first = entry
+            .stripes
+            .first()
+            .map_or(0, |s| s.data.len() + s.parity.len());
+        let mut t = crate::tags::entry_tags(&name, generation, &entry);
+        t.truncate(first);
+        t
+    };
+    let record = crate::tags::name_record(&name, generation, &entry);
     let res = coord
         .commit(vec![Record::PutFile {
             name: name.clone(),
@@ -314,10 +350,25 @@ pub async fn commit(coord: &Coord, commit: CommitPut) -> Result<FileSummary> {
         }])
         .await;
     let upload = coord.lock().parts().uploads.close(commit.upload_id);
+    if res.is_ok() {
+        if was_empty {
+            crate::tags::broadcast(
+                coord,
+                protocol::SessionMsg::DropName {
+                    name: name.clone(),
+                    upto: generation.saturating_sub(1),
+                },
+            );
+        }
+        if let Some(r) = record {
+            crate::tags::broadcast(coord, r);
+        }
+    }
     match res {
         Ok(garbage) => {
             tracing::info!(%name, size = summary.size, "put committed");
             coord.collect(garbage);
+            crate::tags::retag(coord, attr_tags).await;
             Ok(summary)
         }
         Err(e) => {
@@ -556,6 +607,9 @@ pub async fn concat(
         };
         (summary, entry, claim)
     };
+    // The joined file's chunks are tagged with its name once it is
+    // durable: a rebuild finds the object, not its parts.
+    let tags = crate::tags::entry_tags(&name, crate::tags::next_generation(), &entry);
     let res = coord
         .commit(vec![Record::Concat {
             name: name.clone(),
@@ -567,6 +621,7 @@ pub async fn concat(
     let garbage = res?;
     tracing::info!(%name, parts = parts.len(), size = summary.size, "concat committed");
     coord.collect(garbage);
+    crate::tags::retag(coord, tags).await;
     Ok(summary)
 }
 

@@ -6,9 +6,10 @@ use crate::state::Coord;
 use protocol::FileName;
 
 pub async fn remove(coord: &Coord, name: FileName) -> Result<()> {
-    if !coord.lock().catalog().files().contains_key(&name) {
-        return Err(Error::NoSuchFile(name));
-    }
+    let empty = match coord.lock().catalog().files().get(&name) {
+        None => return Err(Error::NoSuchFile(name)),
+        Some(f) => f.size == 0,
+    };
     let claim = coord.claim_names(vec![name.clone()])?;
     let res = coord
         .commit(vec![Record::RemoveFile { name: name.clone() }])
@@ -16,6 +17,16 @@ pub async fn remove(coord: &Coord, name: FileName) -> Result<()> {
     drop(claim);
     let garbage = res?;
     tracing::info!(%name, "file removed");
+    if empty {
+        // An empty file's only trace on the nodes is its name record.
+        crate::tags::broadcast(
+            coord,
+            protocol::SessionMsg::DropName {
+                name: name.clone(),
+                upto: crate::tags::next_generation(),
+            },
+        );
+    }
     coord.collect(garbage);
     Ok(())
 }
