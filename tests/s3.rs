@@ -937,20 +937,29 @@ fn crc32(data: &[u8]) -> u32 {
 /// affine over GF(2): solve for the 32 bits).
 fn corrupt_keeping_crc(path: &Path) {
     let mut f = std::fs::read(path).expect("read chunk file");
-    assert_eq!(&f[..8], b"DFSCHNK1", "{}", path.display());
-    let body = 12 + u32::from_le_bytes(f[8..12].try_into().unwrap()) as usize;
-    let n = f.len() - body;
+    assert!(
+        &f[..8] == b"DFSCHNK1" || &f[..8] == b"DFSCHNK2",
+        "{}",
+        path.display()
+    );
+    let hl = u32::from_le_bytes(f[8..12].try_into().unwrap()) as usize;
+    let body = 12 + hl;
+    // The stored bytes end where the header says: owner tag records follow.
+    let header: protocol::ChunkHeader =
+        protocol::connection::decode(&f[12..body]).expect("chunk header");
+    let end = body + header.stored_len as usize;
+    let n = end - body;
     assert!(n >= 64, "chunk too short to corrupt");
-    let want = crc32(&f[body..]);
+    let want = crc32(&f[body..end]);
     f[body + n / 2] ^= 0x5A;
     let patch = body + 8;
-    let base = crc32(&f[body..]);
+    let base = crc32(&f[body..end]);
     // Basis of the effects of flipping each of the 32 patch bits, each with
     // the set of bits that produces it.
     let mut basis: Vec<(u32, u32)> = Vec::new();
     for bit in 0..32 {
         f[patch + bit / 8] ^= 1 << (bit % 8);
-        let mut v = crc32(&f[body..]) ^ base;
+        let mut v = crc32(&f[body..end]) ^ base;
         f[patch + bit / 8] ^= 1 << (bit % 8);
         let mut m = 1u32 << bit;
         for &(bv, bm) in &basis {
@@ -977,7 +986,7 @@ fn corrupt_keeping_crc(path: &Path) {
             f[patch + bit / 8] ^= 1 << (bit % 8);
         }
     }
-    assert_eq!(crc32(&f[body..]), want);
+    assert_eq!(crc32(&f[body..end]), want);
     std::fs::write(path, &f).expect("write corrupted chunk file");
 }
 
