@@ -230,6 +230,21 @@ function renderSummary(s) {
 
 // -------------------------------------------------------------- incidents
 
+// The coordinator group, when there is one: members, leader, term, lag and
+// the last leadership change this member saw.
+async function loadCoordinators() {
+  const g = await api("/api/coordinators");
+  const box = $("coordinators");
+  if (!g) { box.hidden = true; return; }
+  box.hidden = false;
+  const ago = g.last_change_ms ? Math.round((Date.now() - g.last_change_ms) / 1000) + " s ago" : "never";
+  box.replaceChildren(
+    el("div", {}, el("b", {}, "coordinators "), "leader " + (g.leader || "NONE") + ", term " + g.term +
+      ", committed " + g.committed + ", last leader change " + ago + " (as seen by " + g.me + ")"),
+    ...g.members.map((m) => el("div", { class: "coord-member", "data-name": m.name, "data-leader": m.leader ? "1" : "0" },
+      m.name + " " + m.addr + " " + (m.leader ? "leader" : "follower") + (m.lag == null ? "" : ", lag " + m.lag))));
+}
+
 async function loadIncidents() {
   const list = await api("/api/incidents");
   const body = $("incident-table").tBodies[0];
@@ -606,3 +621,5 @@ window.addEventListener("resize", () => { if (lastStatus) drawFlows(lastStatus);
 api("/api/ui").then((u) => { ui = u; dataReady(); $("rebalance-btn").disabled = !u.actions; }).catch(() => {});
 connect();
 setInterval(refreshFiles, SLOW_MS);
+loadCoordinators().catch(() => {});
+setInterval(() => loadCoordinators().catch(() => {}), SLOW_MS);

@@ -53,6 +53,7 @@ pub fn router(coord: Arc<coord::Coord>, prom: PrometheusHandle, cfg: &crate::Web
         .route("/api/fsck", get(fsck))
         .route("/api/preview", get(preview))
         .route("/api/incidents", get(incidents))
+        .route("/api/coordinators", get(coordinators))
         .route("/api/incidents/{id}", get(incident))
         .route("/api/events", get(event_stream))
         .route("/api/ui", get(ui))
@@ -297,6 +298,13 @@ async fn incidents(State(s): State<AppState>) -> Json<Vec<IncidentDoc>> {
             .map(IncidentDoc::from)
             .collect(),
     )
+}
+
+/// `GET /api/coordinators`: the coordinator group as this member sees it,
+/// the document `dfs-sim coordinators --json` prints; `null` for a single
+/// coordinator.
+async fn coordinators(State(s): State<AppState>) -> Json<Option<protocol::GroupStatus>> {
+    Json(s.coord.group().map(|g| g.status()))
 }
 
 /// `GET /api/incidents/{id}`: `dfs-sim incidents ID --json`.
