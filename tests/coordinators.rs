@@ -456,7 +456,9 @@ fn a_paused_leader_steps_down_and_is_fenced() {
         g.view(old)
             .is_some_and(|v| v["leader"].as_str().is_some_and(|l| l != Group::name(old)))
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Back as a follower, it catches up with what the new leader committed
+    // while it slept (a deposed leader that acted on its own would not).
+    g.wait_caught_up(old);
     let acked = w.stop();
     check_all(&g, &acked);
     let o = g.cli(&["stat", "doomed"]);
